@@ -1,0 +1,170 @@
+//! The command line's grammar (clap) and how usage errors are reported: one line on stderr.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use wasmcell_abi::{SelfTest, ABI_VERSION};
+use wasmcell_vmm::MemorySize;
+
+#[derive(Parser)]
+#[command(name = "wasmcell", version, about = "Run WebAssembly in KVM microVMs")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Boot the guest with no workload; print its log, how it ended and the boot time.
+    Boot(BootArgs),
+}
+
+#[derive(Args)]
+pub struct BootArgs {
+    /// Guest RAM in MiB.
+    #[arg(long, value_name = "MIB", default_value = "128", value_parser = parse_memory)]
+    pub memory: MemorySize,
+    /// Stop the guest after this long (e.g. 500ms, 10s, 2m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Boot this guest ELF instead of the built-in one.
+    #[arg(long, value_name = "PATH")]
+    pub guest: Option<PathBuf>,
+    /// Ask the guest to run a diagnostic instead of exiting 0.
+    #[arg(long, value_name = "TEST")]
+    pub selftest: Option<SelfTestArg>,
+    /// Argument of the self-test (exit code, milliseconds to wait, heap boxes).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub selftest_arg: u32,
+}
+
+/// The self-tests `--selftest` accepts.
+#[derive(Clone, Copy, Default, ValueEnum)]
+pub enum SelfTestArg {
+    #[default]
+    None,
+    Exit,
+    Panic,
+    ReadUnmapped,
+    Ud2,
+    Hang,
+    Wait,
+    WriteCode,
+    WriteSystem,
+    StackOverflow,
+    Heap,
+    /// The VMM writes a boot info of another ABI version; the guest must refuse it.
+    AbiMismatch,
+}
+
+impl SelfTestArg {
+    /// The boot-info request and ABI version that carry this self-test.
+    pub fn into_request(self, arg: u32) -> (SelfTest, u32) {
+        let kind = match self {
+            SelfTestArg::None | SelfTestArg::AbiMismatch => SelfTest::NONE,
+            SelfTestArg::Exit => SelfTest::EXIT,
+            SelfTestArg::Panic => SelfTest::PANIC,
+            SelfTestArg::ReadUnmapped => SelfTest::READ_UNMAPPED,
+            SelfTestArg::Ud2 => SelfTest::UD2,
+            SelfTestArg::Hang => SelfTest::HANG,
+            SelfTestArg::Wait => SelfTest::WAIT,
+            SelfTestArg::WriteCode => SelfTest::WRITE_CODE,
+            SelfTestArg::WriteSystem => SelfTest::WRITE_SYSTEM,
+            SelfTestArg::StackOverflow => SelfTest::STACK_OVERFLOW,
+            SelfTestArg::Heap => SelfTest::HEAP,
+        };
+        let version = if matches!(self, SelfTestArg::AbiMismatch) {
+            ABI_VERSION + 1
+        } else {
+            ABI_VERSION
+        };
+        (SelfTest { kind, arg }, version)
+    }
+}
+
+fn parse_memory(s: &str) -> Result<MemorySize, String> {
+    let mib: u64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of MiB"))?;
+    MemorySize::from_mib(mib).map_err(|e| e.to_string())
+}
+
+/// `500ms`, `10s`, `2m`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (number, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| s.split_at(i));
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration (e.g. 500ms, 10s, 2m)"))?;
+    let seconds = match unit {
+        "ms" => value / 1e3,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("'{s}' has an unknown unit (use ms, s, m or h)")),
+    };
+    match Duration::try_from_secs_f64(seconds) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!("'{s}' must be a positive duration")),
+    }
+}
+
+/// Prints a clap error as one line (help and version go out as clap renders them).
+pub fn report_usage_error(error: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = error.print();
+        return ExitCode::from(if error.use_stderr() { 2 } else { 0 });
+    }
+    let text = error.to_string();
+    let first = text
+        .lines()
+        .next()
+        .unwrap_or("invalid arguments")
+        .trim_start_matches("error: ");
+    eprintln!("wasmcell: error: {first} (see wasmcell --help)");
+    ExitCode::from(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("10 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("1e400s").is_err());
+    }
+
+    #[test]
+    fn abi_mismatch_changes_only_the_version() {
+        assert_eq!(
+            SelfTestArg::AbiMismatch.into_request(0),
+            (SelfTest::default(), ABI_VERSION + 1)
+        );
+        assert_eq!(
+            SelfTestArg::Exit.into_request(3),
+            (
+                SelfTest {
+                    kind: SelfTest::EXIT,
+                    arg: 3
+                },
+                ABI_VERSION
+            )
+        );
+    }
+}

@@ -1,0 +1,46 @@
+//! SIGINT and SIGTERM stop the VM cleanly (the run ends as "killed") instead of killing the
+//! process mid-run. The signals are blocked in every thread and taken by one waiting thread.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use wasmcell_vmm::VmHandle;
+
+/// Which signal, if any, stopped the VM.
+pub struct Received(Arc<AtomicI32>);
+
+impl Received {
+    pub fn received(&self) -> Option<i32> {
+        Some(self.0.load(Ordering::Acquire)).filter(|&s| s != 0)
+    }
+}
+
+/// Blocks SIGINT/SIGTERM in this thread (and the threads it spawns later, such as the vCPU) and
+/// starts a thread that kills the VM when one arrives.
+pub fn forward_to(handle: VmHandle) -> std::io::Result<Received> {
+    // SAFETY: `set` is a local sigset_t initialised by sigemptyset before use; pthread_sigmask
+    // only changes this thread's mask.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+        set
+    };
+    let received = Arc::new(AtomicI32::new(0));
+    let flag = received.clone();
+    std::thread::Builder::new()
+        .name("wasmcell-signals".into())
+        .spawn(move || {
+            let mut signal = 0;
+            // SAFETY: `set` is a valid, initialised signal set and `signal` a valid out pointer.
+            if unsafe { libc::sigwait(&set, &mut signal) } == 0 {
+                flag.store(signal, Ordering::Release);
+                handle.kill();
+            }
+        })?;
+    Ok(Received(received))
+}

@@ -1,0 +1,51 @@
+//! The control device's register map.
+//!
+//! On x86-64 the registers are I/O ports at [`X86_PORT_BASE`] + offset, written with a 32-bit
+//! `out` from CPL 3 (the guest runs with IOPL = 3). Each write is one VM exit, handled by the
+//! VMM on the vCPU's own thread. Arguments that do not fit in 32 bits live in the
+//! [`ControlBlock`] page at [`crate::memory_map::CONTROL_BLOCK`].
+
+use core::mem::size_of;
+
+/// First I/O port of the control device on x86-64.
+pub const X86_PORT_BASE: u16 = 0x0510;
+/// Number of I/O ports the control device decodes on x86-64.
+pub const X86_PORT_COUNT: u16 = 0x20;
+
+/// Write the exit code (`u32`). The VM stops; codes 0–255 are the workload's,
+/// [`crate::exit`] lists the kernel's.
+pub const EXIT: u16 = 0x00;
+/// Write [`BOOT_DONE_MAGIC`] when the guest is ready to run its workload. The VMM records the
+/// time (the boot-time figure). Any other value is ignored.
+pub const BOOT_DONE: u16 = 0x04;
+/// Write the length of a panic message already placed in [`ControlBlock::panic_message`]. The VM
+/// stops with a guest-panic outcome.
+pub const PANIC: u16 = 0x08;
+/// Write a timeout in microseconds ([`WAIT_FOREVER`] for none). The vCPU sleeps in the VMM
+/// until an event is pending for the guest or the timeout passes, instead of spinning.
+pub const WAIT: u16 = 0x0c;
+/// Written by the CPL 0 exception stubs only: the vector number. The VMM reads the fault
+/// frame from the vCPU and stops the VM with a guest-fault outcome.
+pub const FAULT: u16 = 0x10;
+
+/// The value that marks the end of boot on [`BOOT_DONE`].
+pub const BOOT_DONE_MAGIC: u32 = 0xb007_d0e5;
+/// [`WAIT`] value meaning "until an event arrives".
+pub const WAIT_FOREVER: u32 = u32::MAX;
+
+/// Bytes of panic message the VMM reads at most.
+pub const PANIC_MESSAGE_MAX: usize = 3072;
+
+/// The control block: a page the guest writes and the VMM reads when a register tells it to.
+/// The VMM treats every byte of it as hostile.
+#[repr(C)]
+pub struct ControlBlock {
+    /// UTF-8 panic message, `len` bytes as written to [`PANIC`] (capped at
+    /// [`PANIC_MESSAGE_MAX`]).
+    pub panic_message: [u8; PANIC_MESSAGE_MAX],
+}
+
+const _: () = {
+    assert!(size_of::<ControlBlock>() <= crate::memory_map::PAGE_SIZE as usize);
+    assert!(FAULT + 4 <= X86_PORT_COUNT);
+};

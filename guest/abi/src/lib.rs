@@ -1,0 +1,23 @@
+//! The contract between the wasmcell VMM (host) and the wasmcell guest unikernel.
+//!
+//! This crate is the only thing the two sides share. The VMM builds the guest's address space
+//! from [`memory_map`], writes a [`BootInfo`] at [`memory_map::BOOT_INFO`], and starts the guest
+//! at its ELF entry point in CPL 3 with `RDI` = the boot-info address. From then on the guest
+//! talks to the VMM only through devices: the [`control`] device (exit, boot-done, panic, wait,
+//! fault report) and, on x86-64, a 16550 serial port for its log.
+//!
+//! Any change to a layout in this crate that an older peer would misread bumps [`ABI_VERSION`];
+//! the guest refuses to run with a boot info whose version differs from its own
+//! ([`exit::ABI_MISMATCH`]). `no_std`, no dependencies, and every layout is pinned by
+//! compile-time asserts.
+#![no_std]
+
+pub mod boot_info;
+pub mod control;
+pub mod exit;
+pub mod memory_map;
+
+pub use boot_info::{BootInfo, SelfTest};
+
+/// Version of every layout in this crate. Bumped on any incompatible change.
+pub const ABI_VERSION: u32 = 1;

@@ -1,0 +1,59 @@
+//! x86-64: port I/O for the control device and the 16550 console, and the few instructions the
+//! self-tests need. Everything here runs in CPL 3; `in`/`out` are allowed because the VMM
+//! starts the guest with `RFLAGS.IOPL = 3`.
+
+use core::arch::asm;
+use wasmcell_abi::control::X86_PORT_BASE;
+
+/// The 16550's transmit register (COM1).
+const COM1: u16 = 0x3f8;
+
+/// Writes a control-device register (see `wasmcell_abi::control`).
+pub fn control_write(register: u16, value: u32) {
+    // SAFETY: an `out` to the control device has no effect on guest memory; it is not marked
+    // `nomem` so that stores the VMM reads afterwards (the control block) happen before it.
+    unsafe {
+        asm!("out dx, eax", in("dx") X86_PORT_BASE + register, in("eax") value, options(nostack, preserves_flags))
+    }
+}
+
+/// Writes bytes to the console with one `rep outsb`: KVM hands the whole buffer to the VMM in a
+/// single exit. The VMM's UART never applies back-pressure, so the line-status register is not
+/// polled (that would cost one exit per byte).
+pub fn console_write(bytes: &[u8]) {
+    // SAFETY: `rep outsb` reads `rcx` bytes from `rsi`, which is exactly `bytes`; the direction
+    // flag is clear as the ABI requires at every call boundary.
+    unsafe {
+        asm!(
+            "rep outsb",
+            inout("rcx") bytes.len() => _,
+            inout("rsi") bytes.as_ptr() => _,
+            in("dx") COM1,
+            options(nostack, readonly, preserves_flags)
+        )
+    }
+}
+
+/// Reads a `u64` at `addr`, for self-tests that touch memory the guest must not reach.
+pub fn read_u64(addr: u64) -> u64 {
+    let value: u64;
+    // SAFETY: a load has no effect other than faulting, which is what the self-test wants; the
+    // fault is reported by the CPL 0 stubs and the VM stops.
+    unsafe {
+        asm!("mov {}, [{}]", out(reg) value, in(reg) addr, options(nostack, readonly, preserves_flags))
+    }
+    value
+}
+
+/// Writes a `u64` at `addr`, for self-tests that must fault (read-only or supervisor pages).
+pub fn write_u64(addr: u64, value: u64) {
+    // SAFETY: only self-tests call this, on addresses the page tables protect; the write faults
+    // and the VM stops before anything observes it.
+    unsafe { asm!("mov [{}], {}", in(reg) addr, in(reg) value, options(nostack, preserves_flags)) }
+}
+
+/// Executes `ud2`.
+pub fn invalid_opcode() -> ! {
+    // SAFETY: `ud2` raises #UD, which the CPL 0 stub reports; control never returns.
+    unsafe { asm!("ud2", options(noreturn, nostack)) }
+}

@@ -1,0 +1,46 @@
+//! Turning a fault the CPL 0 stubs reported (or a triple fault) into an [`Outcome`].
+//!
+//! The stub leaves the CPU's exception frame on its stack; `RSP` points at it. The frame is read
+//! through vm-memory, so a guest that reports a fake fault with a wild `RSP` gets zeros, not a
+//! host read out of bounds.
+
+use crate::memory::GuestMemory;
+use crate::outcome::Outcome;
+use kvm_ioctls::VcpuFd;
+use vm_memory::{Bytes, GuestAddress};
+use wasmcell_abi::exit::{x86_has_error_code, VECTOR_TRIPLE_FAULT};
+
+/// The fault reported on the FAULT register with `vector`.
+pub fn fault_outcome(vcpu: &VcpuFd, memory: &GuestMemory, vector: u32) -> Outcome {
+    let vector = vector as u8;
+    let rsp = vcpu.get_regs().map(|r| r.rsp).unwrap_or(0);
+    let cr2 = vcpu.get_sregs().map(|s| s.cr2).unwrap_or(0);
+    let word = |i: u64| {
+        memory
+            .read_obj::<u64>(GuestAddress(rsp.wrapping_add(i * 8)))
+            .unwrap_or(0)
+    };
+    let (error_code, rip) = if x86_has_error_code(vector) {
+        (word(0), word(1))
+    } else {
+        (0, word(0))
+    };
+    Outcome::GuestFault {
+        vector,
+        error_code,
+        rip,
+        cr2,
+    }
+}
+
+/// The guest could not deliver an exception at all (KVM reports a shutdown).
+pub fn shutdown_outcome(vcpu: &VcpuFd) -> Outcome {
+    let rip = vcpu.get_regs().map(|r| r.rip).unwrap_or(0);
+    let cr2 = vcpu.get_sregs().map(|s| s.cr2).unwrap_or(0);
+    Outcome::GuestFault {
+        vector: VECTOR_TRIPLE_FAULT,
+        error_code: 0,
+        rip,
+        cr2,
+    }
+}

@@ -1,0 +1,113 @@
+//! The vCPU's state at the first instruction: 64-bit long mode, paging on, and CPL 3 straight
+//! away (`CS.DPL = 3`, `RFLAGS.IOPL = 3`, `IF = 0`). No guest code runs in CPL 0 to get there.
+
+use super::descriptors::{
+    GDT_ENTRIES, IDT_BYTES, TSS_LIMIT, TSS_SELECTOR, USER_CODE_SELECTOR, USER_DATA_SELECTOR,
+};
+use super::PAGE_TABLE_ROOT;
+use kvm_bindings::{kvm_segment, CpuId, KVM_MAX_CPUID_ENTRIES};
+use kvm_ioctls::{Kvm, VcpuFd};
+use std::sync::OnceLock;
+use wasmcell_abi::memory_map as map;
+
+const CR0_PE: u64 = 1 << 0;
+const CR0_MP: u64 = 1 << 1;
+const CR0_ET: u64 = 1 << 4;
+const CR0_NE: u64 = 1 << 5;
+const CR0_WP: u64 = 1 << 16;
+const CR0_PG: u64 = 1 << 31;
+const CR4_PAE: u64 = 1 << 5;
+const CR4_OSFXSR: u64 = 1 << 9;
+const CR4_OSXMMEXCPT: u64 = 1 << 10;
+const EFER_LME: u64 = 1 << 8;
+const EFER_LMA: u64 = 1 << 10;
+const EFER_NXE: u64 = 1 << 11;
+const RFLAGS_RESERVED: u64 = 1 << 1;
+const RFLAGS_IOPL3: u64 = 3 << 12;
+
+/// Errors while preparing the vCPU.
+#[derive(Debug, thiserror::Error)]
+pub enum VcpuSetupError {
+    #[error("Cannot get the CPUID KVM supports")]
+    GetCpuid(#[source] kvm_ioctls::Error),
+    #[error("Cannot set the vCPU's CPUID")]
+    SetCpuid(#[source] kvm_ioctls::Error),
+    #[error("Cannot get the vCPU's special registers")]
+    GetSregs(#[source] kvm_ioctls::Error),
+    #[error("Cannot set the vCPU's special registers")]
+    SetSregs(#[source] kvm_ioctls::Error),
+    #[error("Cannot set the vCPU's registers")]
+    SetRegs(#[source] kvm_ioctls::Error),
+}
+
+/// KVM's supported CPUID, asked once per process: the ioctl costs ~0.5 ms on nested KVM.
+fn supported_cpuid(kvm: &Kvm) -> Result<&'static CpuId, VcpuSetupError> {
+    static CPUID: OnceLock<CpuId> = OnceLock::new();
+    if let Some(cpuid) = CPUID.get() {
+        return Ok(cpuid);
+    }
+    let cpuid = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(VcpuSetupError::GetCpuid)?;
+    Ok(CPUID.get_or_init(|| cpuid))
+}
+
+fn segment(selector: u16, type_: u8, dpl: u8, long: bool) -> kvm_segment {
+    kvm_segment {
+        base: 0,
+        limit: 0xffff_ffff,
+        selector,
+        type_,
+        present: 1,
+        dpl,
+        db: u8::from(!long),
+        s: 1,
+        l: u8::from(long),
+        g: 1,
+        ..Default::default()
+    }
+}
+
+/// Puts the vCPU at `entry` in 64-bit CPL 3 with `RDI` = the boot info and `RSP` just below the
+/// top of the boot stack (as if `entry` had been called).
+pub fn configure_vcpu(kvm: &Kvm, vcpu: &VcpuFd, entry: u64) -> Result<(), VcpuSetupError> {
+    // KVM checks EFER.LME/NXE against the guest's CPUID, so CPUID comes first.
+    vcpu.set_cpuid2(supported_cpuid(kvm)?)
+        .map_err(VcpuSetupError::SetCpuid)?;
+
+    let mut sregs = vcpu.get_sregs().map_err(VcpuSetupError::GetSregs)?;
+    let code = segment(USER_CODE_SELECTOR, 0xb, 3, true);
+    let data = segment(USER_DATA_SELECTOR, 0x3, 3, false);
+    sregs.cs = code;
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.fs = data;
+    sregs.gs = data;
+    sregs.ss = data;
+    sregs.tr = kvm_segment {
+        base: map::TSS,
+        limit: TSS_LIMIT,
+        selector: TSS_SELECTOR,
+        type_: 0xb, // busy 64-bit TSS
+        present: 1,
+        ..Default::default()
+    };
+    sregs.gdt.base = map::GDT;
+    sregs.gdt.limit = (GDT_ENTRIES * 8 - 1) as u16;
+    sregs.idt.base = map::IDT;
+    sregs.idt.limit = IDT_BYTES - 1;
+    sregs.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
+    sregs.cr3 = PAGE_TABLE_ROOT;
+    sregs.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
+    sregs.efer = EFER_LME | EFER_LMA | EFER_NXE;
+    vcpu.set_sregs(&sregs).map_err(VcpuSetupError::SetSregs)?;
+
+    let regs = kvm_bindings::kvm_regs {
+        rip: entry,
+        rsp: map::STACK_TOP - 8,
+        rdi: map::BOOT_INFO,
+        rflags: RFLAGS_RESERVED | RFLAGS_IOPL3,
+        ..Default::default()
+    };
+    vcpu.set_regs(&regs).map_err(VcpuSetupError::SetRegs)
+}

@@ -1,0 +1,185 @@
+//! What a user asks of a VM ([`VmConfig`]) and its validation, done once before any KVM
+//! resource exists so that bad input fails early and leaves nothing behind.
+
+use std::fmt;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+use wasmcell_abi::memory_map::RAM_MAX;
+use wasmcell_abi::{SelfTest, ABI_VERSION};
+
+/// Smallest guest RAM the VMM accepts, in MiB: the fixed layout below the image takes 4 MiB.
+pub const MIN_MEMORY_MIB: u64 = 8;
+/// Largest guest RAM the VMM accepts, in MiB: RAM stays below the MMIO window.
+pub const MAX_MEMORY_MIB: u64 = RAM_MAX >> 20;
+
+/// Errors in a [`VmConfig`].
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Memory size out of range.
+    #[error("Memory size {0} MiB is outside {MIN_MEMORY_MIB}..={MAX_MEMORY_MIB} MiB")]
+    MemorySize(u64),
+    /// The guest image file could not be read.
+    #[error("Cannot read guest image {path}")]
+    ReadGuestImage {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A zero timeout.
+    #[error("Timeout must be greater than zero")]
+    ZeroTimeout,
+}
+
+/// Guest RAM size, validated on construction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemorySize(u64);
+
+impl MemorySize {
+    /// A size in MiB, if the layout allows it.
+    pub fn from_mib(mib: u64) -> Result<Self, ConfigError> {
+        if (MIN_MEMORY_MIB..=MAX_MEMORY_MIB).contains(&mib) {
+            Ok(Self(mib << 20))
+        } else {
+            Err(ConfigError::MemorySize(mib))
+        }
+    }
+
+    /// The size in bytes.
+    pub fn bytes(self) -> u64 {
+        self.0
+    }
+}
+
+impl Default for MemorySize {
+    fn default() -> Self {
+        Self(128 << 20)
+    }
+}
+
+/// Where the guest unikernel comes from.
+#[derive(Clone, Debug, Default)]
+pub enum GuestImage {
+    /// The image built into this binary.
+    #[default]
+    Embedded,
+    /// An ELF file on disk.
+    Path(PathBuf),
+    /// An ELF already in memory.
+    Bytes(Vec<u8>),
+}
+
+impl GuestImage {
+    /// The image's bytes.
+    pub(crate) fn load(&self) -> Result<std::borrow::Cow<'_, [u8]>, ConfigError> {
+        match self {
+            GuestImage::Embedded => Ok(crate::EMBEDDED_GUEST.into()),
+            GuestImage::Path(path) => {
+                std::fs::read(path)
+                    .map(Into::into)
+                    .map_err(|source| ConfigError::ReadGuestImage {
+                        path: path.clone(),
+                        source,
+                    })
+            }
+            GuestImage::Bytes(bytes) => Ok(bytes.as_slice().into()),
+        }
+    }
+}
+
+/// Everything needed to build a VM. Turned into a running-ready [`crate::Vm`] by `Vm::try_from`.
+pub struct VmConfig {
+    /// Guest RAM.
+    pub memory: MemorySize,
+    /// The guest unikernel.
+    pub guest_image: GuestImage,
+    /// Stop the guest after this long (from VM creation); `None` for no limit.
+    pub timeout: Option<Duration>,
+    /// Where the guest's serial log goes.
+    pub log: Box<dyn Write + Send>,
+    /// A diagnostic for the guest to run instead of its normal work.
+    pub selftest: SelfTest,
+    /// The ABI version written into the boot info. Always [`ABI_VERSION`] except in tests of
+    /// the guest's version check.
+    pub abi_version: u32,
+}
+
+impl Default for VmConfig {
+    fn default() -> Self {
+        Self {
+            memory: MemorySize::default(),
+            guest_image: GuestImage::default(),
+            timeout: None,
+            log: Box::new(std::io::sink()),
+            selftest: SelfTest::default(),
+            abi_version: ABI_VERSION,
+        }
+    }
+}
+
+impl VmConfig {
+    /// Checks what can be checked without touching KVM.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.timeout == Some(Duration::ZERO) {
+            return Err(ConfigError::ZeroTimeout);
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for VmConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VmConfig")
+            .field("memory", &self.memory)
+            .field("guest_image", &self.guest_image)
+            .field("timeout", &self.timeout)
+            .field("selftest", &self.selftest)
+            .field("abi_version", &self.abi_version)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_size_bounds() {
+        assert!(MemorySize::from_mib(MIN_MEMORY_MIB - 1).is_err());
+        assert_eq!(
+            MemorySize::from_mib(MIN_MEMORY_MIB).unwrap().bytes(),
+            MIN_MEMORY_MIB << 20
+        );
+        assert_eq!(
+            MemorySize::from_mib(MAX_MEMORY_MIB).unwrap().bytes(),
+            RAM_MAX
+        );
+        assert!(MemorySize::from_mib(MAX_MEMORY_MIB + 1).is_err());
+        assert!(MemorySize::from_mib(u64::MAX).is_err());
+        let msg = MemorySize::from_mib(1).unwrap_err().to_string();
+        assert_eq!(
+            msg,
+            format!("Memory size 1 MiB is outside 8..={MAX_MEMORY_MIB} MiB")
+        );
+    }
+
+    #[test]
+    fn missing_guest_image_names_the_path() {
+        let image = GuestImage::Path("/nonexistent/guest.elf".into());
+        let err = image.load().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Cannot read guest image /nonexistent/guest.elf"
+        );
+        assert!(std::error::Error::source(&err).is_some());
+    }
+
+    #[test]
+    fn zero_timeout_is_refused() {
+        let config = VmConfig {
+            timeout: Some(Duration::ZERO),
+            ..Default::default()
+        };
+        assert!(matches!(config.validate(), Err(ConfigError::ZeroTimeout)));
+    }
+}

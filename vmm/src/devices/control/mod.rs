@@ -1,0 +1,139 @@
+//! The control device: how the guest ends, marks boot done, reports panics and faults, and
+//! waits for events. The register map is `wasmcell_abi::control`.
+//!
+//! A register write is decoded into a [`ControlAction`] for the vCPU loop to carry out. The only
+//! guest memory it reads, the panic message, is read through vm-memory and capped in length.
+
+use crate::memory::GuestMemory;
+use std::time::Duration;
+use vm_memory::{Bytes, GuestAddress};
+use wasmcell_abi::control::{self as reg, BOOT_DONE_MAGIC, PANIC_MESSAGE_MAX, WAIT_FOREVER};
+use wasmcell_abi::memory_map::CONTROL_BLOCK;
+
+/// What the vCPU loop must do after a control-register write.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ControlAction {
+    /// Resume the guest.
+    Continue,
+    /// Record the boot-done time, then resume.
+    BootDone,
+    /// Sleep until an event or the timeout (`None`: no timeout), then resume.
+    Wait(Option<Duration>),
+    /// Stop: the guest exited with this code.
+    Exit(u32),
+    /// Stop: the guest panicked with this message.
+    Panic(String),
+    /// Stop: a CPL 0 stub reported this exception vector.
+    Fault(u32),
+}
+
+/// The control device of one VM.
+pub struct ControlDevice {
+    memory: GuestMemory,
+}
+
+impl ControlDevice {
+    pub fn new(memory: GuestMemory) -> Self {
+        Self { memory }
+    }
+
+    /// A guest write of `data` to register `offset`. Only 32-bit writes mean anything.
+    pub fn write(&mut self, offset: u16, data: &[u8]) -> ControlAction {
+        let Ok(bytes) = <[u8; 4]>::try_from(data) else {
+            return ControlAction::Continue;
+        };
+        let value = u32::from_le_bytes(bytes);
+        match offset {
+            reg::EXIT => ControlAction::Exit(value),
+            reg::BOOT_DONE if value == BOOT_DONE_MAGIC => ControlAction::BootDone,
+            reg::PANIC => ControlAction::Panic(self.panic_message(value)),
+            reg::WAIT if value == WAIT_FOREVER => ControlAction::Wait(None),
+            reg::WAIT => ControlAction::Wait(Some(Duration::from_micros(value.into()))),
+            reg::FAULT => ControlAction::Fault(value),
+            _ => ControlAction::Continue,
+        }
+    }
+
+    fn panic_message(&self, len: u32) -> String {
+        let mut message = vec![0u8; (len as usize).min(PANIC_MESSAGE_MAX)];
+        match self
+            .memory
+            .read_slice(&mut message, GuestAddress(CONTROL_BLOCK))
+        {
+            Ok(()) => String::from_utf8_lossy(&message).into_owned(),
+            Err(_) => String::from("(panic message unreadable)"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(ram: usize) -> ControlDevice {
+        ControlDevice::new(GuestMemory::from_ranges(&[(GuestAddress(0), ram)]).unwrap())
+    }
+
+    fn write32(dev: &mut ControlDevice, offset: u16, value: u32) -> ControlAction {
+        dev.write(offset, &value.to_le_bytes())
+    }
+
+    #[test]
+    fn registers_decode_to_actions() {
+        let mut dev = device(4 << 20);
+        assert_eq!(write32(&mut dev, reg::EXIT, 42), ControlAction::Exit(42));
+        assert_eq!(
+            write32(&mut dev, reg::BOOT_DONE, BOOT_DONE_MAGIC),
+            ControlAction::BootDone
+        );
+        assert_eq!(
+            write32(&mut dev, reg::BOOT_DONE, 1),
+            ControlAction::Continue
+        );
+        assert_eq!(
+            write32(&mut dev, reg::WAIT, 1500),
+            ControlAction::Wait(Some(Duration::from_micros(1500)))
+        );
+        assert_eq!(
+            write32(&mut dev, reg::WAIT, WAIT_FOREVER),
+            ControlAction::Wait(None)
+        );
+        assert_eq!(write32(&mut dev, reg::FAULT, 14), ControlAction::Fault(14));
+        assert_eq!(write32(&mut dev, 0x1c, 7), ControlAction::Continue);
+        // A byte-sized write is not a register write.
+        assert_eq!(dev.write(reg::EXIT, &[3]), ControlAction::Continue);
+    }
+
+    #[test]
+    fn panic_message_is_read_capped_and_lossy() {
+        let mut dev = device(4 << 20);
+        dev.memory
+            .write_slice(b"boom \xff!", GuestAddress(CONTROL_BLOCK))
+            .unwrap();
+        assert_eq!(
+            write32(&mut dev, reg::PANIC, 4),
+            ControlAction::Panic("boom".into())
+        );
+        assert_eq!(
+            write32(&mut dev, reg::PANIC, 7),
+            ControlAction::Panic("boom \u{fffd}!".into())
+        );
+        let ControlAction::Panic(long) = write32(&mut dev, reg::PANIC, u32::MAX) else {
+            panic!()
+        };
+        assert_eq!(
+            long.len(),
+            PANIC_MESSAGE_MAX + 2,
+            "capped (plus one 3-byte replacement char)"
+        );
+    }
+
+    #[test]
+    fn panic_message_outside_guest_memory_is_not_read() {
+        let mut dev = device(0x10_0000);
+        assert_eq!(
+            write32(&mut dev, reg::PANIC, 16),
+            ControlAction::Panic("(panic message unreadable)".into())
+        );
+    }
+}
