@@ -14,14 +14,7 @@ fn main() {
     let guest_dir = manifest_dir.join("../guest/kernel");
     let abi_dir = manifest_dir.join("../guest/abi");
     for dir in [&guest_dir, &abi_dir] {
-        for entry in [
-            "src",
-            "Cargo.toml",
-            "Cargo.lock",
-            "build.rs",
-            "link.ld",
-            ".cargo",
-        ] {
+        for entry in ["src", "Cargo.toml", "Cargo.lock", "build.rs", "link.ld", ".cargo"] {
             let path = dir.join(entry);
             if path.exists() {
                 println!("cargo:rerun-if-changed={}", path.display());
@@ -36,8 +29,7 @@ fn main() {
         Some(path) => PathBuf::from(path),
         None => build_guest(&guest_dir, &manifest_dir),
     };
-    std::fs::copy(&elf, &out)
-        .unwrap_or_else(|e| panic!("copy {} to {}: {e}", elf.display(), out.display()));
+    std::fs::copy(&elf, &out).unwrap_or_else(|e| panic!("copy {} to {}: {e}", elf.display(), out.display()));
 }
 
 fn build_guest(guest_dir: &Path, manifest_dir: &Path) -> PathBuf {
@@ -72,14 +64,9 @@ fn build_guest(guest_dir: &Path, manifest_dir: &Path) -> PathBuf {
             .map(|o| String::from_utf8_lossy(&o.stdout).contains(GUEST_TARGET))
             .unwrap_or(true);
         if !installed {
-            panic!(
-                "the guest needs the {GUEST_TARGET} target: run `rustup target add {GUEST_TARGET}`"
-            );
+            panic!("the guest needs the {GUEST_TARGET} target: run `rustup target add {GUEST_TARGET}`");
         }
         panic!("building the guest (guest/kernel) failed");
     }
-    target_dir
-        .join(GUEST_TARGET)
-        .join("release")
-        .join("wasmcell-guest")
+    target_dir.join(GUEST_TARGET).join("release").join("wasmcell-guest")
 }

@@ -34,6 +34,9 @@ pub struct BootArgs {
     /// Ask the guest to run a diagnostic instead of exiting 0.
     #[arg(long, value_name = "TEST")]
     pub selftest: Option<SelfTestArg>,
+    /// Do not ask the guest for a log (each logged byte is a VM exit on nested KVM).
+    #[arg(long)]
+    pub quiet: bool,
     /// Argument of the self-test (exit code, milliseconds to wait, heap boxes).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub selftest_arg: u32,
@@ -74,30 +77,20 @@ impl SelfTestArg {
             SelfTestArg::StackOverflow => SelfTest::STACK_OVERFLOW,
             SelfTestArg::Heap => SelfTest::HEAP,
         };
-        let version = if matches!(self, SelfTestArg::AbiMismatch) {
-            ABI_VERSION + 1
-        } else {
-            ABI_VERSION
-        };
+        let version = if matches!(self, SelfTestArg::AbiMismatch) { ABI_VERSION + 1 } else { ABI_VERSION };
         (SelfTest { kind, arg }, version)
     }
 }
 
 fn parse_memory(s: &str) -> Result<MemorySize, String> {
-    let mib: u64 = s
-        .parse()
-        .map_err(|_| format!("'{s}' is not a number of MiB"))?;
+    let mib: u64 = s.parse().map_err(|_| format!("'{s}' is not a number of MiB"))?;
     MemorySize::from_mib(mib).map_err(|e| e.to_string())
 }
 
 /// `500ms`, `10s`, `2m`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (number, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((s, "s"), |i| s.split_at(i));
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration (e.g. 500ms, 10s, 2m)"))?;
+    let (number, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((s, "s"), |i| s.split_at(i));
+    let value: f64 = number.parse().map_err(|_| format!("'{s}' is not a duration (e.g. 500ms, 10s, 2m)"))?;
     let seconds = match unit {
         "ms" => value / 1e3,
         "s" => value,
@@ -116,19 +109,13 @@ pub fn report_usage_error(error: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     if matches!(
         error.kind(),
-        ErrorKind::DisplayHelp
-            | ErrorKind::DisplayVersion
-            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
     ) {
         let _ = error.print();
         return ExitCode::from(if error.use_stderr() { 2 } else { 0 });
     }
     let text = error.to_string();
-    let first = text
-        .lines()
-        .next()
-        .unwrap_or("invalid arguments")
-        .trim_start_matches("error: ");
+    let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
     eprintln!("wasmcell: error: {first} (see wasmcell --help)");
     ExitCode::from(2)
 }
@@ -152,19 +139,7 @@ mod tests {
 
     #[test]
     fn abi_mismatch_changes_only_the_version() {
-        assert_eq!(
-            SelfTestArg::AbiMismatch.into_request(0),
-            (SelfTest::default(), ABI_VERSION + 1)
-        );
-        assert_eq!(
-            SelfTestArg::Exit.into_request(3),
-            (
-                SelfTest {
-                    kind: SelfTest::EXIT,
-                    arg: 3
-                },
-                ABI_VERSION
-            )
-        );
+        assert_eq!(SelfTestArg::AbiMismatch.into_request(0), (SelfTest::default(), ABI_VERSION + 1));
+        assert_eq!(SelfTestArg::Exit.into_request(3), (SelfTest { kind: SelfTest::EXIT, arg: 3 }, ABI_VERSION));
     }
 }

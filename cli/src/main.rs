@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 use std::process::ExitCode;
 use std::time::Duration;
+use wasmcell_abi::boot_info::{LOG_INFO, LOG_OFF};
 use wasmcell_vmm::{Outcome, RunReport, Vm, VmConfig};
 
 fn main() -> ExitCode {
@@ -28,19 +29,14 @@ fn main() -> ExitCode {
 }
 
 fn run_boot(args: cli::BootArgs) -> anyhow::Result<ExitCode> {
-    let (selftest, abi_version) = args
-        .selftest
-        .unwrap_or_default()
-        .into_request(args.selftest_arg);
+    let (selftest, abi_version) = args.selftest.unwrap_or_default().into_request(args.selftest_arg);
     let config = VmConfig {
         memory: args.memory,
-        guest_image: args
-            .guest
-            .map(wasmcell_vmm::GuestImage::Path)
-            .unwrap_or_default(),
+        guest_image: args.guest.map(wasmcell_vmm::GuestImage::Path).unwrap_or_default(),
         timeout: args.timeout,
         log: Box::new(std::io::stdout()),
         selftest,
+        log_level: if args.quiet { LOG_OFF } else { LOG_INFO },
         abi_version,
     };
     let vm = Vm::try_from(config)?;
@@ -57,10 +53,7 @@ fn millis(d: Duration) -> String {
 fn print_report(report: &RunReport) {
     eprintln!("wasmcell: {}", report.outcome);
     let boot = report.boot_time.map_or_else(|| "-".to_string(), millis);
-    eprintln!(
-        "wasmcell: boot {boot} (VM create → boot-done), run {} (VM create → stop)",
-        millis(report.run_time)
-    );
+    eprintln!("wasmcell: boot {boot} (VM create → boot-done), run {} (VM create → stop)", millis(report.run_time));
 }
 
 /// The process's status: the guest's own code, 124 on timeout (as `timeout(1)`), 128 + the

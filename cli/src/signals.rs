@@ -32,15 +32,13 @@ pub fn forward_to(handle: VmHandle) -> std::io::Result<Received> {
     };
     let received = Arc::new(AtomicI32::new(0));
     let flag = received.clone();
-    std::thread::Builder::new()
-        .name("wasmcell-signals".into())
-        .spawn(move || {
-            let mut signal = 0;
-            // SAFETY: `set` is a valid, initialised signal set and `signal` a valid out pointer.
-            if unsafe { libc::sigwait(&set, &mut signal) } == 0 {
-                flag.store(signal, Ordering::Release);
-                handle.kill();
-            }
-        })?;
+    std::thread::Builder::new().name("wasmcell-signals".into()).spawn(move || {
+        let mut signal = 0;
+        // SAFETY: `set` is a valid, initialised signal set and `signal` a valid out pointer.
+        if unsafe { libc::sigwait(&set, &mut signal) } == 0 {
+            flag.store(signal, Ordering::Release);
+            handle.kill();
+        }
+    })?;
     Ok(Received(received))
 }

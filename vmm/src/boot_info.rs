@@ -31,15 +31,13 @@ pub struct BootParams {
     pub image_end: u64,
     pub tsc_khz: u64,
     pub selftest: SelfTest,
+    pub log_level: u32,
 }
 
 /// Checks that the heap fits; done before any KVM resource exists.
 pub fn check_heap(ram_size: u64, image_end: u64) -> Result<(), BootInfoError> {
     if ram_size < image_end.saturating_add(MIN_HEAP) {
-        return Err(BootInfoError::NoRoomForHeap {
-            ram_mib: ram_size >> 20,
-            image_end,
-        });
+        return Err(BootInfoError::NoRoomForHeap { ram_mib: ram_size >> 20, image_end });
     }
     Ok(())
 }
@@ -60,10 +58,10 @@ pub fn write(memory: &GuestMemory, params: &BootParams) -> Result<BootInfo, Boot
         tsc_khz: params.tsc_khz,
         random_seed,
         selftest: params.selftest,
+        log_level: params.log_level,
+        reserved: 0,
     };
-    memory
-        .write_slice(info.as_bytes(), GuestAddress(BOOT_INFO))
-        .map_err(BootInfoError::Write)?;
+    memory.write_slice(info.as_bytes(), GuestAddress(BOOT_INFO)).map_err(BootInfoError::Write)?;
     Ok(info)
 }
 
@@ -71,8 +69,7 @@ fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
     let mut filled = 0;
     while filled < buf.len() {
         // SAFETY: the pointer and length describe the unfilled tail of `buf`, which we own.
-        let n =
-            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
+        let n = unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
         if n < 0 {
             let err = std::io::Error::last_os_error();
             if err.kind() != std::io::ErrorKind::Interrupted {
@@ -98,14 +95,13 @@ mod tests {
             ram_size: 8 << 20,
             image_end: 0x50_0000,
             tsc_khz: 1,
-            selftest: SelfTest {
-                kind: SelfTest::EXIT,
-                arg: 3,
-            },
+            selftest: SelfTest { kind: SelfTest::EXIT, arg: 3 },
+            log_level: 1,
         };
         let written = write(&memory, &params).unwrap();
-        let read: [u8; size_of::<BootInfo>()] = memory.read_obj(GuestAddress(BOOT_INFO)).unwrap();
-        assert_eq!(&read[..], written.as_bytes());
+        let mut read = vec![0u8; size_of::<BootInfo>()];
+        memory.read_slice(&mut read, GuestAddress(BOOT_INFO)).unwrap();
+        assert_eq!(read, written.as_bytes());
         assert_eq!(written.check(), Ok(()));
         assert_eq!((written.heap_start, written.heap_end), (0x50_0000, 8 << 20));
         assert_ne!(written.random_seed, [0; 32]);

@@ -5,6 +5,7 @@ use std::fmt;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
+use wasmcell_abi::boot_info::LOG_INFO;
 use wasmcell_abi::memory_map::RAM_MAX;
 use wasmcell_abi::{SelfTest, ABI_VERSION};
 
@@ -74,14 +75,9 @@ impl GuestImage {
     pub(crate) fn load(&self) -> Result<std::borrow::Cow<'_, [u8]>, ConfigError> {
         match self {
             GuestImage::Embedded => Ok(crate::EMBEDDED_GUEST.into()),
-            GuestImage::Path(path) => {
-                std::fs::read(path)
-                    .map(Into::into)
-                    .map_err(|source| ConfigError::ReadGuestImage {
-                        path: path.clone(),
-                        source,
-                    })
-            }
+            GuestImage::Path(path) => std::fs::read(path)
+                .map(Into::into)
+                .map_err(|source| ConfigError::ReadGuestImage { path: path.clone(), source }),
             GuestImage::Bytes(bytes) => Ok(bytes.as_slice().into()),
         }
     }
@@ -99,6 +95,9 @@ pub struct VmConfig {
     pub log: Box<dyn Write + Send>,
     /// A diagnostic for the guest to run instead of its normal work.
     pub selftest: SelfTest,
+    /// How much the guest logs (`wasmcell_abi::boot_info::LOG_*`). On nested KVM each byte of
+    /// log is a VM exit, so the fast paths keep it off.
+    pub log_level: u32,
     /// The ABI version written into the boot info. Always [`ABI_VERSION`] except in tests of
     /// the guest's version check.
     pub abi_version: u32,
@@ -112,6 +111,7 @@ impl Default for VmConfig {
             timeout: None,
             log: Box::new(std::io::sink()),
             selftest: SelfTest::default(),
+            log_level: LOG_INFO,
             abi_version: ABI_VERSION,
         }
     }
@@ -134,6 +134,7 @@ impl fmt::Debug for VmConfig {
             .field("guest_image", &self.guest_image)
             .field("timeout", &self.timeout)
             .field("selftest", &self.selftest)
+            .field("log_level", &self.log_level)
             .field("abi_version", &self.abi_version)
             .finish_non_exhaustive()
     }
@@ -146,40 +147,25 @@ mod tests {
     #[test]
     fn memory_size_bounds() {
         assert!(MemorySize::from_mib(MIN_MEMORY_MIB - 1).is_err());
-        assert_eq!(
-            MemorySize::from_mib(MIN_MEMORY_MIB).unwrap().bytes(),
-            MIN_MEMORY_MIB << 20
-        );
-        assert_eq!(
-            MemorySize::from_mib(MAX_MEMORY_MIB).unwrap().bytes(),
-            RAM_MAX
-        );
+        assert_eq!(MemorySize::from_mib(MIN_MEMORY_MIB).unwrap().bytes(), MIN_MEMORY_MIB << 20);
+        assert_eq!(MemorySize::from_mib(MAX_MEMORY_MIB).unwrap().bytes(), RAM_MAX);
         assert!(MemorySize::from_mib(MAX_MEMORY_MIB + 1).is_err());
         assert!(MemorySize::from_mib(u64::MAX).is_err());
         let msg = MemorySize::from_mib(1).unwrap_err().to_string();
-        assert_eq!(
-            msg,
-            format!("Memory size 1 MiB is outside 8..={MAX_MEMORY_MIB} MiB")
-        );
+        assert_eq!(msg, format!("Memory size 1 MiB is outside 8..={MAX_MEMORY_MIB} MiB"));
     }
 
     #[test]
     fn missing_guest_image_names_the_path() {
         let image = GuestImage::Path("/nonexistent/guest.elf".into());
         let err = image.load().unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "Cannot read guest image /nonexistent/guest.elf"
-        );
+        assert_eq!(err.to_string(), "Cannot read guest image /nonexistent/guest.elf");
         assert!(std::error::Error::source(&err).is_some());
     }
 
     #[test]
     fn zero_timeout_is_refused() {
-        let config = VmConfig {
-            timeout: Some(Duration::ZERO),
-            ..Default::default()
-        };
+        let config = VmConfig { timeout: Some(Duration::ZERO), ..Default::default() };
         assert!(matches!(config.validate(), Err(ConfigError::ZeroTimeout)));
     }
 }

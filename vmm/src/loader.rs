@@ -20,9 +20,7 @@ pub enum LoadError {
     #[error("Guest image is not an ELF executable for this architecture")]
     NotElf,
     /// A segment lies outside the image window of the memory map.
-    #[error(
-        "Guest image segment at {start:#x}..{end:#x} is outside {IMAGE_START:#x}..{IMAGE_LIMIT:#x}"
-    )]
+    #[error("Guest image segment at {start:#x}..{end:#x} is outside {IMAGE_START:#x}..{IMAGE_LIMIT:#x}")]
     SegmentOutOfRange { start: u64, end: u64 },
     /// A segment's file range is outside the file, or its sizes are inconsistent.
     #[error("Guest image segment at {0:#x} is malformed")]
@@ -66,9 +64,7 @@ fn read<T: ByteValued + Default>(image: &[u8], offset: u64) -> Result<T, LoadErr
     let start = usize::try_from(offset).ok();
     let bytes = start.and_then(|s| image.get(s..s.checked_add(size_of::<T>())?));
     let mut value = T::default();
-    value
-        .as_mut_slice()
-        .copy_from_slice(bytes.ok_or(LoadError::Truncated)?);
+    value.as_mut_slice().copy_from_slice(bytes.ok_or(LoadError::Truncated)?);
     Ok(value)
 }
 
@@ -76,7 +72,7 @@ fn read<T: ByteValued + Default>(image: &[u8], offset: u64) -> Result<T, LoadErr
 pub fn parse(image: &[u8]) -> Result<GuestElf, LoadError> {
     let ehdr: Elf64_Ehdr = read(image, 0)?;
     let ident_ok = ehdr.e_ident[..4] == *b"\x7fELF" && ehdr.e_ident[4] == 2 && ehdr.e_ident[5] == 1;
-    if !ident_ok || ehdr.e_machine != EM_X86_64 as u16 || ehdr.e_type != 2 {
+    if !ident_ok || ehdr.e_machine != EM_X86_64 || ehdr.e_type != 2 {
         return Err(LoadError::NotElf);
     }
     if usize::from(ehdr.e_phentsize) != size_of::<Elf64_Phdr>() {
@@ -84,18 +80,12 @@ pub fn parse(image: &[u8]) -> Result<GuestElf, LoadError> {
     }
     let mut segments = Vec::new();
     for i in 0..u64::from(ehdr.e_phnum) {
-        let phdr: Elf64_Phdr = read(
-            image,
-            ehdr.e_phoff
-                .saturating_add(i * size_of::<Elf64_Phdr>() as u64),
-        )?;
+        let phdr: Elf64_Phdr = read(image, ehdr.e_phoff.saturating_add(i * size_of::<Elf64_Phdr>() as u64))?;
         if phdr.p_type != PT_LOAD || phdr.p_memsz == 0 {
             continue;
         }
         let start = phdr.p_paddr;
-        let end = start
-            .checked_add(phdr.p_memsz)
-            .ok_or(LoadError::BadSegment(start))?;
+        let end = start.checked_add(phdr.p_memsz).ok_or(LoadError::BadSegment(start))?;
         if start < IMAGE_START || end > IMAGE_LIMIT || phdr.p_vaddr != phdr.p_paddr {
             return Err(LoadError::SegmentOutOfRange { start, end });
         }
@@ -103,15 +93,8 @@ pub fn parse(image: &[u8]) -> Result<GuestElf, LoadError> {
         if phdr.p_filesz > phdr.p_memsz || file_end.is_none_or(|e| e > image.len() as u64) {
             return Err(LoadError::BadSegment(start));
         }
-        let access = SegmentAccess {
-            writable: phdr.p_flags & PF_W != 0,
-            executable: phdr.p_flags & PF_X != 0,
-        };
-        segments.push(Segment {
-            start: start & !(PAGE_SIZE - 1),
-            end: end.next_multiple_of(PAGE_SIZE),
-            access,
-        });
+        let access = SegmentAccess { writable: phdr.p_flags & PF_W != 0, executable: phdr.p_flags & PF_X != 0 };
+        segments.push(Segment { start: start & !(PAGE_SIZE - 1), end: end.next_multiple_of(PAGE_SIZE), access });
     }
     if segments.is_empty() {
         return Err(LoadError::NoSegments);
@@ -121,29 +104,16 @@ pub fn parse(image: &[u8]) -> Result<GuestElf, LoadError> {
         return Err(LoadError::BadSegment(segments[0].start));
     }
     let entry = ehdr.e_entry;
-    if !segments
-        .iter()
-        .any(|s| s.access.executable && (s.start..s.end).contains(&entry))
-    {
+    if !segments.iter().any(|s| s.access.executable && (s.start..s.end).contains(&entry)) {
         return Err(LoadError::BadEntry(entry));
     }
     let end = segments.last().map(|s| s.end).unwrap_or(IMAGE_START);
-    Ok(GuestElf {
-        entry,
-        segments,
-        end,
-    })
+    Ok(GuestElf { entry, segments, end })
 }
 
 /// Copies the (already parsed) image's segments into guest memory.
 pub fn load(memory: &GuestMemory, image: &[u8]) -> Result<(), LoadError> {
-    Elf::load(
-        memory,
-        None,
-        &mut Cursor::new(image),
-        Some(GuestAddress(IMAGE_START)),
-    )
-    .map_err(LoadError::Load)?;
+    Elf::load(memory, None, &mut Cursor::new(image), Some(GuestAddress(IMAGE_START))).map_err(LoadError::Load)?;
     Ok(())
 }
 
@@ -155,10 +125,7 @@ mod tests {
     fn embedded_guest_is_valid_and_w_xor_x() {
         let elf = parse(crate::EMBEDDED_GUEST).expect("embedded guest parses");
         assert!(elf.end > IMAGE_START && elf.end <= IMAGE_LIMIT);
-        assert!(elf
-            .segments
-            .iter()
-            .all(|s| !(s.access.writable && s.access.executable)));
+        assert!(elf.segments.iter().all(|s| !(s.access.writable && s.access.executable)));
         assert!(elf.segments.iter().any(|s| s.access.executable));
     }
 
@@ -169,10 +136,7 @@ mod tests {
         let guest = crate::EMBEDDED_GUEST;
         assert!(matches!(parse(&guest[..40]), Err(LoadError::Truncated)));
         // Headers intact but the segments' file contents cut off.
-        assert!(matches!(
-            parse(&guest[..256]),
-            Err(LoadError::BadSegment(_))
-        ));
+        assert!(matches!(parse(&guest[..256]), Err(LoadError::BadSegment(_))));
     }
 
     fn patched_phdr(f: impl Fn(&mut Elf64_Phdr)) -> Vec<u8> {
@@ -191,10 +155,7 @@ mod tests {
             p.p_paddr = 0x1000;
             p.p_vaddr = 0x1000;
         });
-        assert!(matches!(
-            parse(&low),
-            Err(LoadError::SegmentOutOfRange { start: 0x1000, .. })
-        ));
+        assert!(matches!(parse(&low), Err(LoadError::SegmentOutOfRange { start: 0x1000, .. })));
         let huge = patched_phdr(|p| p.p_memsz = u64::MAX);
         assert!(parse(&huge).is_err());
         let beyond_file = patched_phdr(|p| p.p_filesz = 1 << 40);

@@ -21,8 +21,7 @@ pub enum MemoryError {
 
 /// Maps `size` bytes of RAM at guest-physical 0 and hands them to KVM.
 pub fn create(vm: &VmFd, size: u64) -> Result<GuestMemory, MemoryError> {
-    let memory = GuestMemory::from_ranges(&[(GuestAddress(0), size as usize)])
-        .map_err(MemoryError::Allocate)?;
+    let memory = GuestMemory::from_ranges(&[(GuestAddress(0), size as usize)]).map_err(MemoryError::Allocate)?;
     for (slot, region) in memory.iter().enumerate() {
         let host = region.as_ptr() as u64;
         let slot = kvm_userspace_memory_region {

@@ -100,7 +100,10 @@ impl Vcpu {
                 return Ok(VcpuStop::Stopped);
             }
             let action = match self.fd.run() {
-                Ok(VcpuExit::IoOut(port, data)) => self.devices.io_out(port, data),
+                Ok(VcpuExit::IoOut(port, data)) => {
+                    eprintln!("out {port:#x} len {} t={:?}", data.len(), std::time::Instant::now());
+                    self.devices.io_out(port, data)
+                }
                 Ok(VcpuExit::IoIn(port, data)) => {
                     self.devices.io_in(port, data);
                     ControlAction::Continue
@@ -111,13 +114,9 @@ impl Vcpu {
                     ControlAction::Continue
                 }
                 Ok(VcpuExit::MmioWrite(..)) => ControlAction::Continue,
-                Ok(VcpuExit::Shutdown) => {
-                    return Ok(VcpuStop::Guest(arch::shutdown_outcome(&self.fd)))
-                }
+                Ok(VcpuExit::Shutdown) => return Ok(VcpuStop::Guest(arch::shutdown_outcome(&self.fd))),
                 Ok(other) => return Err(VcpuError::UnexpectedExit(format!("{other:?}"))),
-                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
-                    ControlAction::Continue
-                }
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => ControlAction::Continue,
                 Err(e) => return Err(VcpuError::Run(e)),
             };
             match action {
@@ -127,15 +126,9 @@ impl Vcpu {
                 }
                 ControlAction::Wait(timeout) => wait(shared, timeout),
                 ControlAction::Exit(code) => return Ok(VcpuStop::Guest(Outcome::Exited(code))),
-                ControlAction::Panic(message) => {
-                    return Ok(VcpuStop::Guest(Outcome::GuestPanic(message)))
-                }
+                ControlAction::Panic(message) => return Ok(VcpuStop::Guest(Outcome::GuestPanic(message))),
                 ControlAction::Fault(vector) => {
-                    return Ok(VcpuStop::Guest(arch::fault_outcome(
-                        &self.fd,
-                        &self.memory,
-                        vector,
-                    )))
+                    return Ok(VcpuStop::Guest(arch::fault_outcome(&self.fd, &self.memory, vector)))
                 }
             }
         }
@@ -153,18 +146,10 @@ fn wait(shared: &VcpuShared, timeout: Option<Duration>) {
         if remaining == Some(Duration::ZERO) {
             return;
         }
-        let ts = remaining.map(|r| libc::timespec {
-            tv_sec: r.as_secs() as libc::time_t,
-            tv_nsec: r.subsec_nanos().into(),
-        });
-        let mut pfd = libc::pollfd {
-            fd: shared.wake.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ts_ptr = ts
-            .as_ref()
-            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        let ts =
+            remaining.map(|r| libc::timespec { tv_sec: r.as_secs() as libc::time_t, tv_nsec: r.subsec_nanos().into() });
+        let mut pfd = libc::pollfd { fd: shared.wake.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
         // SAFETY: `pfd` is one valid pollfd, `ts_ptr` is null or points at a live timespec, and
         // a null signal mask means "keep the current one".
         let n = unsafe { libc::ppoll(&mut pfd, 1, ts_ptr, std::ptr::null()) };

@@ -119,26 +119,18 @@ impl TryFrom<VmConfig> for Vm {
             image_end: elf.end,
             tsc_khz: vcpu_fd.get_tsc_khz().map(u64::from).unwrap_or(0),
             selftest: config.selftest,
+            log_level: config.log_level,
         };
         boot_info::write(&memory, &params)?;
 
         // 6. Devices: the serial log and the control device.
-        let devices = Devices {
-            serial: SerialConsole::new(config.log),
-            control: ControlDevice::new(memory.clone()),
-        };
+        let devices = Devices { serial: SerialConsole::new(config.log), control: ControlDevice::new(memory.clone()) };
         let shared = Arc::new(VcpuShared::new().map_err(Error::EventLoop)?);
-        let kill = Arc::new(
-            EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC).map_err(Error::EventLoop)?,
-        );
+        let kill = Arc::new(EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC).map_err(Error::EventLoop)?);
         vcpu::install_kick_handler().map_err(Error::EventLoop)?;
 
         Ok(Vm {
-            vcpu: Vcpu {
-                fd: vcpu_fd,
-                devices,
-                memory: memory.clone(),
-            },
+            vcpu: Vcpu { fd: vcpu_fd, devices, memory: memory.clone() },
             _vm: vm,
             _kvm: kvm,
             _memory: memory,
@@ -153,35 +145,19 @@ impl TryFrom<VmConfig> for Vm {
 impl Vm {
     /// A handle that can stop this VM while [`Vm::run`] is running.
     pub fn handle(&self) -> VmHandle {
-        VmHandle {
-            kill: self.kill.clone(),
-        }
+        VmHandle { kill: self.kill.clone() }
     }
 
     /// Runs the guest to its end. This thread becomes the VMM's event loop; the vCPU gets its own.
     pub fn run(self) -> Result<RunReport, Error> {
-        let Vm {
-            vcpu,
-            shared,
-            kill,
-            timeout,
-            created,
-            ..
-        } = self;
+        let Vm { vcpu, shared, kill, timeout, created, .. } = self;
         let mut timer = None;
         if let Some(timeout) = timeout {
-            let mut fd = TimerFd::new()
+            let mut fd = TimerFd::new().map_err(errno_to_io).map_err(Error::EventLoop)?;
+            // The timeout counts from VM creation, like the boot-time figure.
+            fd.reset(timeout.saturating_sub(created.elapsed()).max(Duration::from_nanos(1)), None)
                 .map_err(errno_to_io)
                 .map_err(Error::EventLoop)?;
-            // The timeout counts from VM creation, like the boot-time figure.
-            fd.reset(
-                timeout
-                    .saturating_sub(created.elapsed())
-                    .max(Duration::from_nanos(1)),
-                None,
-            )
-            .map_err(errno_to_io)
-            .map_err(Error::EventLoop)?;
             timer = Some(fd);
         }
 
@@ -189,9 +165,9 @@ impl Vm {
         let vcpu_thread = thread::Builder::new()
             .name("wasmcell-vcpu0".into())
             .spawn(move || {
-                let result = vcpu.run(&vcpu_shared);
-                let _ = vcpu_shared.done.write(1);
-                result
+                // Signals the event loop even if the vCPU thread panics, so `run` never hangs.
+                let _done = DoneOnDrop(&vcpu_shared.done);
+                vcpu.run(&vcpu_shared)
             })
             .map_err(Error::SpawnVcpu)?;
 
@@ -217,6 +193,15 @@ fn errno_to_io(e: vmm_sys_util::errno::Error) -> std::io::Error {
     std::io::Error::from_raw_os_error(e.errno())
 }
 
+/// Writes the vCPU's `done` eventfd when dropped (on return or unwind).
+struct DoneOnDrop<'a>(&'a EventFd);
+
+impl Drop for DoneOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.write(1);
+    }
+}
+
 /// Why the event loop decided the run is over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum StopReason {
@@ -235,10 +220,7 @@ struct Supervisor {
 
 impl MutEventSubscriber for Supervisor {
     fn init(&mut self, ops: &mut EventOps) {
-        for fd in [Some(self.vcpu_done), Some(self.kill), self.timer]
-            .into_iter()
-            .flatten()
-        {
+        for fd in [Some(self.vcpu_done), Some(self.kill), self.timer].into_iter().flatten() {
             if let Err(e) = ops.add(Events::new_raw(fd, EventSet::IN)) {
                 // Without its events the loop would never end: fail the run instead of hanging.
                 eprintln!("wasmcell: cannot watch fd {fd}: {e:?}");
@@ -260,11 +242,7 @@ impl MutEventSubscriber for Supervisor {
     }
 }
 
-fn wait_for_stop(
-    shared: &VcpuShared,
-    kill: &EventFd,
-    timer: Option<&TimerFd>,
-) -> Result<StopReason, Error> {
+fn wait_for_stop(shared: &VcpuShared, kill: &EventFd, timer: Option<&TimerFd>) -> Result<StopReason, Error> {
     let mut manager = EventManager::<Supervisor>::new()?;
     let id = manager.add_subscriber(Supervisor {
         vcpu_done: shared.done.as_raw_fd(),
@@ -281,10 +259,7 @@ fn wait_for_stop(
 }
 
 /// Makes the vCPU thread leave `KVM_RUN` (or a WAIT) and waits until it has.
-fn stop_vcpu(
-    shared: &VcpuShared,
-    thread: &thread::JoinHandle<(Result<VcpuStop, VcpuError>, Instant)>,
-) {
+fn stop_vcpu(shared: &VcpuShared, thread: &thread::JoinHandle<(Result<VcpuStop, VcpuError>, Instant)>) {
     shared.stop.store(true, Ordering::Release);
     let _ = shared.wake.write(1);
     // A kick that lands just before the thread enters KVM_RUN is lost, so kick until it is out.

@@ -37,7 +37,16 @@ pub struct BootInfo {
     pub random_seed: [u8; 32],
     /// A diagnostic the guest runs instead of its normal work (see [`SelfTest`]).
     pub selftest: SelfTest,
+    /// How much the guest writes to its serial log: [`LOG_OFF`] or [`LOG_INFO`].
+    pub log_level: u32,
+    /// Zero.
+    pub reserved: u32,
 }
+
+/// The guest writes nothing to its serial log (panics still reach the VMM).
+pub const LOG_OFF: u32 = 0;
+/// The guest logs its boot and self-test results.
+pub const LOG_INFO: u32 = 1;
 
 /// A diagnostic request carried in the boot info. The VMM's tests and `wasmcell boot --selftest`
 /// use it to drive every way a guest can end, on real KVM.
@@ -88,7 +97,8 @@ const _: () = {
     assert!(offset_of!(BootInfo, tsc_khz) == 56);
     assert!(offset_of!(BootInfo, random_seed) == 64);
     assert!(offset_of!(BootInfo, selftest) == 96);
-    assert!(size_of::<BootInfo>() == 104);
+    assert!(offset_of!(BootInfo, log_level) == 104);
+    assert!(size_of::<BootInfo>() == 112);
     // It must fit in its page of the memory map.
     assert!(size_of::<BootInfo>() <= crate::memory_map::PAGE_SIZE as usize);
 };
@@ -98,9 +108,7 @@ impl BootInfo {
     pub fn as_bytes(&self) -> &[u8] {
         // SAFETY: `BootInfo` is `repr(C)`, made only of integers and integer arrays, and the
         // asserts above pin its layout with no padding, so every byte is initialised.
-        unsafe {
-            core::slice::from_raw_parts((self as *const Self).cast::<u8>(), size_of::<Self>())
-        }
+        unsafe { core::slice::from_raw_parts((self as *const Self).cast::<u8>(), size_of::<Self>()) }
     }
 
     /// Why this boot info cannot be used by a peer built against this crate, if it cannot.
@@ -140,17 +148,11 @@ mod tests {
     #[test]
     fn check_accepts_own_version_and_refuses_others() {
         assert_eq!(valid().check(), Ok(()));
-        let other = BootInfo {
-            abi_version: crate::ABI_VERSION + 1,
-            ..valid()
-        };
+        let other = BootInfo { abi_version: crate::ABI_VERSION + 1, ..valid() };
         assert_eq!(other.check(), Err(BootInfoError::VersionMismatch));
         let short = BootInfo { size: 8, ..valid() };
         assert_eq!(short.check(), Err(BootInfoError::VersionMismatch));
-        let garbage = BootInfo {
-            magic: 0,
-            ..valid()
-        };
+        let garbage = BootInfo { magic: 0, ..valid() };
         assert_eq!(garbage.check(), Err(BootInfoError::BadMagic));
     }
 

@@ -74,11 +74,9 @@ pub const MMIO_END: u64 = 0x1_0000_0000;
 pub const RAM_MAX: u64 = MMIO_START;
 
 const _: () = {
-    assert!(
-        EXCEPTION_STUBS + EXCEPTION_VECTORS * EXCEPTION_STUB_SIZE <= EXCEPTION_STUBS + PAGE_SIZE
-    );
+    assert!(EXCEPTION_STUBS + EXCEPTION_VECTORS * EXCEPTION_STUB_SIZE <= EXCEPTION_STUBS + PAGE_SIZE);
     assert!(STACK_TOP == IMAGE_START);
-    assert!(STACK_TOP % 16 == 0);
+    assert!(STACK_TOP.is_multiple_of(16));
     assert!(PAGE_TABLES_END <= BOOT_INFO);
     assert!(IMAGE_LIMIT <= RAM_MAX);
 };

@@ -1,6 +1,20 @@
 //! The guest log: formatted lines to the serial console, one VM exit per line.
 
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether the boot info asked for a log. Off costs nothing: a serial byte is a VM exit.
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Turns the log on or off (once, at boot).
+pub fn set_enabled(enabled: bool) {
+    ENABLED.store(enabled, Ordering::Relaxed);
+}
+
+/// Whether lines are written at all.
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
 
 /// Collects a line in a stack buffer and flushes it with a single string I/O instruction when
 /// full or dropped; a VM exit costs ~9 µs on nested KVM, so batching bytes matters.
@@ -11,10 +25,7 @@ pub struct LineWriter {
 
 impl LineWriter {
     pub const fn new() -> Self {
-        Self {
-            buf: [0; 256],
-            len: 0,
-        }
+        Self { buf: [0; 256], len: 0 }
     }
 
     fn flush(&mut self) {
@@ -48,8 +59,10 @@ impl Drop for LineWriter {
 #[macro_export]
 macro_rules! log {
     ($($arg:tt)*) => {{
+        if $crate::log::enabled() {
         let mut w = $crate::log::LineWriter::new();
         let _ = core::fmt::Write::write_fmt(&mut w, format_args!($($arg)*));
         let _ = core::fmt::Write::write_str(&mut w, "\n");
+        }
     }};
 }

@@ -36,6 +36,7 @@ pub unsafe extern "sysv64" fn _start(boot_info: *const BootInfo) -> ! {
         Err(BootInfoError::VersionMismatch) => control::exit(exit::ABI_MISMATCH),
         Err(BootInfoError::BadMagic) => control::exit(exit::BAD_BOOT_INFO),
     }
+    log::set_enabled(info.log_level >= wasmcell_abi::boot_info::LOG_INFO);
     heap::init(info.heap_start, info.heap_end);
     control::boot_done();
     log!(

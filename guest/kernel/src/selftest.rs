@@ -59,10 +59,7 @@ fn heap_pattern(count: usize) -> u32 {
     let mut boxes: Vec<Box<[u8]>> = (0..count).map(fill).collect();
     for round in 0..2 {
         for (i, b) in boxes.iter().enumerate() {
-            assert!(
-                b.iter().all(|&x| x == i as u8),
-                "heap corrupted at box {i} (round {round})"
-            );
+            assert!(b.iter().all(|&x| x == i as u8), "heap corrupted at box {i} (round {round})");
         }
         for i in (0..count).step_by(2) {
             boxes[i] = fill(i);

@@ -8,6 +8,4 @@ mod x86_64;
 pub use self::x86_64::*;
 
 #[cfg(not(target_arch = "x86_64"))]
-compile_error!(
-    "wasmcell's VMM supports x86_64 hosts only so far; aarch64 slots in beside arch/x86_64"
-);
+compile_error!("wasmcell's VMM supports x86_64 hosts only so far; aarch64 slots in beside arch/x86_64");

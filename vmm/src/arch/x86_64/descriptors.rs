@@ -58,10 +58,7 @@ fn tss() -> [u8; TSS_SIZE] {
     tss[102..104].copy_from_slice(&(TSS_BASE_SIZE as u16).to_le_bytes());
     let bitmap = &mut tss[TSS_BASE_SIZE..];
     bitmap.fill(0xff);
-    let allowed = [
-        (SerialConsole::PORT_BASE, SerialConsole::PORT_COUNT),
-        (X86_PORT_BASE, X86_PORT_COUNT),
-    ];
+    let allowed = [(SerialConsole::PORT_BASE, SerialConsole::PORT_COUNT), (X86_PORT_BASE, X86_PORT_COUNT)];
     for (base, count) in allowed {
         for port in usize::from(base)..usize::from(base + count) {
             bitmap[port / 8] &= !(1 << (port % 8));
@@ -97,18 +94,12 @@ fn idt() -> Vec<u8> {
 /// One stub per vector: `mov dx, FAULT; mov eax, vector; out dx, eax; 1: hlt; jmp 1b`.
 fn exception_stubs() -> Vec<u8> {
     let port = (X86_PORT_BASE + FAULT).to_le_bytes();
-    let mut stubs =
-        Vec::with_capacity((map::EXCEPTION_VECTORS * map::EXCEPTION_STUB_SIZE) as usize);
+    let mut stubs = Vec::with_capacity((map::EXCEPTION_VECTORS * map::EXCEPTION_STUB_SIZE) as usize);
     for vector in 0..map::EXCEPTION_VECTORS as u32 {
         let v = vector.to_le_bytes();
-        let stub = [
-            0x66, 0xba, port[0], port[1], 0xb8, v[0], v[1], v[2], v[3], 0xef, 0xf4, 0xeb, 0xfd,
-        ];
+        let stub = [0x66, 0xba, port[0], port[1], 0xb8, v[0], v[1], v[2], v[3], 0xef, 0xf4, 0xeb, 0xfd];
         stubs.extend_from_slice(&stub);
-        stubs.resize(
-            stubs.len() + map::EXCEPTION_STUB_SIZE as usize - stub.len(),
-            0xcc,
-        );
+        stubs.resize(stubs.len() + map::EXCEPTION_STUB_SIZE as usize - stub.len(), 0xcc);
     }
     stubs
 }
@@ -132,10 +123,7 @@ mod tests {
     #[test]
     fn stubs_fit_their_slots_and_report_their_vector() {
         let stubs = exception_stubs();
-        assert_eq!(
-            stubs.len() as u64,
-            map::EXCEPTION_VECTORS * map::EXCEPTION_STUB_SIZE
-        );
+        assert_eq!(stubs.len() as u64, map::EXCEPTION_VECTORS * map::EXCEPTION_STUB_SIZE);
         let stub14 = &stubs[14 * 16..15 * 16];
         assert_eq!(&stub14[5..9], &14u32.to_le_bytes());
         assert_eq!(&stub14[2..4], &(X86_PORT_BASE + FAULT).to_le_bytes());
@@ -157,10 +145,7 @@ mod tests {
         let g = gdt();
         let base = ((g[5] >> 16) & 0xff_ffff) | ((g[5] >> 56) << 24) | (g[6] << 32);
         assert_eq!(base, map::TSS);
-        assert_eq!(
-            u64::from_le_bytes(tss()[4..12].try_into().unwrap()),
-            map::EXCEPTION_STACK_TOP
-        );
+        assert_eq!(u64::from_le_bytes(tss()[4..12].try_into().unwrap()), map::EXCEPTION_STACK_TOP);
     }
 
     #[test]

@@ -15,32 +15,14 @@ pub fn fault_outcome(vcpu: &VcpuFd, memory: &GuestMemory, vector: u32) -> Outcom
     let vector = vector as u8;
     let rsp = vcpu.get_regs().map(|r| r.rsp).unwrap_or(0);
     let cr2 = vcpu.get_sregs().map(|s| s.cr2).unwrap_or(0);
-    let word = |i: u64| {
-        memory
-            .read_obj::<u64>(GuestAddress(rsp.wrapping_add(i * 8)))
-            .unwrap_or(0)
-    };
-    let (error_code, rip) = if x86_has_error_code(vector) {
-        (word(0), word(1))
-    } else {
-        (0, word(0))
-    };
-    Outcome::GuestFault {
-        vector,
-        error_code,
-        rip,
-        cr2,
-    }
+    let word = |i: u64| memory.read_obj::<u64>(GuestAddress(rsp.wrapping_add(i * 8))).unwrap_or(0);
+    let (error_code, rip) = if x86_has_error_code(vector) { (word(0), word(1)) } else { (0, word(0)) };
+    Outcome::GuestFault { vector, error_code, rip, cr2 }
 }
 
 /// The guest could not deliver an exception at all (KVM reports a shutdown).
 pub fn shutdown_outcome(vcpu: &VcpuFd) -> Outcome {
     let rip = vcpu.get_regs().map(|r| r.rip).unwrap_or(0);
     let cr2 = vcpu.get_sregs().map(|s| s.cr2).unwrap_or(0);
-    Outcome::GuestFault {
-        vector: VECTOR_TRIPLE_FAULT,
-        error_code: 0,
-        rip,
-        cr2,
-    }
+    Outcome::GuestFault { vector: VECTOR_TRIPLE_FAULT, error_code: 0, rip, cr2 }
 }

@@ -34,27 +34,11 @@ fn mappings(elf: &GuestElf, ram_size: u64) -> Vec<Mapping> {
         Mapping::new(map::GDT, map::GDT + map::PAGE_SIZE, F::SUPERVISOR_RW),
         Mapping::new(map::IDT, map::IDT + map::PAGE_SIZE, F::SUPERVISOR_RO),
         Mapping::new(map::TSS, map::TSS + map::PAGE_SIZE, F::SUPERVISOR_RW),
-        Mapping::new(
-            map::EXCEPTION_STUBS,
-            map::EXCEPTION_STUBS + map::PAGE_SIZE,
-            F::SUPERVISOR_RX,
-        ),
-        Mapping::new(
-            map::EXCEPTION_STACK,
-            map::EXCEPTION_STACK_TOP,
-            F::SUPERVISOR_RW,
-        ),
-        Mapping::new(
-            map::DOUBLE_FAULT_STACK,
-            map::DOUBLE_FAULT_STACK_TOP,
-            F::SUPERVISOR_RW,
-        ),
+        Mapping::new(map::EXCEPTION_STUBS, map::EXCEPTION_STUBS + map::PAGE_SIZE, F::SUPERVISOR_RX),
+        Mapping::new(map::EXCEPTION_STACK, map::EXCEPTION_STACK_TOP, F::SUPERVISOR_RW),
+        Mapping::new(map::DOUBLE_FAULT_STACK, map::DOUBLE_FAULT_STACK_TOP, F::SUPERVISOR_RW),
         Mapping::new(map::BOOT_INFO, map::BOOT_INFO + map::PAGE_SIZE, F::USER_RO),
-        Mapping::new(
-            map::CONTROL_BLOCK,
-            map::CONTROL_BLOCK + map::PAGE_SIZE,
-            F::USER_RW,
-        ),
+        Mapping::new(map::CONTROL_BLOCK, map::CONTROL_BLOCK + map::PAGE_SIZE, F::USER_RW),
         Mapping::new(map::STACK_BOTTOM, map::STACK_TOP, F::USER_RW),
     ];
     list.extend(elf.segments.iter().map(|s| {
@@ -71,19 +55,10 @@ fn mappings(elf: &GuestElf, ram_size: u64) -> Vec<Mapping> {
 }
 
 /// Writes the page tables, descriptor tables and exception stubs the guest runs under.
-pub fn configure_address_space(
-    memory: &GuestMemory,
-    elf: &GuestElf,
-    ram_size: u64,
-) -> Result<(), AddressSpaceError> {
-    let tables = PageTables::build(
-        &mappings(elf, ram_size),
-        map::PAGE_TABLES..map::PAGE_TABLES_END,
-    )?;
+pub fn configure_address_space(memory: &GuestMemory, elf: &GuestElf, ram_size: u64) -> Result<(), AddressSpaceError> {
+    let tables = PageTables::build(&mappings(elf, ram_size), map::PAGE_TABLES..map::PAGE_TABLES_END)?;
     for (addr, table) in tables.iter() {
-        memory
-            .write_slice(table, GuestAddress(addr))
-            .map_err(AddressSpaceError::Write)?;
+        memory.write_slice(table, GuestAddress(addr)).map_err(AddressSpaceError::Write)?;
     }
     descriptors::write(memory).map_err(AddressSpaceError::Write)
 }
@@ -99,24 +74,14 @@ mod tests {
     #[test]
     fn guest_address_space_is_w_xor_x_and_protects_the_system() {
         let elf = loader::parse(crate::EMBEDDED_GUEST).unwrap();
-        let tables = PageTables::build(
-            &mappings(&elf, 64 << 20),
-            map::PAGE_TABLES..map::PAGE_TABLES_END,
-        )
-        .unwrap();
+        let tables = PageTables::build(&mappings(&elf, 64 << 20), map::PAGE_TABLES..map::PAGE_TABLES_END).unwrap();
         let at = |addr| tables.translate(addr);
         // Null page, page-table pool and stack guard are unmapped.
         assert_eq!(at(0), None);
         assert_eq!(at(map::PAGE_TABLES), None);
         assert_eq!(at(map::STACK_GUARD), None);
         // System pages are supervisor-only.
-        for addr in [
-            map::GDT,
-            map::IDT,
-            map::TSS,
-            map::EXCEPTION_STUBS,
-            map::EXCEPTION_STACK,
-        ] {
+        for addr in [map::GDT, map::IDT, map::TSS, map::EXCEPTION_STUBS, map::EXCEPTION_STACK] {
             assert!(!at(addr).unwrap().user, "{addr:#x} must be supervisor-only");
         }
         assert!(at(map::EXCEPTION_STUBS).unwrap().executable);
@@ -130,10 +95,7 @@ mod tests {
         assert_eq!(at(map::MMIO_START), Some(PageFlags::USER_MMIO));
         for addr in (0..map::MMIO_START).step_by(map::PAGE_SIZE as usize) {
             if let Some(flags) = at(addr) {
-                assert!(
-                    !(flags.writable && flags.executable),
-                    "{addr:#x} is writable and executable"
-                );
+                assert!(!(flags.writable && flags.executable), "{addr:#x} is writable and executable");
             }
         }
     }

@@ -30,12 +30,7 @@ pub struct PageFlags {
 
 impl PageFlags {
     const fn new(user: bool, writable: bool, executable: bool, uncached: bool) -> Self {
-        Self {
-            user,
-            writable,
-            executable,
-            uncached,
-        }
+        Self { user, writable, executable, uncached }
     }
     pub const SUPERVISOR_RO: Self = Self::new(false, false, false, false);
     pub const SUPERVISOR_RW: Self = Self::new(false, true, false, false);
@@ -109,12 +104,7 @@ pub struct PageTables {
 impl PageTables {
     /// Builds tables that map exactly `mappings`, allocating them from `pool`.
     pub fn build(mappings: &[Mapping], pool: Range<u64>) -> Result<Self, PagingError> {
-        let mut tables = Self {
-            tables: BTreeMap::new(),
-            root: pool.start,
-            next_free: pool.start,
-            pool_end: pool.end,
-        };
+        let mut tables = Self { tables: BTreeMap::new(), root: pool.start, next_free: pool.start, pool_end: pool.end };
         tables.allocate()?;
         for m in mappings {
             if m.start % PAGE_SIZE != 0 || m.end % PAGE_SIZE != 0 || m.end < m.start {
@@ -138,9 +128,7 @@ impl PageTables {
     pub fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> {
         self.tables.iter().map(|(&addr, table)| {
             // SAFETY: `[u64; 512]` is plain data; viewing it as its 4096 bytes is always valid.
-            let bytes = unsafe {
-                std::slice::from_raw_parts(table.as_ptr().cast::<u8>(), PAGE_SIZE as usize)
-            };
+            let bytes = unsafe { std::slice::from_raw_parts(table.as_ptr().cast::<u8>(), PAGE_SIZE as usize) };
             (addr, bytes)
         })
     }
@@ -181,8 +169,7 @@ impl PageTables {
             table = if entry & PRESENT == 0 {
                 let child = self.allocate()?;
                 // Intermediate entries grant everything; the leaf decides.
-                self.tables.get_mut(&table).expect("allocated")[slot] =
-                    child | PRESENT | WRITABLE | USER;
+                self.tables.get_mut(&table).expect("allocated")[slot] = child | PRESENT | WRITABLE | USER;
                 child
             } else if entry & LARGE != 0 {
                 return Err(PagingError::BadMapping(addr));
@@ -231,40 +218,23 @@ mod tests {
 
     #[test]
     fn overlapping_or_unaligned_mappings_are_refused() {
-        let overlap = [
-            Mapping::new(0x0, 0x40_0000, PageFlags::USER_RW),
-            Mapping::new(0x1000, 0x2000, PageFlags::USER_RO),
-        ];
-        assert!(matches!(
-            PageTables::build(&overlap, POOL),
-            Err(PagingError::BadMapping(0x1000))
-        ));
+        let overlap =
+            [Mapping::new(0x0, 0x40_0000, PageFlags::USER_RW), Mapping::new(0x1000, 0x2000, PageFlags::USER_RO)];
+        assert!(matches!(PageTables::build(&overlap, POOL), Err(PagingError::BadMapping(0x1000))));
         let unaligned = [Mapping::new(0x1001, 0x2000, PageFlags::USER_RO)];
-        assert!(matches!(
-            PageTables::build(&unaligned, POOL),
-            Err(PagingError::BadMapping(0x1001))
-        ));
+        assert!(matches!(PageTables::build(&unaligned, POOL), Err(PagingError::BadMapping(0x1001))));
     }
 
     #[test]
     fn pool_exhaustion_is_an_error() {
         let maps = [Mapping::new(0x1000, 0x40_0000, PageFlags::USER_RW)];
-        assert!(matches!(
-            PageTables::build(&maps, 0x1_0000..0x1_3000),
-            Err(PagingError::PoolExhausted)
-        ));
+        assert!(matches!(PageTables::build(&maps, 0x1_0000..0x1_3000), Err(PagingError::PoolExhausted)));
     }
 
     #[test]
     fn leaf_bits_encode_rights() {
         assert_eq!(PageFlags::USER_RX.leaf_bits(), PRESENT | USER);
-        assert_eq!(
-            PageFlags::SUPERVISOR_RW.leaf_bits(),
-            PRESENT | WRITABLE | NO_EXECUTE
-        );
-        assert_eq!(
-            PageFlags::USER_MMIO.leaf_bits() & (CACHE_DISABLE | WRITE_THROUGH),
-            CACHE_DISABLE | WRITE_THROUGH
-        );
+        assert_eq!(PageFlags::SUPERVISOR_RW.leaf_bits(), PRESENT | WRITABLE | NO_EXECUTE);
+        assert_eq!(PageFlags::USER_MMIO.leaf_bits() & (CACHE_DISABLE | WRITE_THROUGH), CACHE_DISABLE | WRITE_THROUGH);
     }
 }

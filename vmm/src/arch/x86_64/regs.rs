@@ -1,9 +1,7 @@
 //! The vCPU's state at the first instruction: 64-bit long mode, paging on, and CPL 3 straight
 //! away (`CS.DPL = 3`, `RFLAGS.IOPL = 3`, `IF = 0`). No guest code runs in CPL 0 to get there.
 
-use super::descriptors::{
-    GDT_ENTRIES, IDT_BYTES, TSS_LIMIT, TSS_SELECTOR, USER_CODE_SELECTOR, USER_DATA_SELECTOR,
-};
+use super::descriptors::{GDT_ENTRIES, IDT_BYTES, TSS_LIMIT, TSS_SELECTOR, USER_CODE_SELECTOR, USER_DATA_SELECTOR};
 use super::PAGE_TABLE_ROOT;
 use kvm_bindings::{kvm_segment, CpuId, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Kvm, VcpuFd};
@@ -46,9 +44,7 @@ fn supported_cpuid(kvm: &Kvm) -> Result<&'static CpuId, VcpuSetupError> {
     if let Some(cpuid) = CPUID.get() {
         return Ok(cpuid);
     }
-    let cpuid = kvm
-        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-        .map_err(VcpuSetupError::GetCpuid)?;
+    let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(VcpuSetupError::GetCpuid)?;
     Ok(CPUID.get_or_init(|| cpuid))
 }
 
@@ -72,8 +68,7 @@ fn segment(selector: u16, type_: u8, dpl: u8, long: bool) -> kvm_segment {
 /// top of the boot stack (as if `entry` had been called).
 pub fn configure_vcpu(kvm: &Kvm, vcpu: &VcpuFd, entry: u64) -> Result<(), VcpuSetupError> {
     // KVM checks EFER.LME/NXE against the guest's CPUID, so CPUID comes first.
-    vcpu.set_cpuid2(supported_cpuid(kvm)?)
-        .map_err(VcpuSetupError::SetCpuid)?;
+    vcpu.set_cpuid2(supported_cpuid(kvm)?).map_err(VcpuSetupError::SetCpuid)?;
 
     let mut sregs = vcpu.get_sregs().map_err(VcpuSetupError::GetSregs)?;
     let code = segment(USER_CODE_SELECTOR, 0xb, 3, true);

@@ -56,10 +56,7 @@ impl ControlDevice {
 
     fn panic_message(&self, len: u32) -> String {
         let mut message = vec![0u8; (len as usize).min(PANIC_MESSAGE_MAX)];
-        match self
-            .memory
-            .read_slice(&mut message, GuestAddress(CONTROL_BLOCK))
-        {
+        match self.memory.read_slice(&mut message, GuestAddress(CONTROL_BLOCK)) {
             Ok(()) => String::from_utf8_lossy(&message).into_owned(),
             Err(_) => String::from("(panic message unreadable)"),
         }
@@ -82,22 +79,10 @@ mod tests {
     fn registers_decode_to_actions() {
         let mut dev = device(4 << 20);
         assert_eq!(write32(&mut dev, reg::EXIT, 42), ControlAction::Exit(42));
-        assert_eq!(
-            write32(&mut dev, reg::BOOT_DONE, BOOT_DONE_MAGIC),
-            ControlAction::BootDone
-        );
-        assert_eq!(
-            write32(&mut dev, reg::BOOT_DONE, 1),
-            ControlAction::Continue
-        );
-        assert_eq!(
-            write32(&mut dev, reg::WAIT, 1500),
-            ControlAction::Wait(Some(Duration::from_micros(1500)))
-        );
-        assert_eq!(
-            write32(&mut dev, reg::WAIT, WAIT_FOREVER),
-            ControlAction::Wait(None)
-        );
+        assert_eq!(write32(&mut dev, reg::BOOT_DONE, BOOT_DONE_MAGIC), ControlAction::BootDone);
+        assert_eq!(write32(&mut dev, reg::BOOT_DONE, 1), ControlAction::Continue);
+        assert_eq!(write32(&mut dev, reg::WAIT, 1500), ControlAction::Wait(Some(Duration::from_micros(1500))));
+        assert_eq!(write32(&mut dev, reg::WAIT, WAIT_FOREVER), ControlAction::Wait(None));
         assert_eq!(write32(&mut dev, reg::FAULT, 14), ControlAction::Fault(14));
         assert_eq!(write32(&mut dev, 0x1c, 7), ControlAction::Continue);
         // A byte-sized write is not a register write.
@@ -107,33 +92,16 @@ mod tests {
     #[test]
     fn panic_message_is_read_capped_and_lossy() {
         let mut dev = device(4 << 20);
-        dev.memory
-            .write_slice(b"boom \xff!", GuestAddress(CONTROL_BLOCK))
-            .unwrap();
-        assert_eq!(
-            write32(&mut dev, reg::PANIC, 4),
-            ControlAction::Panic("boom".into())
-        );
-        assert_eq!(
-            write32(&mut dev, reg::PANIC, 7),
-            ControlAction::Panic("boom \u{fffd}!".into())
-        );
-        let ControlAction::Panic(long) = write32(&mut dev, reg::PANIC, u32::MAX) else {
-            panic!()
-        };
-        assert_eq!(
-            long.len(),
-            PANIC_MESSAGE_MAX + 2,
-            "capped (plus one 3-byte replacement char)"
-        );
+        dev.memory.write_slice(b"boom \xff!", GuestAddress(CONTROL_BLOCK)).unwrap();
+        assert_eq!(write32(&mut dev, reg::PANIC, 4), ControlAction::Panic("boom".into()));
+        assert_eq!(write32(&mut dev, reg::PANIC, 7), ControlAction::Panic("boom \u{fffd}!".into()));
+        let ControlAction::Panic(long) = write32(&mut dev, reg::PANIC, u32::MAX) else { panic!() };
+        assert_eq!(long.len(), PANIC_MESSAGE_MAX + 2, "capped (plus one 3-byte replacement char)");
     }
 
     #[test]
     fn panic_message_outside_guest_memory_is_not_read() {
         let mut dev = device(0x10_0000);
-        assert_eq!(
-            write32(&mut dev, reg::PANIC, 16),
-            ControlAction::Panic("(panic message unreadable)".into())
-        );
+        assert_eq!(write32(&mut dev, reg::PANIC, 16), ControlAction::Panic("(panic message unreadable)".into()));
     }
 }

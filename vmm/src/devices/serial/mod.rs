@@ -30,9 +30,7 @@ impl SerialConsole {
     pub const PORT_COUNT: u16 = 8;
 
     pub fn new(out: Box<dyn Write + Send>) -> Self {
-        Self {
-            uart: Serial::new(NoInterrupt, out),
-        }
+        Self { uart: Serial::new(NoInterrupt, out) }
     }
 
     /// A write of `data` to register `offset` (many bytes for a string instruction).

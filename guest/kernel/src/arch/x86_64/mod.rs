@@ -39,9 +39,7 @@ pub fn read_u64(addr: u64) -> u64 {
     let value: u64;
     // SAFETY: a load has no effect other than faulting, which is what the self-test wants; the
     // fault is reported by the CPL 0 stubs and the VM stops.
-    unsafe {
-        asm!("mov {}, [{}]", out(reg) value, in(reg) addr, options(nostack, readonly, preserves_flags))
-    }
+    unsafe { asm!("mov {}, [{}]", out(reg) value, in(reg) addr, options(nostack, readonly, preserves_flags)) }
     value
 }
 

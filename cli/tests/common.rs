@@ -1,0 +1,87 @@
+//! Helpers shared by the `wasmcell` binary's integration tests: each test runs the real binary,
+//! which boots a real microVM in its own process, so KVM resources go away with it even when a
+//! test fails.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Fails the test (never skips it) when the machine cannot run VMs.
+pub fn require_kvm() {
+    assert!(
+        std::path::Path::new("/dev/kvm").exists(),
+        "/dev/kvm is missing: wasmcell's tests boot real KVM microVMs and cannot run on this machine"
+    );
+}
+
+/// Runs `wasmcell` with `args` to completion. A run that outlives its watchdog is killed and
+/// fails the test, so a hang cannot block CI.
+pub fn wasmcell(args: &[&str]) -> Output {
+    require_kvm();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmcell"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run wasmcell");
+    let pipes = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let readers = (drain(pipes.0), drain(pipes.1));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("wasmcell {args:?} hung");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Output { status, stdout: readers.0.join().unwrap(), stderr: readers.1.join().unwrap() }
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        bytes
+    })
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The outcome line `wasmcell boot` prints on stderr.
+pub fn outcome_line(output: &Output) -> String {
+    stderr(output)
+        .lines()
+        .find(|l| l.starts_with("wasmcell: guest"))
+        .unwrap_or_else(|| panic!("no outcome line in stderr: {}", stderr(output)))
+        .to_string()
+}
+
+/// A `0x…` field of the outcome line, e.g. `field(line, "rip")`.
+pub fn hex_field(line: &str, name: &str) -> u64 {
+    let value = line
+        .split(", ")
+        .find_map(|part| part.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {line}"));
+    u64::from_str_radix(value.trim_start_matches("0x"), 16).unwrap()
+}
+
+/// Milliseconds of the run (VM create → stop) from the timing line.
+pub fn run_millis(output: &Output) -> f64 {
+    let err = stderr(output);
+    let line = err.lines().find(|l| l.contains(", run ")).expect("timing line");
+    let after = line.split(", run ").nth(1).unwrap();
+    after.split(' ').next().unwrap().parse().unwrap()
+}
