@@ -100,10 +100,7 @@ impl Vcpu {
                 return Ok(VcpuStop::Stopped);
             }
             let action = match self.fd.run() {
-                Ok(VcpuExit::IoOut(port, data)) => {
-                    eprintln!("out {port:#x} len {} t={:?}", data.len(), std::time::Instant::now());
-                    self.devices.io_out(port, data)
-                }
+                Ok(VcpuExit::IoOut(port, data)) => self.devices.io_out(port, data),
                 Ok(VcpuExit::IoIn(port, data)) => {
                     self.devices.io_in(port, data);
                     ControlAction::Continue

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs what building and testing wasmcell needs on a fresh Debian 12 machine with rustup.
+# Idempotent; safe to run before every build.
+set -euo pipefail
+
+# The guest unikernel's target (the host target is always there).
+rustup target add x86_64-unknown-none >/dev/null
+rustup component add rustfmt clippy >/dev/null
+
+if [ ! -e /dev/kvm ]; then
+    echo "ci/setup.sh: /dev/kvm is missing: wasmcell runs (and tests) real KVM microVMs" >&2
+    exit 1
+fi

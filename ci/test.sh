@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints (host workspace and guest), unit and integration tests
+# on real KVM. One cargo profile (release) for everything, so nothing is built twice.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ci/setup.sh
+
+echo "== fmt"
+cargo fmt --all --check
+(cd guest/kernel && cargo fmt --check)
+
+echo "== clippy"
+cargo clippy --release --locked --all-targets -- -D warnings
+# Same target dir as vmm/build.rs's guest build.
+(cd guest/kernel && cargo clippy --release --locked --target-dir ../../target/guest -- -D warnings)
+
+echo "== tests"
+cargo test --release --locked --workspace
