@@ -4,7 +4,8 @@
 //! W^X.
 
 use crate::memory::GuestMemory;
-use linux_loader::elf::{Elf64_Ehdr, Elf64_Phdr, EM_X86_64, PF_W, PF_X, PT_LOAD};
+use crate::arch::ELF_MACHINE;
+use linux_loader::elf::{Elf64_Ehdr, Elf64_Phdr, ET_EXEC, PF_W, PF_X, PT_LOAD};
 use linux_loader::loader::{Elf, KernelLoader};
 use std::io::Cursor;
 use vm_memory::{ByteValued, GuestAddress};
@@ -72,7 +73,7 @@ fn read<T: ByteValued + Default>(image: &[u8], offset: u64) -> Result<T, LoadErr
 pub fn parse(image: &[u8]) -> Result<GuestElf, LoadError> {
     let ehdr: Elf64_Ehdr = read(image, 0)?;
     let ident_ok = ehdr.e_ident[..4] == *b"\x7fELF" && ehdr.e_ident[4] == 2 && ehdr.e_ident[5] == 1;
-    if !ident_ok || ehdr.e_machine != EM_X86_64 || ehdr.e_type != 2 {
+    if !ident_ok || ehdr.e_machine != ELF_MACHINE || ehdr.e_type != ET_EXEC {
         return Err(LoadError::NotElf);
     }
     if usize::from(ehdr.e_phentsize) != size_of::<Elf64_Phdr>() {

@@ -63,6 +63,9 @@ pub fn configure_address_space(memory: &GuestMemory, elf: &GuestElf, ram_size: u
     descriptors::write(memory).map_err(AddressSpaceError::Write)
 }
 
+/// The ELF machine a guest image must be built for.
+pub const ELF_MACHINE: u16 = linux_loader::elf::EM_X86_64;
+
 /// Guest-physical address of the root page table (`CR3`).
 pub const PAGE_TABLE_ROOT: u64 = map::PAGE_TABLES;
 
