@@ -16,8 +16,45 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Run a WebAssembly module (`.wasm`, `.wat` or `.cwasm`) in a microVM.
+    Run(RunArgs),
+    /// Compile a module ahead of time for the guest (`.wasm`/`.wat` → `.cwasm`).
+    Compile(CompileArgs),
     /// Boot the guest with no workload; print its log, how it ended and the boot time.
     Boot(BootArgs),
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Guest RAM in MiB (the module's linear memory comes out of it).
+    #[arg(long, value_name = "MIB", default_value = "256", value_parser = parse_memory)]
+    pub memory: MemorySize,
+    /// Stop the module after this long (e.g. 500ms, 10s, 2m); the exit status is then 124.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Set an environment variable for the module (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    pub env: Vec<String>,
+    /// Directory for cached compiled modules [default: $WASMCELL_CACHE_DIR, else ~/.cache/wasmcell].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Print the VM's boot and run times on stderr after the module ends.
+    #[arg(long)]
+    pub stats: bool,
+    /// The module to run.
+    pub module: PathBuf,
+    /// Arguments passed to the module (after `--`).
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct CompileArgs {
+    /// Where to write the compiled module.
+    #[arg(short, long, value_name = "PATH")]
+    pub output: PathBuf,
+    /// The module to compile (`.wasm` or `.wat`).
+    pub module: PathBuf,
 }
 
 #[derive(Args)]
@@ -82,6 +119,13 @@ impl SelfTestArg {
     }
 }
 
+fn parse_env(s: &str) -> Result<String, String> {
+    match s.split_once('=') {
+        Some((key, _)) if !key.is_empty() => Ok(s.to_string()),
+        _ => Err(format!("'{s}' is not KEY=VALUE")),
+    }
+}
+
 fn parse_memory(s: &str) -> Result<MemorySize, String> {
     let mib: u64 = s.parse().map_err(|_| format!("'{s}' is not a number of MiB"))?;
     MemorySize::from_mib(mib).map_err(|e| e.to_string())
@@ -135,6 +179,14 @@ mod tests {
         assert!(parse_duration("10 parsecs").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("1e400s").is_err());
+    }
+
+    #[test]
+    fn env_entries_need_a_key() {
+        assert_eq!(parse_env("A=1"), Ok("A=1".to_string()));
+        assert_eq!(parse_env("A="), Ok("A=".to_string()));
+        assert!(parse_env("=1").is_err());
+        assert!(parse_env("A").is_err());
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! `wasmcell`: the command line. `wasmcell boot` boots the guest unikernel in a KVM microVM with
 //! no workload (or a self-test) and prints the guest's log, how it ended and how long boot took.
-//! `wasmcell run app.wasm` builds on the same path.
+//! `wasmcell run app.wasm` runs a module through the same path with the host AOT compiler in
+//! front; `wasmcell compile` is that compiler on its own.
 
 mod cli;
+mod run;
 mod signals;
 
 use anyhow::Context;
@@ -17,15 +19,15 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(e) => return cli::report_usage_error(e),
     };
-    match args.command {
-        cli::Command::Boot(boot) => match run_boot(boot) {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("wasmcell: error: {e:#}");
-                ExitCode::from(1)
-            }
-        },
-    }
+    let result = match args.command {
+        cli::Command::Run(run) => run::run(run),
+        cli::Command::Compile(compile) => run::compile(compile),
+        cli::Command::Boot(boot) => run_boot(boot),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("wasmcell: error: {}", one_line(&format!("{e:#}")));
+        ExitCode::from(1)
+    })
 }
 
 fn run_boot(args: cli::BootArgs) -> anyhow::Result<ExitCode> {
@@ -38,11 +40,13 @@ fn run_boot(args: cli::BootArgs) -> anyhow::Result<ExitCode> {
         selftest,
         log_level: if args.quiet { LOG_OFF } else { LOG_INFO },
         abi_version,
+        workload: None,
     };
     let vm = Vm::try_from(config)?;
     let signals = signals::forward_to(vm.handle()).context("Cannot watch for SIGINT/SIGTERM")?;
     let report = vm.run()?;
-    print_report(&report);
+    eprintln!("wasmcell: {}", report.outcome);
+    print_timings(&report);
     Ok(exit_code(&report.outcome, signals.received()))
 }
 
@@ -50,8 +54,18 @@ fn millis(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
 }
 
-fn print_report(report: &RunReport) {
-    eprintln!("wasmcell: {}", report.outcome);
+/// An error as one line: some causes (a `.wat` syntax error) carry a multi-line source excerpt,
+/// of which only the first line and the `--> line:column` location are kept.
+fn one_line(text: &str) -> String {
+    let first = text.lines().next().unwrap_or_default();
+    match text.lines().find_map(|l| l.trim().strip_prefix("--> ")) {
+        Some(location) => format!("{first} (at {})", location.trim_start_matches("<anon>:")),
+        None => first.to_string(),
+    }
+}
+
+/// The VMM's timing line.
+fn print_timings(report: &RunReport) {
     let boot = report.boot_time.map_or_else(|| "-".to_string(), millis);
     eprintln!("wasmcell: boot {boot} (VM create → boot-done), run {} (VM create → stop)", millis(report.run_time));
 }
@@ -63,6 +77,18 @@ fn exit_code(outcome: &Outcome, signal: Option<i32>) -> ExitCode {
         Outcome::Exited(code) => u8::try_from(*code).map_or(ExitCode::from(70), ExitCode::from),
         Outcome::Timeout => ExitCode::from(124),
         Outcome::Killed => ExitCode::from(128 + signal.unwrap_or(libc::SIGKILL) as u8),
-        Outcome::GuestPanic(_) | Outcome::GuestFault { .. } => ExitCode::from(70),
+        Outcome::GuestPanic(_) | Outcome::GuestFault { .. } | Outcome::WasmTrap(_) | Outcome::WorkloadError(_) => {
+            ExitCode::from(70)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn multi_line_errors_become_one_line() {
+        let wat = "Cannot compile: unknown operator\n     --> <anon>:1:34\n      |\n    1 | (module)\n      |  ^\n";
+        assert_eq!(super::one_line(wat), "Cannot compile: unknown operator (at 1:34)");
+        assert_eq!(super::one_line("plain"), "plain");
     }
 }

@@ -1,21 +1,16 @@
-//! Building the [`BootInfo`] the guest reads first, from the validated config and the loaded
-//! image.
+//! Building the [`BootInfo`] the guest reads first, from the validated config and the layout.
 
+use crate::layout::GuestLayout;
 use crate::memory::GuestMemory;
+use std::ops::Range;
 use vm_memory::{Bytes, GuestAddress};
 use wasmcell_abi::boot_info::BOOT_INFO_MAGIC;
 use wasmcell_abi::memory_map::{BOOT_INFO, STACK_BOTTOM, STACK_TOP};
 use wasmcell_abi::{BootInfo, SelfTest};
 
-/// The least heap the guest is given; below this the memory size is refused.
-pub const MIN_HEAP: u64 = 1 << 20;
-
 /// Errors while preparing the boot info.
 #[derive(Debug, thiserror::Error)]
 pub enum BootInfoError {
-    /// The image leaves less than [`MIN_HEAP`] of the RAM.
-    #[error("Memory size {ram_mib} MiB leaves no room for a heap after the guest image (ends at {image_end:#x})")]
-    NoRoomForHeap { ram_mib: u64, image_end: u64 },
     /// The host's random source failed.
     #[error("Cannot get random bytes for the guest")]
     Random(#[source] std::io::Error),
@@ -25,34 +20,34 @@ pub enum BootInfoError {
 }
 
 /// What goes into the boot info besides the fixed memory map.
-pub struct BootParams {
+pub struct BootParams<'a> {
     pub abi_version: u32,
-    pub ram_size: u64,
-    pub image_end: u64,
+    pub layout: &'a GuestLayout,
     pub tsc_khz: u64,
+    pub cpu_features: u64,
     pub selftest: SelfTest,
     pub log_level: u32,
 }
 
-/// Checks that the heap fits; done before any KVM resource exists.
-pub fn check_heap(ram_size: u64, image_end: u64) -> Result<(), BootInfoError> {
-    if ram_size < image_end.saturating_add(MIN_HEAP) {
-        return Err(BootInfoError::NoRoomForHeap { ram_mib: ram_size >> 20, image_end });
-    }
-    Ok(())
+/// `(address, length)` of an optional region, `(0, 0)` for none.
+fn region(range: &Option<Range<u64>>) -> (u64, u64) {
+    range.as_ref().map_or((0, 0), |r| (r.start, r.end - r.start))
 }
 
 /// Fills a boot info and writes it at `BOOT_INFO`.
 pub fn write(memory: &GuestMemory, params: &BootParams) -> Result<BootInfo, BootInfoError> {
     let mut random_seed = [0u8; 32];
     getrandom(&mut random_seed).map_err(BootInfoError::Random)?;
+    let layout = params.layout;
+    let (payload_addr, payload_len) = region(&layout.payload);
+    let (workload_addr, workload_len) = region(&layout.workload);
     let info = BootInfo {
         magic: BOOT_INFO_MAGIC,
         abi_version: params.abi_version,
         size: size_of::<BootInfo>() as u32,
-        ram_size: params.ram_size,
-        heap_start: params.image_end,
-        heap_end: params.ram_size,
+        ram_size: layout.ram_size,
+        heap_start: layout.heap.start,
+        heap_end: layout.heap.end,
         stack_bottom: STACK_BOTTOM,
         stack_top: STACK_TOP,
         tsc_khz: params.tsc_khz,
@@ -60,6 +55,11 @@ pub fn write(memory: &GuestMemory, params: &BootParams) -> Result<BootInfo, Boot
         selftest: params.selftest,
         log_level: params.log_level,
         reserved: 0,
+        cpu_features: params.cpu_features,
+        payload_addr,
+        payload_len,
+        workload_addr,
+        workload_len,
     };
     memory.write_slice(info.as_bytes(), GuestAddress(BOOT_INFO)).map_err(BootInfoError::Write)?;
     Ok(info)
@@ -89,12 +89,13 @@ mod tests {
 
     #[test]
     fn boot_info_lands_where_the_guest_reads_it() {
-        let memory = GuestMemory::from_ranges(&[(GuestAddress(0), 8 << 20)]).unwrap();
+        let memory = GuestMemory::from_ranges(&[(GuestAddress(0), 16 << 20)]).unwrap();
+        let layout = GuestLayout::new(16 << 20, 0x50_0000, Some((64, 8192))).unwrap();
         let params = BootParams {
             abi_version: ABI_VERSION,
-            ram_size: 8 << 20,
-            image_end: 0x50_0000,
+            layout: &layout,
             tsc_khz: 1,
+            cpu_features: 0b101,
             selftest: SelfTest { kind: SelfTest::EXIT, arg: 3 },
             log_level: 1,
         };
@@ -103,13 +104,10 @@ mod tests {
         memory.read_slice(&mut read, GuestAddress(BOOT_INFO)).unwrap();
         assert_eq!(read, written.as_bytes());
         assert_eq!(written.check(), Ok(()));
-        assert_eq!((written.heap_start, written.heap_end), (0x50_0000, 8 << 20));
+        assert_eq!((written.heap_start, written.heap_end), (layout.heap.start, layout.heap.end));
+        assert_eq!((written.payload_addr, written.payload_len), ((16 << 20) - 8192, 8192));
+        assert_eq!(written.workload_len, 64);
+        assert_eq!(written.cpu_features, 0b101);
         assert_ne!(written.random_seed, [0; 32]);
-    }
-
-    #[test]
-    fn heap_must_fit_after_the_image() {
-        assert!(check_heap(8 << 20, 0x50_0000).is_ok());
-        assert!(check_heap(8 << 20, (8 << 20) - 4096).is_err());
     }
 }

@@ -30,6 +30,12 @@ pub enum ConfigError {
     /// A zero timeout.
     #[error("Timeout must be greater than zero")]
     ZeroTimeout,
+    /// Arguments or environment too large to describe.
+    #[error("Arguments and environment are too large")]
+    WorkloadTooLarge,
+    /// A workload without an artifact.
+    #[error("The workload has no compiled module")]
+    EmptyArtifact,
 }
 
 /// Guest RAM size, validated on construction.
@@ -83,6 +89,31 @@ impl GuestImage {
     }
 }
 
+/// A Wasm workload for the guest runtime: the artifact compiled on the host and what `_start`
+/// sees of the world.
+#[derive(Clone, Debug, Default)]
+pub struct Workload {
+    /// The precompiled module (`Engine::precompile_module` output for the guest target).
+    pub artifact: Vec<u8>,
+    /// CPU features the artifact was compiled for (`wasmcell_abi::cpu_features` bits).
+    pub cpu_features: u64,
+    /// `argv`, program name first.
+    pub args: Vec<String>,
+    /// `KEY=VALUE` entries.
+    pub env: Vec<String>,
+}
+
+impl Workload {
+    /// The workload blob the guest parses (`wasmcell_abi::workload`).
+    pub(crate) fn encode(&self) -> Result<Vec<u8>, ConfigError> {
+        let args = self.args.iter().map(String::as_bytes);
+        let env = self.env.iter().map(String::as_bytes);
+        let mut blob = vec![0; wasmcell_abi::workload::encoded_len(args.clone(), env.clone())];
+        wasmcell_abi::workload::encode(args, env, &mut blob).ok_or(ConfigError::WorkloadTooLarge)?;
+        Ok(blob)
+    }
+}
+
 /// Everything needed to build a VM. Turned into a running-ready [`crate::Vm`] by `Vm::try_from`.
 pub struct VmConfig {
     /// Guest RAM.
@@ -93,7 +124,9 @@ pub struct VmConfig {
     pub timeout: Option<Duration>,
     /// Where the guest's serial log goes.
     pub log: Box<dyn Write + Send>,
-    /// A diagnostic for the guest to run instead of its normal work.
+    /// The Wasm workload to run; `None` boots the guest with no workload (diagnostics).
+    pub workload: Option<Workload>,
+    /// A diagnostic for the guest to run instead of its normal work (when there is no workload).
     pub selftest: SelfTest,
     /// How much the guest logs (`wasmcell_abi::boot_info::LOG_*`). On nested KVM each byte of
     /// log is a VM exit, so the fast paths keep it off.
@@ -110,6 +143,7 @@ impl Default for VmConfig {
             guest_image: GuestImage::default(),
             timeout: None,
             log: Box::new(std::io::sink()),
+            workload: None,
             selftest: SelfTest::default(),
             log_level: LOG_INFO,
             abi_version: ABI_VERSION,
@@ -123,6 +157,9 @@ impl VmConfig {
         if self.timeout == Some(Duration::ZERO) {
             return Err(ConfigError::ZeroTimeout);
         }
+        if self.workload.as_ref().is_some_and(|w| w.artifact.is_empty()) {
+            return Err(ConfigError::EmptyArtifact);
+        }
         Ok(())
     }
 }
@@ -133,6 +170,7 @@ impl fmt::Debug for VmConfig {
             .field("memory", &self.memory)
             .field("guest_image", &self.guest_image)
             .field("timeout", &self.timeout)
+            .field("workload", &self.workload.as_ref().map(|w| (w.artifact.len(), &w.args, &w.env)))
             .field("selftest", &self.selftest)
             .field("log_level", &self.log_level)
             .field("abi_version", &self.abi_version)

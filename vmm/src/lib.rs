@@ -15,14 +15,16 @@ mod boot_info;
 mod config;
 mod devices;
 mod guest_image;
+mod layout;
 mod loader;
 mod memory;
 mod outcome;
 mod vcpu;
 mod vm;
 
-pub use config::{ConfigError, GuestImage, MemorySize, VmConfig};
+pub use config::{ConfigError, GuestImage, MemorySize, VmConfig, Workload};
 pub use guest_image::EMBEDDED_GUEST;
+pub use layout::LayoutError;
 pub use loader::LoadError;
 pub use outcome::{Outcome, RunReport};
 pub use vm::{Error, Vm, VmHandle};

@@ -3,8 +3,8 @@
 //! by linux-loader. The segments' permissions are returned so the page tables can map the image
 //! W^X.
 
-use crate::memory::GuestMemory;
 use crate::arch::ELF_MACHINE;
+use crate::memory::GuestMemory;
 use linux_loader::elf::{Elf64_Ehdr, Elf64_Phdr, ET_EXEC, PF_W, PF_X, PT_LOAD};
 use linux_loader::loader::{Elf, KernelLoader};
 use std::io::Cursor;

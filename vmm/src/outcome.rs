@@ -24,6 +24,10 @@ pub enum Outcome {
         /// Faulting address for page faults.
         cr2: u64,
     },
+    /// The Wasm module trapped; the message has the trap and its Wasm backtrace.
+    WasmTrap(String),
+    /// The workload could not start (unknown import, no `_start`, module rejected).
+    WorkloadError(String),
     /// The configured timeout passed first; the VMM stopped the vCPU.
     Timeout,
     /// Someone stopped the VM through its [`crate::VmHandle`].
@@ -43,6 +47,8 @@ impl fmt::Display for Outcome {
                 "guest fault: vector {vector} ({}), error code {error_code:#x}, rip {rip:#x}, cr2 {cr2:#x}",
                 exit::x86_vector_name(*vector)
             ),
+            Outcome::WasmTrap(msg) => write!(f, "wasm trap: {msg}"),
+            Outcome::WorkloadError(msg) => write!(f, "workload could not start: {msg}"),
             Outcome::Timeout => write!(f, "guest timed out"),
             Outcome::Killed => write!(f, "guest killed"),
         }

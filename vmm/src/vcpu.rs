@@ -124,6 +124,8 @@ impl Vcpu {
                 ControlAction::Wait(timeout) => wait(shared, timeout),
                 ControlAction::Exit(code) => return Ok(VcpuStop::Guest(Outcome::Exited(code))),
                 ControlAction::Panic(message) => return Ok(VcpuStop::Guest(Outcome::GuestPanic(message))),
+                ControlAction::Trap(message) => return Ok(VcpuStop::Guest(Outcome::WasmTrap(message))),
+                ControlAction::WorkloadError(message) => return Ok(VcpuStop::Guest(Outcome::WorkloadError(message))),
                 ControlAction::Fault(vector) => {
                     return Ok(VcpuStop::Guest(arch::fault_outcome(&self.fd, &self.memory, vector)))
                 }

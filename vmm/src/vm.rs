@@ -8,6 +8,7 @@ use crate::config::{ConfigError, VmConfig};
 use crate::devices::control::ControlDevice;
 use crate::devices::serial::SerialConsole;
 use crate::devices::Devices;
+use crate::layout::{GuestLayout, LayoutError};
 use crate::loader::{self, LoadError};
 use crate::memory::{self, GuestMemory, MemoryError};
 use crate::outcome::{Outcome, RunReport};
@@ -19,6 +20,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
+use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::signal::Killable;
 use vmm_sys_util::timerfd::TimerFd;
@@ -39,8 +41,12 @@ pub enum Error {
     Memory(#[from] MemoryError),
     #[error("Cannot build the guest address space")]
     AddressSpace(#[from] AddressSpaceError),
+    #[error("Cannot lay out guest memory")]
+    Layout(#[from] LayoutError),
     #[error("Cannot prepare the boot info")]
     BootInfo(#[from] BootInfoError),
+    #[error("Cannot place the workload in guest memory")]
+    PlaceWorkload(#[source] vm_memory::GuestMemoryError),
     #[error("Cannot create the vCPU")]
     CreateVcpu(#[source] kvm_ioctls::Error),
     #[error("Cannot set up the vCPU")]
@@ -97,16 +103,25 @@ impl TryFrom<VmConfig> for Vm {
         let ram_size = config.memory.bytes();
         let image = config.guest_image.load()?;
         let elf = loader::parse(&image)?;
-        boot_info::check_heap(ram_size, elf.end)?;
+        let blob = config.workload.as_ref().map(|w| w.encode()).transpose()?;
+        let sizes = config.workload.as_ref().zip(blob.as_ref()).map(|(w, b)| (b.len() as u64, w.artifact.len() as u64));
+        let layout = GuestLayout::new(ram_size, elf.end, sizes)?;
 
         // 2. KVM VM and guest memory.
         let kvm = Kvm::new().map_err(Error::OpenKvm)?;
         let vm = kvm.create_vm().map_err(Error::CreateVm)?;
         let memory = memory::create(&vm, ram_size)?;
 
-        // 3. Guest image, address space (page tables, GDT/TSS/IDT, exception stubs).
+        // 3. Guest image, workload (blob and precompiled module), address space (page tables,
+        //    GDT/TSS/IDT, exception stubs).
         loader::load(&memory, &image)?;
-        arch::configure_address_space(&memory, &elf, ram_size)?;
+        if let (Some(workload), Some(blob), Some(payload), Some(blob_at)) =
+            (&config.workload, &blob, &layout.payload, &layout.workload)
+        {
+            memory.write_slice(blob, GuestAddress(blob_at.start)).map_err(Error::PlaceWorkload)?;
+            memory.write_slice(&workload.artifact, GuestAddress(payload.start)).map_err(Error::PlaceWorkload)?;
+        }
+        arch::configure_address_space(&memory, &elf, &layout)?;
 
         // 4. The vCPU, entering the guest in 64-bit CPL 3.
         let vcpu_fd = vm.create_vcpu(0).map_err(Error::CreateVcpu)?;
@@ -115,9 +130,9 @@ impl TryFrom<VmConfig> for Vm {
         // 5. Boot info: the memory map, the TSC frequency, a random seed, the self-test.
         let params = BootParams {
             abi_version: config.abi_version,
-            ram_size,
-            image_end: elf.end,
+            layout: &layout,
             tsc_khz: vcpu_fd.get_tsc_khz().map(u64::from).unwrap_or(0),
+            cpu_features: config.workload.as_ref().map_or(0, |w| w.cpu_features),
             selftest: config.selftest,
             log_level: config.log_level,
         };

@@ -41,6 +41,17 @@ pub struct BootInfo {
     pub log_level: u32,
     /// Zero.
     pub reserved: u32,
+    /// CPU features the workload was compiled for (`crate::cpu_features` bits); the guest
+    /// answers wasmtime's feature detection from these.
+    pub cpu_features: u64,
+    /// The precompiled module (page aligned, mapped read + execute), or 0 for none.
+    pub payload_addr: u64,
+    /// Its length in bytes.
+    pub payload_len: u64,
+    /// The workload description (`crate::workload`, mapped read-only), or 0 for none.
+    pub workload_addr: u64,
+    /// Its length in bytes.
+    pub workload_len: u64,
 }
 
 /// The guest writes nothing to its serial log (panics still reach the VMM).
@@ -98,7 +109,12 @@ const _: () = {
     assert!(offset_of!(BootInfo, random_seed) == 64);
     assert!(offset_of!(BootInfo, selftest) == 96);
     assert!(offset_of!(BootInfo, log_level) == 104);
-    assert!(size_of::<BootInfo>() == 112);
+    assert!(offset_of!(BootInfo, cpu_features) == 112);
+    assert!(offset_of!(BootInfo, payload_addr) == 120);
+    assert!(offset_of!(BootInfo, payload_len) == 128);
+    assert!(offset_of!(BootInfo, workload_addr) == 136);
+    assert!(offset_of!(BootInfo, workload_len) == 144);
+    assert!(size_of::<BootInfo>() == 152);
     // It must fit in its page of the memory map.
     assert!(size_of::<BootInfo>() <= crate::memory_map::PAGE_SIZE as usize);
 };

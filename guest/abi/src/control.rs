@@ -18,7 +18,7 @@ pub const EXIT: u16 = 0x00;
 /// Write [`BOOT_DONE_MAGIC`] when the guest is ready to run its workload. The VMM records the
 /// time (the boot-time figure). Any other value is ignored.
 pub const BOOT_DONE: u16 = 0x04;
-/// Write the length of a panic message already placed in [`ControlBlock::panic_message`]. The VM
+/// Write the length of a panic message already placed in [`ControlBlock::message`]. The VM
 /// stops with a guest-panic outcome.
 pub const PANIC: u16 = 0x08;
 /// Write a timeout in microseconds ([`WAIT_FOREVER`] for none). The vCPU sleeps in the VMM
@@ -27,25 +27,31 @@ pub const WAIT: u16 = 0x0c;
 /// Written by the CPL 0 exception stubs only: the vector number. The VMM reads the fault
 /// frame from the vCPU and stops the VM with a guest-fault outcome.
 pub const FAULT: u16 = 0x10;
+/// Write the length of a trap report (message and Wasm backtrace) placed in
+/// [`ControlBlock::message`]. The VM stops with a trap outcome.
+pub const TRAP: u16 = 0x14;
+/// Write the length of a message placed in [`ControlBlock::message`] saying why the workload
+/// could not start (unknown import, no `_start`, …). The VM stops with a workload-error outcome.
+pub const WORKLOAD_ERROR: u16 = 0x18;
 
 /// The value that marks the end of boot on [`BOOT_DONE`].
 pub const BOOT_DONE_MAGIC: u32 = 0xb007_d0e5;
 /// [`WAIT`] value meaning "until an event arrives".
 pub const WAIT_FOREVER: u32 = u32::MAX;
 
-/// Bytes of panic message the VMM reads at most.
-pub const PANIC_MESSAGE_MAX: usize = 3072;
+/// Bytes of message the VMM reads at most.
+pub const MESSAGE_MAX: usize = 3072;
 
 /// The control block: a page the guest writes and the VMM reads when a register tells it to.
 /// The VMM treats every byte of it as hostile.
 #[repr(C)]
 pub struct ControlBlock {
-    /// UTF-8 panic message, `len` bytes as written to [`PANIC`] (capped at
-    /// [`PANIC_MESSAGE_MAX`]).
-    pub panic_message: [u8; PANIC_MESSAGE_MAX],
+    /// UTF-8 message for [`PANIC`], [`TRAP`] and [`WORKLOAD_ERROR`]: as many bytes as the
+    /// register write says (capped at [`MESSAGE_MAX`]).
+    pub message: [u8; MESSAGE_MAX],
 }
 
 const _: () = {
     assert!(size_of::<ControlBlock>() <= crate::memory_map::PAGE_SIZE as usize);
-    assert!(FAULT + 4 <= X86_PORT_COUNT);
+    assert!(WORKLOAD_ERROR + 4 <= X86_PORT_COUNT);
 };

@@ -14,10 +14,12 @@
 
 pub mod boot_info;
 pub mod control;
+pub mod cpu_features;
 pub mod exit;
 pub mod memory_map;
+pub mod workload;
 
 pub use boot_info::{BootInfo, SelfTest};
 
 /// Version of every layout in this crate. Bumped on any incompatible change.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;

@@ -2,7 +2,7 @@
 //! waits. Register meanings are in `wasmcell_abi::control`.
 
 use crate::arch;
-use wasmcell_abi::control::{self as reg, ControlBlock, BOOT_DONE_MAGIC};
+use wasmcell_abi::control::{self as reg, ControlBlock, BOOT_DONE_MAGIC, MESSAGE_MAX};
 use wasmcell_abi::memory_map::CONTROL_BLOCK;
 
 /// Stops the VM with `code`. The VMM never resumes the vCPU after this write.
@@ -24,12 +24,50 @@ pub fn wait(micros: u32) {
     arch::control_write(reg::WAIT, micros);
 }
 
-/// The control block page the VMM reads panic messages from.
-pub fn control_block() -> *mut ControlBlock {
-    CONTROL_BLOCK as *mut ControlBlock
+/// Appends to the control block's message buffer, dropping what does not fit.
+pub struct MessageWriter {
+    len: usize,
 }
 
-/// Reports a panic whose message is already in the control block (`len` bytes).
-pub fn report_panic(len: usize) {
-    arch::control_write(reg::PANIC, len as u32);
+impl MessageWriter {
+    pub const fn new() -> Self {
+        Self { len: 0 }
+    }
+
+    /// Hands the message to the VMM through `register` (PANIC, TRAP or WORKLOAD_ERROR).
+    pub fn send(self, register: u16) {
+        arch::control_write(register, self.len as u32);
+    }
+}
+
+impl core::fmt::Write for MessageWriter {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let take = s.len().min(MESSAGE_MAX - self.len);
+        // SAFETY: the control block page is mapped user read-write for the guest's whole life;
+        // one message is written at a time (the guest is single-threaded and stops after
+        // sending it), and `take` keeps the copy inside the buffer.
+        unsafe {
+            let dst = (*(CONTROL_BLOCK as *mut ControlBlock)).message.as_mut_ptr();
+            core::ptr::copy_nonoverlapping(s.as_ptr(), dst.add(self.len), take);
+        }
+        self.len += take;
+        Ok(())
+    }
+}
+
+fn report(register: u16, message: &str, code: u32) -> ! {
+    let mut w = MessageWriter::new();
+    let _ = core::fmt::Write::write_str(&mut w, message);
+    w.send(register);
+    exit(code)
+}
+
+/// Reports a trap with its message and backtrace; the VM stops.
+pub fn report_trap(message: &str) -> ! {
+    report(reg::TRAP, message, crate::runtime::TRAP_EXIT_CODE)
+}
+
+/// Reports that the workload could not start; the VM stops.
+pub fn report_workload_error(message: &str) -> ! {
+    report(reg::WORKLOAD_ERROR, message, 1)
 }

@@ -16,7 +16,9 @@ mod control;
 mod heap;
 mod log;
 mod panic;
+mod runtime;
 mod selftest;
+mod wasi;
 
 use wasmcell_abi::boot_info::BootInfoError;
 use wasmcell_abi::{exit, BootInfo};
@@ -38,6 +40,10 @@ pub unsafe extern "sysv64" fn _start(boot_info: *const BootInfo) -> ! {
     }
     log::set_enabled(info.log_level >= wasmcell_abi::boot_info::LOG_INFO);
     heap::init(info.heap_start, info.heap_end);
+    if info.payload_addr != 0 {
+        // The runtime marks boot done itself, right before `_start`.
+        control::exit(runtime::run(&info));
+    }
     control::boot_done();
     log!(
         "wasmcell guest {}: ready ({} KiB heap, {} MiB RAM)",

@@ -10,6 +10,7 @@ mod regs;
 pub use fault::{fault_outcome, shutdown_outcome};
 pub use regs::{configure_vcpu, VcpuSetupError};
 
+use crate::layout::GuestLayout;
 use crate::loader::GuestElf;
 use crate::memory::GuestMemory;
 use paging::{Mapping, PageFlags, PageTables, PagingError};
@@ -28,7 +29,7 @@ pub enum AddressSpaceError {
 }
 
 /// Every range the guest may touch, with its rights; everything else stays unmapped.
-fn mappings(elf: &GuestElf, ram_size: u64) -> Vec<Mapping> {
+fn mappings(elf: &GuestElf, layout: &GuestLayout) -> Vec<Mapping> {
     use PageFlags as F;
     let mut list = vec![
         Mapping::new(map::GDT, map::GDT + map::PAGE_SIZE, F::SUPERVISOR_RW),
@@ -49,14 +50,25 @@ fn mappings(elf: &GuestElf, ram_size: u64) -> Vec<Mapping> {
         };
         Mapping::new(s.start, s.end, flags)
     }));
-    list.push(Mapping::new(elf.end, ram_size, F::USER_RW));
+    let page_end = |end: u64| end.next_multiple_of(map::PAGE_SIZE);
+    list.push(Mapping::new(layout.heap.start, layout.heap.end, F::USER_RW));
+    if let Some(blob) = &layout.workload {
+        list.push(Mapping::new(blob.start, page_end(blob.end), F::USER_RO));
+    }
+    if let Some(payload) = &layout.payload {
+        list.push(Mapping::new(payload.start, page_end(payload.end), F::USER_RX));
+    }
     list.push(Mapping::new(map::MMIO_START, map::MMIO_END, F::USER_MMIO));
     list
 }
 
 /// Writes the page tables, descriptor tables and exception stubs the guest runs under.
-pub fn configure_address_space(memory: &GuestMemory, elf: &GuestElf, ram_size: u64) -> Result<(), AddressSpaceError> {
-    let tables = PageTables::build(&mappings(elf, ram_size), map::PAGE_TABLES..map::PAGE_TABLES_END)?;
+pub fn configure_address_space(
+    memory: &GuestMemory,
+    elf: &GuestElf,
+    layout: &GuestLayout,
+) -> Result<(), AddressSpaceError> {
+    let tables = PageTables::build(&mappings(elf, layout), map::PAGE_TABLES..map::PAGE_TABLES_END)?;
     for (addr, table) in tables.iter() {
         memory.write_slice(table, GuestAddress(addr)).map_err(AddressSpaceError::Write)?;
     }
@@ -77,7 +89,8 @@ mod tests {
     #[test]
     fn guest_address_space_is_w_xor_x_and_protects_the_system() {
         let elf = loader::parse(crate::EMBEDDED_GUEST).unwrap();
-        let tables = PageTables::build(&mappings(&elf, 64 << 20), map::PAGE_TABLES..map::PAGE_TABLES_END).unwrap();
+        let layout = GuestLayout::new(64 << 20, elf.end, Some((100, 3 << 20))).unwrap();
+        let tables = PageTables::build(&mappings(&elf, &layout), map::PAGE_TABLES..map::PAGE_TABLES_END).unwrap();
         let at = |addr| tables.translate(addr);
         // Null page, page-table pool and stack guard are unmapped.
         assert_eq!(at(0), None);
@@ -92,7 +105,11 @@ mod tests {
         assert_eq!(at(map::BOOT_INFO), Some(PageFlags::USER_RO));
         assert_eq!(at(map::STACK_TOP - 8), Some(PageFlags::USER_RW));
         assert_eq!(at(elf.end), Some(PageFlags::USER_RW));
-        assert_eq!(at((64 << 20) - 8), Some(PageFlags::USER_RW));
+        assert_eq!(at(layout.heap.end - 8), Some(PageFlags::USER_RW));
+        // The workload blob is read-only, the precompiled module read + execute.
+        assert_eq!(at(layout.workload.clone().unwrap().start), Some(PageFlags::USER_RO));
+        assert_eq!(at(layout.payload.clone().unwrap().start), Some(PageFlags::USER_RX));
+        assert_eq!(at((64 << 20) - 8), Some(PageFlags::USER_RX));
         assert_eq!(at(64 << 20), None, "nothing past the end of RAM");
         assert_eq!(at(elf.entry), Some(PageFlags::USER_RX));
         assert_eq!(at(map::MMIO_START), Some(PageFlags::USER_MMIO));

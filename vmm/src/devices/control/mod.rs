@@ -7,7 +7,7 @@
 use crate::memory::GuestMemory;
 use std::time::Duration;
 use vm_memory::{Bytes, GuestAddress};
-use wasmcell_abi::control::{self as reg, BOOT_DONE_MAGIC, PANIC_MESSAGE_MAX, WAIT_FOREVER};
+use wasmcell_abi::control::{self as reg, BOOT_DONE_MAGIC, MESSAGE_MAX, WAIT_FOREVER};
 use wasmcell_abi::memory_map::CONTROL_BLOCK;
 
 /// What the vCPU loop must do after a control-register write.
@@ -25,6 +25,10 @@ pub enum ControlAction {
     Panic(String),
     /// Stop: a CPL 0 stub reported this exception vector.
     Fault(u32),
+    /// Stop: the Wasm module trapped (message with backtrace).
+    Trap(String),
+    /// Stop: the workload could not start.
+    WorkloadError(String),
 }
 
 /// The control device of one VM.
@@ -46,7 +50,9 @@ impl ControlDevice {
         match offset {
             reg::EXIT => ControlAction::Exit(value),
             reg::BOOT_DONE if value == BOOT_DONE_MAGIC => ControlAction::BootDone,
-            reg::PANIC => ControlAction::Panic(self.panic_message(value)),
+            reg::PANIC => ControlAction::Panic(self.message(value)),
+            reg::TRAP => ControlAction::Trap(self.message(value)),
+            reg::WORKLOAD_ERROR => ControlAction::WorkloadError(self.message(value)),
             reg::WAIT if value == WAIT_FOREVER => ControlAction::Wait(None),
             reg::WAIT => ControlAction::Wait(Some(Duration::from_micros(value.into()))),
             reg::FAULT => ControlAction::Fault(value),
@@ -54,11 +60,12 @@ impl ControlDevice {
         }
     }
 
-    fn panic_message(&self, len: u32) -> String {
-        let mut message = vec![0u8; (len as usize).min(PANIC_MESSAGE_MAX)];
+    /// The first `len` bytes (capped) of the control block's message, as lossy UTF-8.
+    fn message(&self, len: u32) -> String {
+        let mut message = vec![0u8; (len as usize).min(MESSAGE_MAX)];
         match self.memory.read_slice(&mut message, GuestAddress(CONTROL_BLOCK)) {
             Ok(()) => String::from_utf8_lossy(&message).into_owned(),
-            Err(_) => String::from("(panic message unreadable)"),
+            Err(_) => String::from("(message unreadable)"),
         }
     }
 }
@@ -84,6 +91,9 @@ mod tests {
         assert_eq!(write32(&mut dev, reg::WAIT, 1500), ControlAction::Wait(Some(Duration::from_micros(1500))));
         assert_eq!(write32(&mut dev, reg::WAIT, WAIT_FOREVER), ControlAction::Wait(None));
         assert_eq!(write32(&mut dev, reg::FAULT, 14), ControlAction::Fault(14));
+        dev.memory.write_slice(b"unreachable", GuestAddress(CONTROL_BLOCK)).unwrap();
+        assert_eq!(write32(&mut dev, reg::TRAP, 11), ControlAction::Trap("unreachable".into()));
+        assert_eq!(write32(&mut dev, reg::WORKLOAD_ERROR, 5), ControlAction::WorkloadError("unrea".into()));
         assert_eq!(write32(&mut dev, 0x1c, 7), ControlAction::Continue);
         // A byte-sized write is not a register write.
         assert_eq!(dev.write(reg::EXIT, &[3]), ControlAction::Continue);
@@ -96,12 +106,12 @@ mod tests {
         assert_eq!(write32(&mut dev, reg::PANIC, 4), ControlAction::Panic("boom".into()));
         assert_eq!(write32(&mut dev, reg::PANIC, 7), ControlAction::Panic("boom \u{fffd}!".into()));
         let ControlAction::Panic(long) = write32(&mut dev, reg::PANIC, u32::MAX) else { panic!() };
-        assert_eq!(long.len(), PANIC_MESSAGE_MAX + 2, "capped (plus one 3-byte replacement char)");
+        assert_eq!(long.len(), MESSAGE_MAX + 2, "capped (plus one 3-byte replacement char)");
     }
 
     #[test]
     fn panic_message_outside_guest_memory_is_not_read() {
         let mut dev = device(0x10_0000);
-        assert_eq!(write32(&mut dev, reg::PANIC, 16), ControlAction::Panic("(panic message unreadable)".into()));
+        assert_eq!(write32(&mut dev, reg::PANIC, 16), ControlAction::Panic("(message unreadable)".into()));
     }
 }

@@ -1,0 +1,71 @@
+//! `wasmcell run` and `wasmcell compile`: module → AOT (cached) → VMM → guest wasmtime → exit
+//! status, with `wasmtime run`'s conventions: the module's `proc_exit` code, 0 when `_start`
+//! returns, 134 and the trap on stderr when it traps.
+
+use crate::cli::{CompileArgs, RunArgs};
+use crate::signals;
+use anyhow::{bail, Context};
+use std::path::Path;
+use std::process::ExitCode;
+use wasmcell_abi::boot_info::LOG_OFF;
+use wasmcell_aot::{Cache, Compiler};
+use wasmcell_vmm::{Outcome, Vm, VmConfig, Workload};
+
+/// The status `wasmtime run` gives a trap on Unix (128 + SIGABRT).
+const TRAP_STATUS: u8 = 134;
+
+fn read_module(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("Cannot read module {}", path.display()))
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let module = read_module(&args.module)?;
+    let compiler = Compiler::for_host()?;
+    let artifact = if wasmcell_aot::is_precompiled(&module) {
+        module
+    } else {
+        let cache = Cache::open(args.cache_dir.unwrap_or_else(Cache::default_dir))?;
+        cache.get_or_compile(&compiler, &module)?.artifact
+    };
+    let argv0 = args.module.to_string_lossy().into_owned();
+    let workload = Workload {
+        artifact,
+        cpu_features: compiler.cpu_features(),
+        args: std::iter::once(argv0).chain(args.args).collect(),
+        env: args.env,
+    };
+    let config = VmConfig {
+        memory: args.memory,
+        timeout: args.timeout,
+        workload: Some(workload),
+        log_level: LOG_OFF,
+        ..Default::default()
+    };
+    let vm = Vm::try_from(config)?;
+    let signals = signals::forward_to(vm.handle()).context("Cannot watch for SIGINT/SIGTERM")?;
+    let report = vm.run()?;
+    if args.stats {
+        crate::print_timings(&report);
+    }
+    Ok(match report.outcome {
+        Outcome::Exited(code) => ExitCode::from(code as u8),
+        Outcome::WasmTrap(message) => {
+            eprintln!("Error: {message}");
+            ExitCode::from(TRAP_STATUS)
+        }
+        Outcome::WorkloadError(message) => bail!("Cannot run {}: {message}", args.module.display()),
+        Outcome::Timeout => {
+            eprintln!("wasmcell: {} did not finish within the timeout; the VM was stopped", args.module.display());
+            ExitCode::from(124)
+        }
+        Outcome::Killed => ExitCode::from(128 + signals.received().unwrap_or(libc::SIGKILL) as u8),
+        outcome @ (Outcome::GuestPanic(_) | Outcome::GuestFault { .. }) => bail!("The guest failed: {outcome}"),
+    })
+}
+
+pub fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
+    let module = read_module(&args.module)?;
+    let artifact = Compiler::for_host()?.compile(&module)?;
+    std::fs::write(&args.output, artifact).with_context(|| format!("Cannot write {}", args.output.display()))?;
+    Ok(ExitCode::SUCCESS)
+}

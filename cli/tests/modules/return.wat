@@ -1,0 +1,2 @@
+;; `_start` returns normally: exit status 0.
+(module (func (export "_start")))

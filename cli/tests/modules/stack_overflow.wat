@@ -1,0 +1,1 @@
+(module (func $f (call $f)) (func (export "_start") (call $f)))

@@ -1,0 +1,1 @@
+(module (import "env" "launch_missiles" (func)) (func (export "_start")))

@@ -1,0 +1,1 @@
+(module (func $inner unreachable) (func (export "_start") call $inner))

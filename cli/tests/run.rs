@@ -1,0 +1,127 @@
+//! `wasmcell run` on real KVM with real modules: exit statuses, arguments and environment,
+//! traps, timeouts, memory limits, and modules that cannot start.
+
+mod common;
+
+use common::*;
+use std::path::PathBuf;
+
+fn module(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/modules").join(name).to_string_lossy().into_owned()
+}
+
+/// `wasmcell run` with a private cache directory, so tests never share or pollute one.
+fn run(args: &[&str]) -> std::process::Output {
+    let cache = std::env::temp_dir().join(format!("wasmcell-test-cache-{}", std::process::id()));
+    let cache = cache.to_string_lossy().into_owned();
+    let mut all = vec!["run", "--cache-dir", cache.as_str()];
+    all.extend_from_slice(args);
+    wasmcell(&all)
+}
+
+#[test]
+fn start_returning_is_status_zero() {
+    let out = run(&[&module("return.wat")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    assert_eq!(stderr(&out), "");
+}
+
+#[test]
+fn proc_exit_codes_and_arguments_reach_the_host() {
+    for code in ["0", "3", "42", "255"] {
+        let out = run(&[&module("exit_with_arg.wat"), "--", code]);
+        assert_eq!(out.status.code(), Some(code.parse().unwrap()), "{}", stderr(&out));
+    }
+    // Only the low 8 bits of a status survive, as for a native process.
+    let out = run(&[&module("exit_with_arg.wat"), "--", "300"]);
+    assert_eq!(out.status.code(), Some(300 & 0xff));
+}
+
+#[test]
+fn environment_reaches_the_module() {
+    let out = run(&["--env", "A=1", "--env", "EXIT=7", "--env", "B=", &module("exit_with_env.wat")]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    let out = run(&[&module("exit_with_env.wat")]);
+    assert_eq!(out.status.code(), Some(99), "no EXIT variable unless given");
+}
+
+#[test]
+fn traps_exit_134_with_the_trap_and_a_wasm_backtrace() {
+    for (file, what) in [
+        ("unreachable.wat", "wasm `unreachable` instruction executed"),
+        ("divide_by_zero.wat", "integer divide by zero"),
+        ("out_of_bounds.wat", "out of bounds memory access"),
+        ("stack_overflow.wat", "call stack exhausted"),
+    ] {
+        let out = run(&[&module(file)]);
+        assert_eq!(out.status.code(), Some(134), "{file}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.starts_with("Error: "), "{file}: {err}");
+        assert!(err.contains(what), "{file}: {err}");
+        assert!(err.contains("wasm backtrace"), "{file}: {err}");
+    }
+}
+
+#[test]
+fn the_unreachable_backtrace_names_the_functions() {
+    let err = stderr(&run(&[&module("unreachable.wat")]));
+    assert!(err.contains("!inner"), "{err}");
+}
+
+#[test]
+fn timeout_stops_an_endless_module_with_124() {
+    let out = run(&["--timeout", "300ms", &module("hang.wat")]);
+    assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
+    assert!(stderr(&out).contains("did not finish within the timeout"), "{}", stderr(&out));
+}
+
+#[test]
+fn memory_grow_past_the_vm_budget_returns_minus_one() {
+    let out = run(&["--memory", "64", &module("grow_memory.wat")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn precompiled_modules_run_too() {
+    let dir = std::env::temp_dir().join(format!("wasmcell-test-cwasm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cwasm = dir.join("exit.cwasm").to_string_lossy().into_owned();
+    let out = wasmcell(&["compile", &module("exit_with_arg.wat"), "-o", &cwasm]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = run(&[&cwasm, "--", "5"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn assert_one_line_error(out: &std::process::Output, needle: &str) {
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(out));
+    let err = stderr(out);
+    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+    assert!(err.starts_with("wasmcell: error: ") && err.contains(needle), "{err:?} lacks {needle:?}");
+}
+
+#[test]
+fn modules_that_cannot_start_say_why() {
+    assert_one_line_error(&run(&[&module("unknown_import.wat")]), "env::launch_missiles");
+    assert_one_line_error(&run(&[&module("no_start.wat")]), "no `_start` function");
+    assert_one_line_error(&run(&["--memory", "64", &module("big_memory.wat")]), "memory");
+}
+
+#[test]
+fn bad_modules_fail_before_any_vm() {
+    assert_one_line_error(&run(&["/nonexistent/app.wasm"]), "Cannot read module /nonexistent/app.wasm");
+    assert_one_line_error(
+        &run(&[&module("syntax_error.wat")]),
+        "Cannot compile the module: unknown operator or unexpected token (at 1:34)",
+    );
+    let dir = std::env::temp_dir().join(format!("wasmcell-test-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let not_wasm = dir.join("not.wasm");
+    std::fs::write(&not_wasm, b"#!/bin/sh\necho hello\n").unwrap();
+    assert_one_line_error(&run(&[not_wasm.to_str().unwrap()]), "Cannot compile the module");
+    let truncated = dir.join("truncated.wasm");
+    std::fs::write(&truncated, b"\0asm\x01\0\0\0\x01\x05").unwrap();
+    assert_one_line_error(&run(&[truncated.to_str().unwrap()]), "Cannot compile the module");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,123 @@
+//! The workload description the VMM places in guest memory for the guest runtime: the module's
+//! arguments and environment, as a flat, length-prefixed blob (mapped read-only).
+//!
+//! Layout, all integers little-endian `u32`:
+//! `argc, envc, then argc + envc entries of (len, len bytes)`. Environment entries are
+//! `KEY=VALUE`. The guest parses it with bounds checks; nothing here trusts a length.
+
+/// Bytes needed to encode `args` and `env`.
+pub fn encoded_len<'a>(args: impl IntoIterator<Item = &'a [u8]>, env: impl IntoIterator<Item = &'a [u8]>) -> usize {
+    8 + args.into_iter().chain(env).map(|s| 4 + s.len()).sum::<usize>()
+}
+
+/// Encodes `args` and `env` into `out`, which must be exactly [`encoded_len`] bytes.
+/// Returns `None` if it is not, or if a count or length does not fit in a `u32`.
+pub fn encode<'a>(
+    args: impl IntoIterator<Item = &'a [u8]> + Clone,
+    env: impl IntoIterator<Item = &'a [u8]> + Clone,
+    out: &mut [u8],
+) -> Option<()> {
+    if out.len() != encoded_len(args.clone(), env.clone()) {
+        return None;
+    }
+    let argc = u32::try_from(args.clone().into_iter().count()).ok()?;
+    let envc = u32::try_from(env.clone().into_iter().count()).ok()?;
+    out[0..4].copy_from_slice(&argc.to_le_bytes());
+    out[4..8].copy_from_slice(&envc.to_le_bytes());
+    let mut at = 8;
+    for s in args.into_iter().chain(env) {
+        out[at..at + 4].copy_from_slice(&u32::try_from(s.len()).ok()?.to_le_bytes());
+        out[at + 4..at + 4 + s.len()].copy_from_slice(s);
+        at += 4 + s.len();
+    }
+    Some(())
+}
+
+/// A parsed workload blob: borrowed views of its arguments and environment.
+#[derive(Clone, Copy, Debug)]
+pub struct Workload<'a> {
+    argc: usize,
+    envc: usize,
+    entries: &'a [u8],
+}
+
+impl<'a> Workload<'a> {
+    /// Parses and validates the whole blob; `None` if any length runs past its end.
+    pub fn parse(blob: &'a [u8]) -> Option<Self> {
+        let argc = read_u32(blob, 0)? as usize;
+        let envc = read_u32(blob, 4)? as usize;
+        let workload = Self { argc, envc, entries: blob.get(8..)? };
+        // Walk every entry once so that later iteration cannot fail.
+        let mut count = 0usize;
+        let mut rest = workload.entries;
+        while count < argc.checked_add(envc)? {
+            let len = read_u32(rest, 0)? as usize;
+            rest = rest.get(4usize.checked_add(len)?..)?;
+            count += 1;
+        }
+        Some(workload)
+    }
+
+    fn entries(&self) -> impl Iterator<Item = &'a [u8]> {
+        let mut rest = self.entries;
+        core::iter::from_fn(move || {
+            let len = read_u32(rest, 0)? as usize;
+            let entry = rest.get(4..4 + len)?;
+            rest = &rest[4 + len..];
+            Some(entry)
+        })
+    }
+
+    /// The arguments, `argv[0]` first.
+    pub fn args(&self) -> impl Iterator<Item = &'a [u8]> {
+        self.entries().take(self.argc)
+    }
+
+    /// The environment, `KEY=VALUE` each.
+    pub fn env(&self) -> impl Iterator<Item = &'a [u8]> {
+        self.entries().skip(self.argc).take(self.envc)
+    }
+
+    /// Number of arguments.
+    pub fn argc(&self) -> usize {
+        self.argc
+    }
+
+    /// Number of environment entries.
+    pub fn envc(&self) -> usize {
+        self.envc
+    }
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.get(at..at.checked_add(4)?)?.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let args: [&[u8]; 3] = [b"app.wasm", b"", b"x y"];
+        let env: [&[u8]; 1] = [b"K=V"];
+        let mut buf = [0u8; 64];
+        let len = encoded_len(args, env);
+        encode(args, env, &mut buf[..len]).unwrap();
+        let w = Workload::parse(&buf[..len]).unwrap();
+        assert_eq!((w.argc(), w.envc()), (3, 1));
+        assert!(w.args().eq(args.iter().copied()));
+        assert!(w.env().eq(env.iter().copied()));
+        assert!(encode(args, env, &mut buf[..len - 1]).is_none());
+    }
+
+    #[test]
+    fn hostile_blobs_are_refused() {
+        assert!(Workload::parse(b"").is_none());
+        // Claims one argument of 0xffff_ffff bytes.
+        assert!(Workload::parse(&[1, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]).is_none());
+        // Claims 2^32-1 arguments.
+        assert!(Workload::parse(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]).is_none());
+        assert!(Workload::parse(&[0, 0, 0, 0, 0, 0, 0, 0]).is_some());
+    }
+}

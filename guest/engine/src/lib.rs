@@ -1,0 +1,78 @@
+//! The one wasmtime engine configuration that both the host AOT compiler (`shim/aot`) and the
+//! guest runtime (`guest/kernel`) start from, so that what the host compiles is exactly what the
+//! guest can load: every setting that changes generated code lives here and nowhere else.
+//!
+//! `no_std`; each side adds only what is its own (the host: target triple and CPU flags; the
+//! guest: code memory and host-feature detection).
+#![no_std]
+
+pub use wasmtime;
+
+/// The target triple modules are compiled for: the guest is a freestanding x86-64 unikernel.
+pub const TARGET: &str = "x86_64-unknown-none";
+
+/// Largest native stack wasm may use in the guest; the guest's boot stack is 2 MiB.
+pub const MAX_WASM_STACK: usize = 1 << 20;
+
+/// The shared configuration.
+///
+/// - No signal handlers exist in the guest: traps are explicit checks.
+/// - No virtual memory tricks: linear memories are plain heap allocations with explicit bounds
+///   checks (no reservation, no guard pages, no copy-on-write initialisation).
+/// - Relaxed SIMD off: its fused multiply-add would need AVX state or a float libcall, and the
+///   guest has neither.
+pub fn config() -> wasmtime::Config {
+    let mut config = wasmtime::Config::new();
+    config
+        .signals_based_traps(false)
+        .memory_reservation(0)
+        .memory_guard_size(0)
+        .memory_reservation_for_growth(0)
+        .memory_init_cow(false)
+        .wasm_relaxed_simd(false)
+        .max_wasm_stack(MAX_WASM_STACK);
+    config
+}
+
+/// The host half: what the AOT compiler adds to [`config`].
+#[cfg(feature = "host")]
+pub mod host {
+    extern crate std;
+
+    use wasmcell_abi::cpu_features::X86_FEATURES;
+
+    /// Whether this host's CPU has feature `name` (a name from `X86_FEATURES`).
+    fn detected(name: &str) -> bool {
+        match name {
+            "cmpxchg16b" => std::is_x86_feature_detected!("cmpxchg16b"),
+            "sse3" => std::is_x86_feature_detected!("sse3"),
+            "ssse3" => std::is_x86_feature_detected!("ssse3"),
+            "sse4.1" => std::is_x86_feature_detected!("sse4.1"),
+            "sse4.2" => std::is_x86_feature_detected!("sse4.2"),
+            "popcnt" => std::is_x86_feature_detected!("popcnt"),
+            "bmi1" => std::is_x86_feature_detected!("bmi1"),
+            "bmi2" => std::is_x86_feature_detected!("bmi2"),
+            "lzcnt" => std::is_x86_feature_detected!("lzcnt"),
+            _ => false,
+        }
+    }
+
+    /// The guest-usable features of this host's CPU, as the boot info carries them. Read with
+    /// user-mode `cpuid` (std's detection), not from KVM: KVM's supported-CPUID list
+    /// under-reports on nested KVM although CPL 3 code can use every one of these.
+    pub fn cpu_features() -> u64 {
+        X86_FEATURES.iter().filter(|f| detected(f.name)).fold(0, |bits, f| bits | f.bit)
+    }
+
+    /// [`super::config`] for compiling on the host for the guest with `features`.
+    pub fn compiler_config(features: u64) -> wasmtime::Result<wasmtime::Config> {
+        let mut config = super::config();
+        config.target(super::TARGET)?;
+        for feature in X86_FEATURES.iter().filter(|f| features & f.bit != 0) {
+            // SAFETY: the guest is told exactly these features (boot info) and wasmtime checks
+            // them against its `detect_host_feature` before running any code compiled with them.
+            unsafe { config.cranelift_flag_enable(feature.cranelift_flag) };
+        }
+        Ok(config)
+    }
+}

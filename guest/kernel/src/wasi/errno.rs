@@ -1,0 +1,19 @@
+//! WASI preview 1 error numbers (`wasi_snapshot_preview1` `errno`), the ones the guest returns.
+
+/// An `errno` value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
+pub enum Errno {
+    Success = 0,
+    Fault = 21,
+    NoSys = 52,
+    Overflow = 61,
+}
+
+/// Runs a WASI call body and turns its result into the `errno` the module sees.
+pub fn to_errno(result: Result<(), Errno>) -> i32 {
+    match result {
+        Ok(()) => Errno::Success as i32,
+        Err(e) => e as i32,
+    }
+}

@@ -1,0 +1,89 @@
+//! Where the variable parts of the guest go in RAM: after the fixed memory map and the guest
+//! image comes the heap; the workload description and the precompiled module sit at the top of
+//! RAM, page aligned, so the heap is one contiguous range in between.
+//!
+//! ```text
+//! image end ─ heap ─ workload blob (r--) ─ payload (r-x) ─ end of RAM
+//! ```
+
+use std::ops::Range;
+use wasmcell_abi::memory_map::PAGE_SIZE;
+
+/// The least heap the guest is given.
+pub const MIN_HEAP: u64 = 1 << 20;
+
+/// Errors while placing things in RAM.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    /// RAM too small for the image, the workload and a heap.
+    #[error("Memory size {ram_mib} MiB is too small: the guest needs at least {needed_mib} MiB for this workload")]
+    TooSmall { ram_mib: u64, needed_mib: u64 },
+}
+
+/// The guest's variable regions, all page aligned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestLayout {
+    pub ram_size: u64,
+    pub heap: Range<u64>,
+    /// The workload blob, if there is a workload.
+    pub workload: Option<Range<u64>>,
+    /// The precompiled module, if there is a workload.
+    pub payload: Option<Range<u64>>,
+}
+
+impl GuestLayout {
+    /// Places a heap after `image_end` and, if given, a workload blob of `workload_len` bytes and
+    /// a payload of `payload_len` bytes at the top of RAM.
+    pub fn new(ram_size: u64, image_end: u64, workload: Option<(u64, u64)>) -> Result<Self, LayoutError> {
+        let pages = |len: u64| len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        let top_len = workload.map_or(0, |(blob, payload)| pages(blob).saturating_add(pages(payload)));
+        let needed = image_end.saturating_add(MIN_HEAP).saturating_add(top_len);
+        if needed > ram_size {
+            return Err(LayoutError::TooSmall { ram_mib: ram_size >> 20, needed_mib: needed.div_ceil(1 << 20) });
+        }
+        let (heap_end, blob, payload) = match workload {
+            None => (ram_size, None, None),
+            Some((blob_len, payload_len)) => {
+                let payload_start = ram_size - pages(payload_len);
+                let blob_start = payload_start - pages(blob_len);
+                (blob_start, Some(blob_start..blob_start + blob_len), Some(payload_start..payload_start + payload_len))
+            }
+        };
+        Ok(Self { ram_size, heap: image_end..heap_end, workload: blob, payload })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_workload_the_heap_runs_to_the_end_of_ram() {
+        let layout = GuestLayout::new(8 << 20, 0x50_0000, None).unwrap();
+        assert_eq!(layout.heap, 0x50_0000..8 << 20);
+        assert_eq!((layout.workload, layout.payload), (None, None));
+    }
+
+    #[test]
+    fn workload_and_payload_sit_page_aligned_at_the_top() {
+        let layout = GuestLayout::new(16 << 20, 0x50_0000, Some((100, 0x1_2345))).unwrap();
+        let payload = layout.payload.clone().unwrap();
+        let blob = layout.workload.clone().unwrap();
+        assert_eq!(payload.start % PAGE_SIZE, 0);
+        assert_eq!(payload.end, payload.start + 0x1_2345);
+        assert!(payload.end <= 16 << 20 && (16 << 20) - payload.end < PAGE_SIZE);
+        assert_eq!(blob.start % PAGE_SIZE, 0);
+        assert!(blob.end <= payload.start);
+        assert_eq!(layout.heap, 0x50_0000..blob.start);
+    }
+
+    #[test]
+    fn too_little_ram_names_what_is_needed() {
+        let err = GuestLayout::new(8 << 20, 0x50_0000, Some((100, 6 << 20))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Memory size 8 MiB is too small: the guest needs at least 13 MiB for this workload"
+        );
+        assert!(GuestLayout::new(8 << 20, (8 << 20) - 4096, None).is_err());
+    }
+}
