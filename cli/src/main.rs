@@ -41,6 +41,7 @@ fn run_boot(args: cli::BootArgs) -> anyhow::Result<ExitCode> {
         log_level: if args.quiet { LOG_OFF } else { LOG_INFO },
         abi_version,
         workload: None,
+        ..Default::default()
     };
     let vm = Vm::try_from(config)?;
     let signals = signals::forward_to(vm.handle()).context("Cannot watch for SIGINT/SIGTERM")?;

@@ -5,11 +5,12 @@
 use crate::cli::{CompileArgs, RunArgs};
 use crate::signals;
 use anyhow::{bail, Context};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::ExitCode;
 use wasmcell_abi::boot_info::LOG_OFF;
 use wasmcell_aot::{Cache, Compiler};
-use wasmcell_vmm::{Outcome, Vm, VmConfig, Workload};
+use wasmcell_vmm::{Input, Outcome, Vm, VmConfig, Workload};
 
 /// The status `wasmtime run` gives a trap on Unix (128 + SIGABRT).
 const TRAP_STATUS: u8 = 134;
@@ -38,6 +39,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         memory: args.memory,
         timeout: args.timeout,
         workload: Some(workload),
+        stdin: stdin(),
+        stdout: Box::new(std::io::stdout()),
+        stderr: Box::new(std::io::stderr()),
         log_level: LOG_OFF,
         ..Default::default()
     };
@@ -61,6 +65,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Outcome::Killed => ExitCode::from(128 + signals.received().unwrap_or(libc::SIGKILL) as u8),
         outcome @ (Outcome::GuestPanic(_) | Outcome::GuestFault { .. }) => bail!("The guest failed: {outcome}"),
     })
+}
+
+/// This process's stdin for the module (a duplicate, so the VM owns its copy); none if closed.
+fn stdin() -> Input {
+    std::io::stdin().as_fd().try_clone_to_owned().map_or(Input::Empty, Input::from_fd)
 }
 
 pub fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {

@@ -125,3 +125,55 @@ fn bad_modules_fail_before_any_vm() {
     assert_one_line_error(&run(&[truncated.to_str().unwrap()]), "Cannot compile the module");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn stdout_and_stderr_are_separate_streams() {
+    let out = run(&[&module("hello.wat")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hello from wasmcell\n");
+    assert_eq!(stderr(&out), "to stderr\n");
+}
+
+/// Runs `wasmcell run` with `input` on its stdin.
+fn run_with_stdin(args: &[&str], input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    require_kvm();
+    let cache = std::env::temp_dir().join(format!("wasmcell-test-cache-{}", std::process::id()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmcell"))
+        .arg("run")
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+#[test]
+fn stdin_reaches_the_module_until_end_of_file() {
+    let out = run_with_stdin(&[&module("echo.wat")], b"line one\nline two\n");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "line one\nline two\n");
+    // Empty stdin is an immediate end of file.
+    let out = run_with_stdin(&[&module("echo.wat")], b"");
+    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), ""));
+}
+
+#[test]
+fn large_stdin_passes_through_intact() {
+    let input: Vec<u8> = (0..1_000_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let out = run_with_stdin(&[&module("echo.wat")], &input);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(out.stdout == input, "stdout differs from stdin ({} vs {} bytes)", out.stdout.len(), input.len());
+}

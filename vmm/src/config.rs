@@ -1,6 +1,7 @@
 //! What a user asks of a VM ([`VmConfig`]) and its validation, done once before any KVM
 //! resource exists so that bad input fails early and leaves nothing behind.
 
+use crate::devices::virtio::console::Input;
 use std::fmt;
 use std::io::Write;
 use std::path::PathBuf;
@@ -124,6 +125,12 @@ pub struct VmConfig {
     pub timeout: Option<Duration>,
     /// Where the guest's serial log goes.
     pub log: Box<dyn Write + Send>,
+    /// The workload's stdin.
+    pub stdin: Input,
+    /// The workload's stdout.
+    pub stdout: Box<dyn Write + Send>,
+    /// The workload's stderr.
+    pub stderr: Box<dyn Write + Send>,
     /// The Wasm workload to run; `None` boots the guest with no workload (diagnostics).
     pub workload: Option<Workload>,
     /// A diagnostic for the guest to run instead of its normal work (when there is no workload).
@@ -143,6 +150,9 @@ impl Default for VmConfig {
             guest_image: GuestImage::default(),
             timeout: None,
             log: Box::new(std::io::sink()),
+            stdin: Input::Empty,
+            stdout: Box::new(std::io::sink()),
+            stderr: Box::new(std::io::sink()),
             workload: None,
             selftest: SelfTest::default(),
             log_level: LOG_INFO,

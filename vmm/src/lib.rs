@@ -23,6 +23,7 @@ mod vcpu;
 mod vm;
 
 pub use config::{ConfigError, GuestImage, MemorySize, VmConfig, Workload};
+pub use devices::virtio::console::Input;
 pub use guest_image::EMBEDDED_GUEST;
 pub use layout::LayoutError;
 pub use loader::LoadError;

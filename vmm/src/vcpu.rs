@@ -105,12 +105,14 @@ impl Vcpu {
                     self.devices.io_in(port, data);
                     ControlAction::Continue
                 }
-                // No MMIO devices yet: reads see a floating bus, writes are dropped.
-                Ok(VcpuExit::MmioRead(_, data)) => {
-                    data.fill(0xff);
+                Ok(VcpuExit::MmioRead(addr, data)) => {
+                    self.devices.mmio_read(addr, data);
                     ControlAction::Continue
                 }
-                Ok(VcpuExit::MmioWrite(..)) => ControlAction::Continue,
+                Ok(VcpuExit::MmioWrite(addr, data)) => {
+                    self.devices.mmio_write(addr, data);
+                    ControlAction::Continue
+                }
                 Ok(VcpuExit::Shutdown) => return Ok(VcpuStop::Guest(arch::shutdown_outcome(&self.fd))),
                 Ok(other) => return Err(VcpuError::UnexpectedExit(format!("{other:?}"))),
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => ControlAction::Continue,
@@ -121,7 +123,7 @@ impl Vcpu {
                 ControlAction::BootDone => {
                     let _ = shared.boot_done.set(Instant::now());
                 }
-                ControlAction::Wait(timeout) => wait(shared, timeout),
+                ControlAction::Wait(timeout) => wait(shared, &mut self.devices, timeout),
                 ControlAction::Exit(code) => return Ok(VcpuStop::Guest(Outcome::Exited(code))),
                 ControlAction::Panic(message) => return Ok(VcpuStop::Guest(Outcome::GuestPanic(message))),
                 ControlAction::Trap(message) => return Ok(VcpuStop::Guest(Outcome::WasmTrap(message))),
@@ -134,8 +136,9 @@ impl Vcpu {
     }
 }
 
-/// Sleeps until `shared.wake` is written, `stop` is set, or `timeout` passes.
-fn wait(shared: &VcpuShared, timeout: Option<Duration>) {
+/// Sleeps until `shared.wake` is written, `stop` is set, `timeout` passes, or input the guest
+/// is waiting for arrives (then it is delivered before returning).
+fn wait(shared: &VcpuShared, devices: &mut Devices, timeout: Option<Duration>) {
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
         if shared.stop.load(Ordering::Acquire) {
@@ -147,13 +150,23 @@ fn wait(shared: &VcpuShared, timeout: Option<Duration>) {
         }
         let ts =
             remaining.map(|r| libc::timespec { tv_sec: r.as_secs() as libc::time_t, tv_nsec: r.subsec_nanos().into() });
-        let mut pfd = libc::pollfd { fd: shared.wake.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut fds = [libc::pollfd { fd: shared.wake.as_raw_fd(), events: libc::POLLIN, revents: 0 }; 2];
+        let input = devices.console_input_fd();
+        if let Some(fd) = input {
+            fds[1].fd = fd;
+        }
+        let count = 1 + usize::from(input.is_some());
         let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
-        // SAFETY: `pfd` is one valid pollfd, `ts_ptr` is null or points at a live timespec, and
-        // a null signal mask means "keep the current one".
-        let n = unsafe { libc::ppoll(&mut pfd, 1, ts_ptr, std::ptr::null()) };
+        // SAFETY: `fds[..count]` are valid pollfds, `ts_ptr` is null or points at a live
+        // timespec, and a null signal mask means "keep the current one".
+        let n = unsafe { libc::ppoll(fds.as_mut_ptr(), count as libc::nfds_t, ts_ptr, std::ptr::null()) };
         if n > 0 {
-            let _ = shared.wake.read();
+            if fds[0].revents != 0 {
+                let _ = shared.wake.read();
+            }
+            if count > 1 && fds[1].revents != 0 {
+                devices.deliver_console_input();
+            }
             return;
         }
         // n == 0 is the timeout (caught at the top); n < 0 is EINTR from a kick: re-check stop.

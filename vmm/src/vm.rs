@@ -7,6 +7,8 @@ use crate::boot_info::{self, BootInfoError, BootParams};
 use crate::config::{ConfigError, VmConfig};
 use crate::devices::control::ControlDevice;
 use crate::devices::serial::SerialConsole;
+use crate::devices::virtio::console::Console;
+use crate::devices::virtio::mmio::MmioTransport;
 use crate::devices::Devices;
 use crate::layout::{GuestLayout, LayoutError};
 use crate::loader::{self, LoadError};
@@ -138,8 +140,13 @@ impl TryFrom<VmConfig> for Vm {
         };
         boot_info::write(&memory, &params)?;
 
-        // 6. Devices: the serial log and the control device.
-        let devices = Devices { serial: SerialConsole::new(config.log), control: ControlDevice::new(memory.clone()) };
+        // 6. Devices: the serial log, the control device, the virtio console (stdio).
+        let console = Console::new(config.stdin, config.stdout, config.stderr);
+        let devices = Devices {
+            serial: SerialConsole::new(config.log),
+            control: ControlDevice::new(memory.clone()),
+            console: MmioTransport::new(console, memory.clone()),
+        };
         let shared = Arc::new(VcpuShared::new().map_err(Error::EventLoop)?);
         let kill = Arc::new(EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC).map_err(Error::EventLoop)?);
         vcpu::install_kick_handler().map_err(Error::EventLoop)?;

@@ -15,6 +15,7 @@
 pub mod boot_info;
 pub mod control;
 pub mod cpu_features;
+pub mod devices;
 pub mod exit;
 pub mod memory_map;
 pub mod workload;

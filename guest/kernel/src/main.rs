@@ -18,6 +18,7 @@ mod log;
 mod panic;
 mod runtime;
 mod selftest;
+mod virtio;
 mod wasi;
 
 use wasmcell_abi::boot_info::BootInfoError;

@@ -5,15 +5,20 @@
 
 pub mod control;
 pub mod serial;
+pub mod virtio;
 
 use control::{ControlAction, ControlDevice};
 use serial::SerialConsole;
+use virtio::console::Console;
+use virtio::mmio::MmioTransport;
 use wasmcell_abi::control::{X86_PORT_BASE, X86_PORT_COUNT};
+use wasmcell_abi::devices::console::{MMIO_BASE as CONSOLE_BASE, MMIO_SIZE as CONSOLE_SIZE};
 
 /// Every device of one VM.
 pub struct Devices {
     pub serial: SerialConsole,
     pub control: ControlDevice,
+    pub console: MmioTransport<Console>,
 }
 
 impl Devices {
@@ -35,6 +40,36 @@ impl Devices {
         } else {
             // Reads from nothing see a floating bus.
             data.fill(0xff);
+        }
+    }
+}
+
+impl Devices {
+    /// The stdin fd to watch while the guest waits, if the guest is waiting for stdin.
+    pub fn console_input_fd(&mut self) -> Option<std::os::fd::RawFd> {
+        let (console, queues, memory) = self.console.device_and_queues();
+        console.wants_input(queues, memory).then(|| console.input_fd()).flatten()
+    }
+
+    /// Delivers stdin that became readable while the guest waited.
+    pub fn deliver_console_input(&mut self) {
+        let (console, queues, memory) = self.console.device_and_queues();
+        console.fill_stdin(queues, memory);
+    }
+
+    /// A guest MMIO read at guest-physical `addr`.
+    pub fn mmio_read(&mut self, addr: u64, data: &mut [u8]) {
+        match addr.checked_sub(CONSOLE_BASE).filter(|&o| o < CONSOLE_SIZE) {
+            Some(offset) => self.console.read(offset, data),
+            // Reads from nothing see a floating bus.
+            None => data.fill(0xff),
+        }
+    }
+
+    /// A guest MMIO write at guest-physical `addr`.
+    pub fn mmio_write(&mut self, addr: u64, data: &[u8]) {
+        if let Some(offset) = addr.checked_sub(CONSOLE_BASE).filter(|&o| o < CONSOLE_SIZE) {
+            self.console.write(offset, data);
         }
     }
 }

@@ -5,9 +5,12 @@
 #[repr(u16)]
 pub enum Errno {
     Success = 0,
+    BadF = 8,
     Fault = 21,
+    Io = 29,
     NoSys = 52,
     Overflow = 61,
+    NotCapable = 76,
 }
 
 /// Runs a WASI call body and turns its result into the `errno` the module sees.

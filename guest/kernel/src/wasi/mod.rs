@@ -7,6 +7,7 @@
 mod env;
 mod errno;
 mod proc;
+mod stdio;
 
 use alloc::vec::Vec;
 use wasmcell_abi::workload::Workload;
@@ -23,11 +24,16 @@ pub const MODULE: &str = "wasi_snapshot_preview1";
 pub struct WasiCtx {
     args: Vec<Vec<u8>>,
     env: Vec<Vec<u8>>,
+    console: Option<crate::virtio::console::Console>,
 }
 
 impl WasiCtx {
     pub fn new(workload: &Workload<'_>, _info: &BootInfo) -> Self {
-        Self { args: workload.args().map(<[u8]>::to_vec).collect(), env: workload.env().map(<[u8]>::to_vec).collect() }
+        Self {
+            args: workload.args().map(<[u8]>::to_vec).collect(),
+            env: workload.env().map(<[u8]>::to_vec).collect(),
+            console: None,
+        }
     }
 }
 
@@ -54,6 +60,7 @@ fn write_u32(caller: &mut Caller<'_, WasiCtx>, offset: u32, value: u32) -> Resul
 pub fn add_to_linker(linker: &mut Linker<WasiCtx>) -> wasmtime::Result<()> {
     env::add_to_linker(linker)?;
     proc::add_to_linker(linker)?;
+    stdio::add_to_linker(linker)?;
     add_unimplemented(linker)
 }
 
@@ -71,23 +78,18 @@ fn add_unimplemented(linker: &mut Linker<WasiCtx>) -> wasmtime::Result<()> {
         "fd_allocate": (i32, i64, i64);
         "fd_close": (i32);
         "fd_datasync": (i32);
-        "fd_fdstat_get": (i32, i32);
         "fd_fdstat_set_flags": (i32, i32);
         "fd_fdstat_set_rights": (i32, i64, i64);
         "fd_filestat_get": (i32, i32);
         "fd_filestat_set_size": (i32, i64);
         "fd_filestat_set_times": (i32, i64, i64, i32);
         "fd_pread": (i32, i32, i32, i64, i32);
-        "fd_prestat_dir_name": (i32, i32, i32);
-        "fd_prestat_get": (i32, i32);
         "fd_pwrite": (i32, i32, i32, i64, i32);
-        "fd_read": (i32, i32, i32, i32);
         "fd_readdir": (i32, i32, i32, i64, i32);
         "fd_renumber": (i32, i32);
         "fd_seek": (i32, i64, i32, i32);
         "fd_sync": (i32);
         "fd_tell": (i32, i32);
-        "fd_write": (i32, i32, i32, i32);
         "path_create_directory": (i32, i32, i32);
         "path_filestat_get": (i32, i32, i32, i32, i32);
         "path_filestat_set_times": (i32, i32, i32, i32, i64, i64, i32);
