@@ -3,8 +3,8 @@
 # Idempotent; safe to run before every build.
 set -euo pipefail
 
-# The guest unikernel's target (the host target is always there).
-rustup target add x86_64-unknown-none >/dev/null
+# The guest unikernel's target and the sample workloads' target (the host target is always there).
+rustup target add x86_64-unknown-none wasm32-wasip1 >/dev/null
 rustup component add rustfmt clippy >/dev/null
 
 if [ ! -e /dev/kvm ]; then

@@ -9,11 +9,13 @@ ci/setup.sh
 echo "== fmt"
 cargo fmt --all --check
 (cd guest/kernel && cargo fmt --check)
+(cd images && cargo fmt --check)
 
 echo "== clippy"
 cargo clippy --release --locked --all-targets -- -D warnings
 # Same target dir as vmm/build.rs's guest build.
 (cd guest/kernel && cargo clippy --release --locked --target-dir ../../target/guest -- -D warnings)
+(cd images && cargo clippy --release --locked --target wasm32-wasip1 --target-dir ../target/images -- -D warnings)
 
 echo "== tests"
 cargo test --release --locked --workspace

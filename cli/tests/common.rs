@@ -85,3 +85,29 @@ pub fn run_millis(output: &Output) -> f64 {
     let after = line.split(", run ").nth(1).unwrap();
     after.split(' ').next().unwrap().parse().unwrap()
 }
+
+/// The path of sample workload `name` (a Rust program in `images/samples`, built for
+/// `wasm32-wasip1` once per test binary).
+pub fn sample(name: &str) -> String {
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let dir = BUILT.get_or_init(build_samples);
+    dir.join(format!("{name}.wasm")).to_string_lossy().into_owned()
+}
+
+fn build_samples() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target_dir = root.join("target/images");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--locked", "--target", "wasm32-wasip1", "--manifest-path"])
+        .arg(root.join("images/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .expect("run cargo to build the sample workloads");
+    assert!(status.success(), "building images/samples failed (ci/setup.sh installs the wasm32-wasip1 target)");
+    target_dir.join("wasm32-wasip1/release")
+}

@@ -24,6 +24,8 @@ pub struct BootParams<'a> {
     pub abi_version: u32,
     pub layout: &'a GuestLayout,
     pub tsc_khz: u64,
+    /// The guest's TSC and host realtime (ns) sampled together.
+    pub clock: (u64, u64),
     pub cpu_features: u64,
     pub selftest: SelfTest,
     pub log_level: u32,
@@ -60,6 +62,8 @@ pub fn write(memory: &GuestMemory, params: &BootParams) -> Result<BootInfo, Boot
         payload_len,
         workload_addr,
         workload_len,
+        clock_tsc: params.clock.0,
+        clock_realtime_ns: params.clock.1,
     };
     memory.write_slice(info.as_bytes(), GuestAddress(BOOT_INFO)).map_err(BootInfoError::Write)?;
     Ok(info)
@@ -95,6 +99,7 @@ mod tests {
             abi_version: ABI_VERSION,
             layout: &layout,
             tsc_khz: 1,
+            clock: (5, 6),
             cpu_features: 0b101,
             selftest: SelfTest { kind: SelfTest::EXIT, arg: 3 },
             log_level: 1,

@@ -134,6 +134,7 @@ impl TryFrom<VmConfig> for Vm {
             abi_version: config.abi_version,
             layout: &layout,
             tsc_khz: vcpu_fd.get_tsc_khz().map(u64::from).unwrap_or(0),
+            clock: arch::clock_sample(&vcpu_fd),
             cpu_features: config.workload.as_ref().map_or(0, |w| w.cpu_features),
             selftest: config.selftest,
             log_level: config.log_level,

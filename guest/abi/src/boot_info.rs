@@ -52,6 +52,11 @@ pub struct BootInfo {
     pub workload_addr: u64,
     /// Its length in bytes.
     pub workload_len: u64,
+    /// The guest's TSC and the host's `CLOCK_REALTIME` (ns since the Unix epoch), sampled
+    /// together by the VMM just before boot: the guest's clocks count TSC ticks from there.
+    pub clock_tsc: u64,
+    /// See `clock_tsc`.
+    pub clock_realtime_ns: u64,
 }
 
 /// The guest writes nothing to its serial log (panics still reach the VMM).
@@ -114,7 +119,9 @@ const _: () = {
     assert!(offset_of!(BootInfo, payload_len) == 128);
     assert!(offset_of!(BootInfo, workload_addr) == 136);
     assert!(offset_of!(BootInfo, workload_len) == 144);
-    assert!(size_of::<BootInfo>() == 152);
+    assert!(offset_of!(BootInfo, clock_tsc) == 152);
+    assert!(offset_of!(BootInfo, clock_realtime_ns) == 160);
+    assert!(size_of::<BootInfo>() == 168);
     // It must fit in its page of the memory map.
     assert!(size_of::<BootInfo>() <= crate::memory_map::PAGE_SIZE as usize);
 };

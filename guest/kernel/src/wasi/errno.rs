@@ -7,6 +7,7 @@ pub enum Errno {
     Success = 0,
     BadF = 8,
     Fault = 21,
+    Inval = 28,
     Io = 29,
     NoSys = 52,
     Overflow = 61,

@@ -4,6 +4,7 @@
 //! implemented yet return `ENOSYS` and never trap. Every guest pointer goes through wasmtime's
 //! bounds-checked memory accessors.
 
+mod clock;
 mod env;
 mod errno;
 mod proc;
@@ -25,14 +26,18 @@ pub struct WasiCtx {
     args: Vec<Vec<u8>>,
     env: Vec<Vec<u8>>,
     console: Option<crate::virtio::console::Console>,
+    clocks: clock::Clocks,
+    rng: rand_chacha::ChaCha20Rng,
 }
 
 impl WasiCtx {
-    pub fn new(workload: &Workload<'_>, _info: &BootInfo) -> Self {
+    pub fn new(workload: &Workload<'_>, info: &BootInfo) -> Self {
         Self {
             args: workload.args().map(<[u8]>::to_vec).collect(),
             env: workload.env().map(<[u8]>::to_vec).collect(),
             console: None,
+            clocks: clock::Clocks::new(info),
+            rng: clock::new_rng(info),
         }
     }
 }
@@ -58,6 +63,7 @@ fn write_u32(caller: &mut Caller<'_, WasiCtx>, offset: u32, value: u32) -> Resul
 
 /// Links every `wasi_snapshot_preview1` function.
 pub fn add_to_linker(linker: &mut Linker<WasiCtx>) -> wasmtime::Result<()> {
+    clock::add_to_linker(linker)?;
     env::add_to_linker(linker)?;
     proc::add_to_linker(linker)?;
     stdio::add_to_linker(linker)?;
@@ -72,8 +78,6 @@ fn add_unimplemented(linker: &mut Linker<WasiCtx>) -> wasmtime::Result<()> {
         )*};
     }
     enosys! {
-        "clock_res_get": (i32, i32);
-        "clock_time_get": (i32, i64, i32);
         "fd_advise": (i32, i64, i64, i32);
         "fd_allocate": (i32, i64, i64);
         "fd_close": (i32);
@@ -102,7 +106,6 @@ fn add_unimplemented(linker: &mut Linker<WasiCtx>) -> wasmtime::Result<()> {
         "path_unlink_file": (i32, i32, i32);
         "poll_oneoff": (i32, i32, i32, i32);
         "proc_raise": (i32);
-        "random_get": (i32, i32);
         "sock_accept": (i32, i32, i32);
         "sock_recv": (i32, i32, i32, i32, i32, i32);
         "sock_send": (i32, i32, i32, i32, i32);

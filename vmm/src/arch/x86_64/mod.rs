@@ -8,7 +8,7 @@ mod paging;
 mod regs;
 
 pub use fault::{fault_outcome, shutdown_outcome};
-pub use regs::{configure_vcpu, VcpuSetupError};
+pub use regs::{clock_sample, configure_vcpu, VcpuSetupError};
 
 use crate::layout::GuestLayout;
 use crate::loader::GuestElf;

@@ -3,7 +3,7 @@
 
 use super::descriptors::{GDT_ENTRIES, IDT_BYTES, TSS_LIMIT, TSS_SELECTOR, USER_CODE_SELECTOR, USER_DATA_SELECTOR};
 use super::PAGE_TABLE_ROOT;
-use kvm_bindings::{kvm_segment, CpuId, KVM_MAX_CPUID_ENTRIES};
+use kvm_bindings::{kvm_msr_entry, kvm_segment, CpuId, Msrs, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Kvm, VcpuFd};
 use std::sync::OnceLock;
 use wasmcell_abi::memory_map as map;
@@ -105,4 +105,20 @@ pub fn configure_vcpu(kvm: &Kvm, vcpu: &VcpuFd, entry: u64) -> Result<(), VcpuSe
         ..Default::default()
     };
     vcpu.set_regs(&regs).map_err(VcpuSetupError::SetRegs)
+}
+
+/// `IA32_TIME_STAMP_COUNTER`.
+const MSR_TSC: u32 = 0x10;
+
+/// The guest's TSC and the host's realtime clock (ns since the epoch), read back to back: the
+/// guest derives its wall clock from this pair and the TSC frequency. `(0, now)` if KVM cannot
+/// read the MSR (the guest TSC then starts near 0 at vCPU creation anyway).
+pub fn clock_sample(vcpu: &VcpuFd) -> (u64, u64) {
+    let mut msrs = Msrs::from_entries(&[kvm_msr_entry { index: MSR_TSC, ..Default::default() }]).expect("one MSR");
+    let tsc = match vcpu.get_msrs(&mut msrs) {
+        Ok(1) => msrs.as_slice()[0].data,
+        _ => 0,
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    (tsc, now.as_nanos() as u64)
 }

@@ -1,0 +1,83 @@
+//! Real Rust programs (images/samples, built for wasm32-wasip1) under `wasmcell run` on real
+//! KVM: the outputs and statuses they are known to produce.
+
+mod common;
+
+use common::*;
+use std::process::Output;
+
+fn run(args: &[&str]) -> Output {
+    let cache = std::env::temp_dir().join(format!("wasmcell-test-cache-{}", std::process::id()));
+    let cache = cache.to_string_lossy().into_owned();
+    let mut all = vec!["run", "--cache-dir", cache.as_str()];
+    all.extend_from_slice(args);
+    wasmcell(&all)
+}
+
+fn assert_output(out: &Output, status: i32, expected_stdout: &str, expected_stderr: &str) {
+    assert_eq!(out.status.code(), Some(status), "stderr: {}", stderr(out));
+    assert_eq!(stdout(out), expected_stdout);
+    assert_eq!(stderr(out), expected_stderr);
+}
+
+#[test]
+fn hello() {
+    assert_output(&run(&[&sample("hello")]), 0, "Hello, world!\n", "");
+}
+
+#[test]
+fn args_arrive_in_order_with_argv0_the_module_path() {
+    let module = sample("args");
+    let out = run(&[&module, "--", "one", "two words", "", "ünïcode"]);
+    let expected = format!("0: {module}\n1: one\n2: two words\n3: \n4: ünïcode\n");
+    assert_output(&out, 0, &expected, "");
+}
+
+#[test]
+fn environment_is_exactly_what_was_given() {
+    let out = run(&["--env", "B=2", "--env", "A=1", "--env", "EMPTY=", &sample("env")]);
+    assert_output(&out, 0, "A=1\nB=2\nEMPTY=\n", "");
+    assert_output(&run(&[&sample("env")]), 0, "", "");
+}
+
+#[test]
+fn exit_codes() {
+    for code in [0, 3, 42, 255] {
+        let out = run(&[&sample("exit_code"), "--", &code.to_string()]);
+        assert_output(&out, code, &format!("exiting with {code}\n"), "bye\n");
+    }
+}
+
+#[test]
+fn stdout_and_stderr_each_arrive_complete_and_in_order() {
+    let out = run(&[&sample("stderr")]);
+    assert_output(&out, 0, "out 0\nout 1\nout 2\nout 3\nout 4\n", "err 0\nerr 1\nerr 2\nerr 3\nerr 4\n");
+}
+
+#[test]
+fn clocks_are_monotonic_and_the_wall_clock_is_real() {
+    let out = run(&[&sample("clocks")]);
+    assert_output(&out, 0, "monotonic clock never went back in 100000 readings\nwall clock is after 2024\n", "");
+}
+
+#[test]
+fn random_bytes_come_from_the_guest_csprng() {
+    assert_output(&run(&[&sample("random")]), 0, "random bytes look random\n", "");
+}
+
+#[test]
+fn stdin_lines_are_echoed() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    require_kvm();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmcell"))
+        .args(["run", &sample("stdin_echo")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"alpha\nbeta\ngamma\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_output(&out, 0, "alpha\nbeta\ngamma\n", "3 lines\n");
+}

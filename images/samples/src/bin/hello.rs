@@ -1,0 +1,4 @@
+//! The classic: one line on stdout.
+fn main() {
+    println!("Hello, world!");
+}
