@@ -81,3 +81,9 @@ fn stdin_lines_are_echoed() {
     let out = child.wait_with_output().unwrap();
     assert_output(&out, 0, "alpha\nbeta\ngamma\n", "3 lines\n");
 }
+
+#[test]
+fn sleep_waits_in_the_vmm_for_at_least_the_time_asked() {
+    assert_output(&run(&[&sample("sleep"), "--", "150"]), 0, "slept at least 150 ms\n", "");
+    assert_output(&run(&[&sample("sleep"), "--", "0"]), 0, "slept at least 0 ms\n", "");
+}

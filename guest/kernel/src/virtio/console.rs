@@ -140,6 +140,27 @@ impl Console {
         }
     }
 
+    /// Whether a read would return at once (data or end of file), without waiting. Leaves a
+    /// stdin buffer posted, so that the VMM wakes a WAIT when input arrives.
+    pub fn stdin_ready(&mut self) -> Result<bool, ConsoleError> {
+        self.collect_stdin()?;
+        self.poll_control()?;
+        if self.stdin_pending.0 < self.stdin_pending.1 || !self.stdin_open {
+            return Ok(true);
+        }
+        if self.stdin_token.is_none() {
+            self.post_stdin_buffer()?;
+            self.collect_stdin()?;
+            self.poll_control()?;
+        }
+        Ok(self.stdin_pending.0 < self.stdin_pending.1 || !self.stdin_open)
+    }
+
+    /// Bytes of stdin received and not yet read.
+    pub fn stdin_pending(&self) -> usize {
+        self.stdin_pending.1 - self.stdin_pending.0
+    }
+
     fn take_pending(&mut self, buf: &mut [u8]) -> Option<usize> {
         let (start, end) = self.stdin_pending;
         if start == end || buf.is_empty() {

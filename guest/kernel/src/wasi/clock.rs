@@ -39,6 +39,16 @@ impl Clocks {
         Some((u128::from(ticks) * 1_000_000 / u128::from(self.tsc_khz)) as u64)
     }
 
+    /// Monotonic nanoseconds since the VMM's sample.
+    pub fn monotonic_ns(&self) -> Option<u64> {
+        self.elapsed_ns()
+    }
+
+    /// The realtime clock at the VMM's sample (monotonic 0).
+    pub fn realtime_at_boot_ns(&self) -> u64 {
+        self.realtime_base_ns
+    }
+
     fn now(&self, id: u32) -> Result<u64, Errno> {
         let elapsed = self.elapsed_ns().ok_or(Errno::NoSys)?;
         match id {

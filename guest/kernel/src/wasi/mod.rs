@@ -7,6 +7,7 @@
 mod clock;
 mod env;
 mod errno;
+mod poll;
 mod proc;
 mod stdio;
 
@@ -67,6 +68,7 @@ pub fn add_to_linker(linker: &mut Linker<WasiCtx>) -> wasmtime::Result<()> {
     env::add_to_linker(linker)?;
     proc::add_to_linker(linker)?;
     stdio::add_to_linker(linker)?;
+    poll::add_to_linker(linker)?;
     add_unimplemented(linker)
 }
 
@@ -104,7 +106,6 @@ fn add_unimplemented(linker: &mut Linker<WasiCtx>) -> wasmtime::Result<()> {
         "path_rename": (i32, i32, i32, i32, i32, i32);
         "path_symlink": (i32, i32, i32, i32, i32);
         "path_unlink_file": (i32, i32, i32);
-        "poll_oneoff": (i32, i32, i32, i32);
         "proc_raise": (i32);
         "sock_accept": (i32, i32, i32);
         "sock_recv": (i32, i32, i32, i32, i32, i32);

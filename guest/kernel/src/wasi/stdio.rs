@@ -15,7 +15,7 @@ const ALL_RIGHTS: u64 = (1 << 29) - 1;
 const MAX_WRITE: usize = 1 << 20;
 
 /// The console, brought up on first use: programs that never touch stdio never pay for it.
-fn console(ctx: &mut WasiCtx) -> Result<&mut Console, Errno> {
+pub(super) fn console(ctx: &mut WasiCtx) -> Result<&mut Console, Errno> {
     if ctx.console.is_none() {
         ctx.console = Some(Console::new().map_err(|_| Errno::Io)?);
     }

@@ -1,0 +1,149 @@
+//! `poll_oneoff`: clock subscriptions and readiness of the standard streams. Waiting happens in
+//! the VMM (control-device WAIT), which also wakes the guest when stdin becomes readable.
+
+use super::errno::{to_errno, Errno};
+use super::stdio::console;
+use super::{memory, write_bytes, write_u32, WasiCtx, MODULE};
+use crate::control;
+use alloc::vec::Vec;
+use wasmtime::{Caller, Linker};
+
+const SUBSCRIPTION_SIZE: usize = 48;
+const EVENT_SIZE: usize = 32;
+const EVENTTYPE_CLOCK: u8 = 0;
+const EVENTTYPE_FD_READ: u8 = 1;
+const EVENTTYPE_FD_WRITE: u8 = 2;
+const SUBCLOCKFLAGS_ABSTIME: u16 = 1;
+const EVENTRWFLAGS_HANGUP: u16 = 1;
+
+enum Kind {
+    /// Fires at this monotonic deadline (ns since boot).
+    Clock(u64),
+    FdRead(u32),
+    FdWrite(u32),
+}
+
+struct Subscription {
+    userdata: u64,
+    kind: Kind,
+}
+
+struct Event {
+    userdata: u64,
+    error: Errno,
+    kind: u8,
+    nbytes: u64,
+    hangup: bool,
+}
+
+impl Event {
+    fn bytes(&self) -> [u8; EVENT_SIZE] {
+        let mut e = [0u8; EVENT_SIZE];
+        e[0..8].copy_from_slice(&self.userdata.to_le_bytes());
+        e[8..10].copy_from_slice(&(self.error as u16).to_le_bytes());
+        e[10] = self.kind;
+        e[16..24].copy_from_slice(&self.nbytes.to_le_bytes());
+        let flags = if self.hangup { EVENTRWFLAGS_HANGUP } else { 0 };
+        e[24..26].copy_from_slice(&flags.to_le_bytes());
+        e
+    }
+}
+
+fn read_subscriptions(caller: &mut Caller<'_, WasiCtx>, ptr: u32, count: u32) -> Result<Vec<Subscription>, Errno> {
+    let now = caller.data().clocks.monotonic_ns().ok_or(Errno::NoSys)?;
+    let realtime_base = caller.data().clocks.realtime_at_boot_ns();
+    let memory = memory(caller)?;
+    let data = memory.data(&*caller);
+    let len = (count as usize).checked_mul(SUBSCRIPTION_SIZE).ok_or(Errno::Overflow)?;
+    let raw = data.get(ptr as usize..(ptr as usize).checked_add(len).ok_or(Errno::Fault)?).ok_or(Errno::Fault)?;
+    let u64_at = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"));
+    let u32_at = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4 bytes"));
+    raw.chunks_exact(SUBSCRIPTION_SIZE)
+        .map(|s| {
+            let userdata = u64_at(s, 0);
+            let kind = match s[8] {
+                EVENTTYPE_CLOCK => {
+                    let (id, timeout) = (u32_at(s, 16), u64_at(s, 24));
+                    let flags = u16::from_le_bytes([s[40], s[41]]);
+                    let deadline = if flags & SUBCLOCKFLAGS_ABSTIME == 0 {
+                        now.saturating_add(timeout)
+                    } else if id == 0 {
+                        timeout.saturating_sub(realtime_base)
+                    } else {
+                        timeout
+                    };
+                    if id > 3 {
+                        return Err(Errno::Inval);
+                    }
+                    Kind::Clock(deadline)
+                }
+                EVENTTYPE_FD_READ => Kind::FdRead(u32_at(s, 16)),
+                EVENTTYPE_FD_WRITE => Kind::FdWrite(u32_at(s, 16)),
+                _ => return Err(Errno::Inval),
+            };
+            Ok(Subscription { userdata, kind })
+        })
+        .collect()
+}
+
+/// The events that are ready now, and the earliest clock deadline still ahead.
+fn ready_events(ctx: &mut WasiCtx, subs: &[Subscription]) -> Result<(Vec<Event>, Option<u64>), Errno> {
+    let now = ctx.clocks.monotonic_ns().ok_or(Errno::NoSys)?;
+    let mut events = Vec::new();
+    let mut next_deadline: Option<u64> = None;
+    for sub in subs {
+        let event = |kind, error, nbytes, hangup| Event { userdata: sub.userdata, error, kind, nbytes, hangup };
+        match sub.kind {
+            Kind::Clock(deadline) if deadline <= now => events.push(event(EVENTTYPE_CLOCK, Errno::Success, 0, false)),
+            Kind::Clock(deadline) => next_deadline = Some(next_deadline.map_or(deadline, |d| d.min(deadline))),
+            Kind::FdWrite(1 | 2) => events.push(event(EVENTTYPE_FD_WRITE, Errno::Success, 1 << 16, false)),
+            Kind::FdRead(0) => {
+                let console = console(ctx)?;
+                if console.stdin_ready().map_err(|_| Errno::Io)? {
+                    let pending = console.stdin_pending() as u64;
+                    events.push(event(EVENTTYPE_FD_READ, Errno::Success, pending, pending == 0));
+                }
+            }
+            Kind::FdRead(_) => events.push(event(EVENTTYPE_FD_READ, Errno::BadF, 0, false)),
+            Kind::FdWrite(_) => events.push(event(EVENTTYPE_FD_WRITE, Errno::BadF, 0, false)),
+        }
+    }
+    Ok((events, next_deadline))
+}
+
+fn poll_oneoff(
+    caller: &mut Caller<'_, WasiCtx>,
+    input: u32,
+    output: u32,
+    count: u32,
+    nevents: u32,
+) -> Result<(), Errno> {
+    if count == 0 {
+        return Err(Errno::Inval);
+    }
+    let subs = read_subscriptions(caller, input, count)?;
+    loop {
+        let (events, next_deadline) = ready_events(caller.data_mut(), &subs)?;
+        if !events.is_empty() {
+            for (i, event) in events.iter().enumerate() {
+                let at = output.checked_add((i * EVENT_SIZE) as u32).ok_or(Errno::Fault)?;
+                write_bytes(caller, at, &event.bytes())?;
+            }
+            return write_u32(caller, nevents, events.len() as u32);
+        }
+        let now = caller.data().clocks.monotonic_ns().ok_or(Errno::NoSys)?;
+        let micros = next_deadline.map_or(u64::from(u32::MAX), |d| d.saturating_sub(now).div_ceil(1000).max(1));
+        control::wait(micros.min(u64::from(u32::MAX - 1)) as u32);
+    }
+}
+
+pub fn add_to_linker(linker: &mut Linker<WasiCtx>) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        MODULE,
+        "poll_oneoff",
+        |mut c: Caller<'_, WasiCtx>, input: u32, output: u32, n: u32, out: u32| {
+            to_errno(poll_oneoff(&mut c, input, output, n, out))
+        },
+    )?;
+    Ok(())
+}
