@@ -14,6 +14,21 @@ pub const TARGET: &str = "x86_64-unknown-none";
 /// Largest native stack wasm may use in the guest; the guest's boot stack is 2 MiB.
 pub const MAX_WASM_STACK: usize = 1 << 20;
 
+/// WebAssembly proposals the guest runtime does not support: GC and everything built on it,
+/// threads and shared memory, stack switching, relaxed SIMD, and the component model (the guest
+/// runs core modules).
+pub const PINNED_OFF: wasmtime::WasmFeatures = wasmtime::WasmFeatures::GC_TYPES
+    .union(wasmtime::WasmFeatures::GC)
+    .union(wasmtime::WasmFeatures::FUNCTION_REFERENCES)
+    .union(wasmtime::WasmFeatures::EXCEPTIONS)
+    .union(wasmtime::WasmFeatures::LEGACY_EXCEPTIONS)
+    .union(wasmtime::WasmFeatures::THREADS)
+    .union(wasmtime::WasmFeatures::SHARED_EVERYTHING_THREADS)
+    .union(wasmtime::WasmFeatures::STACK_SWITCHING)
+    .union(wasmtime::WasmFeatures::RELAXED_SIMD)
+    .union(wasmtime::WasmFeatures::COMPONENT_MODEL)
+    .union(wasmtime::WasmFeatures::CM_ASYNC);
+
 /// The shared configuration.
 ///
 /// - No signal handlers exist in the guest: traps are explicit checks.
@@ -21,15 +36,20 @@ pub const MAX_WASM_STACK: usize = 1 << 20;
 ///   checks (no reservation, no guard pages, no copy-on-write initialisation).
 /// - Relaxed SIMD off: its fused multiply-add would need AVX state or a float libcall, and the
 ///   guest has neither.
+/// - Every proposal whose default follows a cargo feature of wasmtime is pinned off
+///   ([`PINNED_OFF`]): the host build unifies features with whatever else links wasmtime (the
+///   differential tests pull in `gc`, `threads` and `component-model-async`), and the guest
+///   must not depend on that; so is concurrency support (a component-model tunable).
 pub fn config() -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
     config
+        .wasm_features(PINNED_OFF, false)
+        .concurrency_support(false)
         .signals_based_traps(false)
         .memory_reservation(0)
         .memory_guard_size(0)
         .memory_reservation_for_growth(0)
         .memory_init_cow(false)
-        .wasm_relaxed_simd(false)
         .max_wasm_stack(MAX_WASM_STACK);
     config
 }

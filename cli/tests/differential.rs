@@ -1,0 +1,165 @@
+//! Differential tests: every sample runs twice, in a wasmcell microVM (`wasmcell run`) and on
+//! the host in std wasmtime with wasmtime-wasi — the reference — with the same arguments,
+//! environment and stdin. Status, stdout and stderr must match byte for byte. Trap messages are
+//! documented as differing (`docs/wasi.md`), so traps compare status only.
+
+mod common;
+
+use common::*;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+
+#[derive(Debug, PartialEq, Eq)]
+struct Run {
+    status: i32,
+    stdout: String,
+    stderr: String,
+}
+
+struct Case<'a> {
+    module: String,
+    args: &'a [&'a str],
+    env: &'a [(&'a str, &'a str)],
+    stdin: &'a [u8],
+}
+
+impl<'a> Case<'a> {
+    fn new(module: String) -> Self {
+        Self { module, args: &[], env: &[], stdin: b"" }
+    }
+}
+
+/// The reference: the module in host wasmtime + wasmtime-wasi, as `wasmtime run` would run it.
+fn on_host(case: &Case) -> Run {
+    let engine = wasmtime::Engine::default();
+    let module = wasmtime::Module::from_file(&engine, &case.module).expect("host compiles the module");
+    let mut linker = wasmtime::Linker::<WasiP1Ctx>::new(&engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |ctx| ctx).unwrap();
+    let (stdout, stderr) = (MemoryOutputPipe::new(1 << 24), MemoryOutputPipe::new(1 << 24));
+    let mut builder = WasiCtxBuilder::new();
+    let argv: Vec<&str> = std::iter::once(case.module.as_str()).chain(case.args.iter().copied()).collect();
+    builder.args(&argv).stdin(MemoryInputPipe::new(case.stdin.to_vec())).stdout(stdout.clone()).stderr(stderr.clone());
+    for (key, value) in case.env {
+        builder.env(key, value);
+    }
+    let mut store = wasmtime::Store::new(&engine, builder.build_p1());
+    let instance = linker.instantiate(&mut store, &module).expect("host instantiates");
+    let start = instance.get_typed_func::<(), ()>(&mut store, "_start").expect("_start");
+    let status = match start.call(&mut store, ()) {
+        Ok(()) => 0,
+        Err(e) if e.downcast_ref::<I32Exit>().is_some() => e.downcast_ref::<I32Exit>().unwrap().0 & 0xff,
+        Err(e) if e.is::<wasmtime::Trap>() => 134,
+        // Any other error ends `wasmtime run` with status 1 (e.g. `proc_exit(126..)`).
+        Err(_) => 1,
+    };
+    drop(store);
+    let text = |pipe: MemoryOutputPipe| String::from_utf8_lossy(&pipe.contents()).into_owned();
+    Run { status, stdout: text(stdout), stderr: text(stderr) }
+}
+
+/// The same module in a wasmcell microVM.
+fn in_microvm(case: &Case) -> Run {
+    require_kvm();
+    let cache = std::env::temp_dir().join(format!("wasmcell-test-cache-{}", std::process::id()));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wasmcell"));
+    command.arg("run").arg("--cache-dir").arg(cache);
+    for (key, value) in case.env {
+        command.arg("--env").arg(format!("{key}={value}"));
+    }
+    command.arg(&case.module).arg("--").args(case.args);
+    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = case.stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    Run {
+        status: out.status.code().expect("exited"),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn assert_same(case: Case) {
+    let (host, guest) = (on_host(&case), in_microvm(&case));
+    assert_eq!(guest, host, "{} differs from host wasmtime", case.module);
+}
+
+#[test]
+fn hello() {
+    assert_same(Case::new(sample("hello")));
+}
+
+#[test]
+fn args() {
+    assert_same(Case { args: &["one", "two words", "", "ünïcode", "--flag"], ..Case::new(sample("args")) });
+}
+
+#[test]
+fn env() {
+    assert_same(Case { env: &[("B", "2"), ("A", "1"), ("EMPTY", "")], ..Case::new(sample("env")) });
+}
+
+#[test]
+fn exit_codes() {
+    for code in ["0", "3", "42", "125"] {
+        assert_same(Case { args: &[code], ..Case::new(sample("exit_code")) });
+    }
+}
+
+/// Documented difference: wasmtime-wasi refuses `proc_exit` codes from 126 up (shells reserve
+/// them) and fails with status 1; wasmcell passes them through like a native process would, so
+/// that a container's status reaches containerd and Kubernetes as the program set it.
+#[test]
+fn exit_codes_from_126_pass_through_unlike_wasmtime() {
+    for code in ["126", "255"] {
+        let case = Case { args: &[code], ..Case::new(sample("exit_code")) };
+        let (host, guest) = (on_host(&case), in_microvm(&case));
+        assert_eq!(host.status, 1);
+        assert_eq!(guest.status, code.parse::<i32>().unwrap());
+        assert_eq!((&guest.stdout, &guest.stderr), (&host.stdout, &host.stderr));
+    }
+}
+
+#[test]
+fn stdin_echo() {
+    assert_same(Case { stdin: b"alpha\nbeta\n\ngamma", ..Case::new(sample("stdin_echo")) });
+    assert_same(Case::new(sample("stdin_echo")));
+}
+
+#[test]
+fn stdout_and_stderr() {
+    assert_same(Case::new(sample("stderr")));
+}
+
+#[test]
+fn clocks_random_and_sleep() {
+    assert_same(Case::new(sample("clocks")));
+    assert_same(Case::new(sample("random")));
+    assert_same(Case { args: &["20"], ..Case::new(sample("sleep")) });
+}
+
+#[test]
+fn hand_written_modules() {
+    let module = |name: &str| format!("{}/tests/modules/{name}", env!("CARGO_MANIFEST_DIR"));
+    assert_same(Case::new(module("hello.wat")));
+    assert_same(Case::new(module("return.wat")));
+    assert_same(Case { args: &["77"], ..Case::new(module("exit_with_arg.wat")) });
+    assert_same(Case { env: &[("EXIT", "12")], ..Case::new(module("exit_with_env.wat")) });
+    assert_same(Case { stdin: b"copy me", ..Case::new(module("echo.wat")) });
+}
+
+#[test]
+fn traps_have_the_same_status() {
+    for name in ["unreachable.wat", "divide_by_zero.wat", "out_of_bounds.wat", "stack_overflow.wat"] {
+        let case = Case::new(format!("{}/tests/modules/{name}", env!("CARGO_MANIFEST_DIR")));
+        let (host, guest) = (on_host(&case), in_microvm(&case));
+        assert_eq!((guest.status, &guest.stdout), (host.status, &host.stdout), "{name}");
+        assert_eq!(host.status, 134);
+    }
+}
