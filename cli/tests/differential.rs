@@ -145,6 +145,13 @@ fn clocks_random_and_sleep() {
 }
 
 #[test]
+fn cpu_bound_samples() {
+    assert_same(Case { args: &["20000"], ..Case::new(sample("nbody")) });
+    assert_same(Case { args: &["2", "3"], ..Case::new(sample("sha256")) });
+    assert_same(Case { args: &["1000"], ..Case::new(sample("fd_write_loop")) });
+}
+
+#[test]
 fn hand_written_modules() {
     let module = |name: &str| format!("{}/tests/modules/{name}", env!("CARGO_MANIFEST_DIR"));
     assert_same(Case::new(module("hello.wat")));

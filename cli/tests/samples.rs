@@ -87,3 +87,16 @@ fn sleep_waits_in_the_vmm_for_at_least_the_time_asked() {
     assert_output(&run(&[&sample("sleep"), "--", "150"]), 0, "slept at least 150 ms\n", "");
     assert_output(&run(&[&sample("sleep"), "--", "0"]), 0, "slept at least 0 ms\n", "");
 }
+
+#[test]
+fn float_heavy_nbody_computes_the_reference_energies() {
+    // The Benchmarks Game's published output for 1000 steps.
+    assert_output(&run(&[&sample("nbody"), "--", "1000"]), 0, "-0.169075164\n-0.169087605\n", "");
+}
+
+#[test]
+fn integer_heavy_sha256_matches_a_reference_implementation() {
+    // Python's hashlib over the same generated megabyte.
+    let expected = "8ab293428ec74a7f6d34d90cd90035f66556c6a45ad1ec122b846a57a47fa2f9\n";
+    assert_output(&run(&[&sample("sha256"), "--", "1", "1"]), 0, expected, "");
+}
