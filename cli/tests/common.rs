@@ -52,6 +52,19 @@ fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8
     })
 }
 
+/// A compilation cache private to this test process.
+pub fn cache_dir() -> String {
+    std::env::temp_dir().join(format!("wasmcell-test-cache-{}", std::process::id())).to_string_lossy().into_owned()
+}
+
+/// `wasmcell run` with the private cache and `args`.
+pub fn run(args: &[&str]) -> Output {
+    let cache = cache_dir();
+    let mut all = vec!["run", "--cache-dir", cache.as_str()];
+    all.extend_from_slice(args);
+    wasmcell(&all)
+}
+
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }

@@ -63,9 +63,8 @@ fn on_host(case: &Case) -> Run {
 /// The same module in a wasmcell microVM.
 fn in_microvm(case: &Case) -> Run {
     require_kvm();
-    let cache = std::env::temp_dir().join(format!("wasmcell-test-cache-{}", std::process::id()));
     let mut command = Command::new(env!("CARGO_BIN_EXE_wasmcell"));
-    command.arg("run").arg("--cache-dir").arg(cache);
+    command.arg("run").arg("--cache-dir").arg(cache_dir());
     for (key, value) in case.env {
         command.arg("--env").arg(format!("{key}={value}"));
     }

@@ -10,15 +10,6 @@ fn module(name: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/modules").join(name).to_string_lossy().into_owned()
 }
 
-/// `wasmcell run` with a private cache directory, so tests never share or pollute one.
-fn run(args: &[&str]) -> std::process::Output {
-    let cache = std::env::temp_dir().join(format!("wasmcell-test-cache-{}", std::process::id()));
-    let cache = cache.to_string_lossy().into_owned();
-    let mut all = vec!["run", "--cache-dir", cache.as_str()];
-    all.extend_from_slice(args);
-    wasmcell(&all)
-}
-
 #[test]
 fn start_returning_is_status_zero() {
     let out = run(&[&module("return.wat")]);
@@ -139,11 +130,10 @@ fn run_with_stdin(args: &[&str], input: &[u8]) -> std::process::Output {
     use std::io::Write;
     use std::process::{Command, Stdio};
     require_kvm();
-    let cache = std::env::temp_dir().join(format!("wasmcell-test-cache-{}", std::process::id()));
     let mut child = Command::new(env!("CARGO_BIN_EXE_wasmcell"))
         .arg("run")
         .arg("--cache-dir")
-        .arg(cache)
+        .arg(cache_dir())
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -6,14 +6,6 @@ mod common;
 use common::*;
 use std::process::Output;
 
-fn run(args: &[&str]) -> Output {
-    let cache = std::env::temp_dir().join(format!("wasmcell-test-cache-{}", std::process::id()));
-    let cache = cache.to_string_lossy().into_owned();
-    let mut all = vec!["run", "--cache-dir", cache.as_str()];
-    all.extend_from_slice(args);
-    wasmcell(&all)
-}
-
 fn assert_output(out: &Output, status: i32, expected_stdout: &str, expected_stderr: &str) {
     assert_eq!(out.status.code(), Some(status), "stderr: {}", stderr(out));
     assert_eq!(stdout(out), expected_stdout);

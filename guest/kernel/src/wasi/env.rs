@@ -32,30 +32,37 @@ fn write_sizes(
     write_u32(caller, size_ptr, size)
 }
 
+/// Runs `f` on the arguments (`args`) or the environment with the caller still usable.
+fn with_strings(
+    caller: &mut Caller<'_, WasiCtx>,
+    args: bool,
+    f: impl FnOnce(&mut Caller<'_, WasiCtx>, &[Vec<u8>]) -> Result<(), Errno>,
+) -> i32 {
+    fn pick(ctx: &mut WasiCtx, args: bool) -> &mut Vec<Vec<u8>> {
+        if args {
+            &mut ctx.args
+        } else {
+            &mut ctx.env
+        }
+    }
+    let strings = core::mem::take(pick(caller.data_mut(), args));
+    let result = f(caller, &strings);
+    *pick(caller.data_mut(), args) = strings;
+    to_errno(result)
+}
+
 pub fn add_to_linker(linker: &mut Linker<WasiCtx>) -> wasmtime::Result<()> {
-    linker.func_wrap(MODULE, "args_get", |mut caller: Caller<'_, WasiCtx>, argv: u32, buf: u32| {
-        let args = core::mem::take(&mut caller.data_mut().args);
-        let result = write_strings(&mut caller, &args, argv, buf);
-        caller.data_mut().args = args;
-        to_errno(result)
+    linker.func_wrap(MODULE, "args_get", |mut c: Caller<'_, WasiCtx>, argv: u32, buf: u32| {
+        with_strings(&mut c, true, |c, s| write_strings(c, s, argv, buf))
     })?;
-    linker.func_wrap(MODULE, "args_sizes_get", |mut caller: Caller<'_, WasiCtx>, count: u32, size: u32| {
-        let args = core::mem::take(&mut caller.data_mut().args);
-        let result = write_sizes(&mut caller, &args, count, size);
-        caller.data_mut().args = args;
-        to_errno(result)
+    linker.func_wrap(MODULE, "args_sizes_get", |mut c: Caller<'_, WasiCtx>, count: u32, size: u32| {
+        with_strings(&mut c, true, |c, s| write_sizes(c, s, count, size))
     })?;
-    linker.func_wrap(MODULE, "environ_get", |mut caller: Caller<'_, WasiCtx>, environ: u32, buf: u32| {
-        let env = core::mem::take(&mut caller.data_mut().env);
-        let result = write_strings(&mut caller, &env, environ, buf);
-        caller.data_mut().env = env;
-        to_errno(result)
+    linker.func_wrap(MODULE, "environ_get", |mut c: Caller<'_, WasiCtx>, environ: u32, buf: u32| {
+        with_strings(&mut c, false, |c, s| write_strings(c, s, environ, buf))
     })?;
-    linker.func_wrap(MODULE, "environ_sizes_get", |mut caller: Caller<'_, WasiCtx>, count: u32, size: u32| {
-        let env = core::mem::take(&mut caller.data_mut().env);
-        let result = write_sizes(&mut caller, &env, count, size);
-        caller.data_mut().env = env;
-        to_errno(result)
+    linker.func_wrap(MODULE, "environ_sizes_get", |mut c: Caller<'_, WasiCtx>, count: u32, size: u32| {
+        with_strings(&mut c, false, |c, s| write_sizes(c, s, count, size))
     })?;
     Ok(())
 }
