@@ -92,10 +92,19 @@ impl Console {
             for chain in chains {
                 let head = chain.head_index();
                 for desc in chain.clone().readable() {
-                    let mut bytes = vec![0u8; desc.len() as usize];
-                    if memory.read_slice(&mut bytes, GuestAddress(desc.addr().0)).is_ok() {
+                    // In bounded chunks: the guest picks the length, up to 4 GiB.
+                    let mut chunk = [0u8; 16 * 1024];
+                    let mut done = 0u64;
+                    let len = u64::from(desc.len());
+                    while done < len {
+                        let n = (len - done).min(chunk.len() as u64) as usize;
+                        let Some(at) = desc.addr().0.checked_add(done) else { break };
+                        if memory.read_slice(&mut chunk[..n], GuestAddress(at)).is_err() {
+                            break;
+                        }
                         // The user's stream closing does not stop the guest.
-                        let _ = out.write_all(&bytes);
+                        let _ = out.write_all(&chunk[..n]);
+                        done += n as u64;
                     }
                 }
                 used.push(head);
