@@ -13,7 +13,8 @@ fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let guest_dir = manifest_dir.join("../guest/kernel");
     let abi_dir = manifest_dir.join("../guest/abi");
-    for dir in [&guest_dir, &abi_dir] {
+    let fs_dir = manifest_dir.join("../guest/fs");
+    for dir in [&guest_dir, &abi_dir, &fs_dir] {
         for entry in ["src", "Cargo.toml", "Cargo.lock", "build.rs", "link.ld", ".cargo"] {
             let path = dir.join(entry);
             if path.exists() {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use wasmcell_abi::{SelfTest, ABI_VERSION};
-use wasmcell_vmm::MemorySize;
+use wasmcell_vmm::{MemorySize, Preopen};
 
 #[derive(Parser)]
 #[command(name = "wasmcell", version, about = "Run WebAssembly in KVM microVMs")]
@@ -35,6 +35,10 @@ pub struct RunArgs {
     /// Set an environment variable for the module (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
     pub env: Vec<String>,
+    /// Let the module see a host directory, at GUEST (default: HOST as written). The directory is
+    /// packed read-only into the VM; the module's writes stay in VM memory and vanish with it.
+    #[arg(long = "dir", value_name = "HOST[::GUEST]", value_parser = parse_dir)]
+    pub dirs: Vec<Preopen>,
     /// Directory for cached compiled modules [default: $WASMCELL_CACHE_DIR, else ~/.cache/wasmcell].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -117,6 +121,14 @@ impl SelfTestArg {
         let version = if matches!(self, SelfTestArg::AbiMismatch) { ABI_VERSION + 1 } else { ABI_VERSION };
         (SelfTest { kind, arg }, version)
     }
+}
+
+fn parse_dir(value: &str) -> Result<Preopen, String> {
+    let (host, guest) = value.split_once("::").unwrap_or((value, value));
+    if host.is_empty() || guest.is_empty() {
+        return Err(format!("'{value}' is not HOST[::GUEST]"));
+    }
+    Ok(Preopen { host: PathBuf::from(host), guest: guest.to_string() })
 }
 
 fn parse_env(s: &str) -> Result<String, String> {

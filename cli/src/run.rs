@@ -34,6 +34,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         cpu_features: compiler.cpu_features(),
         args: std::iter::once(argv0).chain(args.args).collect(),
         env: args.env,
+        preopens: args.dirs,
     };
     let config = VmConfig {
         memory: args.memory,

@@ -124,3 +124,45 @@ fn build_samples() -> std::path::PathBuf {
     assert!(status.success(), "building images/samples failed (ci/setup.sh installs the wasm32-wasip1 target)");
     target_dir.join("wasm32-wasip1/release")
 }
+
+/// A host directory tree for the file samples (`fs_read`, `fs_write`, `fs_escape`), removed on
+/// drop: `ROOT/outside.txt` and `ROOT/data/` holding `hello.txt`, `sub/nested.txt`, a 1 MiB
+/// `big.bin`, a symlink to `hello.txt` and two symlinks that lead out of `data`.
+pub struct Fixture {
+    pub root: std::path::PathBuf,
+}
+
+impl Fixture {
+    pub fn create() -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let root = std::env::temp_dir().join(format!("wasmcell-test-files-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let data = root.join("data");
+        std::fs::create_dir_all(data.join("sub")).unwrap();
+        std::fs::write(root.join("outside.txt"), "secret\n").unwrap();
+        std::fs::write(data.join("hello.txt"), "hello world\n").unwrap();
+        std::fs::write(data.join("sub/nested.txt"), "nested\n").unwrap();
+        std::fs::write(data.join("big.bin"), (0..1 << 20).map(|i: u32| (i % 251) as u8).collect::<Vec<u8>>()).unwrap();
+        std::os::unix::fs::symlink("hello.txt", data.join("link_to_hello")).unwrap();
+        std::os::unix::fs::symlink("../outside.txt", data.join("out_link")).unwrap();
+        std::os::unix::fs::symlink(root.join("outside.txt"), data.join("abs_link")).unwrap();
+        Self { root }
+    }
+
+    /// The host directory to preopen.
+    pub fn data(&self) -> std::path::PathBuf {
+        self.root.join("data")
+    }
+
+    /// `--dir` value mapping it to `/data` in the module.
+    pub fn dir_arg(&self) -> String {
+        format!("{}::/data", self.data().display())
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
-use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 #[derive(Debug, PartialEq, Eq)]
 struct Run {
@@ -24,11 +24,13 @@ struct Case<'a> {
     args: &'a [&'a str],
     env: &'a [(&'a str, &'a str)],
     stdin: &'a [u8],
+    /// A host directory preopened as `/data`.
+    data: Option<std::path::PathBuf>,
 }
 
 impl<'a> Case<'a> {
     fn new(module: String) -> Self {
-        Self { module, args: &[], env: &[], stdin: b"" }
+        Self { module, args: &[], env: &[], stdin: b"", data: None }
     }
 }
 
@@ -44,6 +46,9 @@ fn on_host(case: &Case) -> Run {
     builder.args(&argv).stdin(MemoryInputPipe::new(case.stdin.to_vec())).stdout(stdout.clone()).stderr(stderr.clone());
     for (key, value) in case.env {
         builder.env(key, value);
+    }
+    if let Some(data) = &case.data {
+        builder.preopened_dir(data, "/data", FsPerms::ReadWrite).expect("preopen /data");
     }
     let mut store = wasmtime::Store::new(&engine, builder.build_p1());
     let instance = linker.instantiate(&mut store, &module).expect("host instantiates");
@@ -68,6 +73,9 @@ fn in_microvm(case: &Case) -> Run {
     for (key, value) in case.env {
         command.arg("--env").arg(format!("{key}={value}"));
     }
+    if let Some(data) = &case.data {
+        command.arg("--dir").arg(format!("{}::/data", data.display()));
+    }
     command.arg(&case.module).arg("--").args(case.args);
     let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
@@ -87,6 +95,15 @@ fn in_microvm(case: &Case) -> Run {
 fn assert_same(case: Case) {
     let (host, guest) = (on_host(&case), in_microvm(&case));
     assert_eq!(guest, host, "{} differs from host wasmtime", case.module);
+}
+
+/// As [`assert_same`], each side with its own fresh copy of the file fixture as `/data`, so
+/// that writes on the host side cannot change what the microVM sees.
+fn assert_same_with_files(module: &str) {
+    let (host_files, guest_files) = (Fixture::create(), Fixture::create());
+    let host = on_host(&Case { data: Some(host_files.data()), ..Case::new(sample(module)) });
+    let guest = in_microvm(&Case { data: Some(guest_files.data()), ..Case::new(sample(module)) });
+    assert_eq!(guest, host, "{module} differs from host wasmtime");
 }
 
 #[test]
@@ -148,6 +165,13 @@ fn cpu_bound_samples() {
     assert_same(Case { args: &["20000"], ..Case::new(sample("nbody")) });
     assert_same(Case { args: &["2", "3"], ..Case::new(sample("sha256")) });
     assert_same(Case { args: &["1000"], ..Case::new(sample("fd_write_loop")) });
+}
+
+#[test]
+fn preopened_directories() {
+    for module in ["fs_read", "fs_write", "fs_escape"] {
+        assert_same_with_files(module);
+    }
 }
 
 #[test]

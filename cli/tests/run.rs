@@ -118,6 +118,20 @@ fn bad_modules_fail_before_any_vm() {
 }
 
 #[test]
+fn bad_preopens_fail_before_any_vm() {
+    let hello = module("hello.wat");
+    assert_one_line_error(
+        &run(&["--dir", "/nonexistent/dir::/data", &hello]),
+        "Cannot read /nonexistent/dir: No such file or directory",
+    );
+    let file = format!("{}/tests/modules/hello.wat", env!("CARGO_MANIFEST_DIR"));
+    assert_one_line_error(&run(&["--dir", &file, &hello]), "hello.wat is not a directory");
+    let out = run(&["--dir", "::/data", &hello]);
+    assert_eq!(out.status.code(), Some(2), "a usage error: {}", stderr(&out));
+    assert!(stderr(&out).contains("'::/data' is not HOST[::GUEST]"), "{}", stderr(&out));
+}
+
+#[test]
 fn stdout_and_stderr_are_separate_streams() {
     let out = run(&[&module("hello.wat")]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

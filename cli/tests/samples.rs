@@ -92,3 +92,81 @@ fn integer_heavy_sha256_matches_a_reference_implementation() {
     let expected = "8ab293428ec74a7f6d34d90cd90035f66556c6a45ad1ec122b846a57a47fa2f9\n";
     assert_output(&run(&[&sample("sha256"), "--", "1", "1"]), 0, expected, "");
 }
+
+fn fs_read_expected() -> String {
+    let sum: u64 = (0..1u32 << 20).map(|i| u64::from(i % 251)).sum();
+    format!(
+        "/data: link abs_link\n/data: file big.bin\n/data: file hello.txt\n/data: link link_to_hello\n\
+         /data: link out_link\n/data: dir sub\n/data/sub: file nested.txt\nhello.txt: hello world\n\
+         nested: nested\nvia link: hello world\nhello.txt: 12 bytes, file true, dir false\nsub is a dir: true\n\
+         link is a symlink: true\nat 6: world, now at 11\nfrom the end: 9\nbig.bin: 1048576 bytes, sum {sum}\n\
+         missing: No such file or directory (os error 44)\nfile as dir: Not a directory (os error 54)\n\
+         dir as file: Bad file descriptor (os error 8)\n"
+    )
+}
+
+#[test]
+fn a_preopened_directory_is_read_and_listed() {
+    let files = Fixture::create();
+    let out = run(&["--dir", &files.dir_arg(), &sample("fs_read")]);
+    assert_output(&out, 0, &fs_read_expected(), "");
+}
+
+#[test]
+fn several_preopens_each_keep_their_guest_path() {
+    let (files, other) = (Fixture::create(), Fixture::create());
+    let other_dir = format!("{}::/other", other.data().display());
+    let out = run(&["--dir", &other_dir, "--dir", &files.dir_arg(), &sample("fs_read")]);
+    assert_output(&out, 0, &fs_read_expected(), "");
+}
+
+/// Everything the host directory held, path → content ("->target" for symlinks).
+fn snapshot(dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let content = if meta.is_symlink() {
+            format!("->{}", std::fs::read_link(&path).unwrap().display())
+        } else if meta.is_dir() {
+            all.extend(snapshot(&path));
+            "dir".into()
+        } else {
+            format!(
+                "{} bytes, {:x}",
+                meta.len(),
+                std::fs::read(&path).unwrap().iter().map(|&b| u64::from(b)).sum::<u64>()
+            )
+        };
+        all.push((path.display().to_string(), content));
+    }
+    all.sort();
+    all
+}
+
+#[test]
+fn writes_stay_in_the_vm_and_never_reach_the_host() {
+    let files = Fixture::create();
+    let before = snapshot(&files.root);
+    let out = run(&["--dir", &files.dir_arg(), &sample("fs_write")]);
+    let expected = "a.txt: first\nsecond\nhello.txt: HELLO world\nsparse: [0, 0, 0, 0, 120]\n\
+        after set_len: 2 bytes\nrenamed: true, old gone: true\ncreate existing dir: File exists (os error 20)\n\
+        remove non-empty dir: Directory not empty (os error 55)\nremove_file on a dir: true\n\
+        create_new on existing: File exists (os error 20)\nremoved: true\ndeep.txt: 100000 bytes\n\
+        now in /data: abs_link big.bin hello.txt link_to_hello out_link renamed.txt sub\n";
+    assert_output(&out, 0, expected, "");
+    assert_eq!(snapshot(&files.root), before, "the host directory is untouched");
+}
+
+#[test]
+fn no_path_escapes_a_preopen() {
+    let files = Fixture::create();
+    let before = snapshot(&files.root);
+    let out = run(&["--dir", &files.dir_arg(), &sample("fs_escape")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(!text.contains("ESCAPED") && !text.contains("secret"), "{text}");
+    assert_eq!(text.lines().filter(|l| l.contains(": refused (")).count(), 10, "{text}");
+    assert!(text.ends_with("inside still works: hello world\n"), "{text}");
+    assert_eq!(snapshot(&files.root), before, "nothing was created or moved outside");
+}

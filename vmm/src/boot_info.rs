@@ -43,6 +43,7 @@ pub fn write(memory: &GuestMemory, params: &BootParams) -> Result<BootInfo, Boot
     let layout = params.layout;
     let (payload_addr, payload_len) = region(&layout.payload);
     let (workload_addr, workload_len) = region(&layout.workload);
+    let (files_addr, files_len) = region(&layout.files);
     let info = BootInfo {
         magic: BOOT_INFO_MAGIC,
         abi_version: params.abi_version,
@@ -64,6 +65,8 @@ pub fn write(memory: &GuestMemory, params: &BootParams) -> Result<BootInfo, Boot
         workload_len,
         clock_tsc: params.clock.0,
         clock_realtime_ns: params.clock.1,
+        files_addr,
+        files_len,
     };
     memory.write_slice(info.as_bytes(), GuestAddress(BOOT_INFO)).map_err(BootInfoError::Write)?;
     Ok(info)
@@ -89,12 +92,14 @@ fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout::WorkloadSizes;
     use wasmcell_abi::ABI_VERSION;
 
     #[test]
     fn boot_info_lands_where_the_guest_reads_it() {
         let memory = GuestMemory::from_ranges(&[(GuestAddress(0), 16 << 20)]).unwrap();
-        let layout = GuestLayout::new(16 << 20, 0x50_0000, Some((64, 8192))).unwrap();
+        let layout =
+            GuestLayout::new(16 << 20, 0x50_0000, Some(WorkloadSizes { blob: 64, files: 0, payload: 8192 })).unwrap();
         let params = BootParams {
             abi_version: ABI_VERSION,
             layout: &layout,

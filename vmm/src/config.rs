@@ -2,6 +2,7 @@
 //! resource exists so that bad input fails early and leaves nothing behind.
 
 use crate::devices::virtio::console::Input;
+use crate::files::Preopen;
 use std::fmt;
 use std::io::Write;
 use std::path::PathBuf;
@@ -102,6 +103,8 @@ pub struct Workload {
     pub args: Vec<String>,
     /// `KEY=VALUE` entries.
     pub env: Vec<String>,
+    /// Host directories the workload sees, packed read-only into guest memory.
+    pub preopens: Vec<Preopen>,
 }
 
 impl Workload {
@@ -180,7 +183,7 @@ impl fmt::Debug for VmConfig {
             .field("memory", &self.memory)
             .field("guest_image", &self.guest_image)
             .field("timeout", &self.timeout)
-            .field("workload", &self.workload.as_ref().map(|w| (w.artifact.len(), &w.args, &w.env)))
+            .field("workload", &self.workload.as_ref().map(|w| (w.artifact.len(), &w.args, &w.env, &w.preopens)))
             .field("selftest", &self.selftest)
             .field("log_level", &self.log_level)
             .field("abi_version", &self.abi_version)

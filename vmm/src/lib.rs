@@ -14,6 +14,7 @@ mod arch;
 mod boot_info;
 mod config;
 mod devices;
+mod files;
 mod guest_image;
 mod layout;
 mod loader;
@@ -24,6 +25,7 @@ mod vm;
 
 pub use config::{ConfigError, GuestImage, MemorySize, VmConfig, Workload};
 pub use devices::virtio::console::Input;
+pub use files::{FilesError, Preopen};
 pub use guest_image::EMBEDDED_GUEST;
 pub use layout::LayoutError;
 pub use loader::LoadError;

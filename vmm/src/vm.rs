@@ -10,7 +10,8 @@ use crate::devices::serial::SerialConsole;
 use crate::devices::virtio::console::Console;
 use crate::devices::virtio::mmio::MmioTransport;
 use crate::devices::Devices;
-use crate::layout::{GuestLayout, LayoutError};
+use crate::files::{self, FilesError};
+use crate::layout::{GuestLayout, LayoutError, WorkloadSizes};
 use crate::loader::{self, LoadError};
 use crate::memory::{self, GuestMemory, MemoryError};
 use crate::outcome::{Outcome, RunReport};
@@ -33,6 +34,8 @@ use vmm_sys_util::timerfd::TimerFd;
 pub enum Error {
     #[error("Invalid VM configuration")]
     Config(#[from] ConfigError),
+    #[error("Cannot pack the preopened directories")]
+    Files(#[from] FilesError),
     #[error("Invalid guest image")]
     Image(#[from] LoadError),
     #[error("Cannot open /dev/kvm")]
@@ -106,7 +109,13 @@ impl TryFrom<VmConfig> for Vm {
         let image = config.guest_image.load()?;
         let elf = loader::parse(&image)?;
         let blob = config.workload.as_ref().map(|w| w.encode()).transpose()?;
-        let sizes = config.workload.as_ref().zip(blob.as_ref()).map(|(w, b)| (b.len() as u64, w.artifact.len() as u64));
+        let preopens = config.workload.as_ref().map_or(&[][..], |w| &w.preopens);
+        let files = if preopens.is_empty() { Vec::new() } else { files::pack(preopens)? };
+        let sizes = config.workload.as_ref().zip(blob.as_ref()).map(|(w, b)| WorkloadSizes {
+            blob: b.len() as u64,
+            files: files.len() as u64,
+            payload: w.artifact.len() as u64,
+        });
         let layout = GuestLayout::new(ram_size, elf.end, sizes)?;
 
         // 2. KVM VM and guest memory.
@@ -114,7 +123,7 @@ impl TryFrom<VmConfig> for Vm {
         let vm = kvm.create_vm().map_err(Error::CreateVm)?;
         let memory = memory::create(&vm, ram_size)?;
 
-        // 3. Guest image, workload (blob and precompiled module), address space (page tables,
+        // 3. Guest image, workload (blob, files and precompiled module), address space (page tables,
         //    GDT/TSS/IDT, exception stubs).
         loader::load(&memory, &image)?;
         if let (Some(workload), Some(blob), Some(payload), Some(blob_at)) =
@@ -122,6 +131,9 @@ impl TryFrom<VmConfig> for Vm {
         {
             memory.write_slice(blob, GuestAddress(blob_at.start)).map_err(Error::PlaceWorkload)?;
             memory.write_slice(&workload.artifact, GuestAddress(payload.start)).map_err(Error::PlaceWorkload)?;
+        }
+        if let Some(files_at) = &layout.files {
+            memory.write_slice(&files, GuestAddress(files_at.start)).map_err(Error::PlaceWorkload)?;
         }
         arch::configure_address_space(&memory, &elf, &layout)?;
 

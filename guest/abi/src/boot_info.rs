@@ -57,6 +57,10 @@ pub struct BootInfo {
     pub clock_tsc: u64,
     /// See `clock_tsc`.
     pub clock_realtime_ns: u64,
+    /// The preopened directories (`crate::archive`, mapped read-only), or 0 for none.
+    pub files_addr: u64,
+    /// Its length in bytes.
+    pub files_len: u64,
 }
 
 /// The guest writes nothing to its serial log (panics still reach the VMM).
@@ -121,7 +125,9 @@ const _: () = {
     assert!(offset_of!(BootInfo, workload_len) == 144);
     assert!(offset_of!(BootInfo, clock_tsc) == 152);
     assert!(offset_of!(BootInfo, clock_realtime_ns) == 160);
-    assert!(size_of::<BootInfo>() == 168);
+    assert!(offset_of!(BootInfo, files_addr) == 168);
+    assert!(offset_of!(BootInfo, files_len) == 176);
+    assert!(size_of::<BootInfo>() == 184);
     // It must fit in its page of the memory map.
     assert!(size_of::<BootInfo>() <= crate::memory_map::PAGE_SIZE as usize);
 };

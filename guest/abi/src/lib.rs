@@ -12,6 +12,10 @@
 //! compile-time asserts.
 #![no_std]
 
+#[cfg(any(feature = "alloc", test))]
+extern crate alloc;
+
+pub mod archive;
 pub mod boot_info;
 pub mod control;
 pub mod cpu_features;
@@ -23,4 +27,4 @@ pub mod workload;
 pub use boot_info::{BootInfo, SelfTest};
 
 /// Version of every layout in this crate. Bumped on any incompatible change.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;

@@ -12,6 +12,7 @@ use crate::wasi::{self, WasiCtx, WasiExit};
 use alloc::format;
 use alloc::string::String;
 use core::ptr::NonNull;
+use wasmcell_abi::archive::Archive;
 use wasmcell_abi::workload::Workload;
 use wasmcell_abi::BootInfo;
 use wasmtime::{Linker, Module, Store, Trap};
@@ -51,7 +52,11 @@ fn prepare(info: &BootInfo) -> Result<(Store<WasiCtx>, wasmtime::TypedFunc<(), (
     let workload = platform::workload(info).and_then(Workload::parse).ok_or("the VMM passed no valid workload")?;
     let mut linker = Linker::new(&engine);
     wasi::add_to_linker(&mut linker).map_err(|e| format!("cannot link WASI: {e:#}"))?;
-    let mut store = Store::new(&engine, WasiCtx::new(&workload, info));
+    let files = match platform::files(info) {
+        Some(bytes) => Some(Archive::parse(bytes).ok_or("the VMM passed a damaged file archive")?),
+        None => None,
+    };
+    let mut store = Store::new(&engine, WasiCtx::new(&workload, files, info));
     let instance = linker.instantiate(&mut store, &module).map_err(|e| format!("{e:#}"))?;
     let start = instance
         .get_typed_func::<(), ()>(&mut store, "_start")

@@ -81,6 +81,11 @@ pub fn workload(info: &BootInfo) -> Option<&'static [u8]> {
     region(info.workload_addr, info.workload_len)
 }
 
+/// The preopened directories' archive the VMM placed, if any (`wasmcell_abi::archive`).
+pub fn files(info: &BootInfo) -> Option<&'static [u8]> {
+    region(info.files_addr, info.files_len)
+}
+
 fn region(addr: u64, len: u64) -> Option<&'static [u8]> {
     if addr == 0 || len == 0 {
         return None;

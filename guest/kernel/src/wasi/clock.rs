@@ -44,6 +44,11 @@ impl Clocks {
         self.elapsed_ns()
     }
 
+    /// The realtime clock now, ns since the Unix epoch (file timestamps).
+    pub fn realtime_ns(&self) -> u64 {
+        self.now(REALTIME).unwrap_or(self.realtime_base_ns)
+    }
+
     /// The realtime clock at the VMM's sample (monotonic 0).
     pub fn realtime_at_boot_ns(&self) -> u64 {
         self.realtime_base_ns

@@ -1,17 +1,50 @@
 //! WASI preview 1 error numbers (`wasi_snapshot_preview1` `errno`), the ones the guest returns.
 
+use wasmcell_guest_fs::Error as FsError;
+
 /// An `errno` value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u16)]
 pub enum Errno {
     Success = 0,
     BadF = 8,
+    Exist = 20,
     Fault = 21,
+    FBig = 22,
     Inval = 28,
     Io = 29,
+    IsDir = 31,
+    Loop = 32,
+    MFile = 33,
+    NameTooLong = 37,
+    NoEnt = 44,
+    NoSpc = 51,
     NoSys = 52,
+    NotDir = 54,
+    NotEmpty = 55,
+    NotSup = 58,
     Overflow = 61,
-    NotCapable = 76,
+    Perm = 63,
+    SPipe = 70,
+}
+
+impl From<FsError> for Errno {
+    fn from(error: FsError) -> Self {
+        match error {
+            FsError::NoEnt => Errno::NoEnt,
+            FsError::Exist => Errno::Exist,
+            FsError::NotDir => Errno::NotDir,
+            FsError::IsDir => Errno::IsDir,
+            FsError::NotEmpty => Errno::NotEmpty,
+            // What wasmtime answers for a path that leaves its preopen (cap-std's escape error).
+            FsError::Escape => Errno::Perm,
+            FsError::Perm => Errno::Perm,
+            FsError::Loop => Errno::Loop,
+            FsError::Inval => Errno::Inval,
+            FsError::NoSpace => Errno::NoSpc,
+            FsError::TooBig => Errno::FBig,
+        }
+    }
 }
 
 /// Runs a WASI call body and turns its result into the `errno` the module sees.

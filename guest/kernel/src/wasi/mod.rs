@@ -1,17 +1,21 @@
 //! WASI preview 1 (`wasi_snapshot_preview1`), served by the guest itself.
 //!
-//! Every import of the snapshot is linked, so any WASI program instantiates. Calls that are not
-//! implemented yet return `ENOSYS` and never trap. Every guest pointer goes through wasmtime's
-//! bounds-checked memory accessors.
+//! Every import of the snapshot is linked, so any WASI program instantiates. Sockets (no
+//! network yet) and `proc_raise` return `ENOSYS` and never trap. Every guest pointer goes through
+//! wasmtime's bounds-checked memory accessors.
 
 mod clock;
 mod env;
 mod errno;
+mod fd;
+mod io;
+mod path;
 mod poll;
 mod proc;
 mod stdio;
 
 use alloc::vec::Vec;
+use wasmcell_abi::archive::Archive;
 use wasmcell_abi::workload::Workload;
 use wasmcell_abi::BootInfo;
 use wasmtime::{Caller, Extern, Linker, Memory};
@@ -27,13 +31,17 @@ pub struct WasiCtx {
     args: Vec<Vec<u8>>,
     env: Vec<Vec<u8>>,
     console: Option<crate::virtio::console::Console>,
+    fds: fd::FdTable,
     clocks: clock::Clocks,
     rng: rand_chacha::ChaCha20Rng,
 }
 
 impl WasiCtx {
-    pub fn new(workload: &Workload<'_>, info: &BootInfo) -> Self {
+    /// The context for `workload`, with the preopened directories of `files` (the VMM's archive).
+    pub fn new(workload: &Workload<'_>, files: Option<Archive<'static>>, info: &BootInfo) -> Self {
+        let preopens = files.map(wasmcell_guest_fs::preopens).unwrap_or_default();
         Self {
+            fds: fd::FdTable::new(preopens),
             args: workload.args().map(<[u8]>::to_vec).collect(),
             env: workload.env().map(<[u8]>::to_vec).collect(),
             console: None,
@@ -67,12 +75,14 @@ pub fn add_to_linker(linker: &mut Linker<WasiCtx>) -> wasmtime::Result<()> {
     clock::add_to_linker(linker)?;
     env::add_to_linker(linker)?;
     proc::add_to_linker(linker)?;
-    stdio::add_to_linker(linker)?;
+    fd::add_to_linker(linker)?;
+    io::add_to_linker(linker)?;
+    path::add_to_linker(linker)?;
     poll::add_to_linker(linker)?;
     add_unimplemented(linker)
 }
 
-/// Links the calls not implemented yet: each returns `ENOSYS`.
+/// Links the calls the guest does not offer: each returns `ENOSYS`.
 fn add_unimplemented(linker: &mut Linker<WasiCtx>) -> wasmtime::Result<()> {
     macro_rules! enosys {
         ($($name:literal: ($($p:ty),*) $(-> $r:ty)?;)*) => {$(
@@ -80,32 +90,6 @@ fn add_unimplemented(linker: &mut Linker<WasiCtx>) -> wasmtime::Result<()> {
         )*};
     }
     enosys! {
-        "fd_advise": (i32, i64, i64, i32);
-        "fd_allocate": (i32, i64, i64);
-        "fd_close": (i32);
-        "fd_datasync": (i32);
-        "fd_fdstat_set_flags": (i32, i32);
-        "fd_fdstat_set_rights": (i32, i64, i64);
-        "fd_filestat_get": (i32, i32);
-        "fd_filestat_set_size": (i32, i64);
-        "fd_filestat_set_times": (i32, i64, i64, i32);
-        "fd_pread": (i32, i32, i32, i64, i32);
-        "fd_pwrite": (i32, i32, i32, i64, i32);
-        "fd_readdir": (i32, i32, i32, i64, i32);
-        "fd_renumber": (i32, i32);
-        "fd_seek": (i32, i64, i32, i32);
-        "fd_sync": (i32);
-        "fd_tell": (i32, i32);
-        "path_create_directory": (i32, i32, i32);
-        "path_filestat_get": (i32, i32, i32, i32, i32);
-        "path_filestat_set_times": (i32, i32, i32, i32, i64, i64, i32);
-        "path_link": (i32, i32, i32, i32, i32, i32, i32);
-        "path_open": (i32, i32, i32, i32, i32, i64, i64, i32, i32);
-        "path_readlink": (i32, i32, i32, i32, i32, i32);
-        "path_remove_directory": (i32, i32, i32);
-        "path_rename": (i32, i32, i32, i32, i32, i32);
-        "path_symlink": (i32, i32, i32, i32, i32);
-        "path_unlink_file": (i32, i32, i32);
         "proc_raise": (i32);
         "sock_accept": (i32, i32, i32);
         "sock_recv": (i32, i32, i32, i32, i32, i32);

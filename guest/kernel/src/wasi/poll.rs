@@ -1,7 +1,9 @@
-//! `poll_oneoff`: clock subscriptions and readiness of the standard streams. Waiting happens in
-//! the VMM (control-device WAIT), which also wakes the guest when stdin becomes readable.
+//! `poll_oneoff`: clock subscriptions and readiness of descriptors (files are always ready).
+//! Waiting happens in the VMM (control-device WAIT), which also wakes the guest when stdin
+//! becomes readable.
 
 use super::errno::{to_errno, Errno};
+use super::fd::Fd;
 use super::stdio::console;
 use super::{memory, write_bytes, write_u32, WasiCtx, MODULE};
 use crate::control;
@@ -96,16 +98,26 @@ fn ready_events(ctx: &mut WasiCtx, subs: &[Subscription]) -> Result<(Vec<Event>,
         match sub.kind {
             Kind::Clock(deadline) if deadline <= now => events.push(event(EVENTTYPE_CLOCK, Errno::Success, 0, false)),
             Kind::Clock(deadline) => next_deadline = Some(next_deadline.map_or(deadline, |d| d.min(deadline))),
-            Kind::FdWrite(1 | 2) => events.push(event(EVENTTYPE_FD_WRITE, Errno::Success, 1 << 16, false)),
-            Kind::FdRead(0) => {
-                let console = console(ctx)?;
-                if console.stdin_ready().map_err(|_| Errno::Io)? {
-                    let pending = console.stdin_pending() as u64;
-                    events.push(event(EVENTTYPE_FD_READ, Errno::Success, pending, pending == 0));
+            Kind::FdRead(fd) => match ctx.fds.get(fd) {
+                Ok(Fd::Stdin) => {
+                    let console = console(ctx)?;
+                    if console.stdin_ready().map_err(|_| Errno::Io)? {
+                        let pending = console.stdin_pending() as u64;
+                        events.push(event(EVENTTYPE_FD_READ, Errno::Success, pending, pending == 0));
+                    }
                 }
-            }
-            Kind::FdRead(_) => events.push(event(EVENTTYPE_FD_READ, Errno::BadF, 0, false)),
-            Kind::FdWrite(_) => events.push(event(EVENTTYPE_FD_WRITE, Errno::BadF, 0, false)),
+                // A file is always readable: report what is left after its position.
+                Ok(Fd::File(file)) if file.readable => {
+                    let left = file.node.borrow().stat().size.saturating_sub(file.position);
+                    events.push(event(EVENTTYPE_FD_READ, Errno::Success, left, false));
+                }
+                _ => events.push(event(EVENTTYPE_FD_READ, Errno::BadF, 0, false)),
+            },
+            Kind::FdWrite(fd) => match ctx.fds.get(fd) {
+                Ok(Fd::Stdout | Fd::Stderr) => events.push(event(EVENTTYPE_FD_WRITE, Errno::Success, 1 << 16, false)),
+                Ok(Fd::File(file)) if file.writable => events.push(event(EVENTTYPE_FD_WRITE, Errno::Success, 0, false)),
+                _ => events.push(event(EVENTTYPE_FD_WRITE, Errno::BadF, 0, false)),
+            },
         }
     }
     Ok((events, next_deadline))

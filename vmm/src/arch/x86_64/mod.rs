@@ -55,6 +55,9 @@ fn mappings(elf: &GuestElf, layout: &GuestLayout) -> Vec<Mapping> {
     if let Some(blob) = &layout.workload {
         list.push(Mapping::new(blob.start, page_end(blob.end), F::USER_RO));
     }
+    if let Some(files) = &layout.files {
+        list.push(Mapping::new(files.start, page_end(files.end), F::USER_RO));
+    }
     if let Some(payload) = &layout.payload {
         list.push(Mapping::new(payload.start, page_end(payload.end), F::USER_RX));
     }
@@ -84,12 +87,15 @@ pub const PAGE_TABLE_ROOT: u64 = map::PAGE_TABLES;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout::WorkloadSizes;
     use crate::loader;
 
     #[test]
     fn guest_address_space_is_w_xor_x_and_protects_the_system() {
         let elf = loader::parse(crate::EMBEDDED_GUEST).unwrap();
-        let layout = GuestLayout::new(64 << 20, elf.end, Some((100, 3 << 20))).unwrap();
+        let layout =
+            GuestLayout::new(64 << 20, elf.end, Some(WorkloadSizes { blob: 100, files: 10_000, payload: 3 << 20 }))
+                .unwrap();
         let tables = PageTables::build(&mappings(&elf, &layout), map::PAGE_TABLES..map::PAGE_TABLES_END).unwrap();
         let at = |addr| tables.translate(addr);
         // Null page, page-table pool and stack guard are unmapped.
@@ -108,6 +114,7 @@ mod tests {
         assert_eq!(at(layout.heap.end - 8), Some(PageFlags::USER_RW));
         // The workload blob is read-only, the precompiled module read + execute.
         assert_eq!(at(layout.workload.clone().unwrap().start), Some(PageFlags::USER_RO));
+        assert_eq!(at(layout.files.clone().unwrap().start), Some(PageFlags::USER_RO));
         assert_eq!(at(layout.payload.clone().unwrap().start), Some(PageFlags::USER_RX));
         assert_eq!(at((64 << 20) - 8), Some(PageFlags::USER_RX));
         assert_eq!(at(64 << 20), None, "nothing past the end of RAM");

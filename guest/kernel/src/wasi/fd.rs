@@ -1,0 +1,316 @@
+//! The file descriptor table and the calls that act on a descriptor itself, whatever it is:
+//! close, renumber, fdstat, filestat, prestat, sync, advise. 0–2 are the standard streams, the
+//! preopened directories follow from 3, in `--dir` order.
+
+use super::errno::{to_errno, Errno};
+use super::{write_bytes, WasiCtx, MODULE};
+use alloc::vec::Vec;
+use wasmcell_guest_fs::{FileType, NodeRef, Stat};
+use wasmtime::{Caller, Linker};
+
+/// Most descriptors open at once.
+const MAX_FDS: usize = 4096;
+
+/// `fdflags::append`.
+pub const FDFLAGS_APPEND: u16 = 1;
+
+// `rights` bits.
+const FD_DATASYNC: u64 = 1 << 0;
+pub const FD_READ: u64 = 1 << 1;
+const FD_SEEK: u64 = 1 << 2;
+const FD_FDSTAT_SET_FLAGS: u64 = 1 << 3;
+const FD_SYNC: u64 = 1 << 4;
+const FD_TELL: u64 = 1 << 5;
+pub const FD_WRITE: u64 = 1 << 6;
+const FD_ADVISE: u64 = 1 << 7;
+pub const FD_ALLOCATE: u64 = 1 << 8;
+/// `path_create_directory` up to `path_filestat_set_times` (bits 9–20).
+const PATH_RIGHTS: u64 = ((1 << 21) - 1) & !((1 << 9) - 1) & !FD_READDIR;
+pub const FD_READDIR: u64 = 1 << 14;
+const FD_FILESTAT_GET: u64 = 1 << 21;
+pub const FD_FILESTAT_SET_SIZE: u64 = 1 << 22;
+const FD_FILESTAT_SET_TIMES: u64 = 1 << 23;
+/// `path_symlink`, `path_remove_directory`, `path_unlink_file`.
+const PATH_RIGHTS_2: u64 = (1 << 24) | (1 << 25) | (1 << 26);
+const POLL_FD_READWRITE: u64 = 1 << 27;
+/// All rights a stream has (bits 0–28).
+const STREAM_RIGHTS: u64 = (1 << 29) - 1;
+const FILE_RIGHTS: u64 = FD_DATASYNC
+    | FD_READ
+    | FD_SEEK
+    | FD_FDSTAT_SET_FLAGS
+    | FD_SYNC
+    | FD_TELL
+    | FD_WRITE
+    | FD_ADVISE
+    | FD_ALLOCATE
+    | FD_FILESTAT_GET
+    | FD_FILESTAT_SET_SIZE
+    | FD_FILESTAT_SET_TIMES
+    | POLL_FD_READWRITE;
+const DIR_RIGHTS: u64 = FD_DATASYNC
+    | FD_FDSTAT_SET_FLAGS
+    | FD_SYNC
+    | FD_ADVISE
+    | PATH_RIGHTS
+    | FD_READDIR
+    | FD_FILESTAT_GET
+    | FD_FILESTAT_SET_TIMES
+    | PATH_RIGHTS_2;
+
+// `filetype` values.
+const CHARACTER_DEVICE: u8 = 2;
+const DIRECTORY: u8 = 3;
+const REGULAR_FILE: u8 = 4;
+const SYMBOLIC_LINK: u8 = 7;
+
+/// The `filetype` of a node.
+pub fn filetype(file_type: FileType) -> u8 {
+    match file_type {
+        FileType::RegularFile => REGULAR_FILE,
+        FileType::Directory => DIRECTORY,
+        FileType::SymbolicLink => SYMBOLIC_LINK,
+    }
+}
+
+/// One open descriptor.
+pub enum Fd {
+    Stdin,
+    Stdout,
+    Stderr,
+    Dir {
+        node: NodeRef,
+        /// The guest path, for a preopened directory.
+        preopen: Option<&'static [u8]>,
+    },
+    File(OpenFile),
+}
+
+/// An open regular file.
+pub struct OpenFile {
+    pub node: NodeRef,
+    pub position: u64,
+    pub readable: bool,
+    pub writable: bool,
+    pub append: bool,
+}
+
+/// The descriptor table.
+pub struct FdTable {
+    slots: Vec<Option<Fd>>,
+}
+
+impl FdTable {
+    /// The standard streams, then the preopened directories.
+    pub fn new(preopens: Vec<(&'static [u8], NodeRef)>) -> Self {
+        let mut slots = alloc::vec![Some(Fd::Stdin), Some(Fd::Stdout), Some(Fd::Stderr)];
+        slots.extend(preopens.into_iter().map(|(name, node)| Some(Fd::Dir { node, preopen: Some(name) })));
+        Self { slots }
+    }
+
+    pub fn get(&self, fd: u32) -> Result<&Fd, Errno> {
+        self.slots.get(fd as usize).and_then(Option::as_ref).ok_or(Errno::BadF)
+    }
+
+    pub fn get_mut(&mut self, fd: u32) -> Result<&mut Fd, Errno> {
+        self.slots.get_mut(fd as usize).and_then(Option::as_mut).ok_or(Errno::BadF)
+    }
+
+    /// The directory `fd` refers to, for a `path_*` call.
+    pub fn dir(&self, fd: u32) -> Result<NodeRef, Errno> {
+        match self.get(fd)? {
+            Fd::Dir { node, .. } => Ok(node.clone()),
+            _ => Err(Errno::NotDir),
+        }
+    }
+
+    /// Adds `fd` at the lowest free number.
+    pub fn insert(&mut self, fd: Fd) -> Result<u32, Errno> {
+        let number = match self.slots.iter().position(Option::is_none) {
+            Some(free) => free,
+            None if self.slots.len() < MAX_FDS => {
+                self.slots.push(None);
+                self.slots.len() - 1
+            }
+            None => return Err(Errno::MFile),
+        };
+        self.slots[number] = Some(fd);
+        Ok(number as u32)
+    }
+
+    pub fn remove(&mut self, fd: u32) -> Result<Fd, Errno> {
+        self.slots.get_mut(fd as usize).and_then(Option::take).ok_or(Errno::BadF)
+    }
+}
+
+/// `filestat` as WASI lays it out (64 bytes).
+pub fn filestat_bytes(filetype: u8, stat: Option<&Stat>) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    out[16] = filetype;
+    if let Some(stat) = stat {
+        out[8..16].copy_from_slice(&stat.ino.to_le_bytes());
+        out[24..32].copy_from_slice(&1u64.to_le_bytes());
+        out[32..40].copy_from_slice(&stat.size.to_le_bytes());
+        out[40..48].copy_from_slice(&stat.atime_ns.to_le_bytes());
+        out[48..56].copy_from_slice(&stat.mtime_ns.to_le_bytes());
+        out[56..64].copy_from_slice(&stat.mtime_ns.to_le_bytes());
+    }
+    out
+}
+
+/// Applies `fstflags` (`atim`, `atim_now`, `mtim`, `mtim_now`) to a node.
+pub fn set_times(node: &NodeRef, atim: u64, mtim: u64, flags: u16, now_ns: u64) -> Result<(), Errno> {
+    let (atim_set, atim_now, mtim_set, mtim_now) = (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0, flags & 8 != 0);
+    if (atim_set && atim_now) || (mtim_set && mtim_now) || flags > 0xf {
+        return Err(Errno::Inval);
+    }
+    let mut node = node.borrow_mut();
+    if atim_set || atim_now {
+        node.atime_ns = if atim_now { now_ns } else { atim };
+    }
+    if mtim_set || mtim_now {
+        node.mtime_ns = if mtim_now { now_ns } else { mtim };
+    }
+    Ok(())
+}
+
+fn fd_close(ctx: &mut WasiCtx, fd: u32) -> Result<(), Errno> {
+    ctx.fds.remove(fd).map(drop)
+}
+
+fn fd_renumber(ctx: &mut WasiCtx, from: u32, to: u32) -> Result<(), Errno> {
+    ctx.fds.get(to)?;
+    let moved = ctx.fds.remove(from)?;
+    ctx.fds.slots[to as usize] = Some(moved);
+    Ok(())
+}
+
+fn fd_fdstat_get(caller: &mut Caller<'_, WasiCtx>, fd: u32, ptr: u32) -> Result<(), Errno> {
+    let (filetype, flags, base, inheriting) = match caller.data().fds.get(fd)? {
+        Fd::Stdin | Fd::Stdout | Fd::Stderr => (CHARACTER_DEVICE, 0, STREAM_RIGHTS, 0),
+        Fd::Dir { .. } => (DIRECTORY, 0, DIR_RIGHTS, DIR_RIGHTS | FILE_RIGHTS),
+        Fd::File(file) => {
+            let mut rights = FILE_RIGHTS;
+            if !file.readable {
+                rights &= !FD_READ;
+            }
+            if !file.writable {
+                rights &= !(FD_WRITE | FD_ALLOCATE | FD_FILESTAT_SET_SIZE | FD_DATASYNC);
+            }
+            let flags = if file.append { FDFLAGS_APPEND } else { 0 };
+            (REGULAR_FILE, flags, rights, 0)
+        }
+    };
+    // struct fdstat { u8 filetype; u16 flags @2; u64 rights_base @8; u64 rights_inheriting @16 }
+    let mut stat = [0u8; 24];
+    stat[0] = filetype;
+    stat[2..4].copy_from_slice(&flags.to_le_bytes());
+    stat[8..16].copy_from_slice(&base.to_le_bytes());
+    stat[16..24].copy_from_slice(&inheriting.to_le_bytes());
+    write_bytes(caller, ptr, &stat)
+}
+
+fn fd_fdstat_set_flags(ctx: &mut WasiCtx, fd: u32, flags: u32) -> Result<(), Errno> {
+    match ctx.fds.get_mut(fd)? {
+        Fd::File(file) => file.append = flags as u16 & FDFLAGS_APPEND != 0,
+        _ if flags as u16 & FDFLAGS_APPEND != 0 => return Err(Errno::Inval),
+        _ => {}
+    }
+    Ok(())
+}
+
+fn fd_filestat_get(caller: &mut Caller<'_, WasiCtx>, fd: u32, ptr: u32) -> Result<(), Errno> {
+    let bytes = match caller.data().fds.get(fd)? {
+        Fd::Stdin | Fd::Stdout | Fd::Stderr => filestat_bytes(CHARACTER_DEVICE, None),
+        Fd::Dir { node, .. } | Fd::File(OpenFile { node, .. }) => {
+            let stat = node.borrow().stat();
+            filestat_bytes(filetype(stat.file_type), Some(&stat))
+        }
+    };
+    write_bytes(caller, ptr, &bytes)
+}
+
+fn fd_filestat_set_size(ctx: &mut WasiCtx, fd: u32, size: u64) -> Result<(), Errno> {
+    let now = ctx.clocks.realtime_ns();
+    match ctx.fds.get(fd)? {
+        Fd::File(file) if file.writable => Ok(file.node.borrow_mut().set_size(size, now)?),
+        Fd::File(_) | Fd::Dir { .. } => Err(Errno::BadF),
+        Fd::Stdin | Fd::Stdout | Fd::Stderr => Err(Errno::Inval),
+    }
+}
+
+fn fd_filestat_set_times(ctx: &mut WasiCtx, fd: u32, atim: u64, mtim: u64, flags: u32) -> Result<(), Errno> {
+    let now = ctx.clocks.realtime_ns();
+    match ctx.fds.get(fd)? {
+        Fd::Dir { node, .. } | Fd::File(OpenFile { node, .. }) => set_times(node, atim, mtim, flags as u16, now),
+        Fd::Stdin | Fd::Stdout | Fd::Stderr => Err(Errno::BadF),
+    }
+}
+
+fn fd_prestat_get(caller: &mut Caller<'_, WasiCtx>, fd: u32, ptr: u32) -> Result<(), Errno> {
+    let Fd::Dir { preopen: Some(name), .. } = caller.data().fds.get(fd)? else { return Err(Errno::BadF) };
+    // struct prestat { u8 tag (0: dir); u32 name_len @4 }
+    let mut prestat = [0u8; 8];
+    prestat[4..8].copy_from_slice(&(name.len() as u32).to_le_bytes());
+    write_bytes(caller, ptr, &prestat)
+}
+
+fn fd_prestat_dir_name(caller: &mut Caller<'_, WasiCtx>, fd: u32, ptr: u32, len: u32) -> Result<(), Errno> {
+    let Fd::Dir { preopen: Some(name), .. } = caller.data().fds.get(fd)? else { return Err(Errno::BadF) };
+    let name: &'static [u8] = name;
+    if (len as usize) < name.len() {
+        return Err(Errno::NameTooLong);
+    }
+    write_bytes(caller, ptr, name)
+}
+
+/// `fd_sync`, `fd_datasync`, `fd_advise`: nothing to do in memory, but the fd must exist.
+fn exists(ctx: &WasiCtx, fd: u32) -> Result<(), Errno> {
+    ctx.fds.get(fd).map(drop)
+}
+
+pub fn add_to_linker(linker: &mut Linker<WasiCtx>) -> wasmtime::Result<()> {
+    linker.func_wrap(MODULE, "fd_close", |mut c: Caller<'_, WasiCtx>, fd: u32| to_errno(fd_close(c.data_mut(), fd)))?;
+    linker.func_wrap(MODULE, "fd_renumber", |mut c: Caller<'_, WasiCtx>, from: u32, to: u32| {
+        to_errno(fd_renumber(c.data_mut(), from, to))
+    })?;
+    linker.func_wrap(MODULE, "fd_fdstat_get", |mut c: Caller<'_, WasiCtx>, fd: u32, ptr: u32| {
+        to_errno(fd_fdstat_get(&mut c, fd, ptr))
+    })?;
+    linker.func_wrap(MODULE, "fd_fdstat_set_flags", |mut c: Caller<'_, WasiCtx>, fd: u32, flags: u32| {
+        to_errno(fd_fdstat_set_flags(c.data_mut(), fd, flags))
+    })?;
+    linker.func_wrap(MODULE, "fd_fdstat_set_rights", |c: Caller<'_, WasiCtx>, fd: u32, _: u64, _: u64| {
+        // Rights are advisory in current WASI runtimes; wasmtime no longer narrows them.
+        to_errno(exists(c.data(), fd).and(Err(Errno::NotSup)))
+    })?;
+    linker.func_wrap(MODULE, "fd_filestat_get", |mut c: Caller<'_, WasiCtx>, fd: u32, ptr: u32| {
+        to_errno(fd_filestat_get(&mut c, fd, ptr))
+    })?;
+    linker.func_wrap(MODULE, "fd_filestat_set_size", |mut c: Caller<'_, WasiCtx>, fd: u32, size: u64| {
+        to_errno(fd_filestat_set_size(c.data_mut(), fd, size))
+    })?;
+    linker.func_wrap(
+        MODULE,
+        "fd_filestat_set_times",
+        |mut c: Caller<'_, WasiCtx>, fd: u32, atim: u64, mtim: u64, flags: u32| {
+            to_errno(fd_filestat_set_times(c.data_mut(), fd, atim, mtim, flags))
+        },
+    )?;
+    linker.func_wrap(MODULE, "fd_prestat_get", |mut c: Caller<'_, WasiCtx>, fd: u32, ptr: u32| {
+        to_errno(fd_prestat_get(&mut c, fd, ptr))
+    })?;
+    linker.func_wrap(MODULE, "fd_prestat_dir_name", |mut c: Caller<'_, WasiCtx>, fd: u32, ptr: u32, len: u32| {
+        to_errno(fd_prestat_dir_name(&mut c, fd, ptr, len))
+    })?;
+    linker.func_wrap(MODULE, "fd_sync", |c: Caller<'_, WasiCtx>, fd: u32| to_errno(exists(c.data(), fd)))?;
+    linker.func_wrap(MODULE, "fd_datasync", |c: Caller<'_, WasiCtx>, fd: u32| to_errno(exists(c.data(), fd)))?;
+    linker.func_wrap(MODULE, "fd_advise", |c: Caller<'_, WasiCtx>, fd: u32, _: u64, _: u64, advice: u32| {
+        to_errno(exists(c.data(), fd).and(if advice > 5 { Err(Errno::Inval) } else { Ok(()) }))
+    })?;
+    linker.func_wrap(MODULE, "fd_allocate", |c: Caller<'_, WasiCtx>, fd: u32, _: u64, _: u64| {
+        // As in wasmtime: preallocation is not offered.
+        to_errno(exists(c.data(), fd).and(Err(Errno::NotSup)))
+    })?;
+    Ok(())
+}
