@@ -2,6 +2,8 @@
 //! - hello, whole process, warm caches on both sides  [wasmcell ≤ 2× host]
 //! - CPU-bound modules, time in `_start`: n-body (float), sha256 (integer)  [≤ 1.10× host]
 //! - 100 000 one-byte `fd_write`s to /dev/null: cost per WASI call that leaves the sandbox
+//! - files (`--dir`): a 16 MiB read, 10 000 small-file opens, a 16 MiB write; whole process
+//!   (wasmcell packs the directory at start) and time in `_start`
 //!
 //! The host side is `examples/host_run.rs` (std wasmtime + wasmtime-wasi, default settings, the
 //! module precompiled for the host as `wasmtime run` does with its cache). `WASMCELL_BENCH_RUNS`
@@ -138,4 +140,38 @@ fn main() {
     println!("  wasmcell guest {g:8.1} ms ({:.2} us per call)", g / 100.0);
     println!("  host wasmtime  {h:8.1} ms ({:.2} us per call)", h / 100.0);
     println!("  ratio {:.1}x", g / h);
+
+    // 4. Files through a preopened directory.
+    let data = std::env::temp_dir().join(format!("wasmcell-bench-files-{}", std::process::id()));
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("blob"), vec![7u8; 16 << 20]).unwrap();
+    std::fs::write(data.join("small.txt"), "a small file\n").unwrap();
+    let dir = format!("{}::/data", data.display());
+    let cwasm = host_cwasm("file_io");
+    let mut guest_args = run_args("file_io", &[]);
+    guest_args.splice(1..1, ["--dir".to_string(), dir.clone()]);
+    let guest_args: Vec<&str> = guest_args.iter().map(String::as_str).collect();
+    time(wasmcell, &guest_args, &[]);
+    let (mut guest_whole, mut guest_start, mut host_whole, mut host_start) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..5 {
+        let (ms, err) = time(wasmcell, &guest_args, &[]);
+        guest_whole.push(ms);
+        guest_start.push(field(&err, ", run ") - field(&err, "boot "));
+        let (ms, err) = time(&host, &[&cwasm], &[("HOST_RUN_STATS", "1"), ("HOST_RUN_DIR", &dir)]);
+        host_whole.push(ms);
+        host_start.push(field(&err, "_start"));
+    }
+    std::fs::remove_dir_all(&data).unwrap();
+    println!("files: 16 MiB read, 10000 small-file opens, 16 MiB write; median of 5");
+    println!(
+        "  wasmcell       whole {:8.1} ms, in _start {:8.1} ms",
+        median(guest_whole.clone()),
+        median(guest_start.clone())
+    );
+    println!(
+        "  host wasmtime  whole {:8.1} ms, in _start {:8.1} ms",
+        median(host_whole.clone()),
+        median(host_start.clone())
+    );
+    println!("  ratio in _start {:.2}x", median(guest_start) / median(host_start));
 }

@@ -2,7 +2,7 @@
 //! `wasmtime run` does (default engine, inherited stdio), from a module or a host `.cwasm`.
 //! With `HOST_RUN_STATS=1` it prints how long `_start` took on stderr; with
 //! `HOST_RUN_LIKE_GUEST=1` it compiles with the guest's memory settings (explicit bounds checks,
-//! no guard pages, no signal handlers).
+//! no guard pages, no signal handlers). `HOST_RUN_DIR=HOST::GUEST` preopens a directory.
 //!
 //! Usage: `host_run <module.wasm|module.cwasm> [args...]`
 
@@ -30,7 +30,13 @@ fn main() -> anyhow::Result<()> {
     };
     let mut linker = wasmtime::Linker::<WasiP1Ctx>::new(&engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |ctx| ctx)?;
-    let wasi = WasiCtxBuilder::new().inherit_stdio().args(&args).build_p1();
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.inherit_stdio().args(&args);
+    if let Some(dir) = std::env::var("HOST_RUN_DIR").ok().filter(|d| !d.is_empty()) {
+        let (host, guest) = dir.split_once("::").context("HOST_RUN_DIR is HOST::GUEST")?;
+        wasi.preopened_dir(host, guest, wasmtime_wasi::FsPerms::ReadWrite)?;
+    }
+    let wasi = wasi.build_p1();
     let mut store = wasmtime::Store::new(&engine, wasi);
     let start = linker.instantiate(&mut store, &module)?.get_typed_func::<(), ()>(&mut store, "_start")?;
     let began = std::time::Instant::now();
