@@ -71,6 +71,23 @@ impl GuestLayout {
     }
 }
 
+/// Heap left at 4 KiB pages at each end: the guest's allocator works at the top, and a small
+/// linear memory at the bottom, where 2 MiB host pages would only inflate the VMM's RSS.
+const SMALL_PAGE_EDGE: u64 = 8 << 20;
+
+impl GuestLayout {
+    /// Where a big linear memory grows (the guest puts it at the bottom of the heap and its
+    /// allocator at the top): worth backing with host huge pages. Empty without a workload.
+    pub fn huge_page_range(&self) -> Range<u64> {
+        if self.payload.is_none() {
+            return 0..0;
+        }
+        let start = self.heap.start.saturating_add(SMALL_PAGE_EDGE);
+        let end = self.heap.end.saturating_sub(SMALL_PAGE_EDGE);
+        start..end.max(start)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +114,17 @@ mod tests {
         assert_eq!(blob.start % PAGE_SIZE, 0);
         assert!(blob.end <= files.start);
         assert_eq!(layout.heap, 0x50_0000..blob.start);
+    }
+
+    #[test]
+    fn huge_pages_only_for_the_middle_of_a_workload_heap() {
+        assert!(GuestLayout::new(64 << 20, 0x50_0000, None).unwrap().huge_page_range().is_empty());
+        let sizes = WorkloadSizes { blob: 100, files: 0, payload: 1 << 20 };
+        let layout = GuestLayout::new(256 << 20, 0x50_0000, Some(sizes)).unwrap();
+        let range = layout.huge_page_range();
+        assert_eq!(range.start, layout.heap.start + (8 << 20));
+        assert_eq!(range.end, layout.heap.end - (8 << 20));
+        assert!(GuestLayout::new(16 << 20, 0x50_0000, Some(sizes)).unwrap().huge_page_range().is_empty());
     }
 
     #[test]

@@ -38,3 +38,22 @@ pub fn create(vm: &VmFd, size: u64) -> Result<GuestMemory, MemoryError> {
     }
     Ok(memory)
 }
+
+/// Asks the host to back guest range `range` with transparent huge pages. On nested KVM every
+/// first touch of a 4 KiB guest page is a shadow-paging exit; a big linear memory touched page
+/// by page pays that thousands of times. Best effort: without THP nothing changes.
+pub fn advise_huge_pages(memory: &GuestMemory, range: std::ops::Range<u64>) {
+    const HUGE: u64 = 2 << 20;
+    let (start, end) = (range.start.next_multiple_of(HUGE), range.end / HUGE * HUGE);
+    if start >= end {
+        return;
+    }
+    let Ok(host) = memory.get_host_address(GuestAddress(start)) else { return };
+    if memory.get_host_address(GuestAddress(end - 1)).is_err() {
+        return;
+    }
+    // SAFETY: `[start, end)` lies inside the one guest memory mapping (both ends checked above,
+    // and it is one contiguous region); MADV_HUGEPAGE changes only how the host backs it, never
+    // its contents.
+    unsafe { libc::madvise(host.cast(), (end - start) as usize, libc::MADV_HUGEPAGE) };
+}

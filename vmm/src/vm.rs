@@ -136,6 +136,7 @@ impl TryFrom<VmConfig> for Vm {
             memory.write_slice(&files, GuestAddress(files_at.start)).map_err(Error::PlaceWorkload)?;
         }
         arch::configure_address_space(&memory, &elf, &layout)?;
+        memory::advise_huge_pages(&memory, layout.huge_page_range());
 
         // 4. The vCPU, entering the guest in 64-bit CPL 3.
         let vcpu_fd = vm.create_vcpu(0).map_err(Error::CreateVcpu)?;

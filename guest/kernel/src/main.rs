@@ -40,7 +40,7 @@ pub unsafe extern "sysv64" fn _start(boot_info: *const BootInfo) -> ! {
         Err(BootInfoError::BadMagic) => control::exit(exit::BAD_BOOT_INFO),
     }
     log::set_enabled(info.log_level >= wasmcell_abi::boot_info::LOG_INFO);
-    heap::init(info.heap_start, info.heap_end);
+    heap::init(info.heap_start, info.heap_end, info.payload_addr != 0);
     if info.payload_addr != 0 {
         // The runtime marks boot done itself, right before `_start`.
         control::exit(runtime::run(&info));

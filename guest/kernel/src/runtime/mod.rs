@@ -5,6 +5,7 @@
 //! (read + execute, never copied) → link WASI → instantiate → boot-done marker → `_start` → the
 //! exit code. A trap or a module that cannot start is reported to the VMM with its message.
 
+mod memory;
 mod platform;
 
 use crate::control;

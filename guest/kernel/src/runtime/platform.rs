@@ -60,6 +60,7 @@ pub fn engine(info: &BootInfo) -> wasmtime::Result<Engine> {
     let start = info.payload_addr as usize;
     let code = PayloadCodeMemory { start, end: start.saturating_add(info.payload_len as usize) };
     config.with_custom_code_memory(Some(alloc::sync::Arc::new(code)));
+    config.with_host_memory(alloc::sync::Arc::new(super::memory::GuestMemoryCreator));
     // SAFETY: `detect_host_feature` answers from the features the host compiled for, which it
     // read from this very CPU with user-mode `cpuid`; the x86 float ABI check is waived because
     // modules are compiled with SSE4.1 and friends, so Cranelift emits no float libcalls whose
