@@ -10,6 +10,9 @@ pub mod console {
     pub const PORTS: u32 = 2;
     /// Queues: receiveq/transmitq of port 0, the control pair, receiveq/transmitq of port 1.
     pub const QUEUES: usize = 6;
+    /// Every queue's `QueueNumMax`. Fixed, so the driver need not read it (a VM exit). After a
+    /// reset every queue register reads zero, so the driver may skip writing zero halves.
+    pub const QUEUE_MAX_SIZE: u16 = 256;
     /// Port 0's receiveq: stdin, host → guest.
     pub const STDIN_RECEIVEQ: usize = 0;
     /// Port 0's transmitq: stdout, guest → host.

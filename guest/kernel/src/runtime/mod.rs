@@ -52,7 +52,7 @@ fn prepare(info: &BootInfo) -> Result<(Store<WasiCtx>, wasmtime::TypedFunc<(), (
         .map_err(|e| format!("cannot load the module: {e:#}"))?;
     let workload = platform::workload(info).and_then(Workload::parse).ok_or("the VMM passed no valid workload")?;
     let mut linker = Linker::new(&engine);
-    wasi::add_to_linker(&mut linker).map_err(|e| format!("cannot link WASI: {e:#}"))?;
+    wasi::add_to_linker(&mut linker, &module).map_err(|e| format!("cannot link WASI: {e:#}"))?;
     let files = match platform::files(info) {
         Some(bytes) => Some(Archive::parse(bytes).ok_or("the VMM passed a damaged file archive")?),
         None => None,

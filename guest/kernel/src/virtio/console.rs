@@ -2,6 +2,7 @@
 //! is stdin and stdout, port 1 is stderr (`wasmcell_abi::devices::console`). End of file on
 //! stdin arrives as the device closing port 0.
 
+use super::transport::FreshTransport;
 use super::IdentityHal;
 use crate::control;
 use alloc::boxed::Box;
@@ -11,7 +12,8 @@ use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::{DeviceStatus, Transport};
 use wasmcell_abi::control::WAIT_FOREVER;
 use wasmcell_abi::devices::console::{
-    CONTROL_RECEIVEQ, CONTROL_TRANSMITQ, MMIO_BASE, MMIO_SIZE, STDERR_TRANSMITQ, STDIN_RECEIVEQ, STDOUT_TRANSMITQ,
+    CONTROL_RECEIVEQ, CONTROL_TRANSMITQ, MMIO_BASE, MMIO_SIZE, QUEUE_MAX_SIZE, STDERR_TRANSMITQ, STDIN_RECEIVEQ,
+    STDOUT_TRANSMITQ,
 };
 
 const QUEUE_SIZE: usize = 16;
@@ -44,7 +46,7 @@ type Queue = VirtQueue<IdentityHal, QUEUE_SIZE>;
 
 /// The console driver.
 pub struct Console {
-    transport: MmioTransport<'static>,
+    transport: FreshTransport,
     stdin: Queue,
     stdout: Queue,
     stderr: Queue,
@@ -65,8 +67,9 @@ impl Console {
         let header = NonNull::new(MMIO_BASE as *mut VirtIOHeader).ok_or(ConsoleError::Init)?;
         // SAFETY: the VMM maps the console's register block at `MMIO_BASE` (uncached, user
         // read-write) for the guest's whole life, and only this driver touches it.
-        let mut transport =
-            unsafe { MmioTransport::new(header, MMIO_SIZE as usize) }.map_err(|_| ConsoleError::Init)?;
+        let mmio = unsafe { MmioTransport::new(header, MMIO_SIZE as usize) }.map_err(|_| ConsoleError::Init)?;
+        // SAFETY: as above; the transport resets the device (status 0) before any queue is set up.
+        let mut transport = unsafe { FreshTransport::new(mmio, MMIO_BASE as *mut u32, QUEUE_MAX_SIZE) };
         transport.set_status(DeviceStatus::empty());
         transport.set_status(DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER);
         let features = transport.read_device_features();

@@ -4,6 +4,7 @@
 //! device has already done its work when the VM exit returns.
 
 pub mod console;
+mod transport;
 
 use alloc::alloc::{alloc_zeroed, dealloc, Layout};
 use core::ptr::NonNull;

@@ -6,12 +6,12 @@
 //! descheduled the vCPU. Randomness is ChaCha20 seeded from the host's getrandom.
 
 use super::errno::{to_errno, Errno};
-use super::{write_bytes, WasiCtx, MODULE};
+use super::{write_bytes, WasiCtx, WasiLinker, MODULE};
 use crate::arch;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use wasmcell_abi::BootInfo;
-use wasmtime::{Caller, Linker};
+use wasmtime::Caller;
 
 const REALTIME: u32 = 0;
 const MONOTONIC: u32 = 1;
@@ -76,7 +76,7 @@ pub fn new_rng(info: &BootInfo) -> ChaCha20Rng {
     ChaCha20Rng::from_seed(info.random_seed)
 }
 
-pub fn add_to_linker(linker: &mut Linker<WasiCtx>) -> wasmtime::Result<()> {
+pub fn add_to_linker(linker: &mut WasiLinker<'_>) -> wasmtime::Result<()> {
     linker.func_wrap(MODULE, "clock_time_get", |mut c: Caller<'_, WasiCtx>, id: u32, _precision: u64, ptr: u32| {
         let result = c.data().clocks.now(id).and_then(|ns| write_bytes(&mut c, ptr, &ns.to_le_bytes()));
         to_errno(result)

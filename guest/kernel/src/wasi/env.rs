@@ -1,9 +1,9 @@
 //! Arguments and environment: `args_*` and `environ_*`.
 
 use super::errno::{to_errno, Errno};
-use super::{write_bytes, write_u32, WasiCtx, MODULE};
+use super::{write_bytes, write_u32, WasiCtx, WasiLinker, MODULE};
 use alloc::vec::Vec;
-use wasmtime::{Caller, Linker};
+use wasmtime::Caller;
 
 /// Writes `strings` as NUL-terminated strings into `buf` and their addresses into `ptrs`.
 fn write_strings(caller: &mut Caller<'_, WasiCtx>, strings: &[Vec<u8>], ptrs: u32, buf: u32) -> Result<(), Errno> {
@@ -51,7 +51,7 @@ fn with_strings(
     to_errno(result)
 }
 
-pub fn add_to_linker(linker: &mut Linker<WasiCtx>) -> wasmtime::Result<()> {
+pub fn add_to_linker(linker: &mut WasiLinker<'_>) -> wasmtime::Result<()> {
     linker.func_wrap(MODULE, "args_get", |mut c: Caller<'_, WasiCtx>, argv: u32, buf: u32| {
         with_strings(&mut c, true, |c, s| write_strings(c, s, argv, buf))
     })?;

@@ -3,10 +3,10 @@
 //! preopened directories follow from 3, in `--dir` order.
 
 use super::errno::{to_errno, Errno};
-use super::{write_bytes, WasiCtx, MODULE};
+use super::{write_bytes, WasiCtx, WasiLinker, MODULE};
 use alloc::vec::Vec;
 use wasmcell_guest_fs::{FileType, NodeRef, Stat};
-use wasmtime::{Caller, Linker};
+use wasmtime::Caller;
 
 /// Most descriptors open at once.
 const MAX_FDS: usize = 4096;
@@ -269,7 +269,7 @@ fn exists(ctx: &WasiCtx, fd: u32) -> Result<(), Errno> {
     ctx.fds.get(fd).map(drop)
 }
 
-pub fn add_to_linker(linker: &mut Linker<WasiCtx>) -> wasmtime::Result<()> {
+pub fn add_to_linker(linker: &mut WasiLinker<'_>) -> wasmtime::Result<()> {
     linker.func_wrap(MODULE, "fd_close", |mut c: Caller<'_, WasiCtx>, fd: u32| to_errno(fd_close(c.data_mut(), fd)))?;
     linker.func_wrap(MODULE, "fd_renumber", |mut c: Caller<'_, WasiCtx>, from: u32, to: u32| {
         to_errno(fd_renumber(c.data_mut(), from, to))

@@ -4,10 +4,10 @@
 
 use super::errno::{to_errno, Errno};
 use super::fd::{Fd, OpenFile};
-use super::{memory, stdio, write_bytes, write_u32, WasiCtx, MODULE};
+use super::{memory, stdio, write_bytes, write_u32, WasiCtx, WasiLinker, MODULE};
 use crate::virtio::console::Output;
 use alloc::vec::Vec;
-use wasmtime::{Caller, Linker};
+use wasmtime::Caller;
 
 /// The `(buf, len)` pairs of an iovec array.
 pub(super) fn iovecs(caller: &mut Caller<'_, WasiCtx>, ptr: u32, count: u32) -> Result<Vec<(usize, usize)>, Errno> {
@@ -113,7 +113,7 @@ fn fd_seek(caller: &mut Caller<'_, WasiCtx>, fd: u32, offset: i64, whence: u32, 
     write_bytes(caller, out, &position.to_le_bytes())
 }
 
-pub fn add_to_linker(linker: &mut Linker<WasiCtx>) -> wasmtime::Result<()> {
+pub fn add_to_linker(linker: &mut WasiLinker<'_>) -> wasmtime::Result<()> {
     linker.func_wrap(MODULE, "fd_read", |mut c: Caller<'_, WasiCtx>, fd: u32, iovs: u32, n: u32, out: u32| {
         to_errno(transfer(&mut c, fd, iovs, n, None, false, out))
     })?;

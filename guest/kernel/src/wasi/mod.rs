@@ -14,11 +14,13 @@ mod poll;
 mod proc;
 mod stdio;
 
+use alloc::collections::BTreeSet;
+use alloc::string::String;
 use alloc::vec::Vec;
 use wasmcell_abi::archive::Archive;
 use wasmcell_abi::workload::Workload;
 use wasmcell_abi::BootInfo;
-use wasmtime::{Caller, Extern, Linker, Memory};
+use wasmtime::{Caller, Extern, IntoFunc, Linker, Memory, Module};
 
 pub use errno::Errno;
 pub use proc::WasiExit;
@@ -70,8 +72,33 @@ fn write_u32(caller: &mut Caller<'_, WasiCtx>, offset: u32, value: u32) -> Resul
     write_bytes(caller, offset, &value.to_le_bytes())
 }
 
-/// Links every `wasi_snapshot_preview1` function.
-pub fn add_to_linker(linker: &mut Linker<WasiCtx>) -> wasmtime::Result<()> {
+/// A linker that takes only the WASI functions a module imports: wrapping a host function
+/// costs several microseconds, and a program imports a handful of the snapshot's 45.
+pub struct WasiLinker<'a> {
+    linker: &'a mut Linker<WasiCtx>,
+    wanted: BTreeSet<String>,
+}
+
+impl WasiLinker<'_> {
+    /// Links `func` as `module::name` if the module imports it.
+    pub fn func_wrap<Params, Args>(
+        &mut self,
+        module: &str,
+        name: &str,
+        func: impl IntoFunc<WasiCtx, Params, Args>,
+    ) -> wasmtime::Result<&mut Self> {
+        if module == MODULE && self.wanted.contains(name) {
+            self.linker.func_wrap(module, name, func)?;
+        }
+        Ok(self)
+    }
+}
+
+/// Links every `wasi_snapshot_preview1` function that `module` imports (all of them exist, so a
+/// WASI import can only fail to link if its signature is wrong).
+pub fn add_to_linker(linker: &mut Linker<WasiCtx>, module: &Module) -> wasmtime::Result<()> {
+    let wanted = module.imports().filter(|i| i.module() == MODULE).map(|i| String::from(i.name())).collect();
+    let linker = &mut WasiLinker { linker, wanted };
     clock::add_to_linker(linker)?;
     env::add_to_linker(linker)?;
     proc::add_to_linker(linker)?;
@@ -83,7 +110,7 @@ pub fn add_to_linker(linker: &mut Linker<WasiCtx>) -> wasmtime::Result<()> {
 }
 
 /// Links the calls the guest does not offer: each returns `ENOSYS`.
-fn add_unimplemented(linker: &mut Linker<WasiCtx>) -> wasmtime::Result<()> {
+fn add_unimplemented(linker: &mut WasiLinker<'_>) -> wasmtime::Result<()> {
     macro_rules! enosys {
         ($($name:literal: ($($p:ty),*) $(-> $r:ty)?;)*) => {$(
             linker.func_wrap(MODULE, $name, |_: Caller<'_, WasiCtx>, $(_: $p),*| -> i32 { Errno::NoSys as i32 })?;

@@ -4,10 +4,10 @@
 
 use super::errno::{to_errno, Errno};
 use super::fd::{self, filestat_bytes, filetype, Fd, OpenFile};
-use super::{memory, write_bytes, write_u32, WasiCtx, MODULE};
+use super::{memory, write_bytes, write_u32, WasiCtx, WasiLinker, MODULE};
 use alloc::vec::Vec;
 use wasmcell_guest_fs::{self as fs, NodeRef, OpenFlags};
-use wasmtime::{Caller, Linker};
+use wasmtime::Caller;
 
 /// `lookupflags::symlink_follow`.
 const SYMLINK_FOLLOW: u32 = 1;
@@ -209,7 +209,7 @@ fn path_symlink(caller: &mut Caller<'_, WasiCtx>, target: (u32, u32), fd: u32, p
 
 type C<'a> = Caller<'a, WasiCtx>;
 
-pub fn add_to_linker(linker: &mut Linker<WasiCtx>) -> wasmtime::Result<()> {
+pub fn add_to_linker(linker: &mut WasiLinker<'_>) -> wasmtime::Result<()> {
     linker.func_wrap(
         MODULE,
         "path_open",

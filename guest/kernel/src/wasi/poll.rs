@@ -5,10 +5,10 @@
 use super::errno::{to_errno, Errno};
 use super::fd::Fd;
 use super::stdio::console;
-use super::{memory, write_bytes, write_u32, WasiCtx, MODULE};
+use super::{memory, write_bytes, write_u32, WasiCtx, WasiLinker, MODULE};
 use crate::control;
 use alloc::vec::Vec;
-use wasmtime::{Caller, Linker};
+use wasmtime::Caller;
 
 const SUBSCRIPTION_SIZE: usize = 48;
 const EVENT_SIZE: usize = 32;
@@ -149,7 +149,7 @@ fn poll_oneoff(
     }
 }
 
-pub fn add_to_linker(linker: &mut Linker<WasiCtx>) -> wasmtime::Result<()> {
+pub fn add_to_linker(linker: &mut WasiLinker<'_>) -> wasmtime::Result<()> {
     linker.func_wrap(
         MODULE,
         "poll_oneoff",

@@ -1,8 +1,8 @@
 //! Process calls: `proc_exit` and `sched_yield`.
 
-use super::{WasiCtx, MODULE};
+use super::{WasiCtx, WasiLinker, MODULE};
 use core::fmt;
-use wasmtime::{Caller, Linker};
+use wasmtime::Caller;
 
 /// `proc_exit(code)`: unwinds out of `_start` as an error carrying the code.
 #[derive(Debug)]
@@ -16,7 +16,7 @@ impl fmt::Display for WasiExit {
 
 impl core::error::Error for WasiExit {}
 
-pub fn add_to_linker(linker: &mut Linker<WasiCtx>) -> wasmtime::Result<()> {
+pub fn add_to_linker(linker: &mut WasiLinker<'_>) -> wasmtime::Result<()> {
     linker.func_wrap(MODULE, "proc_exit", |_: Caller<'_, WasiCtx>, code: u32| -> wasmtime::Result<()> {
         Err(wasmtime::Error::new(WasiExit(code)))
     })?;

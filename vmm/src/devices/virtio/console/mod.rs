@@ -18,15 +18,13 @@ use std::io::Write;
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestAddress};
 use wasmcell_abi::devices::console::{
-    CONTROL_RECEIVEQ, CONTROL_TRANSMITQ, PORTS, QUEUES, STDERR_TRANSMITQ, STDIN_RECEIVEQ, STDOUT_TRANSMITQ,
+    CONTROL_RECEIVEQ, CONTROL_TRANSMITQ, PORTS, QUEUES, QUEUE_MAX_SIZE, STDERR_TRANSMITQ, STDIN_RECEIVEQ, STDOUT_TRANSMITQ,
 };
 
 /// virtio device ID of a console.
 const DEVICE_ID: u32 = 3;
 /// `VIRTIO_CONSOLE_F_MULTIPORT`.
 const F_MULTIPORT: u64 = 1 << 1;
-/// Entries per queue.
-const QUEUE_SIZE: u16 = 256;
 
 /// The console device: where each stream goes or comes from.
 pub struct Console {
@@ -202,7 +200,7 @@ impl VirtioDevice for Console {
     }
 
     fn queue_max_sizes(&self) -> &[u16] {
-        &[QUEUE_SIZE; QUEUES]
+        &[QUEUE_MAX_SIZE; QUEUES]
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {

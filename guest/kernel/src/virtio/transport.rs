@@ -1,0 +1,126 @@
+//! virtio-drivers' MMIO transport minus the register reads whose answers are fixed: each
+//! register access is a VM exit (~17 µs on nested KVM), and virtio-drivers asks every queue
+//! whether it is already in use and how large it may be (two reads, two selects) before
+//! setting it up, and writes all six address halves. Right after reset no queue is in use,
+//! every queue register is zero, and every queue's maximum size is
+//! `wasmcell_abi::devices::console::QUEUE_MAX_SIZE`: so this asks nothing and writes only the
+//! registers whose value changes. Everything else goes to the device.
+
+use virtio_drivers::transport::mmio::MmioTransport;
+use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
+use virtio_drivers::{PhysAddr, Result};
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+/// An MMIO transport for a device whose queues are set up once, after a reset.
+pub struct FreshTransport {
+    inner: MmioTransport<'static>,
+    /// The device's register block (the same one `inner` drives).
+    registers: *mut u32,
+    queue_max_size: u32,
+}
+
+// virtio-mmio (version 2) register offsets.
+const QUEUE_SEL: usize = 0x030;
+const QUEUE_NUM: usize = 0x038;
+const QUEUE_READY: usize = 0x044;
+const QUEUE_DESC_LOW: usize = 0x080;
+const QUEUE_DRIVER_LOW: usize = 0x090;
+const QUEUE_DEVICE_LOW: usize = 0x0a0;
+
+impl FreshTransport {
+    /// Wraps `inner`, whose register block is at `registers`, whose device is reset before any
+    /// queue is set up, and whose queues all take `queue_max_size` entries.
+    ///
+    /// # Safety
+    /// `registers` must be the virtio-mmio (version 2) register block `inner` drives, mapped
+    /// for as long as the transport lives and touched by nothing else.
+    pub unsafe fn new(inner: MmioTransport<'static>, registers: *mut u32, queue_max_size: u16) -> Self {
+        Self { inner, registers, queue_max_size: u32::from(queue_max_size) }
+    }
+
+    fn write(&mut self, offset: usize, value: u32) {
+        // SAFETY: `offset` is one of the register offsets above, inside the block `new`'s
+        // caller vouched for; MMIO registers are written with volatile 32-bit stores.
+        unsafe { self.registers.byte_add(offset).write_volatile(value) }
+    }
+
+    /// Writes a 64-bit queue address as its two halves, skipping a zero high half: the register
+    /// is already zero after reset, and each write is a VM exit.
+    fn write_address(&mut self, low_offset: usize, address: PhysAddr) {
+        self.write(low_offset, address as u32);
+        if address >> 32 != 0 {
+            self.write(low_offset + 4, (address >> 32) as u32);
+        }
+    }
+}
+
+impl Transport for FreshTransport {
+    fn device_type(&self) -> DeviceType {
+        self.inner.device_type()
+    }
+
+    fn read_device_features(&mut self) -> u64 {
+        self.inner.read_device_features()
+    }
+
+    fn write_driver_features(&mut self, driver_features: u64) {
+        self.inner.write_driver_features(driver_features)
+    }
+
+    fn max_queue_size(&mut self, _queue: u16) -> u32 {
+        self.queue_max_size
+    }
+
+    fn notify(&mut self, queue: u16) {
+        self.inner.notify(queue)
+    }
+
+    fn get_status(&self) -> DeviceStatus {
+        self.inner.get_status()
+    }
+
+    fn set_status(&mut self, status: DeviceStatus) {
+        self.inner.set_status(status)
+    }
+
+    fn set_guest_page_size(&mut self, guest_page_size: u32) {
+        self.inner.set_guest_page_size(guest_page_size)
+    }
+
+    fn requires_legacy_layout(&self) -> bool {
+        self.inner.requires_legacy_layout()
+    }
+
+    fn queue_set(&mut self, queue: u16, size: u32, descriptors: PhysAddr, driver: PhysAddr, device: PhysAddr) {
+        self.write(QUEUE_SEL, u32::from(queue));
+        self.write(QUEUE_NUM, size);
+        self.write_address(QUEUE_DESC_LOW, descriptors);
+        self.write_address(QUEUE_DRIVER_LOW, driver);
+        self.write_address(QUEUE_DEVICE_LOW, device);
+        self.write(QUEUE_READY, 1);
+    }
+
+    fn queue_unset(&mut self, queue: u16) {
+        self.inner.queue_unset(queue)
+    }
+
+    fn queue_used(&mut self, _queue: u16) -> bool {
+        false
+    }
+
+    fn ack_interrupt(&mut self) -> InterruptStatus {
+        self.inner.ack_interrupt()
+    }
+
+    fn read_config_generation(&self) -> u32 {
+        self.inner.read_config_generation()
+    }
+
+    fn read_config_space<T: FromBytes + IntoBytes>(&self, offset: usize) -> Result<T> {
+        self.inner.read_config_space(offset)
+    }
+
+    fn write_config_space<T: IntoBytes + Immutable>(&mut self, offset: usize, value: T) -> Result<()> {
+        self.inner.write_config_space(offset, value)
+    }
+}
