@@ -170,3 +170,13 @@ fn no_path_escapes_a_preopen() {
     assert!(text.ends_with("inside still works: hello world\n"), "{text}");
     assert_eq!(snapshot(&files.root), before, "nothing was created or moved outside");
 }
+
+#[test]
+fn a_full_in_memory_file_system_fails_cleanly_and_recovers() {
+    let files = Fixture::create();
+    let out = run(&["--memory", "64", "--dir", &files.dir_arg(), &sample("fill_files")]);
+    let expected =
+        "full after more than 8 MiB: No space left on device (os error 51)\nafter deleting: wrote 1048576 bytes\n";
+    assert_output(&out, 0, expected, "");
+    assert!(!files.data().join("fill.bin").exists(), "nothing reached the host");
+}

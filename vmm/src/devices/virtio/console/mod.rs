@@ -18,7 +18,8 @@ use std::io::Write;
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestAddress};
 use wasmcell_abi::devices::console::{
-    CONTROL_RECEIVEQ, CONTROL_TRANSMITQ, PORTS, QUEUES, QUEUE_MAX_SIZE, STDERR_TRANSMITQ, STDIN_RECEIVEQ, STDOUT_TRANSMITQ,
+    CONTROL_RECEIVEQ, CONTROL_TRANSMITQ, PORTS, QUEUES, QUEUE_MAX_SIZE, STDERR_TRANSMITQ, STDIN_RECEIVEQ,
+    STDOUT_TRANSMITQ,
 };
 
 /// virtio device ID of a console.
