@@ -7,6 +7,8 @@
 
 mod control;
 mod input;
+#[cfg(test)]
+mod tests;
 
 pub use input::Input;
 
