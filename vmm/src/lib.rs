@@ -20,6 +20,8 @@ mod layout;
 mod loader;
 mod memory;
 mod outcome;
+#[cfg(test)]
+mod test_utils;
 mod vcpu;
 mod vm;
 

@@ -55,19 +55,7 @@ impl SerialConsole {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-    impl Write for Capture {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::test_utils::Capture;
 
     #[test]
     fn string_writes_reach_the_output_in_order_and_lsr_says_ready() {
@@ -75,7 +63,7 @@ mod tests {
         let mut console = SerialConsole::new(Box::new(capture.clone()));
         console.write(0, b"hello ");
         console.write(0, b"guest\n");
-        assert_eq!(capture.0.lock().unwrap().as_slice(), b"hello guest\n");
+        assert_eq!(capture.contents(), b"hello guest\n");
         let mut lsr = [0u8];
         console.read(5, &mut lsr);
         assert_ne!(lsr[0] & 0x20, 0, "transmitter holding register empty");

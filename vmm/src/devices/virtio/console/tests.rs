@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::devices::virtio::VirtioDevice;
-use std::sync::{Arc, Mutex};
+use crate::test_utils::Capture;
 use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
 use virtio_queue::mock::MockSplitQueue;
 
@@ -11,21 +11,6 @@ const NEXT: u16 = 1;
 const MEMORY: u64 = 1 << 20;
 /// Where test data lives, clear of the rings at the bottom of memory.
 const DATA: u64 = 0x8_0000;
-
-/// A stream the test can read back.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn memory() -> GuestMemory {
     GuestMemory::from_ranges(&[(GuestAddress(0), MEMORY as usize)]).unwrap()
@@ -45,7 +30,7 @@ fn notify_stdout(memory: &GuestMemory, setup: impl FnOnce(&MockSplitQueue<'_, Gu
     let mut queues: Vec<Queue> = (0..QUEUES).map(|_| Queue::new(QUEUE_MAX_SIZE).unwrap()).collect();
     queues[STDOUT_TRANSMITQ] = mock.create_queue().unwrap();
     console.queue_notify(STDOUT_TRANSMITQ, &mut queues, memory);
-    let written = stdout.0.lock().unwrap().clone();
+    let written = stdout.contents();
     (written, mock.used().idx().load())
 }
 
