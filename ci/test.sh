@@ -19,3 +19,6 @@ cargo clippy --release --locked --all-targets -- -D warnings
 
 echo "== tests"
 cargo test --release --locked --workspace
+
+echo "== end-to-end: containerd"
+ci/e2e/containerd.sh

@@ -22,6 +22,36 @@ pub enum Command {
     Compile(CompileArgs),
     /// Boot the guest with no workload; print its log, how it ended and the boot time.
     Boot(BootArgs),
+    /// OCI images holding a module, for containerd (`ctr images import`).
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Subcommand)]
+pub enum ImageCommand {
+    /// Write an OCI image tarball whose entrypoint is the module (reproducible digests).
+    Build(ImageBuildArgs),
+}
+
+#[derive(Args)]
+pub struct ImageBuildArgs {
+    /// The image reference containerd records, e.g. docker.io/wasmcell/hello:latest.
+    #[arg(short, long, value_name = "REFERENCE")]
+    pub tag: String,
+    /// Where to write the tarball.
+    #[arg(short, long, value_name = "PATH")]
+    pub output: PathBuf,
+    /// linux/amd64, linux/arm64 or wasi/wasm (import that one with `ctr images import --all-platforms`).
+    #[arg(long, value_name = "OS/ARCH", default_value = "linux/amd64")]
+    pub platform: wasmcell_image::Platform,
+    /// Set an environment variable in the image config (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    pub env: Vec<String>,
+    /// The module (binary `.wasm`).
+    pub module: PathBuf,
+    /// Default arguments (the image's `Cmd`, after `--`).
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
 }
 
 #[derive(Args)]

@@ -1,11 +1,12 @@
 //! `wasmcell`: the command line. `wasmcell boot` boots the guest unikernel in a KVM microVM with
 //! no workload (or a self-test) and prints the guest's log, how it ended and how long boot took.
 //! `wasmcell run app.wasm` runs a module through the same path with the host AOT compiler in
-//! front; `wasmcell compile` is that compiler on its own.
+//! front; `wasmcell compile` is that compiler on its own; `wasmcell image build` packs a module
+//! as an OCI image for containerd.
 
 mod cli;
+mod image;
 mod run;
-mod signals;
 
 use anyhow::Context;
 use clap::Parser;
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
         cli::Command::Run(run) => run::run(run),
         cli::Command::Compile(compile) => run::compile(compile),
         cli::Command::Boot(boot) => run_boot(boot),
+        cli::Command::Image(cli::ImageCommand::Build(build)) => image::build(build),
     };
     result.unwrap_or_else(|e| {
         eprintln!("wasmcell: error: {}", one_line(&format!("{e:#}")));
@@ -44,7 +46,7 @@ fn run_boot(args: cli::BootArgs) -> anyhow::Result<ExitCode> {
         ..Default::default()
     };
     let vm = Vm::try_from(config)?;
-    let signals = signals::forward_to(vm.handle()).context("Cannot watch for SIGINT/SIGTERM")?;
+    let signals = wasmcell_vmm::signals::forward_to(vm.handle()).context("Cannot watch for SIGINT/SIGTERM")?;
     let report = vm.run()?;
     eprintln!("wasmcell: {}", report.outcome);
     print_timings(&report);

@@ -3,13 +3,13 @@
 //! returns, 134 and the trap on stderr when it traps.
 
 use crate::cli::{CompileArgs, RunArgs};
-use crate::signals;
 use anyhow::{bail, Context};
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::ExitCode;
 use wasmcell_abi::boot_info::LOG_OFF;
 use wasmcell_aot::{Cache, Compiler};
+use wasmcell_vmm::signals;
 use wasmcell_vmm::{Input, Outcome, Vm, VmConfig, Workload};
 
 /// The status `wasmtime run` gives a trap on Unix (128 + SIGABRT).
@@ -21,6 +21,7 @@ fn read_module(path: &Path) -> anyhow::Result<Vec<u8>> {
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let module = read_module(&args.module)?;
+    wasmcell_aot::check_imports(&module)?;
     let compiler = Compiler::for_host()?;
     let artifact = if wasmcell_aot::is_precompiled(&module) {
         module

@@ -106,6 +106,23 @@ fn assert_same_with_files(module: &str) {
     assert_eq!(guest, host, "{module} differs from host wasmtime");
 }
 
+/// The list the host checks imports against (`wasmcell_abi::wasi`) is exactly what wasmtime-wasi
+/// links for preview 1.
+#[test]
+fn the_guest_offers_every_wasi_preview1_function() {
+    let engine = wasmtime::Engine::default();
+    let mut linker = wasmtime::Linker::<WasiP1Ctx>::new(&engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |ctx| ctx).unwrap();
+    let mut store = wasmtime::Store::new(&engine, WasiCtxBuilder::new().build_p1());
+    let mut reference: Vec<String> = linker
+        .iter(&mut store)
+        .filter(|(module, _, _)| *module == wasmcell_abi::wasi::PREVIEW1_MODULE)
+        .map(|(_, name, _)| name.to_string())
+        .collect();
+    reference.sort();
+    assert_eq!(reference, wasmcell_abi::wasi::PREVIEW1_FUNCTIONS);
+}
+
 #[test]
 fn hello() {
     assert_same(Case::new(sample("hello")));

@@ -20,6 +20,7 @@ mod layout;
 mod loader;
 mod memory;
 mod outcome;
+pub mod signals;
 #[cfg(test)]
 mod test_utils;
 mod vcpu;

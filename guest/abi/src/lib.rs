@@ -22,6 +22,7 @@ pub mod cpu_features;
 pub mod devices;
 pub mod exit;
 pub mod memory_map;
+pub mod wasi;
 pub mod workload;
 
 pub use boot_info::{BootInfo, SelfTest};

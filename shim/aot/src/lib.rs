@@ -6,8 +6,10 @@
 //! knows nothing about KVM.
 
 mod cache;
+mod imports;
 
 pub use cache::{Cache, CacheError, Compiled};
+pub use imports::check_imports;
 
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
@@ -22,6 +24,9 @@ pub enum AotError {
     /// The module is invalid (not Wasm, truncated, a `.wat` syntax error, an unsupported feature).
     #[error("Cannot compile the module")]
     Compile(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The module imports something the guest does not link.
+    #[error("Unknown import `{0}`: the guest offers only WASI preview 1 functions")]
+    UnknownImport(String),
 }
 
 /// A Cranelift engine configured for the guest, and the CPU features it compiles for.

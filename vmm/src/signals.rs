@@ -1,9 +1,10 @@
-//! SIGINT and SIGTERM stop the VM cleanly (the run ends as "killed") instead of killing the
-//! process mid-run. The signals are blocked in every thread and taken by one waiting thread.
+//! For the process that runs a VM (`wasmcell run`, the shim's VMM child): SIGINT and SIGTERM
+//! stop the VM cleanly (the run ends as "killed") instead of killing the process mid-run. The
+//! signals are blocked in every thread and taken by one waiting thread.
 
+use crate::VmHandle;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
-use wasmcell_vmm::VmHandle;
 
 /// Which signal, if any, stopped the VM.
 pub struct Received(Arc<AtomicI32>);

@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# End-to-end: `ctr run --runtime io.containerd.wasmcell.v1` on Debian's containerd and runc.
+# Builds the shim, the CLI and the sample images; starts a private containerd with the shim on
+# its PATH; runs each acceptance check of the containerd integration; stops everything by PID;
+# prints "N passed, M failed" and fails if any check did.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$PWD
+source ci/e2e/lib.sh
+
+install_packages containerd runc containernetworking-plugins
+cargo build --release --locked -p wasmcell -p wasmcell-shim -p wasmcell-image --examples --bins || exit 1
+images/build.sh >/dev/null || exit 1
+
+DIR=$(mktemp -d /tmp/wasmcell-e2e.XXXXXX)
+NS=wasmcell-e2e
+RT=io.containerd.wasmcell.v1
+SAMPLES=$REPO/target/images/wasm32-wasip1/release
+cleanup() {
+    stop_containerd
+    # Anything a failed check left mounted under our root goes with it.
+    grep -o "$DIR[^ ]*" /proc/mounts 2>/dev/null | sort -r | xargs -r -n1 umount -l 2>/dev/null
+    rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+mkdir -p "$DIR/bin" "$DIR/images"
+ln -s "$REPO/target/release/containerd-shim-wasmcell-v1" "$DIR/bin/"
+export WASMCELL_CACHE_DIR=$DIR/cache
+start_containerd "$DIR/containerd" "$DIR/bin" || exit 1
+ctr_() { ctr --address "$CTR_SOCK" --namespace "$NS" "$@"; }
+
+# Images: samples as linux/amd64 images (one as wasi/wasm), a native one for runc, broken ones.
+wasm_image() { # NAME SAMPLE [--platform P] [--env KV]... [-- ARGS]
+    local name=$1 sample=$2 options=()
+    shift 2
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do options+=("$1"); shift; done
+    "$REPO/target/release/wasmcell" image build -t "wasmcell.test/$name:latest" -o "$DIR/images/$name.tar" \
+        "${options[@]}" "$SAMPLES/$sample.wasm" "$@" >/dev/null
+}
+pack() { # NAME FILE [ARGS]
+    local name=$1 file=$2
+    shift 2
+    "$REPO/target/release/examples/pack" "wasmcell.test/$name:latest" "$file" "$DIR/images/$name.tar" "$@"
+}
+{
+    wasm_image hello hello
+    wasm_image hello-wasi hello --platform wasi/wasm
+    wasm_image exit3 exit_code -- 3
+    wasm_image args args -- from-image
+    wasm_image env env --env FROM_IMAGE=yes
+    wasm_image spin spin
+    wasm_image unknown-import unknown_import
+    rustc -O -C target-feature=+crt-static -o "$DIR/hello-native" images/native/hello_native.rs
+    pack native "$DIR/hello-native"
+    echo "not a module" >"$DIR/app.wasm" && pack not-wasm "$DIR/app.wasm"
+    head -c 200 "$SAMPLES/hello.wasm" >"$DIR/hello.wasm" && pack corrupt "$DIR/hello.wasm"
+} || { echo "building the test images failed" >&2; exit 1; }
+for tar in "$DIR"/images/*.tar; do
+    ctr_ images import --all-platforms "$tar" >/dev/null || { echo "cannot import $tar" >&2; exit 1; }
+done
+
+# What a task can leave behind: shim and VMM processes, rootfs mounts, shim sockets, ctr's
+# FIFOs, task bundles, containers, and containerd's own open files.
+footprint() {
+    local shims mounts sockets fifos bundles containers fds
+    shims=$(pgrep -c -f containerd-shim-wasmcell-v1)
+    mounts=$(grep -c "$DIR" /proc/mounts)
+    sockets=$(find /run/containerd/s -type s 2>/dev/null | wc -l)
+    fifos=$(find /run/containerd/fifo -mindepth 1 2>/dev/null | wc -l)
+    bundles=$(find "$DIR/containerd/state/io.containerd.runtime.v2.task/$NS" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+    containers=$(ctr_ containers ls -q | wc -l)
+    fds=$(find /proc/"$CONTAINERD_PID"/fd -mindepth 1 2>/dev/null | wc -l)
+    echo "shims=$shims mounts=$mounts sockets=$sockets fifos=$fifos bundles=$bundles containers=$containers containerd_fds=$fds"
+}
+assert_clean() { # BASELINE
+    local now
+    now=$(footprint)
+    [ "$now" = "$1" ] || fail "left behind: before [$1], after [$now]"
+}
+task_status() { ctr_ task ls | awk -v id="$1" '$1 == id { print $3 }'; }
+task_pid() { ctr_ task ls | awk -v id="$1" '$1 == id { print $2 }'; }
+# cpu_ticks PID: user + system clock ticks of a process (guest time counts as user time).
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+wait_status() { # ID STATUS SECONDS
+    local deadline=$((SECONDS + $3))
+    while [ "$(task_status "$1")" != "$2" ]; do
+        [ $SECONDS -le $deadline ] || return 1
+        sleep 0.05
+    done
+}
+
+# Warm up (compile cache, snapshots), then take the baseline.
+ctr_ run --rm --runtime "$RT" wasmcell.test/hello:latest warmup >/dev/null 2>&1
+BASELINE=$(footprint)
+echo "== baseline: $BASELINE"
+
+t_hello() {
+    local out
+    out=$(ctr_ run --rm --runtime "$RT" wasmcell.test/hello:latest e2e-hello) || fail "status $?"
+    [ "$out" = "Hello, world!" ] || fail "output: $out"
+}
+t_hello_wasi_platform() {
+    local out
+    out=$(ctr_ run --rm --platform wasi/wasm --runtime "$RT" wasmcell.test/hello-wasi:latest e2e-hello-wasi) || fail "status $?"
+    [ "$out" = "Hello, world!" ] || fail "output: $out"
+}
+t_exit_code() {
+    local out status=0
+    out=$(ctr_ run --rm --runtime "$RT" wasmcell.test/exit3:latest e2e-exit 2>&1) || status=$?
+    [ "$status" = 3 ] || fail "status $status, want 3 (output: $out)"
+    [ "$out" = $'exiting with 3\nbye' ] || fail "output: $out"
+}
+t_args_from_image_and_command_line() {
+    local out
+    out=$(ctr_ run --rm --runtime "$RT" wasmcell.test/args:latest e2e-args1) || fail "status $?"
+    [ "$out" = $'0: /args.wasm\n1: from-image' ] || fail "image args: $out"
+    out=$(ctr_ run --rm --runtime "$RT" wasmcell.test/args:latest e2e-args2 /args.wasm x "y z") || fail "status $?"
+    [ "$out" = $'0: /args.wasm\n1: x\n2: y z' ] || fail "command-line args: $out"
+}
+t_env_from_image_and_command_line() {
+    local out
+    out=$(ctr_ run --rm --runtime "$RT" --env FROM_CLI=1 wasmcell.test/env:latest e2e-env) || fail "status $?"
+    grep -qx FROM_IMAGE=yes <<<"$out" || fail "no FROM_IMAGE in: $out"
+    grep -qx FROM_CLI=1 <<<"$out" || fail "no FROM_CLI in: $out"
+}
+# kill_check ID SIGNAL WANT: a spinning module started detached ends within 1 s of the kill with
+# WANT, and deleting the task leaves nothing.
+kill_check() {
+    local id=$1 signal=$2 want=$3 out
+    ctr_ run -d --runtime "$RT" wasmcell.test/spin:latest "$id" >/dev/null || fail "ctr run -d failed"
+    wait_status "$id" RUNNING 5 || fail "never RUNNING"
+    # The guest really runs (not stuck before boot): its VMM burns CPU.
+    local pid
+    pid=$(task_pid "$id")
+    sleep 0.5
+    [ "$(cpu_ticks "$pid")" -ge 20 ] || fail "the VMM used $(cpu_ticks "$pid") ticks in 0.5 s: is the guest running?"
+    ctr_ task kill -s "$signal" "$id" || fail "ctr task kill failed"
+    wait_status "$id" STOPPED 1 || fail "still $(task_status "$id") 1 s after $signal"
+    # ctr 1.6 reports a non-zero exit status as a warning of `task delete`.
+    out=$(ctr_ task delete "$id" 2>&1) || fail "ctr task delete failed: $out"
+    grep -q "exit with non-zero exit code $want\"" <<<"$out" || fail "want exit status $want: $out"
+    [ -z "$(task_status "$id")" ] || fail "task still listed after delete"
+    ctr_ containers delete "$id" || fail "ctr containers delete failed"
+    assert_clean "$BASELINE"
+}
+t_kill_sigterm() { kill_check e2e-term SIGTERM 143; }
+t_kill_sigkill() { kill_check e2e-kill SIGKILL 137; }
+t_kill_foreground_run() {
+    local status=0
+    ctr_ run --rm --runtime "$RT" wasmcell.test/spin:latest e2e-fg >/dev/null &
+    local pid=$!
+    wait_status e2e-fg RUNNING 5 || fail "never RUNNING"
+    ctr_ task kill e2e-fg
+    wait "$pid" || status=$?
+    [ "$status" = 143 ] || fail "ctr run returned $status, want 143"
+}
+t_hybrid_node() {
+    local out
+    ctr_ run -d --runtime "$RT" wasmcell.test/spin:latest e2e-hybrid-wasm >/dev/null || fail "wasmcell task did not start"
+    wait_status e2e-hybrid-wasm RUNNING 5 || fail "wasmcell task never RUNNING"
+    out=$(ctr_ run --rm wasmcell.test/native:latest e2e-hybrid-runc) || fail "runc container failed: $out"
+    [ "$out" = "Hello from runc!" ] || fail "runc output: $out"
+    [ "$(task_status e2e-hybrid-wasm)" = RUNNING ] || fail "wasmcell task is $(task_status e2e-hybrid-wasm)"
+    ctr_ task kill -s SIGKILL e2e-hybrid-wasm
+    wait_status e2e-hybrid-wasm STOPPED 5 || fail "wasmcell task did not stop"
+    ctr_ task delete e2e-hybrid-wasm >/dev/null 2>&1
+    ctr_ containers delete e2e-hybrid-wasm || fail "cannot delete the wasmcell container"
+}
+t_metrics() {
+    local out
+    ctr_ run -d --runtime "$RT" wasmcell.test/spin:latest e2e-metrics >/dev/null || fail "wasmcell task did not start"
+    wait_status e2e-metrics RUNNING 5 || fail "never RUNNING"
+    out=$(ctr_ task metrics e2e-metrics 2>&1)
+    ctr_ task kill -s SIGKILL e2e-metrics
+    wait_status e2e-metrics STOPPED 5
+    ctr_ task delete e2e-metrics >/dev/null 2>&1
+    ctr_ containers delete e2e-metrics
+    # The VMM's own cgroup: some memory in use, less than the 256 MiB VM plus its VMM.
+    local usage
+    usage=$(awk '$1 == "memory.usage_in_bytes" { print $2 }' <<<"$out")
+    [ -n "$usage" ] && [ "$usage" -gt 0 ] && [ "$usage" -lt $((320 << 20)) ] || fail "memory usage '$usage' in: $out"
+    [ ! -e "/sys/fs/cgroup/memory/$NS/e2e-metrics" ] || fail "the task's cgroup is still there"
+}
+# bad_input ID IMAGE EXPECTED [COMMAND...]: `ctr run` fails within 5 s naming the cause, and
+# leaves nothing.
+bad_input() {
+    local id=$1 image=$2 expected=$3 out status=0
+    shift 3
+    out=$(timeout 5 ctr --address "$CTR_SOCK" --namespace "$NS" run --rm --runtime "$RT" "wasmcell.test/$image:latest" "$id" "$@" 2>&1) || status=$?
+    [ "$status" != 0 ] || fail "ctr run succeeded: $out"
+    [ "$status" != 124 ] || fail "ctr run did not fail within 5 s"
+    grep -qF "$expected" <<<"$out" || fail "the error does not name the cause ($expected): $out"
+    ctr_ containers delete "$id" >/dev/null 2>&1
+    assert_clean "$BASELINE"
+}
+t_bad_no_module() { bad_input e2e-bad-missing hello "No Wasm module at /missing.wasm" /missing.wasm; }
+t_bad_not_wasm() { bad_input e2e-bad-notwasm not-wasm "not a WebAssembly module"; }
+t_bad_corrupt() { bad_input e2e-bad-corrupt corrupt "Cannot compile"; }
+t_bad_unknown_import() { bad_input e2e-bad-import unknown-import "env::wasmcell_missing"; }
+t_fifty_cycles_leave_nothing() {
+    local i out
+    for i in $(seq 50); do
+        out=$(ctr_ run --rm --runtime "$RT" wasmcell.test/hello:latest "e2e-cycle-$i") || fail "cycle $i: status $?"
+        [ "$out" = "Hello, world!" ] || fail "cycle $i: output $out"
+    done
+    assert_clean "$BASELINE"
+}
+
+check "ctr run prints the module's output" t_hello
+check "a wasi/wasm image runs (ctr run --platform wasi/wasm)" t_hello_wasi_platform
+check "ctr run returns the module's exit code (3)" t_exit_code
+check "args from the image config and from ctr run reach the module" t_args_from_image_and_command_line
+check "env from the image config and from ctr run reach the module" t_env_from_image_and_command_line
+check "ctr task kill (SIGTERM) stops a spinning module within 1 s: 143" t_kill_sigterm
+check "ctr task kill -s SIGKILL: 137" t_kill_sigkill
+check "ctr run returns 143 when its task is killed" t_kill_foreground_run
+check "hybrid node: a runc container runs beside a wasmcell task" t_hybrid_node
+check "ctr task metrics reports the VMM's cgroup usage" t_metrics
+check "bad input: no module at the entrypoint" t_bad_no_module
+check "bad input: entrypoint is not Wasm" t_bad_not_wasm
+check "bad input: corrupt module" t_bad_corrupt
+check "bad input: unsatisfiable import" t_bad_unknown_import
+check "50 sequential ctr run --rm cycles leave nothing behind" t_fifty_cycles_leave_nothing
+echo "== end: $(footprint)"
+summary

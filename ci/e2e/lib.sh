@@ -1,0 +1,98 @@
+# Shared helpers of the end-to-end scripts: a private containerd (its own root, state and
+# sockets under a temp dir, the wasmcell runtime registered), checks that count, and cleanup by
+# PID. Sourced, not run.
+
+E2E_PASSED=0
+E2E_FAILED=0
+E2E_FAILURES=()
+
+# check NAME CMD... — runs CMD; counts and reports the result.
+check() {
+    local name=$1
+    shift
+    local out
+    if out=$("$@" 2>&1); then
+        E2E_PASSED=$((E2E_PASSED + 1))
+        echo "ok    $name"
+    else
+        E2E_FAILED=$((E2E_FAILED + 1))
+        E2E_FAILURES+=("$name")
+        echo "FAIL  $name"
+        printf '%s\n' "$out" | tail -n 20 | sed 's/^/      /'
+    fi
+}
+
+# fail MESSAGE — inside a check (which runs in a subshell): report why and end the check.
+fail() {
+    echo "$*" >&2
+    exit 1
+}
+
+summary() {
+    echo "== $E2E_PASSED passed, $E2E_FAILED failed"
+    for f in "${E2E_FAILURES[@]}"; do echo "   failed: $f"; done
+    [ "$E2E_FAILED" -eq 0 ]
+}
+
+# install_packages PKG... — from Debian, only when missing.
+install_packages() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "== installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+}
+
+# start_containerd DIR SHIM_DIR — a containerd whose root, state, sockets and config live under
+# DIR, with SHIM_DIR first on its PATH (containerd finds shims on its own PATH only).
+start_containerd() {
+    local dir=$1 shim_dir=$2
+    mkdir -p "$dir"/{root,state,cni/conf}
+    CTR_SOCK=$dir/containerd.sock
+    cat >"$dir/config.toml" <<TOML
+version = 2
+root = "$dir/root"
+state = "$dir/state"
+[grpc]
+  address = "$CTR_SOCK"
+[ttrpc]
+  address = "$dir/containerd.ttrpc.sock"
+[debug]
+  level = "info"
+[plugins."io.containerd.grpc.v1.cri"]
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+      SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmcell]
+    runtime_type = "io.containerd.wasmcell.v1"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$dir/cni/conf"
+TOML
+    PATH="$shim_dir:$PATH" containerd --config "$dir/config.toml" >"$dir/containerd.log" 2>&1 &
+    CONTAINERD_PID=$!
+    for _ in $(seq 100); do
+        ctr --address "$CTR_SOCK" version >/dev/null 2>&1 && return 0
+        kill -0 "$CONTAINERD_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "containerd did not start; its log:" >&2
+    tail -n 30 "$dir/containerd.log" >&2
+    return 1
+}
+
+# stop_containerd — stops containerd and any shim it left, by PID.
+stop_containerd() {
+    [ -n "${CONTAINERD_PID:-}" ] || return 0
+    kill "$CONTAINERD_PID" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$CONTAINERD_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$CONTAINERD_PID" 2>/dev/null
+    wait "$CONTAINERD_PID" 2>/dev/null
+    CONTAINERD_PID=
+}

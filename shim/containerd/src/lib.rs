@@ -1,0 +1,23 @@
+//! `containerd-shim-wasmcell-v1`: runs containerd tasks as Wasm workloads in wasmcell microVMs.
+//!
+//! Flow: containerd → `start` action (spawns the serving shim) → task API over ttrpc
+//! ([`service`]) → `create`: config.json, root filesystem mount, module lookup, import check,
+//! AOT compile through the cache ([`instance::VmInstance`]) → `start`: the VMM in a child process
+//! (`containerd-shim-wasmcell-v1 vmm PLAN`, [`vmm_child`]) with containerd's stdio FIFOs →
+//! exit → TaskExit event → `delete`: unmount, clean up. The service sees only the
+//! [`instance::Instance`] trait; it knows nothing about KVM.
+
+pub mod cgroup;
+pub mod instance;
+pub mod plan;
+pub mod rootfs;
+pub mod service;
+pub mod shim;
+pub mod spec;
+pub mod vmm_child;
+
+/// containerd's name for this runtime.
+pub const RUNTIME_ID: &str = "io.containerd.wasmcell.v1";
+
+/// The first argument that makes the binary a VMM child instead of a shim.
+pub const VMM_ACTION: &str = "vmm";

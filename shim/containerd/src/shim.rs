@@ -1,0 +1,78 @@
+//! containerd's side of the binary (`containerd_shim::Shim`): the `start` action (spawn the
+//! serving shim, one per container, and record its socket), the `delete` action (clean up a
+//! bundle whose shim is gone; containerd 1.6 runs it after every shim disconnect, so it is
+//! idempotent and fast), and the task service with containerd's event publisher.
+
+use crate::instance::{cleanup_bundle, VmInstance};
+use crate::service::{EventSink, Service};
+use containerd_shim::protos::protobuf::MessageDyn;
+use containerd_shim::protos::ttrpc::context::Context;
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::{api, Config, DeleteResponse, Error, ExitSignal, Flags, StartOpts};
+use std::sync::Arc;
+
+/// The shim of one container.
+pub struct WasmcellShim {
+    namespace: String,
+    id: String,
+    address: String,
+    exit: Arc<ExitSignal>,
+}
+
+/// Publishes task events to containerd (`$TTRPC_ADDRESS`).
+struct Publisher {
+    remote: RemotePublisher,
+    namespace: String,
+}
+
+impl EventSink for Publisher {
+    fn publish(&self, topic: &str, event: Box<dyn MessageDyn>) {
+        if let Err(e) = self.remote.publish(Context::default(), topic, &self.namespace, event) {
+            log::warn!("cannot publish {topic}: {e}");
+        }
+    }
+}
+
+impl containerd_shim::Shim for WasmcellShim {
+    type T = Service<VmInstance>;
+
+    fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
+        Self {
+            namespace: args.namespace.clone(),
+            id: args.id.clone(),
+            address: args.address.clone(),
+            exit: Arc::new(ExitSignal::default()),
+        }
+    }
+
+    fn start_shim(&mut self, opts: StartOpts) -> Result<String, Error> {
+        let grouping = opts.id.clone();
+        let (_pid, address) = containerd_shim::spawn(opts, &grouping, Vec::new())?;
+        // Recorded in the bundle so that containerd removes the socket with the task.
+        containerd_shim::util::write_address(&address)?;
+        Ok(address)
+    }
+
+    fn delete_shim(&mut self) -> Result<DeleteResponse, Error> {
+        if let Ok(bundle) = std::env::current_dir() {
+            cleanup_bundle(&bundle);
+        }
+        // The socket path is derived, not read from the bundle: containerd may have removed the
+        // bundle's `address` file already.
+        let socket = containerd_shim::socket_address(&self.address, &self.namespace, &self.id);
+        let _ = std::fs::remove_file(socket.trim_start_matches("unix://"));
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let mut exited_at = containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp::new();
+        exited_at.seconds = now.as_secs() as i64;
+        Ok(api::DeleteResponse { exit_status: 137, exited_at: Some(exited_at).into(), ..Default::default() })
+    }
+
+    fn wait(&mut self) {
+        self.exit.wait();
+    }
+
+    fn create_task_service(&self, publisher: RemotePublisher) -> Self::T {
+        let events = Arc::new(Publisher { remote: publisher, namespace: self.namespace.clone() });
+        Service::new(events, self.exit.clone())
+    }
+}

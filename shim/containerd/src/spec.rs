@@ -1,0 +1,108 @@
+//! The OCI runtime spec of a bundle (`config.json`), reduced to what a Wasm workload needs:
+//! arguments, environment, working directory and memory limit. Anything that cannot run as
+//! Wasm is refused here, in `create`, with a message that names it.
+
+use oci_spec::runtime::Spec;
+use std::path::Path;
+
+/// Smallest VM the shim starts, MiB; a container with a lower limit gets this.
+pub const MIN_MEMORY_MIB: u64 = 32;
+/// VM size when the container sets no memory limit, MiB.
+pub const DEFAULT_MEMORY_MIB: u64 = 256;
+
+/// What the workload is told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerSpec {
+    /// `argv`: `args[0]` names the module inside the root filesystem.
+    pub args: Vec<String>,
+    /// `KEY=VALUE` entries.
+    pub env: Vec<String>,
+    /// Working directory inside the root filesystem.
+    pub cwd: String,
+    /// Guest RAM, from the container's memory limit.
+    pub memory_mib: u64,
+    /// Whether the container asked for a terminal (not supported).
+    pub terminal: bool,
+    /// The container's cgroup (`linux.cgroupsPath`, cgroupfs form), which the VMM process joins.
+    pub cgroup: Option<String>,
+}
+
+/// Why a bundle's spec cannot be run.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("Cannot read the bundle's config.json")]
+    Read(#[source] oci_spec::OciSpecError),
+    #[error("The container spec has no process")]
+    NoProcess,
+    #[error("The container spec has no process arguments: args[0] must name the Wasm module")]
+    NoArgs,
+}
+
+impl ContainerSpec {
+    /// Reads `bundle/config.json`.
+    pub fn load(bundle: &Path) -> Result<Self, SpecError> {
+        let spec = Spec::load(bundle.join("config.json")).map_err(SpecError::Read)?;
+        Self::from_spec(&spec)
+    }
+
+    fn from_spec(spec: &Spec) -> Result<Self, SpecError> {
+        let process = spec.process().as_ref().ok_or(SpecError::NoProcess)?;
+        let args = process.args().clone().unwrap_or_default();
+        if args.is_empty() || args[0].is_empty() {
+            return Err(SpecError::NoArgs);
+        }
+        let limit = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+            .and_then(|r| r.memory().as_ref())
+            .and_then(|m| m.limit())
+            .filter(|&bytes| bytes > 0);
+        let memory_mib = limit.map_or(DEFAULT_MEMORY_MIB, |bytes| (bytes as u64 >> 20).max(MIN_MEMORY_MIB));
+        Ok(Self {
+            args,
+            env: process.env().clone().unwrap_or_default(),
+            cwd: process.cwd().to_string_lossy().into_owned(),
+            memory_mib,
+            terminal: process.terminal().unwrap_or(false),
+            cgroup: spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.cgroups_path().as_ref())
+                .map(|p| p.to_string_lossy().into_owned())
+                .filter(|p| !p.is_empty()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> Result<ContainerSpec, SpecError> {
+        ContainerSpec::from_spec(&serde_json::from_str(json).unwrap())
+    }
+
+    #[test]
+    fn args_env_cwd_and_memory_come_from_the_spec() {
+        let json = r#"{"ociVersion":"1.0.2","process":{"args":["/app.wasm","x"],"env":["A=1"],"cwd":"/data","user":{"uid":0,"gid":0}},
+            "linux":{"cgroupsPath":"/ns/c1","resources":{"memory":{"limit":134217728}}}}"#;
+        let s = spec(json).unwrap();
+        assert_eq!(
+            (s.args.as_slice(), s.env.as_slice(), s.cwd.as_str(), s.memory_mib),
+            (&["/app.wasm".to_string(), "x".into()][..], &["A=1".to_string()][..], "/data", 128)
+        );
+        assert_eq!(s.cgroup.as_deref(), Some("/ns/c1"));
+    }
+
+    #[test]
+    fn a_spec_without_arguments_is_refused() {
+        let json = r#"{"ociVersion":"1.0.2","process":{"args":[],"cwd":"/","user":{"uid":0,"gid":0}}}"#;
+        assert_eq!(
+            spec(json).unwrap_err().to_string(),
+            "The container spec has no process arguments: args[0] must name the Wasm module"
+        );
+        let tiny = r#"{"ociVersion":"1.0.2","process":{"args":["a"],"cwd":"/","user":{"uid":0,"gid":0}},"linux":{"resources":{"memory":{"limit":1048576}}}}"#;
+        assert_eq!(spec(tiny).unwrap().memory_mib, MIN_MEMORY_MIB);
+    }
+}

@@ -1,0 +1,91 @@
+//! `containerd-shim-wasmcell-v1 vmm PLAN`: the VMM process of one container, a child of the
+//! shim. It opens containerd's stdio FIFOs, boots the VM from the plan and exits with the
+//! workload's status — containerd sees this process as the task's pid. SIGTERM/SIGINT stop the
+//! guest (status 128 + signal); SIGKILL kills the process (137, reported by the shim's reaper).
+
+use crate::plan::Plan;
+use crate::service::error_chain;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use wasmcell_abi::boot_info::LOG_OFF;
+use wasmcell_vmm::{Input, MemorySize, Outcome, Preopen, Vm, VmConfig, Workload};
+
+/// Runs the VM of the plan at `path`; returns the exit status.
+pub fn run(path: &Path) -> i32 {
+    match try_run(path) {
+        Ok(status) => status,
+        Err(message) => {
+            // The shim's stderr goes to containerd's log.
+            eprintln!("wasmcell: {message}");
+            1
+        }
+    }
+}
+
+fn try_run(path: &Path) -> Result<i32, String> {
+    let plan = Plan::read(path).map_err(|e| format!("cannot read the plan {}: {e}", path.display()))?;
+    // First, so that everything the VM allocates is charged to the container.
+    if let Some(cgroup) = &plan.cgroup {
+        crate::cgroup::join(cgroup)?;
+    }
+    let artifact =
+        std::fs::read(&plan.artifact).map_err(|e| format!("cannot read {}: {e}", plan.artifact.display()))?;
+    let stdout = output(&plan.stdout)?;
+    let stderr = output(&plan.stderr)?;
+    let config = VmConfig {
+        memory: MemorySize::from_mib(plan.memory_mib).map_err(|e| e.to_string())?,
+        workload: Some(Workload {
+            artifact,
+            cpu_features: plan.cpu_features,
+            args: plan.args,
+            env: plan.env,
+            preopens: vec![Preopen { host: plan.rootfs, guest: "/".into() }],
+        }),
+        stdin: input(&plan.stdin)?,
+        stdout,
+        stderr,
+        log_level: LOG_OFF,
+        ..Default::default()
+    };
+    let vm = Vm::try_from(config).map_err(|e| error_chain(&e))?;
+    let signals = wasmcell_vmm::signals::forward_to(vm.handle()).map_err(|e| e.to_string())?;
+    let report = vm.run().map_err(|e| error_chain(&e))?;
+    Ok(match report.outcome {
+        Outcome::Exited(code) => (code & 0xff) as i32,
+        Outcome::WasmTrap(message) => {
+            // The trap goes to the container's stderr, as `wasmtime run` prints it.
+            if let Ok(mut err) = output(&plan.stderr) {
+                let _ = writeln!(err, "Error: {message}");
+            }
+            134
+        }
+        Outcome::Killed => 128 + signals.received().unwrap_or(libc::SIGKILL),
+        Outcome::Timeout => 124,
+        other => return Err(format!("the guest failed: {other}")),
+    })
+}
+
+fn output(fifo: &str) -> Result<Box<dyn Write + Send>, String> {
+    if fifo.is_empty() {
+        return Ok(Box::new(std::io::sink()));
+    }
+    // Read-write, as runc's shim also holds a read end: the open does not wait for a reader
+    // (`ctr run -d` has none), and a reader that goes away does not end the workload with EPIPE.
+    let file = OpenOptions::new().read(true).write(true).open(fifo).map_err(|e| format!("cannot open {fifo}: {e}"))?;
+    Ok(Box::new(file))
+}
+
+fn input(fifo: &str) -> Result<Input, String> {
+    if fifo.is_empty() {
+        return Ok(Input::Empty);
+    }
+    // Non-blocking open: a FIFO with no writer yet would block the open itself.
+    let file: File = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(fifo)
+        .map_err(|e| format!("cannot open {fifo}: {e}"))?;
+    Ok(Input::from_fd(file.into()))
+}
