@@ -198,6 +198,28 @@ t_bad_no_module() { bad_input e2e-bad-missing hello "No Wasm module at /missing.
 t_bad_not_wasm() { bad_input e2e-bad-notwasm not-wasm "not a WebAssembly module"; }
 t_bad_corrupt() { bad_input e2e-bad-corrupt corrupt "Cannot compile"; }
 t_bad_unknown_import() { bad_input e2e-bad-import unknown-import "env::wasmcell_missing"; }
+t_shim_killed() {
+    local vmm shim fifos_before
+    fifos_before=$(ls /run/containerd/fifo 2>/dev/null)
+    ctr_ run -d --runtime "$RT" wasmcell.test/spin:latest e2e-shim-killed >/dev/null || fail "ctr run -d failed"
+    wait_status e2e-shim-killed RUNNING 5 || fail "never RUNNING"
+    vmm=$(task_pid e2e-shim-killed)
+    shim=$(ps -o ppid= -p "$vmm" | tr -d ' ')
+    [ -n "$shim" ] && grep -q containerd-shim-wasmcell-v1 "/proc/$shim/cmdline" || fail "no shim above VMM $vmm"
+    kill -9 "$shim"
+    # containerd notices the dead shim and runs the binary's delete action, which must stop the
+    # orphaned VMM through the container's cgroup.
+    local deadline=$((SECONDS + 5))
+    while kill -0 "$vmm" 2>/dev/null; do
+        [ $SECONDS -le $deadline ] || fail "VMM $vmm still runs 5 s after its shim was killed"
+        sleep 0.05
+    done
+    ctr_ task delete e2e-shim-killed >/dev/null 2>&1
+    ctr_ containers delete e2e-shim-killed || fail "ctr containers delete failed"
+    # ctr's own FIFOs of a detached task outlive a task it cannot delete (so with runc too).
+    comm -13 <(echo "$fifos_before") <(ls /run/containerd/fifo 2>/dev/null) | sed 's|^|/run/containerd/fifo/|' | xargs -r rm -rf
+    assert_clean "$BASELINE"
+}
 t_fifty_cycles_leave_nothing() {
     local i out
     for i in $(seq 50); do
@@ -221,6 +243,7 @@ check "bad input: no module at the entrypoint" t_bad_no_module
 check "bad input: entrypoint is not Wasm" t_bad_not_wasm
 check "bad input: corrupt module" t_bad_corrupt
 check "bad input: unsatisfiable import" t_bad_unknown_import
+check "a shim killed with SIGKILL: containerd's cleanup stops its VMM and leaves nothing" t_shim_killed
 check "50 sequential ctr run --rm cycles leave nothing behind" t_fifty_cycles_leave_nothing
 echo "== end: $(footprint)"
 summary

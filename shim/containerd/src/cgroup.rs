@@ -20,13 +20,28 @@ pub fn join(path: &str) -> Result<(), String> {
         .map_err(|e| format!("cannot join cgroup {path}: {e}"))
 }
 
-/// Removes the cgroup at `path` once its processes are gone; a missing one is fine.
+/// Kills whatever still runs in the cgroup at `path` (a VMM whose shim died), then removes it;
+/// a missing cgroup is fine.
 pub fn remove(path: &str) {
-    if let Some(relative) = relative(path) {
-        let cgroup = Cgroup::load(hierarchies::auto(), relative);
-        if let Err(e) = cgroup.delete() {
-            log::warn!("cannot remove cgroup {path}: {e}");
+    let Some(relative) = relative(path) else { return };
+    let cgroup = Cgroup::load(hierarchies::auto(), relative);
+    // A few rounds: a process may be on its way out, or (never ours) forking.
+    for _ in 0..50 {
+        let procs = cgroup.procs();
+        if procs.is_empty() {
+            break;
         }
+        for pid in procs {
+            if let Ok(pid) = i32::try_from(pid.pid) {
+                // SAFETY: `kill` only sends a signal. The pid was listed in the container's own
+                // cgroup, which only the container's VMM joined.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    if let Err(e) = cgroup.delete() {
+        log::warn!("cannot remove cgroup {path}: {e}");
     }
 }
 

@@ -73,7 +73,6 @@ pub trait Instance: Send + Sync + Sized + 'static {
 pub struct VmInstance {
     bundle: PathBuf,
     plan: PathBuf,
-    cgroup: Option<String>,
     process: Arc<Process>,
 }
 
@@ -155,13 +154,12 @@ impl VmInstance {
 impl Instance for VmInstance {
     fn create(request: &CreateRequest) -> Result<Self, InstanceError> {
         let plan = Self::prepare(request)?;
-        let cgroup = plan.cgroup.clone();
         let path = request.bundle.join("wasmcell-plan.json");
         if let Err(e) = plan.write(&path) {
             let _ = rootfs::unmount(&request.bundle);
             return Err(InstanceError::WritePlan(path, e));
         }
-        Ok(Self { bundle: request.bundle.clone(), plan: path, cgroup, process: Arc::default() })
+        Ok(Self { bundle: request.bundle.clone(), plan: path, process: Arc::default() })
     }
 
     fn start(&self) -> Result<u32, InstanceError> {
@@ -224,9 +222,6 @@ impl Instance for VmInstance {
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
             self.wait();
         }
-        if let Some(cgroup) = &self.cgroup {
-            crate::cgroup::remove(cgroup);
-        }
         cleanup_bundle(&self.bundle);
     }
 
@@ -244,9 +239,14 @@ impl Instance for VmInstance {
     }
 }
 
-/// Removes what the shim put in `bundle`: the root filesystem mount and the plan. Also run by
-/// the binary's `delete` action, so it must work on a bundle whose shim is gone.
+/// Removes what the shim put in `bundle`: a VMM still running in the container's cgroup, the
+/// cgroup, the root filesystem mount and the plan. Also run by the binary's `delete` action, so
+/// it must work on a bundle whose shim is gone.
 pub fn cleanup_bundle(bundle: &Path) {
+    let plan = bundle.join("wasmcell-plan.json");
+    if let Some(cgroup) = Plan::read(&plan).ok().and_then(|plan| plan.cgroup) {
+        crate::cgroup::remove(&cgroup);
+    }
     let _ = rootfs::unmount(bundle);
     let _ = std::fs::remove_file(bundle.join("wasmcell-plan.json"));
     let _ = std::fs::remove_file(bundle.join("module.cwasm"));

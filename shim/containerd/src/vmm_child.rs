@@ -14,18 +14,27 @@ use wasmcell_vmm::{Input, MemorySize, Outcome, Preopen, Vm, VmConfig, Workload};
 
 /// Runs the VM of the plan at `path`; returns the exit status.
 pub fn run(path: &Path) -> i32 {
-    match try_run(path) {
+    let plan = match Plan::read(path) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("wasmcell: cannot read the plan {}: {e}", path.display());
+            return 1;
+        }
+    };
+    let stderr_fifo = plan.stderr.clone();
+    match boot(plan) {
         Ok(status) => status,
         Err(message) => {
-            // The shim's stderr goes to containerd's log.
-            eprintln!("wasmcell: {message}");
+            // Where the container's user looks (`ctr run`, `kubectl logs`).
+            if let Ok(mut err) = output(&stderr_fifo) {
+                let _ = writeln!(err, "wasmcell: {message}");
+            }
             1
         }
     }
 }
 
-fn try_run(path: &Path) -> Result<i32, String> {
-    let plan = Plan::read(path).map_err(|e| format!("cannot read the plan {}: {e}", path.display()))?;
+fn boot(plan: Plan) -> Result<i32, String> {
     // First, so that everything the VM allocates is charged to the container.
     if let Some(cgroup) = &plan.cgroup {
         crate::cgroup::join(cgroup)?;
