@@ -7,6 +7,12 @@ set -euo pipefail
 rustup target add x86_64-unknown-none wasm32-wasip1 >/dev/null
 rustup component add rustfmt clippy >/dev/null
 
+# protoc: the CRI client's (ci/cri) gRPC bindings are generated at build time.
+if ! command -v protoc >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends protobuf-compiler >/dev/null
+fi
+
 if [ ! -e /dev/kvm ]; then
     echo "ci/setup.sh: /dev/kvm is missing: wasmcell runs (and tests) real KVM microVMs" >&2
     exit 1

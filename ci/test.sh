@@ -22,3 +22,5 @@ cargo test --release --locked --workspace
 
 echo "== end-to-end: containerd"
 ci/e2e/containerd.sh
+echo "== end-to-end: Kubernetes (CRI)"
+ci/e2e/kubernetes.sh

@@ -53,6 +53,12 @@ start_containerd() {
     local dir=$1 shim_dir=$2
     mkdir -p "$dir"/{root,state,cni/conf}
     CTR_SOCK=$dir/containerd.sock
+    # Pods with their own network namespace: a bridge with host-local addresses.
+    cat >"$dir/cni/conf/10-wasmcell-e2e.conflist" <<'JSON'
+{"cniVersion": "0.4.0", "name": "wasmcell-e2e", "plugins": [
+  {"type": "bridge", "bridge": "wcell-e2e0", "isGateway": true, "ipMasq": false,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.251.0.0/16"}]]}}]}
+JSON
     cat >"$dir/config.toml" <<TOML
 version = 2
 root = "$dir/root"
@@ -65,6 +71,8 @@ state = "$dir/state"
   level = "info"
 [plugins."io.containerd.grpc.v1.cri"]
   restrict_oom_score_adj = true
+  # A local image (e2e scripts import it); nothing is pulled.
+  sandbox_image = "wasmcell.test/pause:latest"
   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
     runtime_type = "io.containerd.runc.v2"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]

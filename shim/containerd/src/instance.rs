@@ -2,7 +2,7 @@
 //! (containerd's task API) knows only this trait; [`VmInstance`] is the real one, a wasmcell
 //! microVM whose VMM runs in its own child process, and the service's tests use a fake.
 
-use crate::plan::Plan;
+use crate::plan::{Plan, VmPlan};
 use crate::rootfs::{self, RootfsMount};
 use crate::spec::ContainerSpec;
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
@@ -113,41 +113,57 @@ impl VmInstance {
         if request.terminal || spec.terminal {
             return Err(InstanceError::Terminal);
         }
-        let rootfs = rootfs::mount(&request.bundle, &request.rootfs)?;
-        let plan = (|| {
-            let module = rootfs::read_module(&rootfs, &spec.cwd, &spec.args[0])?;
-            // Images carry binary modules (or guest artifacts); text is not compiled as `.wat`.
-            if !module.starts_with(b"\0asm") && !wasmcell_aot::is_precompiled(&module) {
-                return Err(InstanceError::NotWasm(spec.args[0].clone()));
-            }
-            wasmcell_aot::check_imports(&module)?;
-            let compiler = Compiler::for_host()?;
-            let artifact = if wasmcell_aot::is_precompiled(&module) {
-                let path = request.bundle.join("module.cwasm");
-                std::fs::write(&path, &module).map_err(|e| InstanceError::WritePlan(path.clone(), e))?;
-                path
-            } else {
-                let cache = Cache::open(Cache::default_dir())?;
-                cache.get_or_compile(&compiler, &module)?;
-                cache.path_for(&compiler, &module)
-            };
-            Ok(Plan {
-                artifact,
-                cpu_features: compiler.cpu_features(),
-                args: spec.args.clone(),
-                env: spec.env.clone(),
-                memory_mib: spec.memory_mib,
-                rootfs: rootfs.clone(),
-                cgroup: spec.cgroup.clone(),
-                stdin: request.stdin.clone(),
-                stdout: request.stdout.clone(),
-                stderr: request.stderr.clone(),
-            })
-        })();
-        if plan.is_err() {
-            let _ = rootfs::unmount(&request.bundle);
+        let mut plan = Plan {
+            cgroup: spec.cgroup.clone(),
+            netns: spec.netns.clone(),
+            stdin: request.stdin.clone(),
+            stdout: request.stdout.clone(),
+            stderr: request.stderr.clone(),
+            vm: None,
+        };
+        // A pod's sandbox runs no image (CRI's pause container): its process holds the pod.
+        if spec.sandbox {
+            return Ok(plan);
         }
-        plan
+        let rootfs = rootfs::mount(&request.bundle, &request.rootfs)?;
+        match Self::prepare_vm(request, &spec, rootfs) {
+            Ok(vm) => {
+                plan.vm = Some(vm);
+                Ok(plan)
+            }
+            Err(e) => {
+                let _ = rootfs::unmount(&request.bundle);
+                Err(e)
+            }
+        }
+    }
+
+    /// Finds, checks and compiles the module.
+    fn prepare_vm(request: &CreateRequest, spec: &ContainerSpec, rootfs: PathBuf) -> Result<VmPlan, InstanceError> {
+        let module = rootfs::read_module(&rootfs, &spec.cwd, &spec.args[0])?;
+        // Images carry binary modules (or guest artifacts); text is not compiled as `.wat`.
+        if !module.starts_with(b"\0asm") && !wasmcell_aot::is_precompiled(&module) {
+            return Err(InstanceError::NotWasm(spec.args[0].clone()));
+        }
+        wasmcell_aot::check_imports(&module)?;
+        let compiler = Compiler::for_host()?;
+        let artifact = if wasmcell_aot::is_precompiled(&module) {
+            let path = request.bundle.join("module.cwasm");
+            std::fs::write(&path, &module).map_err(|e| InstanceError::WritePlan(path.clone(), e))?;
+            path
+        } else {
+            let cache = Cache::open(Cache::default_dir())?;
+            cache.get_or_compile(&compiler, &module)?;
+            cache.path_for(&compiler, &module)
+        };
+        Ok(VmPlan {
+            artifact,
+            cpu_features: compiler.cpu_features(),
+            args: spec.args.clone(),
+            env: spec.env.clone(),
+            memory_mib: spec.memory_mib,
+            rootfs,
+        })
     }
 }
 

@@ -8,5 +8,11 @@ fn main() {
     if args.len() == 3 && args[1] == VMM_ACTION {
         std::process::exit(vmm_child::run(std::path::Path::new(&args[2])));
     }
-    containerd_shim::run::<WasmcellShim>(RUNTIME_ID, None);
+    // The `start` and `delete` actions have no children to reap. With the reaper on, a child
+    // that exits while the action itself is exiting (a pod's second `start`, whose spawned
+    // shim finds the pod's socket and leaves) can wedge containerd-shim 0.11's signal thread in
+    // a busy loop: only the serving shim reaps.
+    let action = args.last().and_then(|a| a.to_str()).unwrap_or_default();
+    let config = containerd_shim::Config { no_reaper: matches!(action, "start" | "delete"), ..Default::default() };
+    containerd_shim::run::<WasmcellShim>(RUNTIME_ID, Some(config));
 }

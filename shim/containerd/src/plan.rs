@@ -1,13 +1,30 @@
-//! The VM plan: everything the shim's VMM child needs, written by `create` into the bundle and
-//! read by `containerd-shim-wasmcell-v1 vmm PLAN`. Compilation and every check happened in
-//! `create`; the child only boots.
+//! The process plan: everything the shim's child process needs, written by `create` into the
+//! bundle and read by `containerd-shim-wasmcell-v1 vmm PLAN`. Compilation and every check
+//! happened in `create`; the child only joins the container's cgroup and network namespace and
+//! boots.
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// One container's VM.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One container's process.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
+    /// The container's cgroup, which the process joins first.
+    pub cgroup: Option<String>,
+    /// The network namespace to join (the pod's), if the spec names one.
+    pub netns: Option<PathBuf>,
+    /// containerd's stdio FIFOs ("" for none).
+    pub stdin: String,
+    pub stdout: String,
+    pub stderr: String,
+    /// The VM to boot; `None` for a pod sandbox, whose process only holds the pod (its cgroup
+    /// and network namespace) until it is stopped: no pause binary, no VM.
+    pub vm: Option<VmPlan>,
+}
+
+/// A Wasm workload's VM.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmPlan {
     /// The precompiled module.
     pub artifact: PathBuf,
     /// CPU features it was compiled for.
@@ -17,12 +34,6 @@ pub struct Plan {
     pub memory_mib: u64,
     /// The mounted root filesystem, which the workload sees as `/`.
     pub rootfs: PathBuf,
-    /// The container's cgroup, which the VMM process joins before it boots the VM.
-    pub cgroup: Option<String>,
-    /// containerd's stdio FIFOs ("" for none).
-    pub stdin: String,
-    pub stdout: String,
-    pub stderr: String,
 }
 
 impl Plan {

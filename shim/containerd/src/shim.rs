@@ -1,14 +1,16 @@
 //! containerd's side of the binary (`containerd_shim::Shim`): the `start` action (spawn the
-//! serving shim, one per container, and record its socket), the `delete` action (clean up a
+//! serving shim, one per container or per Kubernetes pod, and record its socket), the `delete` action (clean up a
 //! bundle whose shim is gone; containerd 1.6 runs it after every shim disconnect, so it is
 //! idempotent and fast), and the task service with containerd's event publisher.
 
 use crate::instance::{cleanup_bundle, VmInstance};
 use crate::service::{EventSink, Service};
+use crate::spec::ContainerSpec;
 use containerd_shim::protos::protobuf::MessageDyn;
 use containerd_shim::protos::ttrpc::context::Context;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{api, Config, DeleteResponse, Error, ExitSignal, Flags, StartOpts};
+use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
 /// The shim of one container.
@@ -46,7 +48,19 @@ impl containerd_shim::Shim for WasmcellShim {
     }
 
     fn start_shim(&mut self, opts: StartOpts) -> Result<String, Error> {
-        let grouping = opts.id.clone();
+        // A pod's containers share the shim its sandbox started (containerd runs `start` in
+        // each container's bundle); anything else gets its own.
+        let grouping = std::env::current_dir()
+            .ok()
+            .and_then(|bundle| ContainerSpec::load(&bundle).ok())
+            .and_then(|spec| spec.sandbox_id)
+            .unwrap_or_else(|| opts.id.clone());
+        // The pod's shim is already serving: join it without spawning a process.
+        let pod_address = containerd_shim::socket_address(&opts.address, &opts.namespace, &grouping);
+        if grouping != opts.id && UnixStream::connect(pod_address.trim_start_matches("unix://")).is_ok() {
+            containerd_shim::util::write_address(&pod_address)?;
+            return Ok(pod_address);
+        }
         let (_pid, address) = containerd_shim::spawn(opts, &grouping, Vec::new())?;
         // Recorded in the bundle so that containerd removes the socket with the task.
         containerd_shim::util::write_address(&address)?;

@@ -2,8 +2,9 @@
 //! arguments, environment, working directory and memory limit. Anything that cannot run as
 //! Wasm is refused here, in `create`, with a message that names it.
 
+use oci_spec::runtime::LinuxNamespaceType;
 use oci_spec::runtime::Spec;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Smallest VM the shim starts, MiB; a container with a lower limit gets this.
 pub const MIN_MEMORY_MIB: u64 = 32;
@@ -25,7 +26,18 @@ pub struct ContainerSpec {
     pub terminal: bool,
     /// The container's cgroup (`linux.cgroupsPath`, cgroupfs form), which the VMM process joins.
     pub cgroup: Option<String>,
+    /// The network namespace the spec asks to join (`linux.namespaces`, type network, a path).
+    pub netns: Option<PathBuf>,
+    /// Whether this is a Kubernetes pod's sandbox (CRI's pause container).
+    pub sandbox: bool,
+    /// The pod this container belongs to (CRI), which groups its containers in one shim.
+    pub sandbox_id: Option<String>,
 }
+
+/// CRI's annotation naming a container's role: `sandbox` or `container`.
+pub const CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
+/// CRI's annotation naming a container's pod sandbox.
+pub const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 
 /// Why a bundle's spec cannot be run.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +58,8 @@ impl ContainerSpec {
     }
 
     fn from_spec(spec: &Spec) -> Result<Self, SpecError> {
+        let annotation = |key: &str| spec.annotations().as_ref().and_then(|a| a.get(key)).cloned();
+        let sandbox = annotation(CONTAINER_TYPE).as_deref() == Some("sandbox");
         let process = spec.process().as_ref().ok_or(SpecError::NoProcess)?;
         let args = process.args().clone().unwrap_or_default();
         if args.is_empty() || args[0].is_empty() {
@@ -71,6 +85,14 @@ impl ContainerSpec {
                 .and_then(|l| l.cgroups_path().as_ref())
                 .map(|p| p.to_string_lossy().into_owned())
                 .filter(|p| !p.is_empty()),
+            netns: spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.namespaces().as_ref())
+                .and_then(|ns| ns.iter().find(|n| n.typ() == LinuxNamespaceType::Network))
+                .and_then(|n| n.path().clone()),
+            sandbox,
+            sandbox_id: annotation(SANDBOX_ID),
         })
     }
 }
@@ -93,6 +115,17 @@ mod tests {
             (&["/app.wasm".to_string(), "x".into()][..], &["A=1".to_string()][..], "/data", 128)
         );
         assert_eq!(s.cgroup.as_deref(), Some("/ns/c1"));
+        assert_eq!((s.netns, s.sandbox, s.sandbox_id), (None, false, None));
+    }
+
+    #[test]
+    fn cri_annotations_and_the_pod_network_namespace_are_read() {
+        let json = r#"{"ociVersion":"1.0.2","process":{"args":["/pause"],"cwd":"/","user":{"uid":0,"gid":0}},
+            "annotations":{"io.kubernetes.cri.container-type":"sandbox","io.kubernetes.cri.sandbox-id":"p1"},
+            "linux":{"namespaces":[{"type":"pid"},{"type":"network","path":"/var/run/netns/cni-1"}]}}"#;
+        let s = spec(json).unwrap();
+        assert_eq!((s.sandbox, s.sandbox_id.as_deref()), (true, Some("p1")));
+        assert_eq!(s.netns.as_deref(), Some(Path::new("/var/run/netns/cni-1")));
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! `containerd-shim-wasmcell-v1 vmm PLAN`: the VMM process of one container, a child of the
-//! shim. It opens containerd's stdio FIFOs, boots the VM from the plan and exits with the
-//! workload's status — containerd sees this process as the task's pid. SIGTERM/SIGINT stop the
-//! guest (status 128 + signal); SIGKILL kills the process (137, reported by the shim's reaper).
+//! shim. It joins the container's cgroup and network namespace, opens containerd's stdio FIFOs,
+//! boots the VM from the plan and exits with the workload's status — containerd sees this
+//! process as the task's pid. SIGTERM/SIGINT stop the guest (status 128 + signal); SIGKILL kills
+//! the process (137, reported by the shim's reaper). A pod sandbox's plan has no VM: the process
+//! only holds the pod until it is stopped.
 
 use crate::plan::Plan;
 use crate::service::error_chain;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use wasmcell_abi::boot_info::LOG_OFF;
@@ -35,22 +38,29 @@ pub fn run(path: &Path) -> i32 {
 }
 
 fn boot(plan: Plan) -> Result<i32, String> {
-    // First, so that everything the VM allocates is charged to the container.
+    // First, so that everything the VM allocates is charged to the container. Both joins happen
+    // while the process is single-threaded: every thread the VMM starts inherits them.
     if let Some(cgroup) = &plan.cgroup {
         crate::cgroup::join(cgroup)?;
     }
+    if let Some(netns) = &plan.netns {
+        join_network_namespace(netns)?;
+    }
+    let Some(vm_plan) = plan.vm else {
+        return Ok(hold_pod());
+    };
     let artifact =
-        std::fs::read(&plan.artifact).map_err(|e| format!("cannot read {}: {e}", plan.artifact.display()))?;
+        std::fs::read(&vm_plan.artifact).map_err(|e| format!("cannot read {}: {e}", vm_plan.artifact.display()))?;
     let stdout = output(&plan.stdout)?;
     let stderr = output(&plan.stderr)?;
     let config = VmConfig {
-        memory: MemorySize::from_mib(plan.memory_mib).map_err(|e| e.to_string())?,
+        memory: MemorySize::from_mib(vm_plan.memory_mib).map_err(|e| e.to_string())?,
         workload: Some(Workload {
             artifact,
-            cpu_features: plan.cpu_features,
-            args: plan.args,
-            env: plan.env,
-            preopens: vec![Preopen { host: plan.rootfs, guest: "/".into() }],
+            cpu_features: vm_plan.cpu_features,
+            args: vm_plan.args,
+            env: vm_plan.env,
+            preopens: vec![Preopen { host: vm_plan.rootfs, guest: "/".into() }],
         }),
         stdin: input(&plan.stdin)?,
         stdout,
@@ -74,6 +84,36 @@ fn boot(plan: Plan) -> Result<i32, String> {
         Outcome::Timeout => 124,
         other => return Err(format!("the guest failed: {other}")),
     })
+}
+
+/// A pod sandbox's process: holds the pod's cgroup and network namespace until SIGTERM or
+/// SIGINT (status 128 + signal); SIGKILL ends it as any process.
+fn hold_pod() -> i32 {
+    // SAFETY: the signal set is a local, initialised by `sigemptyset` before use; blocking
+    // SIGTERM/SIGINT in this single-threaded process makes `sigwait` the only way they arrive.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        let mut signal = 0;
+        if libc::sigwait(&set, &mut signal) != 0 {
+            return 1;
+        }
+        128 + signal
+    }
+}
+
+/// Moves this process into the network namespace at `path` (the pod's).
+fn join_network_namespace(path: &Path) -> Result<(), String> {
+    let file = File::open(path).map_err(|e| format!("cannot open network namespace {}: {e}", path.display()))?;
+    // SAFETY: `setns` on a descriptor we own; it changes only this thread's namespace, and the
+    // process has no other thread yet.
+    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(format!("cannot join network namespace {}: {}", path.display(), std::io::Error::last_os_error()));
+    }
+    Ok(())
 }
 
 fn output(fifo: &str) -> Result<Box<dyn Write + Send>, String> {

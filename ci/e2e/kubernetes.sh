@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# End-to-end at the CRI level, as the kubelet drives containerd: pods with runtime handler
+# `wasmcell` (what `runtimeClassName: wasmcell` becomes) beside runc pods, through Debian's
+# containerd 1.6 with CNI bridge networking. Uses `wasmcell-cri` (ci/cri) as the kubelet. Prints
+# "N passed, M failed" and fails if any check did.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$PWD
+source ci/e2e/lib.sh
+
+install_packages containerd runc containernetworking-plugins protobuf-compiler iproute2
+cargo build --release --locked -p wasmcell -p wasmcell-shim -p wasmcell-image -p wasmcell-cri --examples --bins || exit 1
+images/build.sh >/dev/null || exit 1
+
+DIR=$(mktemp -d /tmp/wasmcell-k8s.XXXXXX)
+SAMPLES=$REPO/target/images/wasm32-wasip1/release
+cleanup() {
+    stop_containerd
+    # Whatever a failed check left running under our root (shims, VMMs) goes with it.
+    pkill -9 -f "$DIR" 2>/dev/null
+    grep -o "$DIR[^ ]*" /proc/mounts 2>/dev/null | sort -r | xargs -r -n1 umount -l 2>/dev/null
+    rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+mkdir -p "$DIR/bin" "$DIR/images" "$DIR/pods"
+ln -s "$REPO/target/release/containerd-shim-wasmcell-v1" "$DIR/bin/"
+export WASMCELL_CACHE_DIR=$DIR/cache
+start_containerd "$DIR/containerd" "$DIR/bin" || exit 1
+ctr_() { ctr --address "$CTR_SOCK" --namespace k8s.io "$@"; }
+cri() { "$REPO/target/release/wasmcell-cri" --socket "$CTR_SOCK" "$@"; }
+
+# Images in containerd's k8s.io namespace: the sandbox (pause) image runc pods need, Wasm
+# samples, a native hello.
+{
+    rustc -O -C target-feature=+crt-static -o "$DIR/pause" images/native/pause.rs
+    rustc -O -C target-feature=+crt-static -o "$DIR/hello-native" images/native/hello_native.rs
+    "$REPO/target/release/examples/pack" wasmcell.test/pause:latest "$DIR/pause" "$DIR/images/pause.tar"
+    "$REPO/target/release/examples/pack" wasmcell.test/native:latest "$DIR/hello-native" "$DIR/images/native.tar"
+    for sample in hello exit_code; do
+        "$REPO/target/release/wasmcell" image build -t "wasmcell.test/$sample:latest" -o "$DIR/images/$sample.tar" \
+            "$SAMPLES/$sample.wasm" >/dev/null
+    done
+} || { echo "building the test images failed" >&2; exit 1; }
+for tar in "$DIR"/images/*.tar; do
+    ctr_ images import "$tar" >/dev/null || { echo "cannot import $tar" >&2; exit 1; }
+done
+
+# What a pod can leave behind.
+footprint() {
+    local shims mounts netns sockets pods containers fds
+    shims=$(pgrep -c -f containerd-shim-wasmcell-v1)
+    mounts=$(grep -c "$DIR" /proc/mounts)
+    netns=$(find /var/run/netns -mindepth 1 2>/dev/null | wc -l)
+    sockets=$(find /run/containerd/s -type s 2>/dev/null | wc -l)
+    pods=$(cri pods | wc -l)
+    containers=$(cri ps | wc -l)
+    fds=$(find /proc/"$CONTAINERD_PID"/fd -mindepth 1 2>/dev/null | wc -l)
+    echo "shims=$shims mounts=$mounts netns=$netns sockets=$sockets pods=$pods containers=$containers containerd_fds=$fds"
+}
+assert_clean() {
+    local now
+    now=$(footprint)
+    [ "$now" = "$1" ] || fail "left behind: before [$1], after [$now]"
+}
+
+# run_pod NAME RUNTIME → pod id (config saved in $DIR/pods/NAME.json, logs in $DIR/pods/NAME/).
+run_pod() {
+    cri runp --name "$1" --runtime "$2" --log-dir "$DIR/pods/$1" --save "$DIR/pods/$1.json"
+}
+# run_container POD_NAME POD_ID NAME IMAGE [ARGS...] → container id, started.
+run_container() {
+    local pod_name=$1 pod=$2 name=$3 image=$4 id
+    shift 4
+    id=$(cri create "$pod" --pod-config "$DIR/pods/$pod_name.json" --name "$name" --image "$image" -- "$@") || return 1
+    cri start "$id" || return 1
+    echo "$id"
+}
+remove_pod() { cri stopp "$1" && cri rmp "$1"; }
+
+# One pod through its whole life: two Wasm containers (exit 0 and 3), logs, codes, teardown.
+wasm_pod_cycle() { # NAME
+    local pod c1 c2 code
+    pod=$(run_pod "$1" wasmcell) || fail "RunPodSandbox failed"
+    c1=$(run_container "$1" "$pod" hello wasmcell.test/hello:latest) || fail "hello did not start"
+    c2=$(run_container "$1" "$pod" exit3 wasmcell.test/exit_code:latest /exit_code.wasm 3) || fail "exit3 did not start"
+    code=$(cri wait "$c1") && [ "$code" = 0 ] || fail "hello exit code: $code"
+    code=$(cri wait "$c2") && [ "$code" = 3 ] || fail "exit3 exit code: $code"
+    remove_pod "$pod" || fail "stopping/removing the pod failed"
+}
+
+BASELINE=$(footprint)
+echo "== baseline: $BASELINE"
+
+t_wasm_pod_with_two_containers() {
+    local pod c1 c2 code out shims
+    pod=$(run_pod wasm1 wasmcell) || fail "RunPodSandbox failed"
+    [ "$(cri inspectp "$pod")" = "state=SANDBOX_READY runtime_handler=wasmcell" ] || fail "pod: $(cri inspectp "$pod")"
+    c1=$(run_container wasm1 "$pod" hello wasmcell.test/hello:latest) || fail "hello did not start"
+    c2=$(run_container wasm1 "$pod" exit3 wasmcell.test/exit_code:latest /exit_code.wasm 3) || fail "exit3 did not start"
+    code=$(cri wait "$c1") && [ "$code" = 0 ] || fail "hello exit code: $code"
+    code=$(cri wait "$c2") && [ "$code" = 3 ] || fail "exit3 exit code: $code"
+    out=$(cri inspect "$c2")
+    [[ "$out" == "state=CONTAINER_EXITED exit_code=3 reason=Error"* ]] || fail "exit3 status: $out"
+    out=$(cri logs "$c1" 2>&1)
+    [ "$out" = "Hello, world!" ] || fail "hello's log: $out"
+    out=$(cri logs "$c2" 2>/dev/null)
+    [ "$out" = "exiting with 3" ] || fail "exit3's stdout log: $out"
+    out=$(cri logs "$c2" 2>&1 >/dev/null)
+    [ "$out" = "bye" ] || fail "exit3's stderr log: $out"
+    # The pod's containers share the shim its sandbox started.
+    shims=$(pgrep -c -f "containerd-shim-wasmcell-v1 -namespace k8s.io")
+    [ "$shims" = 1 ] || fail "$shims serving shims for one pod"
+    remove_pod "$pod" || fail "stopping/removing the pod failed"
+    assert_clean "$BASELINE"
+}
+t_runc_pod_beside_a_wasm_pod() {
+    local wpod rpod c code out
+    wpod=$(run_pod hybrid-w wasmcell) || fail "wasmcell RunPodSandbox failed"
+    rpod=$(run_pod hybrid-r "") || fail "runc RunPodSandbox failed"
+    c=$(run_container hybrid-r "$rpod" native wasmcell.test/native:latest) || fail "runc container did not start"
+    code=$(cri wait "$c") && [ "$code" = 0 ] || fail "runc container exit code: $code"
+    out=$(cri logs "$c" 2>&1)
+    [ "$out" = "Hello from runc!" ] || fail "runc container's log: $out"
+    [ "$(cri inspectp "$wpod")" = "state=SANDBOX_READY runtime_handler=wasmcell" ] || fail "wasmcell pod: $(cri inspectp "$wpod")"
+    c=$(run_container hybrid-w "$wpod" hello wasmcell.test/hello:latest) || fail "wasm container did not start"
+    code=$(cri wait "$c") && [ "$code" = 0 ] || fail "wasm container exit code: $code"
+    remove_pod "$rpod" || fail "removing the runc pod failed"
+    remove_pod "$wpod" || fail "removing the wasmcell pod failed"
+    assert_clean "$BASELINE"
+}
+# containerd's CRI creates the task (the first call that reaches a runtime) in StartContainer,
+# not CreateContainer: the refusal comes there, and must name the reason.
+t_non_wasm_container_is_refused() {
+    local pod c out
+    pod=$(run_pod refuse wasmcell) || fail "RunPodSandbox failed"
+    c=$(cri create "$pod" --pod-config "$DIR/pods/refuse.json" --name native --image wasmcell.test/native:latest) ||
+        fail "CreateContainer failed"
+    if out=$(timeout 5 "$REPO/target/release/wasmcell-cri" --socket "$CTR_SOCK" start "$c" 2>&1); then
+        remove_pod "$pod"
+        fail "StartContainer accepted a native image"
+    fi
+    remove_pod "$pod" || fail "removing the pod failed"
+    grep -q "/hello-native is not a WebAssembly module" <<<"$out" || fail "the error does not name the reason: $out"
+    assert_clean "$BASELINE"
+}
+t_twenty_pods_in_sequence() {
+    local i
+    for i in $(seq 20); do
+        wasm_pod_cycle "seq$i" || fail "pod seq$i failed"
+    done
+    assert_clean "$BASELINE"
+}
+t_ten_pods_in_parallel() {
+    local i pids=() failed=0
+    for i in $(seq 10); do
+        (wasm_pod_cycle "par$i") >"$DIR/par$i.log" 2>&1 &
+        pids+=($!)
+    done
+    for i in "${!pids[@]}"; do
+        wait "${pids[$i]}" || { failed=1; echo "pod par$((i + 1)): $(cat "$DIR/par$((i + 1)).log")"; }
+    done
+    [ $failed = 0 ] || fail "some parallel pods failed"
+    assert_clean "$BASELINE"
+}
+
+check "a wasmcell pod: two Wasm containers log and exit 0 and 3, one shim" t_wasm_pod_with_two_containers
+check "hybrid node: a runc pod runs beside a wasmcell pod" t_runc_pod_beside_a_wasm_pod
+check "a non-Wasm container in a wasmcell pod is refused naming the reason (StartContainer)" t_non_wasm_container_is_refused
+check "20 wasmcell pods in sequence leave nothing behind" t_twenty_pods_in_sequence
+check "10 wasmcell pods in parallel leave nothing behind" t_ten_pods_in_parallel
+echo "== end: $(footprint)"
+summary
