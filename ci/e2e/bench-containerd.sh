@@ -16,7 +16,6 @@ images/build.sh >/dev/null
 DIR=$(mktemp -d /tmp/wasmcell-bench.XXXXXX)
 trap 'stop_containerd; rm -rf "$DIR"' EXIT
 mkdir -p "$DIR/bin"
-ln -s "$REPO/target/release/containerd-shim-wasmcell-v1" "$DIR/bin/"
 export WASMCELL_CACHE_DIR=$DIR/cache
 start_containerd "$DIR/containerd" "$DIR/bin"
 ctr_() { ctr --address "$CTR_SOCK" --namespace bench "$@"; }

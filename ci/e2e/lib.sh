@@ -48,7 +48,8 @@ install_packages() {
 }
 
 # start_containerd DIR SHIM_DIR — a containerd whose root, state, sockets and config live under
-# DIR, with SHIM_DIR first on its PATH (containerd finds shims on its own PATH only).
+# DIR, with the shim installed by `wasmcell install` into SHIM_DIR, first on its PATH (containerd
+# finds shims on its own PATH only). Needs $REPO.
 start_containerd() {
     local dir=$1 shim_dir=$2
     mkdir -p "$dir"/{root,state,cni/conf}
@@ -77,12 +78,13 @@ state = "$dir/state"
     runtime_type = "io.containerd.runc.v2"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
       SystemdCgroup = false
-  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmcell]
-    runtime_type = "io.containerd.wasmcell.v1"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$dir/cni/conf"
 TOML
+    # The wasmcell handler and the shim, as an operator installs them.
+    "$REPO/target/release/wasmcell" install --config "$dir/config.toml" --bin-dir "$shim_dir" >"$dir/runtimeclass.yaml" 2>/dev/null ||
+        { echo "wasmcell install failed" >&2; return 1; }
     PATH="$shim_dir:$PATH" containerd --config "$dir/config.toml" >"$dir/containerd.log" 2>&1 &
     CONTAINERD_PID=$!
     for _ in $(seq 100); do

@@ -25,6 +25,25 @@ pub enum Command {
     /// OCI images holding a module, for containerd (`ctr images import`).
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Install the containerd shim, register the `wasmcell` runtime handler in containerd's
+    /// configuration, and print the Kubernetes RuntimeClass.
+    Install(InstallArgs),
+}
+
+#[derive(Args)]
+pub struct InstallArgs {
+    /// containerd's configuration file (created if missing; `version = 3` selects the 2.x layout).
+    #[arg(long, value_name = "PATH", default_value = "/etc/containerd/config.toml")]
+    pub config: PathBuf,
+    /// Where to install containerd-shim-wasmcell-v1 (a directory on containerd's PATH).
+    #[arg(long, value_name = "DIR", default_value = "/usr/local/bin")]
+    pub bin_dir: PathBuf,
+    /// The runtime handler name (the RuntimeClass's `handler`).
+    #[arg(long, value_name = "NAME", default_value = "wasmcell", value_parser = parse_handler)]
+    pub handler: String,
+    /// Say what would change without changing anything.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Subcommand)]
@@ -161,6 +180,20 @@ fn parse_dir(value: &str) -> Result<Preopen, String> {
     Ok(Preopen { host: PathBuf::from(host), guest: guest.to_string() })
 }
 
+/// A handler name becomes a TOML key and a Kubernetes object name: DNS-label characters only.
+fn parse_handler(s: &str) -> Result<String, String> {
+    let valid = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if valid {
+        Ok(s.to_string())
+    } else {
+        Err(format!("'{s}' is not a valid handler name (lower-case letters, digits and '-')"))
+    }
+}
+
 fn parse_env(s: &str) -> Result<String, String> {
     match s.split_once('=') {
         Some((key, _)) if !key.is_empty() => Ok(s.to_string()),
@@ -221,6 +254,15 @@ mod tests {
         assert!(parse_duration("10 parsecs").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("1e400s").is_err());
+    }
+
+    #[test]
+    fn handler_names_are_dns_labels() {
+        assert_eq!(parse_handler("wasmcell"), Ok("wasmcell".to_string()));
+        assert!(parse_handler("wasm-cell2").is_ok());
+        for bad in ["", "Wasmcell", "a.b", "-a", "a]", "a\"b"] {
+            assert!(parse_handler(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

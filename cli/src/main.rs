@@ -2,10 +2,11 @@
 //! no workload (or a self-test) and prints the guest's log, how it ended and how long boot took.
 //! `wasmcell run app.wasm` runs a module through the same path with the host AOT compiler in
 //! front; `wasmcell compile` is that compiler on its own; `wasmcell image build` packs a module
-//! as an OCI image for containerd.
+//! as an OCI image for containerd; `wasmcell install` sets a node's containerd up for it.
 
 mod cli;
 mod image;
+mod install;
 mod run;
 
 use anyhow::Context;
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
         cli::Command::Compile(compile) => run::compile(compile),
         cli::Command::Boot(boot) => run_boot(boot),
         cli::Command::Image(cli::ImageCommand::Build(build)) => image::build(build),
+        cli::Command::Install(install) => install::install(install),
     };
     result.unwrap_or_else(|e| {
         eprintln!("wasmcell: error: {}", one_line(&format!("{e:#}")));

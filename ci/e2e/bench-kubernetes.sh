@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): a hello pod through CRI as the kubelet drives it — RunPodSandbox,
+# CreateContainer, StartContainer, until the container has exited — for a wasmcell pod (the
+# hello sample) and a runc pod (a static native hello), alternating; then 10 pods of each
+# started in parallel. Teardown is not timed. WASMCELL_BENCH_RUNS=N (default 20) per side.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$PWD
+source ci/e2e/lib.sh
+
+RUNS=${WASMCELL_BENCH_RUNS:-20}
+install_packages containerd runc containernetworking-plugins protobuf-compiler
+cargo build --release --locked -p wasmcell -p wasmcell-shim -p wasmcell-image -p wasmcell-cri --examples --bins
+images/build.sh >/dev/null
+
+DIR=$(mktemp -d /tmp/wasmcell-bench.XXXXXX)
+trap 'stop_containerd; pkill -9 -f "$DIR" 2>/dev/null; rm -rf "$DIR"' EXIT
+mkdir -p "$DIR/bin" "$DIR/pods"
+export WASMCELL_CACHE_DIR=$DIR/cache
+start_containerd "$DIR/containerd" "$DIR/bin"
+ctr_() { ctr --address "$CTR_SOCK" --namespace k8s.io "$@"; }
+cri() { "$REPO/target/release/wasmcell-cri" --socket "$CTR_SOCK" "$@"; }
+
+rustc -O -C target-feature=+crt-static -o "$DIR/pause" images/native/pause.rs
+rustc -O -C target-feature=+crt-static -o "$DIR/hello-native" images/native/hello_native.rs
+"$REPO/target/release/examples/pack" wasmcell.test/pause:latest "$DIR/pause" "$DIR/pause.tar"
+"$REPO/target/release/examples/pack" wasmcell.test/native:latest "$DIR/hello-native" "$DIR/native.tar"
+"$REPO/target/release/wasmcell" image build -t wasmcell.test/hello:latest -o "$DIR/hello.tar" \
+    target/images/wasm32-wasip1/release/hello.wasm >/dev/null
+for tar in pause native hello; do ctr_ images import "$DIR/$tar.tar" >/dev/null; done
+
+# hello_pod NAME HANDLER IMAGE: the pod's life up to the container's exit (timed by the caller).
+hello_pod() {
+    local pod c
+    pod=$(cri runp --name "$1" --runtime "$2" --log-dir "$DIR/pods/$1" --save "$DIR/pods/$1.json")
+    c=$(cri create "$pod" --pod-config "$DIR/pods/$1.json" --name hello --image "$3")
+    cri start "$c"
+    [ "$(cri wait "$c")" = 0 ]
+    echo "$pod" >"$DIR/pods/$1.id"
+}
+teardown() { local pod; pod=$(cat "$DIR/pods/$1.id"); cri stopp "$pod" && cri rmp "$pod"; }
+now_ns() { date +%s%N; }
+elapsed_ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", (b - a) / 1e6 }'; }
+quartiles() {
+    sort -n "$1" | awk '{ v[NR] = $1 } END { printf "%.1f %.1f %.1f", v[int((NR + 3) / 4)], v[int((NR + 1) / 2)], v[int((3 * NR + 3) / 4)] }'
+}
+
+hello_pod warm-w wasmcell wasmcell.test/hello:latest && teardown warm-w
+hello_pod warm-r "" wasmcell.test/native:latest && teardown warm-r
+: >"$DIR/wasmcell.ms"
+: >"$DIR/runc.ms"
+for i in $(seq "$RUNS"); do
+    t0=$(now_ns); hello_pod "w$i" wasmcell wasmcell.test/hello:latest; t1=$(now_ns)
+    teardown "w$i"
+    t2=$(now_ns); hello_pod "r$i" "" wasmcell.test/native:latest; t3=$(now_ns)
+    teardown "r$i"
+    elapsed_ms "$t0" "$t1" >>"$DIR/wasmcell.ms"
+    elapsed_ms "$t2" "$t3" >>"$DIR/runc.ms"
+done
+
+# parallel NAME HANDLER IMAGE: wall time until all 10 pods' containers have exited.
+parallel() {
+    local i t0 t1 pids=()
+    t0=$(now_ns)
+    for i in $(seq 10); do hello_pod "$1$i" "$2" "$3" & pids+=($!); done
+    for p in "${pids[@]}"; do wait "$p"; done
+    t1=$(now_ns)
+    for i in $(seq 10); do teardown "$1$i"; done
+    elapsed_ms "$t0" "$t1"
+}
+pw=$(parallel pw wasmcell wasmcell.test/hello:latest)
+pr=$(parallel pr "" wasmcell.test/native:latest)
+
+read -r w25 w50 w75 <<<"$(quartiles "$DIR/wasmcell.ms")"
+read -r r25 r50 r75 <<<"$(quartiles "$DIR/runc.ms")"
+echo "hello pod, RunPodSandbox → container exited, $RUNS runs each (ms: p25 / median / p75)"
+echo "  wasmcell: $w25 / $w50 / $w75"
+echo "  runc:     $r25 / $r50 / $r75"
+echo "  ratio of medians: $(awk -v w="$w50" -v r="$r50" 'BEGIN { printf "%.2f", w / r }')x"
+echo "10 hello pods in parallel, until all exited (ms): wasmcell $pw, runc $pr"
