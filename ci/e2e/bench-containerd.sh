@@ -9,7 +9,7 @@ REPO=$PWD
 source ci/e2e/lib.sh
 
 RUNS=${WASMCELL_BENCH_RUNS:-30}
-install_packages containerd runc containernetworking-plugins
+install_packages containerd runc containernetworking-plugins procps
 cargo build --release --locked -p wasmcell -p wasmcell-shim -p wasmcell-image --examples --bins
 images/build.sh >/dev/null
 

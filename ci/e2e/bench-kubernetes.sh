@@ -9,7 +9,7 @@ REPO=$PWD
 source ci/e2e/lib.sh
 
 RUNS=${WASMCELL_BENCH_RUNS:-20}
-install_packages containerd runc containernetworking-plugins protobuf-compiler
+install_packages containerd runc containernetworking-plugins protobuf-compiler procps
 cargo build --release --locked -p wasmcell -p wasmcell-shim -p wasmcell-image -p wasmcell-cri --examples --bins
 images/build.sh >/dev/null
 

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 REPO=$PWD
 source ci/e2e/lib.sh
 
-install_packages containerd runc containernetworking-plugins protobuf-compiler iproute2
+install_packages containerd runc containernetworking-plugins protobuf-compiler procps
 cargo build --release --locked -p wasmcell -p wasmcell-shim -p wasmcell-image -p wasmcell-cri --examples --bins || exit 1
 images/build.sh >/dev/null || exit 1
 
