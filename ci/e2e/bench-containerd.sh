@@ -32,21 +32,16 @@ ctr_ run --rm --runtime io.containerd.wasmcell.v1 bench.test/hello:latest warm-w
 ctr_ run --rm bench.test/native:latest warm-r >/dev/null
 : >"$DIR/wasmcell.ms"
 : >"$DIR/runc.ms"
-now_ns() { date +%s%N; }
 for i in $(seq "$RUNS"); do
     t0=$(now_ns)
     ctr_ run --rm --runtime io.containerd.wasmcell.v1 bench.test/hello:latest "w$i" >/dev/null
     t1=$(now_ns)
     ctr_ run --rm bench.test/native:latest "r$i" >/dev/null
     t2=$(now_ns)
-    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", (b - a) / 1e6 }' >>"$DIR/wasmcell.ms"
-    awk -v a="$t1" -v b="$t2" 'BEGIN { printf "%.3f\n", (b - a) / 1e6 }' >>"$DIR/runc.ms"
+    elapsed_ms "$t0" "$t1" >>"$DIR/wasmcell.ms"
+    elapsed_ms "$t1" "$t2" >>"$DIR/runc.ms"
 done
 
-# quartiles FILE → "p25 median p75"
-quartiles() {
-    sort -n "$1" | awk '{ v[NR] = $1 } END { printf "%.1f %.1f %.1f", v[int((NR + 3) / 4)], v[int((NR + 1) / 2)], v[int((3 * NR + 3) / 4)] }'
-}
 read -r w25 w50 w75 <<<"$(quartiles "$DIR/wasmcell.ms")"
 read -r r25 r50 r75 <<<"$(quartiles "$DIR/runc.ms")"
 echo "ctr run --rm hello, $RUNS runs each (ms: p25 / median / p75)"

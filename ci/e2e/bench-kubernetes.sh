@@ -39,11 +39,6 @@ hello_pod() {
     echo "$pod" >"$DIR/pods/$1.id"
 }
 teardown() { local pod; pod=$(cat "$DIR/pods/$1.id"); cri stopp "$pod" && cri rmp "$pod"; }
-now_ns() { date +%s%N; }
-elapsed_ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", (b - a) / 1e6 }'; }
-quartiles() {
-    sort -n "$1" | awk '{ v[NR] = $1 } END { printf "%.1f %.1f %.1f", v[int((NR + 3) / 4)], v[int((NR + 1) / 2)], v[int((3 * NR + 3) / 4)] }'
-}
 
 hello_pod warm-w wasmcell wasmcell.test/hello:latest && teardown warm-w
 hello_pod warm-r "" wasmcell.test/native:latest && teardown warm-r

@@ -74,15 +74,6 @@ footprint() {
     fds=$(find /proc/"$CONTAINERD_PID"/fd -mindepth 1 2>/dev/null | wc -l)
     echo "shims=$shims mounts=$mounts sockets=$sockets fifos=$fifos bundles=$bundles containers=$containers containerd_fds=$fds"
 }
-assert_clean() { # BASELINE
-    # containerd finishes some cleanup after the call that caused it returns (the shim's exit,
-    # the delete action, closing its connection): give it 5 s to settle.
-    local now deadline=$((SECONDS + 5))
-    while now=$(footprint) && [ "$now" != "$1" ]; do
-        [ $SECONDS -le $deadline ] || fail "left behind: before [$1], after [$now]"
-        sleep 0.1
-    done
-}
 task_status() { ctr_ task ls | awk -v id="$1" '$1 == id { print $3 }'; }
 task_pid() { ctr_ task ls | awk -v id="$1" '$1 == id { print $2 }'; }
 # cpu_ticks PID: user + system clock ticks of a process (guest time counts as user time).

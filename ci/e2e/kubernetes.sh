@@ -57,15 +57,6 @@ footprint() {
     fds=$(find /proc/"$CONTAINERD_PID"/fd -mindepth 1 2>/dev/null | wc -l)
     echo "shims=$shims mounts=$mounts netns=$netns sockets=$sockets pods=$pods containers=$containers containerd_fds=$fds"
 }
-assert_clean() { # BASELINE
-    # containerd finishes some cleanup after the call that caused it returns (the shim's exit,
-    # the delete action, closing its connection): give it 5 s to settle.
-    local now deadline=$((SECONDS + 5))
-    while now=$(footprint) && [ "$now" != "$1" ]; do
-        [ $SECONDS -le $deadline ] || fail "left behind: before [$1], after [$now]"
-        sleep 0.1
-    done
-}
 
 # run_pod NAME RUNTIME → pod id (config saved in $DIR/pods/NAME.json, logs in $DIR/pods/NAME/).
 run_pod() {

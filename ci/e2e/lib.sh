@@ -28,6 +28,25 @@ fail() {
     exit 1
 }
 
+# assert_clean BASELINE — inside a check: the script's `footprint` is back to BASELINE.
+assert_clean() {
+    # containerd finishes some cleanup after the call that caused it returns (the shim's exit,
+    # the delete action, closing its connection): give it 5 s to settle.
+    local now deadline=$((SECONDS + 5))
+    while now=$(footprint) && [ "$now" != "$1" ]; do
+        [ $SECONDS -le $deadline ] || fail "left behind: before [$1], after [$now]"
+        sleep 0.1
+    done
+}
+
+# Benchmark helpers: wall-clock nanoseconds, milliseconds between two of them, and the
+# "p25 median p75" of a file of numbers.
+now_ns() { date +%s%N; }
+elapsed_ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", (b - a) / 1e6 }'; }
+quartiles() {
+    sort -n "$1" | awk '{ v[NR] = $1 } END { printf "%.1f %.1f %.1f", v[int((NR + 3) / 4)], v[int((NR + 1) / 2)], v[int((3 * NR + 3) / 4)] }'
+}
+
 summary() {
     echo "== $E2E_PASSED passed, $E2E_FAILED failed"
     for f in "${E2E_FAILURES[@]}"; do echo "   failed: $f"; done
