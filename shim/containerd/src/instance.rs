@@ -152,9 +152,7 @@ impl VmInstance {
             std::fs::write(&path, &module).map_err(|e| InstanceError::WritePlan(path.clone(), e))?;
             path
         } else {
-            let cache = Cache::open(Cache::default_dir())?;
-            cache.get_or_compile(&compiler, &module)?;
-            cache.path_for(&compiler, &module)
+            Cache::open(Cache::default_dir())?.get_or_compile(&compiler, &module)?.path
         };
         Ok(VmPlan {
             artifact,
