@@ -52,9 +52,10 @@ fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8
     })
 }
 
-/// A compilation cache private to this test process.
+/// The tests' compilation cache: under cargo's per-target scratch directory, so nothing is left
+/// in /tmp, and shared by the test processes (the cache is safe under concurrent runs).
 pub fn cache_dir() -> String {
-    std::env::temp_dir().join(format!("wasmcell-test-cache-{}", std::process::id())).to_string_lossy().into_owned()
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasmcell-cache").to_string_lossy().into_owned()
 }
 
 /// `wasmcell run` with the private cache and `args`.
