@@ -13,17 +13,13 @@ install_packages containerd runc containernetworking-plugins procps
 cargo build --release --locked -p wasmcell -p wasmcell-shim -p wasmcell-image --examples --bins
 images/build.sh >/dev/null
 
-DIR=$(mktemp -d /tmp/wasmcell-bench.XXXXXX)
-trap 'stop_containerd; rm -rf "$DIR"' EXIT
-mkdir -p "$DIR/bin"
-export WASMCELL_CACHE_DIR=$DIR/cache
+e2e_workdir wasmcell-bench
 start_containerd "$DIR/containerd" "$DIR/bin"
 ctr_() { ctr --address "$CTR_SOCK" --namespace bench "$@"; }
 
 "$REPO/target/release/wasmcell" image build -t bench.test/hello:latest -o "$DIR/hello.tar" \
     target/images/wasm32-wasip1/release/hello.wasm >/dev/null
-rustc -O -C target-feature=+crt-static -o "$DIR/hello-native" images/native/hello_native.rs
-"$REPO/target/release/examples/pack" bench.test/native:latest "$DIR/hello-native" "$DIR/native.tar"
+native_image bench.test/native:latest images/native/hello_native.rs "$DIR/native.tar"
 ctr_ images import "$DIR/hello.tar" >/dev/null
 ctr_ images import "$DIR/native.tar" >/dev/null
 
@@ -42,9 +38,5 @@ for i in $(seq "$RUNS"); do
     elapsed_ms "$t1" "$t2" >>"$DIR/runc.ms"
 done
 
-read -r w25 w50 w75 <<<"$(quartiles "$DIR/wasmcell.ms")"
-read -r r25 r50 r75 <<<"$(quartiles "$DIR/runc.ms")"
 echo "ctr run --rm hello, $RUNS runs each (ms: p25 / median / p75)"
-echo "  wasmcell (Wasm in a microVM): $w25 / $w50 / $w75"
-echo "  runc (static native binary):  $r25 / $r50 / $r75"
-echo "  ratio of medians: $(awk -v w="$w50" -v r="$r50" 'BEGIN { printf "%.2f", w / r }')x"
+compare "wasmcell (Wasm in a microVM)" "$DIR/wasmcell.ms" "runc (static native binary)" "$DIR/runc.ms"

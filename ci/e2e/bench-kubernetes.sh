@@ -13,18 +13,14 @@ install_packages containerd runc containernetworking-plugins protobuf-compiler p
 cargo build --release --locked -p wasmcell -p wasmcell-shim -p wasmcell-image -p wasmcell-cri --examples --bins
 images/build.sh >/dev/null
 
-DIR=$(mktemp -d /tmp/wasmcell-bench.XXXXXX)
-trap 'stop_containerd; pkill -9 -f "$DIR" 2>/dev/null; rm -rf "$DIR"' EXIT
-mkdir -p "$DIR/bin" "$DIR/pods"
-export WASMCELL_CACHE_DIR=$DIR/cache
+e2e_workdir wasmcell-bench
+mkdir -p "$DIR/pods"
 start_containerd "$DIR/containerd" "$DIR/bin"
 ctr_() { ctr --address "$CTR_SOCK" --namespace k8s.io "$@"; }
 cri() { "$REPO/target/release/wasmcell-cri" --socket "$CTR_SOCK" "$@"; }
 
-rustc -O -C target-feature=+crt-static -o "$DIR/pause" images/native/pause.rs
-rustc -O -C target-feature=+crt-static -o "$DIR/hello-native" images/native/hello_native.rs
-"$REPO/target/release/examples/pack" wasmcell.test/pause:latest "$DIR/pause" "$DIR/pause.tar"
-"$REPO/target/release/examples/pack" wasmcell.test/native:latest "$DIR/hello-native" "$DIR/native.tar"
+native_image wasmcell.test/pause:latest images/native/pause.rs "$DIR/pause.tar"
+native_image wasmcell.test/native:latest images/native/hello_native.rs "$DIR/native.tar"
 "$REPO/target/release/wasmcell" image build -t wasmcell.test/hello:latest -o "$DIR/hello.tar" \
     target/images/wasm32-wasip1/release/hello.wasm >/dev/null
 for tar in pause native hello; do ctr_ images import "$DIR/$tar.tar" >/dev/null; done
@@ -66,10 +62,6 @@ parallel() {
 pw=$(parallel pw wasmcell wasmcell.test/hello:latest)
 pr=$(parallel pr "" wasmcell.test/native:latest)
 
-read -r w25 w50 w75 <<<"$(quartiles "$DIR/wasmcell.ms")"
-read -r r25 r50 r75 <<<"$(quartiles "$DIR/runc.ms")"
 echo "hello pod, RunPodSandbox → container exited, $RUNS runs each (ms: p25 / median / p75)"
-echo "  wasmcell: $w25 / $w50 / $w75"
-echo "  runc:     $r25 / $r50 / $r75"
-echo "  ratio of medians: $(awk -v w="$w50" -v r="$r50" 'BEGIN { printf "%.2f", w / r }')x"
+compare wasmcell "$DIR/wasmcell.ms" runc "$DIR/runc.ms"
 echo "10 hello pods in parallel, until all exited (ms): wasmcell $pw, runc $pr"

@@ -12,22 +12,11 @@ install_packages containerd runc containernetworking-plugins procps
 cargo build --release --locked -p wasmcell -p wasmcell-shim -p wasmcell-image --examples --bins || exit 1
 images/build.sh >/dev/null || exit 1
 
-DIR=$(mktemp -d /tmp/wasmcell-e2e.XXXXXX)
+e2e_workdir wasmcell-e2e
+mkdir -p "$DIR/images"
 NS=wasmcell-e2e
 RT=io.containerd.wasmcell.v1
 SAMPLES=$REPO/target/images/wasm32-wasip1/release
-cleanup() {
-    stop_containerd
-    # Whatever a failed check left running under our root (shims, VMMs) goes with it.
-    pkill -9 -f "$DIR" 2>/dev/null
-    # Anything a failed check left mounted under our root goes with it.
-    grep -o "$DIR[^ ]*" /proc/mounts 2>/dev/null | sort -r | xargs -r -n1 umount -l 2>/dev/null
-    rm -rf "$DIR"
-}
-trap cleanup EXIT
-
-mkdir -p "$DIR/bin" "$DIR/images"
-export WASMCELL_CACHE_DIR=$DIR/cache
 start_containerd "$DIR/containerd" "$DIR/bin" || exit 1
 ctr_() { ctr --address "$CTR_SOCK" --namespace "$NS" "$@"; }
 
@@ -52,8 +41,7 @@ pack() { # NAME FILE [ARGS]
     wasm_image env env --env FROM_IMAGE=yes
     wasm_image spin spin
     wasm_image unknown-import unknown_import
-    rustc -O -C target-feature=+crt-static -o "$DIR/hello-native" images/native/hello_native.rs
-    pack native "$DIR/hello-native"
+    native_image wasmcell.test/native:latest images/native/hello_native.rs "$DIR/images/native.tar"
     echo "not a module" >"$DIR/app.wasm" && pack not-wasm "$DIR/app.wasm"
     head -c 200 "$SAMPLES/hello.wasm" >"$DIR/hello.wasm" && pack corrupt "$DIR/hello.wasm"
 } || { echo "building the test images failed" >&2; exit 1; }

@@ -12,19 +12,9 @@ install_packages containerd runc containernetworking-plugins protobuf-compiler p
 cargo build --release --locked -p wasmcell -p wasmcell-shim -p wasmcell-image -p wasmcell-cri --examples --bins || exit 1
 images/build.sh >/dev/null || exit 1
 
-DIR=$(mktemp -d /tmp/wasmcell-k8s.XXXXXX)
+e2e_workdir wasmcell-k8s
+mkdir -p "$DIR/images" "$DIR/pods"
 SAMPLES=$REPO/target/images/wasm32-wasip1/release
-cleanup() {
-    stop_containerd
-    # Whatever a failed check left running under our root (shims, VMMs) goes with it.
-    pkill -9 -f "$DIR" 2>/dev/null
-    grep -o "$DIR[^ ]*" /proc/mounts 2>/dev/null | sort -r | xargs -r -n1 umount -l 2>/dev/null
-    rm -rf "$DIR"
-}
-trap cleanup EXIT
-
-mkdir -p "$DIR/bin" "$DIR/images" "$DIR/pods"
-export WASMCELL_CACHE_DIR=$DIR/cache
 start_containerd "$DIR/containerd" "$DIR/bin" || exit 1
 ctr_() { ctr --address "$CTR_SOCK" --namespace k8s.io "$@"; }
 cri() { "$REPO/target/release/wasmcell-cri" --socket "$CTR_SOCK" "$@"; }
@@ -32,10 +22,8 @@ cri() { "$REPO/target/release/wasmcell-cri" --socket "$CTR_SOCK" "$@"; }
 # Images in containerd's k8s.io namespace: the sandbox (pause) image runc pods need, Wasm
 # samples, a native hello.
 {
-    rustc -O -C target-feature=+crt-static -o "$DIR/pause" images/native/pause.rs
-    rustc -O -C target-feature=+crt-static -o "$DIR/hello-native" images/native/hello_native.rs
-    "$REPO/target/release/examples/pack" wasmcell.test/pause:latest "$DIR/pause" "$DIR/images/pause.tar"
-    "$REPO/target/release/examples/pack" wasmcell.test/native:latest "$DIR/hello-native" "$DIR/images/native.tar"
+    native_image wasmcell.test/pause:latest images/native/pause.rs "$DIR/images/pause.tar"
+    native_image wasmcell.test/native:latest images/native/hello_native.rs "$DIR/images/native.tar"
     for sample in hello exit_code; do
         "$REPO/target/release/wasmcell" image build -t "wasmcell.test/$sample:latest" -o "$DIR/images/$sample.tar" \
             "$SAMPLES/$sample.wasm" >/dev/null
@@ -135,7 +123,7 @@ t_non_wasm_container_is_refused() {
         fail "StartContainer accepted a native image"
     fi
     remove_pod "$pod" || fail "removing the pod failed"
-    grep -q "/hello-native is not a WebAssembly module" <<<"$out" || fail "the error does not name the reason: $out"
+    grep -q "/hello_native is not a WebAssembly module" <<<"$out" || fail "the error does not name the reason: $out"
     assert_clean "$BASELINE"
 }
 t_twenty_pods_in_sequence() {

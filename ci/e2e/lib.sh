@@ -47,10 +47,46 @@ quartiles() {
     sort -n "$1" | awk '{ v[NR] = $1 } END { printf "%.1f %.1f %.1f", v[int((NR + 3) / 4)], v[int((NR + 1) / 2)], v[int((3 * NR + 3) / 4)] }'
 }
 
+# compare LABEL_A FILE_A LABEL_B FILE_B — both sides' quartiles (ms) and the ratio of medians.
+compare() {
+    local a25 a50 a75 b25 b50 b75
+    read -r a25 a50 a75 <<<"$(quartiles "$2")"
+    read -r b25 b50 b75 <<<"$(quartiles "$4")"
+    printf '  %-30s %s / %s / %s\n' "$1:" "$a25" "$a50" "$a75"
+    printf '  %-30s %s / %s / %s\n' "$3:" "$b25" "$b50" "$b75"
+    echo "  ratio of medians: $(awk -v a="$a50" -v b="$b50" 'BEGIN { printf "%.2f", a / b }')x"
+}
+
 summary() {
     echo "== $E2E_PASSED passed, $E2E_FAILED failed"
     for f in "${E2E_FAILURES[@]}"; do echo "   failed: $f"; done
     [ "$E2E_FAILED" -eq 0 ]
+}
+
+# e2e_workdir PREFIX — a fresh $DIR under /tmp, removed on exit with whatever a failed check
+# left under it (containerd, shims and VMMs by their command lines, mounts); $DIR/bin holds the
+# shim; compiled modules are cached in $DIR/cache.
+e2e_workdir() {
+    DIR=$(mktemp -d "/tmp/$1.XXXXXX")
+    trap e2e_cleanup EXIT
+    mkdir -p "$DIR/bin"
+    export WASMCELL_CACHE_DIR=$DIR/cache
+}
+e2e_cleanup() {
+    # Runs under `set -e` in the benchmarks: no step may stop the ones after it.
+    stop_containerd
+    pkill -9 -f "$DIR" 2>/dev/null || true
+    grep -o "$DIR[^ ]*" /proc/mounts 2>/dev/null | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+    rm -rf "$DIR"
+}
+
+# native_image REFERENCE SOURCE.rs TAR — a static native binary built from SOURCE, packed as a
+# linux/amd64 image whose entrypoint it is (for runc). Needs $REPO and $DIR.
+native_image() {
+    local binary
+    binary=$DIR/$(basename "$2" .rs)
+    rustc -O -C target-feature=+crt-static -o "$binary" "$2" &&
+        "$REPO/target/release/examples/pack" "$1" "$binary" "$3"
 }
 
 # install_packages PKG... — from Debian, only when missing.
@@ -119,9 +155,9 @@ TOML
 # stop_containerd — stops containerd and any shim it left, by PID.
 stop_containerd() {
     [ -n "${CONTAINERD_PID:-}" ] || return 0
-    kill "$CONTAINERD_PID" 2>/dev/null
+    kill "$CONTAINERD_PID" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$CONTAINERD_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$CONTAINERD_PID" 2>/dev/null
-    wait "$CONTAINERD_PID" 2>/dev/null
+    kill -9 "$CONTAINERD_PID" 2>/dev/null || true
+    wait "$CONTAINERD_PID" 2>/dev/null || true
     CONTAINERD_PID=
 }
