@@ -75,7 +75,8 @@ pub struct ImageBuildArgs {
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// Guest RAM in MiB (the module's linear memory comes out of it).
+    /// The module's memory in MiB: its linear memory, stack and runtime (the guest kernel's own
+    /// memory comes on top).
     #[arg(long, value_name = "MIB", default_value = "256", value_parser = parse_memory)]
     pub memory: MemorySize,
     /// Stop the module after this long (e.g. 500ms, 10s, 2m); the exit status is then 124.
@@ -112,7 +113,7 @@ pub struct CompileArgs {
 
 #[derive(Args)]
 pub struct BootArgs {
-    /// Guest RAM in MiB.
+    /// Guest RAM in MiB (base RAM: the kernel and its heap).
     #[arg(long, value_name = "MIB", default_value = "128", value_parser = parse_memory)]
     pub memory: MemorySize,
     /// Stop the guest after this long (e.g. 500ms, 10s, 2m).

@@ -82,9 +82,11 @@ fn exit_code(outcome: &Outcome, signal: Option<i32>) -> ExitCode {
         Outcome::Exited(code) => u8::try_from(*code).map_or(ExitCode::from(70), ExitCode::from),
         Outcome::Timeout => ExitCode::from(124),
         Outcome::Killed => ExitCode::from(128 + signal.unwrap_or(libc::SIGKILL) as u8),
-        Outcome::GuestPanic(_) | Outcome::GuestFault { .. } | Outcome::WasmTrap(_) | Outcome::WorkloadError(_) => {
-            ExitCode::from(70)
-        }
+        Outcome::GuestPanic(_)
+        | Outcome::GuestFault { .. }
+        | Outcome::WasmTrap(_)
+        | Outcome::WorkloadError(_)
+        | Outcome::Parked => ExitCode::from(70),
     }
 }
 

@@ -36,17 +36,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         args: std::iter::once(argv0).chain(args.args).collect(),
         env: args.env,
         preopens: args.dirs,
-    };
-    let config = VmConfig {
         memory: args.memory,
-        timeout: args.timeout,
-        workload: Some(workload),
         stdin: stdin(),
         stdout: Box::new(std::io::stdout()),
         stderr: Box::new(std::io::stderr()),
-        log_level: LOG_OFF,
-        ..Default::default()
     };
+    let config = VmConfig { timeout: args.timeout, workload: Some(workload), log_level: LOG_OFF, ..Default::default() };
     let vm = Vm::try_from(config)?;
     let signals = signals::forward_to(vm.handle()).context("Cannot watch for SIGINT/SIGTERM")?;
     let report = vm.run()?;
@@ -65,7 +60,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             ExitCode::from(124)
         }
         Outcome::Killed => ExitCode::from(128 + signals.received().unwrap_or(libc::SIGKILL) as u8),
-        outcome @ (Outcome::GuestPanic(_) | Outcome::GuestFault { .. }) => bail!("The guest failed: {outcome}"),
+        outcome @ (Outcome::GuestPanic(_) | Outcome::GuestFault { .. } | Outcome::Parked) => {
+            bail!("The guest failed: {outcome}")
+        }
     })
 }
 

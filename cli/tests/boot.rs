@@ -6,7 +6,7 @@ use common::*;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use wasmcell_abi::memory_map::{GDT, IMAGE_LIMIT, IMAGE_START, STACK_GUARD};
+use wasmcell_abi::memory_map::{vcpu_area, GDT, IMAGE_LIMIT, IMAGE_START, VCPU_STACK_GUARD};
 
 fn assert_rip_in_image(line: &str) {
     let rip = hex_field(line, "rip");
@@ -105,7 +105,9 @@ fn stack_overflow_hits_the_guard_page() {
     let line = outcome_line(&out);
     assert!(line.contains("vector 14"), "{line}");
     let cr2 = hex_field(&line, "cr2");
-    assert!((STACK_GUARD..STACK_GUARD + 4096).contains(&cr2), "fault at {cr2:#x}, not in the guard page");
+    // The boot vCPU is vCPU 0; its stack's guard page is in its area.
+    let guard = vcpu_area(0) + VCPU_STACK_GUARD;
+    assert!((guard..guard + 4096).contains(&cr2), "fault at {cr2:#x}, not in the guard page");
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! What a user asks of a VM ([`VmConfig`]) and its validation, done once before any KVM
-//! resource exists so that bad input fails early and leaves nothing behind.
+//! What a user asks of a VM ([`VmConfig`]) and of a workload in it ([`Workload`]), and their
+//! validation, done before any KVM resource exists so that bad input fails early and leaves
+//! nothing behind.
 
 use crate::devices::virtio::console::Input;
 use crate::files::Preopen;
@@ -8,13 +9,15 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 use wasmcell_abi::boot_info::LOG_INFO;
-use wasmcell_abi::memory_map::RAM_MAX;
+use wasmcell_abi::memory_map::{RAM_MAX, WINDOW_MAX};
 use wasmcell_abi::{SelfTest, ABI_VERSION};
 
-/// Smallest guest RAM the VMM accepts, in MiB: the fixed layout below the image takes 4 MiB.
+/// Smallest RAM the VMM accepts (base RAM or a workload's), in MiB: the fixed layout below the
+/// image takes 4 MiB.
 pub const MIN_MEMORY_MIB: u64 = 8;
-/// Largest guest RAM the VMM accepts, in MiB: RAM stays below the MMIO window.
-pub const MAX_MEMORY_MIB: u64 = RAM_MAX >> 20;
+/// Largest RAM the VMM accepts, in MiB: base RAM stays below the MMIO window, and a workload's
+/// window below the next one.
+pub const MAX_MEMORY_MIB: u64 = (if RAM_MAX < WINDOW_MAX { RAM_MAX } else { WINDOW_MAX }) >> 20;
 
 /// Errors in a [`VmConfig`].
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +43,7 @@ pub enum ConfigError {
     EmptyArtifact,
 }
 
-/// Guest RAM size, validated on construction.
+/// A RAM size, validated on construction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemorySize(u64);
 
@@ -60,9 +63,17 @@ impl MemorySize {
     }
 }
 
+impl MemorySize {
+    /// Base RAM of a VM that runs workloads: the kernel's heap is its rest, mostly never
+    /// touched (the workloads' own memory comes in their windows).
+    pub const KERNEL: Self = Self(32 << 20);
+    /// A workload's memory when nobody says how much.
+    pub const WORKLOAD: Self = Self(256 << 20);
+}
+
 impl Default for MemorySize {
     fn default() -> Self {
-        Self(128 << 20)
+        Self::KERNEL
     }
 }
 
@@ -91,9 +102,9 @@ impl GuestImage {
     }
 }
 
-/// A Wasm workload for the guest runtime: the artifact compiled on the host and what `_start`
-/// sees of the world.
-#[derive(Clone, Debug, Default)]
+/// A Wasm workload for the guest runtime: the artifact compiled on the host, what `_start`
+/// sees of the world, and the memory it may use (its window: module, inputs, stack, heap and
+/// linear memory).
 pub struct Workload {
     /// The precompiled module (`Engine::precompile_module` output for the guest target).
     pub artifact: Vec<u8>,
@@ -105,6 +116,42 @@ pub struct Workload {
     pub env: Vec<String>,
     /// Host directories the workload sees, packed read-only into guest memory.
     pub preopens: Vec<Preopen>,
+    /// The workload's memory.
+    pub memory: MemorySize,
+    /// The workload's stdin.
+    pub stdin: Input,
+    /// The workload's stdout.
+    pub stdout: Box<dyn Write + Send>,
+    /// The workload's stderr.
+    pub stderr: Box<dyn Write + Send>,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Self {
+            artifact: Vec::new(),
+            cpu_features: 0,
+            args: Vec::new(),
+            env: Vec::new(),
+            preopens: Vec::new(),
+            memory: MemorySize::WORKLOAD,
+            stdin: Input::Empty,
+            stdout: Box::new(std::io::sink()),
+            stderr: Box::new(std::io::sink()),
+        }
+    }
+}
+
+impl fmt::Debug for Workload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Workload")
+            .field("artifact_len", &self.artifact.len())
+            .field("args", &self.args)
+            .field("env", &self.env)
+            .field("preopens", &self.preopens)
+            .field("memory", &self.memory)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Workload {
@@ -120,24 +167,22 @@ impl Workload {
 
 /// Everything needed to build a VM. Turned into a running-ready [`crate::Vm`] by `Vm::try_from`.
 pub struct VmConfig {
-    /// Guest RAM.
+    /// Base RAM: the guest kernel and its heap (each workload brings its own memory).
     pub memory: MemorySize,
     /// The guest unikernel.
     pub guest_image: GuestImage,
-    /// Stop the guest after this long (from VM creation); `None` for no limit.
+    /// Stop [`crate::Vm::run`] after this long (from VM creation); `None` for no limit.
     pub timeout: Option<Duration>,
     /// Where the guest's serial log goes.
     pub log: Box<dyn Write + Send>,
-    /// The workload's stdin.
-    pub stdin: Input,
-    /// The workload's stdout.
-    pub stdout: Box<dyn Write + Send>,
-    /// The workload's stderr.
-    pub stderr: Box<dyn Write + Send>,
-    /// The Wasm workload to run; `None` boots the guest with no workload (diagnostics).
+    /// The Wasm workload [`crate::Vm::run`] runs; `None` runs the boot vCPU alone (diagnostics).
+    /// A pod's VM has none: its workloads are started while it runs ([`crate::Vm::start`]).
     pub workload: Option<Workload>,
-    /// A diagnostic for the guest to run instead of its normal work (when there is no workload).
+    /// A diagnostic for the boot vCPU to run (when there is no workload).
     pub selftest: SelfTest,
+    /// The VM serves workloads started while it runs: its boot vCPU parks after boot instead of
+    /// running the self-test and exiting ([`crate::Vm::boot`]).
+    pub pod: bool,
     /// How much the guest logs (`wasmcell_abi::boot_info::LOG_*`). On nested KVM each byte of
     /// log is a VM exit, so the fast paths keep it off.
     pub log_level: u32,
@@ -153,11 +198,9 @@ impl Default for VmConfig {
             guest_image: GuestImage::default(),
             timeout: None,
             log: Box::new(std::io::sink()),
-            stdin: Input::Empty,
-            stdout: Box::new(std::io::sink()),
-            stderr: Box::new(std::io::sink()),
             workload: None,
             selftest: SelfTest::default(),
+            pod: false,
             log_level: LOG_INFO,
             abi_version: ABI_VERSION,
         }
@@ -170,9 +213,6 @@ impl VmConfig {
         if self.timeout == Some(Duration::ZERO) {
             return Err(ConfigError::ZeroTimeout);
         }
-        if self.workload.as_ref().is_some_and(|w| w.artifact.is_empty()) {
-            return Err(ConfigError::EmptyArtifact);
-        }
         Ok(())
     }
 }
@@ -183,8 +223,9 @@ impl fmt::Debug for VmConfig {
             .field("memory", &self.memory)
             .field("guest_image", &self.guest_image)
             .field("timeout", &self.timeout)
-            .field("workload", &self.workload.as_ref().map(|w| (w.artifact.len(), &w.args, &w.env, &w.preopens)))
+            .field("workload", &self.workload)
             .field("selftest", &self.selftest)
+            .field("pod", &self.pod)
             .field("log_level", &self.log_level)
             .field("abi_version", &self.abi_version)
             .finish_non_exhaustive()

@@ -1,39 +1,52 @@
-//! Where the variable parts of the guest go in RAM: after the fixed memory map and the guest
-//! image comes the heap; the workload description, the preopened files and the precompiled
-//! module sit at the top of RAM, page aligned, so the heap is one contiguous range in between.
+//! Where the variable parts of the guest go: base RAM's kernel heap after the guest image, and
+//! inside each workload's window its module, inputs, stack and heap.
 //!
 //! ```text
-//! image end ─ heap ─ workload blob (r--) ─ files (r--) ─ payload (r-x) ─ end of RAM
+//! base RAM:  fixed memory map ─ image ─ kernel heap ─ end of base RAM
+//! window:    payload (r-x) ─ blob (r--) ─ files (r--) ─ guard ─ stack (rw) ─ heap (rw) ─ end
 //! ```
+//!
+//! A window's stack ends on a 2 MiB boundary, so its heap — where the linear memory grows —
+//! starts on one and is mapped with large pages.
 
 use std::ops::Range;
-use wasmcell_abi::memory_map::PAGE_SIZE;
+use wasmcell_abi::memory_map::{LARGE_PAGE_SIZE, PAGE_SIZE, WINDOW_MAX};
 
-/// The least heap the guest is given.
+/// The least heap the kernel or a workload is given.
 pub const MIN_HEAP: u64 = 1 << 20;
+/// A workload's stack: wasm may use `wasmcell_engine::MAX_WASM_STACK` of it, the runtime and
+/// WASI the rest.
+pub const WORKLOAD_STACK: u64 = 2 << 20;
 
 /// Errors while placing things in RAM.
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
-    /// RAM too small for the image, the workload and a heap.
+    /// Base RAM too small for the image and a kernel heap.
+    #[error("Memory size {ram_mib} MiB is too small: the guest needs at least {needed_mib} MiB")]
+    BaseTooSmall { ram_mib: u64, needed_mib: u64 },
+    /// A workload's memory too small for its module, inputs, stack and a heap.
     #[error("Memory size {ram_mib} MiB is too small: the guest needs at least {needed_mib} MiB for this workload")]
     TooSmall { ram_mib: u64, needed_mib: u64 },
 }
 
-/// The guest's variable regions, all page aligned.
+/// Base RAM: the kernel heap runs from the image's end to the end of base RAM.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GuestLayout {
+pub struct BaseLayout {
     pub ram_size: u64,
     pub heap: Range<u64>,
-    /// The workload blob, if there is a workload.
-    pub workload: Option<Range<u64>>,
-    /// The preopened directories' archive, if the workload has any.
-    pub files: Option<Range<u64>>,
-    /// The precompiled module, if there is a workload.
-    pub payload: Option<Range<u64>>,
 }
 
-/// Byte sizes of what a workload places at the top of RAM.
+impl BaseLayout {
+    pub fn new(ram_size: u64, image_end: u64) -> Result<Self, LayoutError> {
+        let needed = image_end.saturating_add(MIN_HEAP);
+        if needed > ram_size {
+            return Err(LayoutError::BaseTooSmall { ram_mib: ram_size >> 20, needed_mib: needed.div_ceil(1 << 20) });
+        }
+        Ok(Self { ram_size, heap: image_end..ram_size })
+    }
+}
+
+/// Byte sizes of what a workload places in its window.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WorkloadSizes {
     /// The workload blob (arguments, environment).
@@ -44,99 +57,114 @@ pub struct WorkloadSizes {
     pub payload: u64,
 }
 
-impl GuestLayout {
-    /// Places a heap after `image_end` and, if there is a workload, its blob, files and payload
-    /// at the top of RAM.
-    pub fn new(ram_size: u64, image_end: u64, workload: Option<WorkloadSizes>) -> Result<Self, LayoutError> {
-        let pages = |len: u64| len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        let top_len =
-            workload.map_or(0, |w| pages(w.blob).saturating_add(pages(w.files)).saturating_add(pages(w.payload)));
-        let needed = image_end.saturating_add(MIN_HEAP).saturating_add(top_len);
-        if needed > ram_size {
-            return Err(LayoutError::TooSmall { ram_mib: ram_size >> 20, needed_mib: needed.div_ceil(1 << 20) });
-        }
-        let Some(sizes) = workload else {
-            return Ok(Self { ram_size, heap: image_end..ram_size, workload: None, files: None, payload: None });
-        };
-        let payload_start = ram_size - pages(sizes.payload);
-        let files_start = payload_start - pages(sizes.files);
-        let blob_start = files_start - pages(sizes.blob);
-        Ok(Self {
-            ram_size,
-            heap: image_end..blob_start,
-            workload: Some(blob_start..blob_start + sizes.blob),
-            files: (sizes.files > 0).then_some(files_start..files_start + sizes.files),
-            payload: Some(payload_start..payload_start + sizes.payload),
-        })
-    }
+/// A workload's window: its parts, page aligned, from `base` to `base + size`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WindowLayout {
+    pub base: u64,
+    pub size: u64,
+    /// The precompiled module.
+    pub payload: Range<u64>,
+    /// The workload blob.
+    pub blob: Range<u64>,
+    /// The preopened directories' archive, if the workload has any.
+    pub files: Option<Range<u64>>,
+    /// The stack (an unmapped guard page below it).
+    pub stack: Range<u64>,
+    /// The workload's heap, up to the end of the window.
+    pub heap: Range<u64>,
 }
 
-/// Heap left at 4 KiB pages at each end: the guest's allocator works at the top, and a small
-/// linear memory at the bottom, where 2 MiB host pages would only inflate the VMM's RSS.
-const SMALL_PAGE_EDGE: u64 = 8 << 20;
-
-impl GuestLayout {
-    /// Where a big linear memory grows (the guest puts it at the bottom of the heap and its
-    /// allocator at the top): worth backing with host huge pages. Empty without a workload.
-    pub fn huge_page_range(&self) -> Range<u64> {
-        if self.payload.is_none() {
-            return 0..0;
+impl WindowLayout {
+    /// Lays out a window of `size` bytes at `base` (page aligned).
+    pub fn new(base: u64, size: u64, sizes: WorkloadSizes) -> Result<Self, LayoutError> {
+        let pages = |len: u64| len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        let inputs = pages(sizes.payload).saturating_add(pages(sizes.blob)).saturating_add(pages(sizes.files));
+        let stack_top = inputs.saturating_add(PAGE_SIZE + WORKLOAD_STACK).next_multiple_of(LARGE_PAGE_SIZE);
+        let needed = stack_top.saturating_add(MIN_HEAP);
+        if needed > size || size > WINDOW_MAX {
+            return Err(LayoutError::TooSmall { ram_mib: size >> 20, needed_mib: needed.div_ceil(1 << 20) });
         }
+        let payload = base..base + sizes.payload;
+        let blob_start = base + pages(sizes.payload);
+        let files_start = blob_start + pages(sizes.blob);
+        Ok(Self {
+            base,
+            size,
+            payload,
+            blob: blob_start..blob_start + sizes.blob,
+            files: (sizes.files > 0).then_some(files_start..files_start + sizes.files),
+            stack: base + stack_top - WORKLOAD_STACK..base + stack_top,
+            heap: base + stack_top..base + size,
+        })
+    }
+
+    /// The whole window.
+    pub fn range(&self) -> Range<u64> {
+        self.base..self.base + self.size
+    }
+
+    /// Where a big linear memory grows (the guest puts it at the bottom of the heap and its
+    /// allocator at the top): worth backing with host huge pages.
+    pub fn huge_page_range(&self) -> Range<u64> {
         let start = self.heap.start.saturating_add(SMALL_PAGE_EDGE);
         let end = self.heap.end.saturating_sub(SMALL_PAGE_EDGE);
         start..end.max(start)
     }
 }
 
+/// Heap left at 4 KiB host pages at each end: the guest's allocator works at the top, and a
+/// small linear memory at the bottom, where 2 MiB host pages would only inflate the VMM's RSS.
+const SMALL_PAGE_EDGE: u64 = 8 << 20;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wasmcell_abi::memory_map::window_base;
 
     #[test]
-    fn without_a_workload_the_heap_runs_to_the_end_of_ram() {
-        let layout = GuestLayout::new(8 << 20, 0x50_0000, None).unwrap();
+    fn the_kernel_heap_runs_to_the_end_of_base_ram() {
+        let layout = BaseLayout::new(8 << 20, 0x50_0000).unwrap();
         assert_eq!(layout.heap, 0x50_0000..8 << 20);
-        assert_eq!((layout.workload, layout.files, layout.payload), (None, None, None));
+        let err = BaseLayout::new(8 << 20, (8 << 20) - 4096).unwrap_err();
+        assert_eq!(err.to_string(), "Memory size 8 MiB is too small: the guest needs at least 9 MiB");
     }
 
     #[test]
-    fn workload_and_payload_sit_page_aligned_at_the_top() {
+    fn a_window_holds_inputs_then_stack_then_heap() {
+        let base = window_base(2);
         let sizes = WorkloadSizes { blob: 100, files: 5000, payload: 0x1_2345 };
-        let layout = GuestLayout::new(16 << 20, 0x50_0000, Some(sizes)).unwrap();
-        let payload = layout.payload.clone().unwrap();
-        let files = layout.files.clone().unwrap();
-        let blob = layout.workload.clone().unwrap();
-        assert_eq!(payload.start % PAGE_SIZE, 0);
-        assert_eq!(payload.end, payload.start + 0x1_2345);
-        assert!(payload.end <= 16 << 20 && (16 << 20) - payload.end < PAGE_SIZE);
-        assert_eq!((files.start % PAGE_SIZE, files.end - files.start), (0, 5000));
-        assert!(files.end <= payload.start);
-        assert_eq!(blob.start % PAGE_SIZE, 0);
-        assert!(blob.end <= files.start);
-        assert_eq!(layout.heap, 0x50_0000..blob.start);
+        let w = WindowLayout::new(base, 16 << 20, sizes).unwrap();
+        assert_eq!(w.payload, base..base + 0x1_2345);
+        assert_eq!(w.blob.start, base + 0x1_3000);
+        assert_eq!((w.blob.end - w.blob.start), 100);
+        let files = w.files.clone().unwrap();
+        assert_eq!((files.start, files.end - files.start), (base + 0x1_4000, 5000));
+        assert!(files.end + PAGE_SIZE <= w.stack.start, "a guard page between the inputs and the stack");
+        assert_eq!(w.stack.end - w.stack.start, WORKLOAD_STACK);
+        assert_eq!(w.stack.end % LARGE_PAGE_SIZE, 0);
+        assert_eq!(w.heap, w.stack.end..base + (16 << 20));
+        assert_eq!(w.range(), base..base + (16 << 20));
+        assert_eq!(WindowLayout::new(base, 16 << 20, WorkloadSizes { files: 0, ..sizes }).unwrap().files, None);
     }
 
     #[test]
-    fn huge_pages_only_for_the_middle_of_a_workload_heap() {
-        assert!(GuestLayout::new(64 << 20, 0x50_0000, None).unwrap().huge_page_range().is_empty());
+    fn huge_pages_only_for_the_middle_of_a_big_heap() {
         let sizes = WorkloadSizes { blob: 100, files: 0, payload: 1 << 20 };
-        let layout = GuestLayout::new(256 << 20, 0x50_0000, Some(sizes)).unwrap();
-        let range = layout.huge_page_range();
-        assert_eq!(range.start, layout.heap.start + (8 << 20));
-        assert_eq!(range.end, layout.heap.end - (8 << 20));
-        assert!(GuestLayout::new(16 << 20, 0x50_0000, Some(sizes)).unwrap().huge_page_range().is_empty());
+        let w = WindowLayout::new(window_base(0), 256 << 20, sizes).unwrap();
+        let range = w.huge_page_range();
+        assert_eq!(range.start, w.heap.start + (8 << 20));
+        assert_eq!(range.end, w.heap.end - (8 << 20));
+        assert!(WindowLayout::new(window_base(0), 16 << 20, sizes).unwrap().huge_page_range().is_empty());
     }
 
     #[test]
-    fn too_little_ram_names_what_is_needed() {
+    fn too_little_memory_names_what_is_needed() {
         let sizes = WorkloadSizes { blob: 100, files: 0, payload: 6 << 20 };
-        let err = GuestLayout::new(8 << 20, 0x50_0000, Some(sizes)).unwrap_err();
-        let without_files = GuestLayout::new(16 << 20, 0x50_0000, Some(sizes)).unwrap();
-        assert_eq!(without_files.files, None);
+        let err = WindowLayout::new(window_base(0), 8 << 20, sizes).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "Memory size 8 MiB is too small: the guest needs at least 13 MiB for this workload"
+            "Memory size 8 MiB is too small: the guest needs at least 11 MiB for this workload"
         );
-        assert!(GuestLayout::new(8 << 20, (8 << 20) - 4096, None).is_err());
+        assert!(WindowLayout::new(window_base(0), 11 << 20, sizes).is_ok());
     }
 }

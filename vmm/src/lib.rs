@@ -2,9 +2,11 @@
 //!
 //! The flow reads top to bottom, as in rust-vmm's vmm-reference:
 //! [`VmConfig`] (what the user asked for) → [`Vm::try_from`] (validate, create the KVM VM and
-//! guest memory, load the guest ELF, build the guest's address space and boot info, create the
-//! devices and the vCPU in 64-bit CPL 3) → [`Vm::run`] (one vCPU thread, this thread as the event
-//! loop, until the guest exits, panics, faults, times out or is killed) → [`RunReport`].
+//! base RAM, load the guest ELF, build the guest's address space and boot info) → either
+//! [`Vm::run`] (one vCPU in 64-bit CPL 3 on its own thread, with its workload's window, this
+//! thread as the event loop, until the guest exits, panics, faults, times out or is killed) →
+//! [`RunReport`]; or, for a pod, [`Vm::boot`] (the kernel comes up and waits) and
+//! [`Vm::start`] per workload (a window and a vCPU of its own each) → [`VcpuRun::join`].
 //!
 //! The VMM knows nothing about containerd or OCI; the only contract with the guest is the
 //! `wasmcell-abi` crate. Everything the guest writes is treated as hostile: guest memory is only
@@ -20,11 +22,13 @@ mod layout;
 mod loader;
 mod memory;
 mod outcome;
+mod run;
 pub mod signals;
 #[cfg(test)]
 mod test_utils;
 mod vcpu;
 mod vm;
+mod window;
 
 pub use config::{ConfigError, GuestImage, MemorySize, VmConfig, Workload};
 pub use devices::virtio::console::Input;
@@ -33,4 +37,6 @@ pub use guest_image::EMBEDDED_GUEST;
 pub use layout::LayoutError;
 pub use loader::LoadError;
 pub use outcome::{Outcome, RunReport};
+pub use run::{Stopper, VcpuRun};
 pub use vm::{Error, Vm, VmHandle};
+pub use window::PrepareError;

@@ -1,12 +1,17 @@
-//! Guest RAM: anonymous, `MAP_NORESERVE` memory from vm-memory, registered with KVM as one slot.
-//! Pages cost nothing until touched; the boot path touches only a few dozen.
+//! Guest RAM: anonymous, `MAP_NORESERVE` memory from vm-memory, registered with KVM — base RAM
+//! as slot 0 for the VM's life, each workload window as a slot of its own while it lives. Pages
+//! cost nothing until touched; the boot path touches only a few dozen, and a window's pages go
+//! back to the host when the window is removed.
 
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use std::sync::Arc;
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap};
 
-/// Guest memory as the VMM uses it.
+/// Guest memory as the VMM uses it: base RAM, plus the window of the workload it serves.
 pub type GuestMemory = GuestMemoryMmap<()>;
+/// One region of it.
+pub type Region = GuestRegionMmap<()>;
 
 /// Errors while creating guest memory.
 #[derive(Debug, thiserror::Error)]
@@ -17,26 +22,41 @@ pub enum MemoryError {
     /// KVM refused the memory slot.
     #[error("Cannot register guest memory with KVM")]
     Register(#[source] kvm_ioctls::Error),
+    /// The regions overlap (a bug in the window placement).
+    #[error("Cannot combine guest memory regions")]
+    Combine(#[source] vm_memory::GuestRegionCollectionError),
 }
 
-/// Maps `size` bytes of RAM at guest-physical 0 and hands them to KVM.
-pub fn create(vm: &VmFd, size: u64) -> Result<GuestMemory, MemoryError> {
-    let memory = GuestMemory::from_ranges(&[(GuestAddress(0), size as usize)]).map_err(MemoryError::Allocate)?;
-    for (slot, region) in memory.iter().enumerate() {
-        let host = region.as_ptr() as u64;
-        let slot = kvm_userspace_memory_region {
-            slot: slot as u32,
-            flags: 0,
-            guest_phys_addr: region.start_addr().0,
-            memory_size: region.len(),
-            userspace_addr: host,
-        };
-        // SAFETY: the region's host mapping lives as long as `memory`, which the caller keeps
-        // alive for the whole life of `vm` (both belong to the same `Vm` and the slot dies with
-        // the VM fd).
-        unsafe { vm.set_user_memory_region(slot) }.map_err(MemoryError::Register)?;
-    }
-    Ok(memory)
+/// Maps `size` bytes at guest-physical `base` and registers them with KVM as `slot`.
+pub fn create_region(vm: &VmFd, slot: u32, base: u64, size: u64) -> Result<Arc<Region>, MemoryError> {
+    let region = Region::from_range(GuestAddress(base), size as usize, None).map_err(MemoryError::Allocate)?;
+    set_slot(vm, slot, &region, region.len())?;
+    Ok(Arc::new(region))
+}
+
+/// Unregisters slot `slot` (which holds `region`); the region's memory goes when its last
+/// reference does.
+pub fn remove_region(vm: &VmFd, slot: u32, region: &Region) -> Result<(), MemoryError> {
+    set_slot(vm, slot, region, 0)
+}
+
+fn set_slot(vm: &VmFd, slot: u32, region: &Region, size: u64) -> Result<(), MemoryError> {
+    let slot = kvm_userspace_memory_region {
+        slot,
+        flags: 0,
+        guest_phys_addr: region.start_addr().0,
+        memory_size: size,
+        userspace_addr: region.as_ptr() as u64,
+    };
+    // SAFETY: the region's host mapping lives at least as long as the slot: every caller keeps
+    // the `Arc<Region>` until it has removed the slot (size 0), and a VM's slots die with its
+    // fd, which the VM drops before its memory.
+    unsafe { vm.set_user_memory_region(slot) }.map_err(MemoryError::Register)
+}
+
+/// The memory a workload's devices see: base RAM and its own window, nothing of any other.
+pub fn view(regions: Vec<Arc<Region>>) -> Result<GuestMemory, MemoryError> {
+    GuestMemory::from_arc_regions(regions).map_err(MemoryError::Combine)
 }
 
 /// Asks the host to back guest range `range` with transparent huge pages. On nested KVM every
@@ -49,11 +69,12 @@ pub fn advise_huge_pages(memory: &GuestMemory, range: std::ops::Range<u64>) {
         return;
     }
     let Ok(host) = memory.get_host_address(GuestAddress(start)) else { return };
-    if memory.get_host_address(GuestAddress(end - 1)).is_err() {
+    let same_region = memory.find_region(GuestAddress(start)).map(|r| r.start_addr())
+        == memory.find_region(GuestAddress(end - 1)).map(|r| r.start_addr());
+    if !same_region {
         return;
     }
-    // SAFETY: `[start, end)` lies inside the one guest memory mapping (both ends checked above,
-    // and it is one contiguous region); MADV_HUGEPAGE changes only how the host backs it, never
-    // its contents.
+    // SAFETY: `[start, end)` lies inside one guest memory region's mapping (both ends checked
+    // above); MADV_HUGEPAGE changes only how the host backs it, never its contents.
     unsafe { libc::madvise(host.cast(), (end - start) as usize, libc::MADV_HUGEPAGE) };
 }

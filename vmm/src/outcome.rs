@@ -30,8 +30,18 @@ pub enum Outcome {
     WorkloadError(String),
     /// The configured timeout passed first; the VMM stopped the vCPU.
     Timeout,
-    /// Someone stopped the VM through its [`crate::VmHandle`].
+    /// Someone stopped the run (through its [`crate::VmHandle`] or [`crate::Stopper`]).
     Killed,
+    /// The vCPU had nothing to run and parked (a pod's boot vCPU once the kernel is up).
+    Parked,
+}
+
+impl Outcome {
+    /// Whether the guest ended the workload by itself, having first released everything it
+    /// registered for it in the kernel (so the workload's window may be reused).
+    pub fn released_everything(&self) -> bool {
+        matches!(self, Outcome::Exited(_) | Outcome::WasmTrap(_) | Outcome::WorkloadError(_))
+    }
 }
 
 impl fmt::Display for Outcome {
@@ -51,17 +61,19 @@ impl fmt::Display for Outcome {
             Outcome::WorkloadError(msg) => write!(f, "workload could not start: {msg}"),
             Outcome::Timeout => write!(f, "guest timed out"),
             Outcome::Killed => write!(f, "guest killed"),
+            Outcome::Parked => write!(f, "guest parked its vCPU"),
         }
     }
 }
 
-/// The outcome of a run and its timings, all measured from the start of [`crate::Vm::try_from`].
+/// The outcome of a run and its timings, measured from the start of [`crate::Vm::try_from`] for
+/// [`crate::Vm::run`], from [`crate::Vm::start`] for a workload started later.
 #[derive(Clone, Debug)]
 pub struct RunReport {
     /// How the guest ended.
     pub outcome: Outcome,
-    /// VM creation → the guest's boot-done marker; `None` if the guest never wrote it.
+    /// → the guest's boot-done marker; `None` if the guest never wrote it.
     pub boot_time: Option<Duration>,
-    /// VM creation → the guest stopped.
+    /// → the guest stopped.
     pub run_time: Duration,
 }

@@ -1,41 +1,39 @@
-//! A VM from config to outcome: [`Vm::try_from`] does every setup step in boot order, [`Vm::run`]
-//! runs it. Read top to bottom, this file is the boot sequence; `docs/boot.md` lists the same
-//! steps with their inputs.
+//! A VM from config to outcome: [`Vm::try_from`] does every setup step in boot order; then
+//! [`Vm::run`] runs its one piece of work to the end (`wasmcell run`, `wasmcell boot`), or
+//! [`Vm::boot`] brings a pod's VM up and [`Vm::start`] adds workloads while it runs. Read top to
+//! bottom, this file is the boot sequence; `docs/boot.md` lists the same steps with their inputs.
 
-use crate::arch::{self, AddressSpaceError, VcpuSetupError};
-use crate::boot_info::{self, BootInfoError, BootParams};
+use crate::arch::{self, AddressSpace, AddressSpaceError, VcpuSetupError};
+use crate::boot_info::{self, BootInfoError};
 use crate::config::{ConfigError, VmConfig};
 use crate::devices::control::ControlDevice;
 use crate::devices::serial::SerialConsole;
-use crate::devices::virtio::console::Console;
 use crate::devices::virtio::mmio::MmioTransport;
-use crate::devices::Devices;
-use crate::files::{self, FilesError};
-use crate::layout::{GuestLayout, LayoutError, WorkloadSizes};
+use crate::devices::{ConsoleSlot, Devices};
+use crate::layout::{BaseLayout, LayoutError};
 use crate::loader::{self, LoadError};
-use crate::memory::{self, GuestMemory, MemoryError};
-use crate::outcome::{Outcome, RunReport};
-use crate::vcpu::{self, Vcpu, VcpuError, VcpuShared, VcpuStop};
-use event_manager::{EventManager, EventOps, EventSet, Events, MutEventSubscriber, SubscriberOps};
-use kvm_ioctls::{Kvm, VmFd};
-use std::os::fd::AsRawFd;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::thread;
+use crate::memory::{self, GuestMemory, MemoryError, Region};
+use crate::outcome::RunReport;
+use crate::run::{self, VcpuRun};
+use crate::vcpu::{self, RunControl, Vcpu, VcpuError};
+use crate::window::{PrepareError, PreparedWorkload, Window, WindowError, WindowSlots};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::EventFd;
-use vmm_sys_util::signal::Killable;
-use vmm_sys_util::timerfd::TimerFd;
+use wasmcell_abi::devices::console::{mmio_base, queue_address_high};
+use wasmcell_abi::memory_map::{self as map, MAX_VCPUS, MAX_WINDOWS};
+use wasmcell_abi::vcpu::{VcpuInfo, VCPU_INFO_MAGIC};
 
 /// Errors that keep a VM from being built or run. A guest that misbehaves is not an error: it
-/// is an [`Outcome`].
+/// is an [`crate::Outcome`].
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("Invalid VM configuration")]
     Config(#[from] ConfigError),
-    #[error("Cannot pack the preopened directories")]
-    Files(#[from] FilesError),
+    #[error("Invalid workload")]
+    Workload(#[from] PrepareError),
     #[error("Invalid guest image")]
     Image(#[from] LoadError),
     #[error("Cannot open /dev/kvm")]
@@ -50,12 +48,16 @@ pub enum Error {
     Layout(#[from] LayoutError),
     #[error("Cannot prepare the boot info")]
     BootInfo(#[from] BootInfoError),
-    #[error("Cannot place the workload in guest memory")]
-    PlaceWorkload(#[source] vm_memory::GuestMemoryError),
-    #[error("Cannot create the vCPU")]
-    CreateVcpu(#[source] kvm_ioctls::Error),
+    #[error("Cannot give the workload its memory")]
+    Window(#[from] WindowError),
     #[error("Cannot set up the vCPU")]
     VcpuSetup(#[from] VcpuSetupError),
+    #[error("The VM runs {MAX_VCPUS} vCPUs already")]
+    TooManyVcpus,
+    #[error("The VM has no workload memory slot left")]
+    NoWindow,
+    #[error("The VM's guest kernel is stuck: a stopped workload kept a kernel lock")]
+    Poisoned,
     #[error("Cannot set up the VMM's event loop")]
     EventLoop(#[source] std::io::Error),
     #[error("Cannot start the vCPU thread")]
@@ -64,6 +66,8 @@ pub enum Error {
     VcpuPanicked,
     #[error("The vCPU failed")]
     Vcpu(#[from] VcpuError),
+    #[error("The guest did not come up: {0}")]
+    Boot(crate::Outcome),
 }
 
 impl From<event_manager::Error> for Error {
@@ -72,27 +76,58 @@ impl From<event_manager::Error> for Error {
     }
 }
 
-/// A booted-ready VM: memory loaded, vCPU at the guest's entry point, devices wired.
+/// A VM ready to run: base RAM loaded, address space built, no vCPU running yet.
 pub struct Vm {
-    // Field order is drop order: the vCPU and VM fds close before the memory they map goes.
-    vcpu: Vcpu,
-    _vm: VmFd,
-    _kvm: Kvm,
-    _memory: GuestMemory,
-    shared: Arc<VcpuShared>,
+    inner: Arc<VmInner>,
     kill: Arc<EventFd>,
     timeout: Option<Duration>,
+    /// What [`Vm::run`] runs: a workload, or (without one) the boot vCPU's self-test.
+    work: Option<PreparedWorkload>,
+}
+
+/// What every run of the VM shares.
+pub(crate) struct VmInner {
+    // Field order is drop order: the vCPU fds (in `state`) and the VM fd close before the
+    // memory they map goes.
+    state: Mutex<VmState>,
+    fd: VmFd,
+    kvm: Kvm,
+    base: Arc<Region>,
+    base_memory: GuestMemory,
+    serial: Arc<Mutex<SerialConsole>>,
+    entry: u64,
     created: Instant,
 }
 
-/// Stops a running VM from another thread (or a signal handler's helper thread).
+/// What changes while the VM runs.
+struct VmState {
+    space: AddressSpace,
+    windows: WindowSlots,
+    /// vCPUs created so far; indices below this not in `idle` are running.
+    vcpus_created: u32,
+    /// vCPUs whose run ended, ready for another.
+    idle: Vec<IdleVcpu>,
+    tsc_khz: u64,
+    /// A vCPU was stopped while its guest held a kernel-wide lock: any vCPU may now wait for it
+    /// forever, so no new one starts.
+    poisoned: bool,
+}
+
+/// A vCPU between runs: its index, its fd, and how many runs it has started so far.
+pub(crate) struct IdleVcpu {
+    pub index: u32,
+    pub fd: VcpuFd,
+    pub starts: u64,
+}
+
+/// Stops a [`Vm::run`] from another thread (or a signal handler's helper thread).
 #[derive(Clone)]
 pub struct VmHandle {
     kill: Arc<EventFd>,
 }
 
 impl VmHandle {
-    /// Stops the VM; [`Vm::run`] returns [`Outcome::Killed`] (unless the guest ended first).
+    /// Stops the VM; [`Vm::run`] returns [`crate::Outcome::Killed`] (unless the guest ended first).
     pub fn kill(&self) {
         let _ = self.kill.write(1);
     }
@@ -105,76 +140,46 @@ impl TryFrom<VmConfig> for Vm {
         let created = Instant::now();
         // 1. Validate everything that needs no KVM: bad input fails here, leaving nothing.
         config.validate()?;
-        let ram_size = config.memory.bytes();
         let image = config.guest_image.load()?;
         let elf = loader::parse(&image)?;
-        let blob = config.workload.as_ref().map(|w| w.encode()).transpose()?;
-        let preopens = config.workload.as_ref().map_or(&[][..], |w| &w.preopens);
-        let files = if preopens.is_empty() { Vec::new() } else { files::pack(preopens)? };
-        let sizes = config.workload.as_ref().zip(blob.as_ref()).map(|(w, b)| WorkloadSizes {
-            blob: b.len() as u64,
-            files: files.len() as u64,
-            payload: w.artifact.len() as u64,
-        });
-        let layout = GuestLayout::new(ram_size, elf.end, sizes)?;
+        let layout = BaseLayout::new(config.memory.bytes(), elf.end)?;
+        let boot_params = boot_info::BootParams::new(&config, &layout);
+        let work = config.workload.map(PreparedWorkload::new).transpose()?;
 
-        // 2. KVM VM and guest memory.
+        // 2. KVM VM and base RAM.
         let kvm = Kvm::new().map_err(Error::OpenKvm)?;
-        let vm = kvm.create_vm().map_err(Error::CreateVm)?;
-        let memory = memory::create(&vm, ram_size)?;
+        let fd = kvm.create_vm().map_err(Error::CreateVm)?;
+        let base = memory::create_region(&fd, 0, 0, layout.ram_size)?;
+        let base_memory = memory::view(vec![base.clone()])?;
 
-        // 3. Guest image, workload (blob, files and precompiled module), address space (page tables,
-        //    GDT/TSS/IDT, exception stubs).
-        loader::load(&memory, &image)?;
-        if let (Some(workload), Some(blob), Some(payload), Some(blob_at)) =
-            (&config.workload, &blob, &layout.payload, &layout.workload)
-        {
-            memory.write_slice(blob, GuestAddress(blob_at.start)).map_err(Error::PlaceWorkload)?;
-            memory.write_slice(&workload.artifact, GuestAddress(payload.start)).map_err(Error::PlaceWorkload)?;
-        }
-        if let Some(files_at) = &layout.files {
-            memory.write_slice(&files, GuestAddress(files_at.start)).map_err(Error::PlaceWorkload)?;
-        }
-        arch::configure_address_space(&memory, &elf, &layout)?;
-        memory::advise_huge_pages(&memory, layout.huge_page_range());
+        // 3. Guest image and address space (page tables, GDT/IDT, exception stubs).
+        loader::load(&base_memory, &image)?;
+        let space = AddressSpace::build(&base_memory, &elf, &layout)?;
 
-        // 4. The vCPU, entering the guest in 64-bit CPL 3.
-        let vcpu_fd = vm.create_vcpu(0).map_err(Error::CreateVcpu)?;
-        arch::configure_vcpu(&kvm, &vcpu_fd, elf.entry)?;
-
-        // 5. Boot info: the memory map, the TSC frequency, a random seed, the self-test.
-        let params = BootParams {
-            abi_version: config.abi_version,
-            layout: &layout,
-            tsc_khz: vcpu_fd.get_tsc_khz().map(u64::from).unwrap_or(0),
-            clock: arch::clock_sample(&vcpu_fd),
-            cpu_features: config.workload.as_ref().map_or(0, |w| w.cpu_features),
-            selftest: config.selftest,
-            log_level: config.log_level,
-        };
-        boot_info::write(&memory, &params)?;
-
-        // 6. Devices: the serial log, the control device, the virtio console (stdio).
-        let console = Console::new(config.stdin, config.stdout, config.stderr);
-        let devices = Devices {
-            serial: SerialConsole::new(config.log),
-            control: ControlDevice::new(memory.clone()),
-            console: MmioTransport::new(console, memory.clone()),
-        };
-        let shared = Arc::new(VcpuShared::new().map_err(Error::EventLoop)?);
-        let kill = Arc::new(EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC).map_err(Error::EventLoop)?);
+        // 4. Boot info: base RAM, the kernel heap, the self-test, the log level.
+        boot_info::write(&base_memory, &boot_params)?;
         vcpu::install_kick_handler().map_err(Error::EventLoop)?;
 
-        Ok(Vm {
-            vcpu: Vcpu { fd: vcpu_fd, devices, memory: memory.clone() },
-            _vm: vm,
-            _kvm: kvm,
-            _memory: memory,
-            shared,
-            kill,
-            timeout: config.timeout,
+        let state = VmState {
+            space,
+            windows: WindowSlots::new(window_limit(&kvm)),
+            vcpus_created: 0,
+            idle: Vec::new(),
+            tsc_khz: 0,
+            poisoned: false,
+        };
+        let inner = VmInner {
+            state: Mutex::new(state),
+            fd,
+            kvm,
+            base,
+            base_memory,
+            serial: Arc::new(Mutex::new(SerialConsole::new(config.log))),
+            entry: elf.entry,
             created,
-        })
+        };
+        let kill = Arc::new(EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC).map_err(Error::EventLoop)?);
+        Ok(Vm { inner: Arc::new(inner), kill, timeout: config.timeout, work })
     }
 }
 
@@ -184,123 +189,195 @@ impl Vm {
         VmHandle { kill: self.kill.clone() }
     }
 
-    /// Runs the guest to its end. This thread becomes the VMM's event loop; the vCPU gets its own.
+    /// Runs the VM's one piece of work to its end: its workload, or the boot vCPU's self-test.
+    /// This thread becomes the VMM's event loop (timeout, kill); the vCPU gets its own.
     pub fn run(self) -> Result<RunReport, Error> {
-        let Vm { vcpu, shared, kill, timeout, created, .. } = self;
-        let mut timer = None;
-        if let Some(timeout) = timeout {
-            let mut fd = TimerFd::new().map_err(errno_to_io).map_err(Error::EventLoop)?;
-            // The timeout counts from VM creation, like the boot-time figure.
-            fd.reset(timeout.saturating_sub(created.elapsed()).max(Duration::from_nanos(1)), None)
-                .map_err(errno_to_io)
-                .map_err(Error::EventLoop)?;
-            timer = Some(fd);
-        }
+        let Vm { inner, kill, timeout, work } = self;
+        let run = VmInner::start_vcpu(&inner, work, inner.created)?;
+        run::supervise(run, timeout, &kill)
+    }
 
-        let vcpu_shared = shared.clone();
-        let vcpu_thread = thread::Builder::new()
-            .name("wasmcell-vcpu0".into())
-            .spawn(move || {
-                // Signals the event loop even if the vCPU thread panics, so `run` never hangs.
-                let _done = DoneOnDrop(&vcpu_shared.done);
-                vcpu.run(&vcpu_shared)
-            })
-            .map_err(Error::SpawnVcpu)?;
-
-        let reason = wait_for_stop(&shared, &kill, timer.as_ref());
-        if !matches!(reason, Ok(StopReason::VcpuDone)) {
-            stop_vcpu(&shared, &vcpu_thread);
+    /// Brings a pod's VM up: the boot vCPU sets the kernel up, reports boot done and parks.
+    /// Returns the boot time (VM creation → boot done); an error if the guest ended instead.
+    pub fn boot(&self) -> Result<Duration, Error> {
+        boot_info::set_pod(&self.inner.base_memory)?;
+        let run = VmInner::start_vcpu(&self.inner, None, self.inner.created)?;
+        let report = run.join()?;
+        match (&report.outcome, report.boot_time) {
+            (crate::Outcome::Parked, Some(boot_time)) => Ok(boot_time),
+            _ => Err(Error::Boot(report.outcome)),
         }
-        let (result, stopped_at) = vcpu_thread.join().map_err(|_| Error::VcpuPanicked)?;
-        let outcome = match (result?, reason?) {
-            (VcpuStop::Guest(outcome), _) => outcome,
-            (VcpuStop::Stopped, StopReason::Timeout) => Outcome::Timeout,
-            (VcpuStop::Stopped, _) => Outcome::Killed,
-        };
-        Ok(RunReport {
-            outcome,
-            boot_time: shared.boot_done.get().map(|t| t.duration_since(created)),
-            run_time: stopped_at.duration_since(created),
-        })
+    }
+
+    /// Starts `workload` on a vCPU of its own, in a window of its own, while the VM runs. A bad
+    /// workload fails before it touches the VM.
+    pub fn start(&self, workload: crate::Workload) -> Result<VcpuRun, Error> {
+        let started = Instant::now();
+        let workload = PreparedWorkload::new(workload)?;
+        VmInner::start_vcpu(&self.inner, Some(workload), started)
     }
 }
 
-fn errno_to_io(e: vmm_sys_util::errno::Error) -> std::io::Error {
-    std::io::Error::from_raw_os_error(e.errno())
+/// How many windows fit the guest's physical address space.
+fn window_limit(kvm: &Kvm) -> u32 {
+    let limit = ((1u64 << arch::guest_phys_bits(kvm)) - map::WINDOWS_START) / map::WINDOW_SPAN;
+    limit.min(u64::from(MAX_WINDOWS)) as u32
 }
 
-/// Writes the vCPU's `done` eventfd when dropped (on return or unwind).
-struct DoneOnDrop<'a>(&'a EventFd);
-
-impl Drop for DoneOnDrop<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.write(1);
+impl VmInner {
+    fn lock(&self) -> MutexGuard<'_, VmState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
 
-/// Why the event loop decided the run is over.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum StopReason {
-    VcpuDone,
-    Timeout,
-    Kill,
-}
-
-/// The event-loop subscriber that watches for the end of a run.
-struct Supervisor {
-    vcpu_done: i32,
-    kill: i32,
-    timer: Option<i32>,
-    reason: Option<StopReason>,
-}
-
-impl MutEventSubscriber for Supervisor {
-    fn init(&mut self, ops: &mut EventOps) {
-        for fd in [Some(self.vcpu_done), Some(self.kill), self.timer].into_iter().flatten() {
-            if let Err(e) = ops.add(Events::new_raw(fd, EventSet::IN)) {
-                // Without its events the loop would never end: fail the run instead of hanging.
-                eprintln!("wasmcell: cannot watch fd {fd}: {e:?}");
-                self.reason = Some(StopReason::Kill);
+    /// 5. A vCPU, set up for `work` (in a window of its own) or, without work, as the boot vCPU;
+    ///    its devices; its thread.
+    fn start_vcpu(inner: &Arc<Self>, work: Option<PreparedWorkload>, origin: Instant) -> Result<VcpuRun, Error> {
+        let IdleVcpu { index, fd, starts } = inner.take_vcpu()?;
+        match inner.prepare_vcpu(index, &fd, starts, work) {
+            Ok((memory, devices, window)) => {
+                let block = map::vcpu_area(index) + map::VCPU_BLOCK;
+                let control = Arc::new(RunControl::new(inner.base_memory.clone(), block).map_err(Error::EventLoop)?);
+                let vcpu = Vcpu { fd, devices, memory };
+                run::spawn(inner.clone(), index, starts + 1, vcpu, control, window, origin)
+            }
+            Err(e) => {
+                inner.lock().idle.push(IdleVcpu { index, fd, starts });
+                Err(e)
             }
         }
     }
 
-    fn process(&mut self, events: Events, _ops: &mut EventOps) {
-        let reason = match events.fd() {
-            fd if fd == self.vcpu_done => StopReason::VcpuDone,
-            fd if Some(fd) == self.timer => StopReason::Timeout,
-            _ => StopReason::Kill,
+    /// A vCPU to run on: an idle one, or a new one.
+    fn take_vcpu(&self) -> Result<IdleVcpu, Error> {
+        let mut state = self.lock();
+        if state.poisoned {
+            return Err(Error::Poisoned);
+        }
+        if let Some(idle) = state.idle.pop() {
+            return Ok(idle);
+        }
+        if state.vcpus_created == MAX_VCPUS {
+            return Err(Error::TooManyVcpus);
+        }
+        let index = state.vcpus_created;
+        let fd = arch::create_vcpu(&self.kvm, &self.fd, &self.base_memory, index)?;
+        if index == 0 {
+            state.tsc_khz = fd.get_tsc_khz().map(u64::from).unwrap_or(0);
+        }
+        state.vcpus_created += 1;
+        Ok(IdleVcpu { index, fd, starts: 0 })
+    }
+
+    /// Writes the vCPU's area and registers; places the workload's window.
+    fn prepare_vcpu(
+        &self,
+        index: u32,
+        fd: &VcpuFd,
+        starts: u64,
+        work: Option<PreparedWorkload>,
+    ) -> Result<(GuestMemory, Devices, Option<Window>), Error> {
+        let area = map::vcpu_area(index);
+        let control = ControlDevice::new(self.base_memory.clone(), area + map::VCPU_BLOCK);
+        let (mut info, memory, console, window, stack_top) = match work {
+            None => {
+                let info = VcpuInfo {
+                    magic: VCPU_INFO_MAGIC,
+                    index,
+                    stack_bottom: area + map::VCPU_STACK,
+                    stack_top: area + map::VCPU_AREA_SIZE,
+                    ..Default::default()
+                };
+                (info, self.base_memory.clone(), None, None, area + map::VCPU_AREA_SIZE)
+            }
+            Some(work) => {
+                let window = self.place(&work)?;
+                let memory = window.view(&self.base).map_err(Error::Memory);
+                let memory = match memory {
+                    Ok(memory) => memory,
+                    Err(e) => {
+                        self.release(window, false);
+                        return Err(e);
+                    }
+                };
+                let info = window.vcpu_info(index, &work, mmio_base(index));
+                let high = queue_address_high(window.layout.heap.start);
+                let transport = MmioTransport::new(work.console, memory.clone(), high);
+                let console = ConsoleSlot { base: mmio_base(index), transport };
+                let stack_top = window.layout.stack.end;
+                (info, memory, Some(console), Some(window), stack_top)
+            }
         };
-        // The vCPU finishing wins over a timeout or kill that raced with it.
-        if self.reason != Some(StopReason::VcpuDone) {
-            self.reason = Some(reason);
+        let setup = (|| {
+            let cr3 = self.lock().space.root();
+            arch::configure_vcpu(fd, self.entry, index, stack_top, cr3, starts)?;
+            info.tsc_khz = self.lock().tsc_khz;
+            info.random_seed = boot_info::random_seed()?;
+            (info.clock_tsc, info.clock_realtime_ns) = arch::clock_sample(fd);
+            write_vcpu_area(&self.base_memory, index, &info)?;
+            Ok::<(), Error>(())
+        })();
+        if let Err(e) = setup {
+            if let Some(window) = window {
+                self.release(window, false);
+            }
+            return Err(e);
         }
+        let devices = Devices { serial: self.serial.clone(), control, console };
+        Ok((memory, devices, window))
+    }
+
+    /// A window for `work`: memory slot, contents, page tables.
+    fn place(&self, work: &PreparedWorkload) -> Result<Window, Error> {
+        let index = self.lock().windows.take().ok_or(Error::NoWindow)?;
+        let window = match Window::create(&self.fd, index, work) {
+            Ok(window) => window,
+            Err(e) => {
+                self.lock().windows.give_back(index, true);
+                return Err(e.into());
+            }
+        };
+        let mapped = self.lock().space.map_window(&self.base_memory, &window.layout);
+        if let Err(e) = mapped {
+            self.release(window, false);
+            return Err(e.into());
+        }
+        Ok(window)
+    }
+
+    /// Takes a window back out of the VM: page tables, memory slot, address (`clean`: reusable).
+    pub(crate) fn release(&self, window: Window, clean: bool) {
+        let mut state = self.lock();
+        // Unmapping only frees tables; a failure to write them leaves a stale mapping of an
+        // address with no memory slot, which the guest can only read as MMIO: never reuse it.
+        let unmapped = state.space.unmap_window(&self.base_memory, &window.layout).is_ok();
+        state.windows.give_back(window.index, clean && unmapped);
+        drop(state);
+        window.remove(&self.fd);
+    }
+
+    /// A vCPU whose run ended, for the next workload.
+    pub(crate) fn park_vcpu(&self, vcpu: IdleVcpu) {
+        self.lock().idle.push(vcpu);
+    }
+
+    /// A vCPU was stopped before its guest released its kernel-wide locks.
+    pub(crate) fn poison(&self) {
+        self.lock().poisoned = true;
+    }
+
+    pub(crate) fn created(&self) -> Instant {
+        self.created
     }
 }
 
-fn wait_for_stop(shared: &VcpuShared, kill: &EventFd, timer: Option<&TimerFd>) -> Result<StopReason, Error> {
-    let mut manager = EventManager::<Supervisor>::new()?;
-    let id = manager.add_subscriber(Supervisor {
-        vcpu_done: shared.done.as_raw_fd(),
-        kill: kill.as_raw_fd(),
-        timer: timer.map(|t| t.as_raw_fd()),
-        reason: None,
-    });
-    loop {
-        if let Some(reason) = manager.subscriber_mut(id)?.reason {
-            return Ok(reason);
-        }
-        manager.run()?;
-    }
-}
-
-/// Makes the vCPU thread leave `KVM_RUN` (or a WAIT) and waits until it has.
-fn stop_vcpu(shared: &VcpuShared, thread: &thread::JoinHandle<(Result<VcpuStop, VcpuError>, Instant)>) {
-    shared.stop.store(true, Ordering::Release);
-    let _ = shared.wake.write(1);
-    // A kick that lands just before the thread enters KVM_RUN is lost, so kick until it is out.
-    while !thread.is_finished() {
-        let _ = thread.kill(vcpu::kick_signal());
-        thread::sleep(Duration::from_micros(200));
-    }
+/// Writes vCPU `index`'s block (its address and index, nothing else) and info.
+fn write_vcpu_area(memory: &GuestMemory, index: u32, info: &VcpuInfo) -> Result<(), Error> {
+    let area = map::vcpu_area(index);
+    let mut block = [0u8; map::PAGE_SIZE as usize];
+    block[0..8].copy_from_slice(&(area + map::VCPU_BLOCK).to_le_bytes());
+    block[8..12].copy_from_slice(&index.to_le_bytes());
+    let write = |bytes: &[u8], at: u64| memory.write_slice(bytes, GuestAddress(at)).map_err(BootInfoError::Write);
+    write(&block, area + map::VCPU_BLOCK)?;
+    write(info.as_bytes(), area + map::VCPU_INFO)?;
+    Ok(())
 }

@@ -1,7 +1,7 @@
 //! The boot info: what the VMM tells the guest before its first instruction.
 //!
 //! The VMM writes one [`BootInfo`] at [`crate::memory_map::BOOT_INFO`] (mapped read-only for the
-//! guest) and passes its address in `RDI`. The guest checks `magic`, `abi_version` and `size`
+//! guest) and passes its address in `RDI` to every vCPU. The guest checks `magic`, `abi_version` and `size`
 //! before it trusts any other field.
 
 use core::mem::{offset_of, size_of};
@@ -9,8 +9,9 @@ use core::mem::{offset_of, size_of};
 /// `b"WASMCELL"` read as a little-endian `u64`.
 pub const BOOT_INFO_MAGIC: u64 = u64::from_le_bytes(*b"WASMCELL");
 
-/// Everything the guest needs to know to start. All addresses are guest-physical, which the
-/// VMM's page tables identity-map to guest-virtual.
+/// What the whole VM shares: its base RAM, kernel heap and diagnostics. Each vCPU
+/// also gets its own `crate::vcpu::VcpuInfo`. All addresses are guest-physical, which the VMM's
+/// page tables identity-map to guest-virtual.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BootInfo {
@@ -20,55 +21,33 @@ pub struct BootInfo {
     pub abi_version: u32,
     /// `size_of::<BootInfo>()` as the VMM knows it.
     pub size: u32,
-    /// Bytes of guest RAM, starting at guest-physical 0.
+    /// Bytes of base RAM, starting at guest-physical 0 (workload windows come on top).
     pub ram_size: u64,
-    /// First byte of the heap (page aligned). The heap is mapped user read-write, no-execute.
+    /// First byte of the kernel heap (page aligned). The heap is mapped user read-write,
+    /// no-execute; workloads have heaps of their own in their windows.
     pub heap_start: u64,
-    /// One past the last byte of the heap (page aligned).
+    /// One past the last byte of the kernel heap (page aligned).
     pub heap_end: u64,
-    /// Lowest usable byte of the boot stack; the page below it is a guard (unmapped).
-    pub stack_bottom: u64,
-    /// One past the highest byte of the boot stack; the guest is entered with
-    /// `RSP = stack_top - 8`, as if `_start` had been called.
-    pub stack_top: u64,
-    /// TSC frequency in kHz as KVM reports it (0 if unknown).
-    pub tsc_khz: u64,
-    /// Seed for the guest's CSPRNG, from the host's getrandom.
-    pub random_seed: [u8; 32],
-    /// A diagnostic the guest runs instead of its normal work (see [`SelfTest`]).
+    /// A diagnostic a vCPU without a workload runs (see [`SelfTest`]).
     pub selftest: SelfTest,
     /// How much the guest writes to its serial log: [`LOG_OFF`] or [`LOG_INFO`].
     pub log_level: u32,
-    /// Zero.
-    pub reserved: u32,
-    /// CPU features the workload was compiled for (`crate::cpu_features` bits); the guest
-    /// answers wasmtime's feature detection from these.
-    pub cpu_features: u64,
-    /// The precompiled module (page aligned, mapped read + execute), or 0 for none.
-    pub payload_addr: u64,
-    /// Its length in bytes.
-    pub payload_len: u64,
-    /// The workload description (`crate::workload`, mapped read-only), or 0 for none.
-    pub workload_addr: u64,
-    /// Its length in bytes.
-    pub workload_len: u64,
-    /// The guest's TSC and the host's `CLOCK_REALTIME` (ns since the Unix epoch), sampled
-    /// together by the VMM just before boot: the guest's clocks count TSC ticks from there.
-    pub clock_tsc: u64,
-    /// See `clock_tsc`.
-    pub clock_realtime_ns: u64,
-    /// The preopened directories (`crate::archive`, mapped read-only), or 0 for none.
-    pub files_addr: u64,
-    /// Its length in bytes.
-    pub files_len: u64,
+    /// [`POD`] or 0.
+    pub flags: u32,
 }
+
+/// [`BootInfo::flags`]: the VM is a pod's and outlives its workloads. A vCPU without a workload
+/// reports boot done and parks (the VM waits for workloads) instead of running the self-test and
+/// exiting; a workload releases everything it registered in the kernel before it ends, so that
+/// its window can serve the next one. (Without it, the VM ends with its one workload.)
+pub const POD: u32 = 1;
 
 /// The guest writes nothing to its serial log (panics still reach the VMM).
 pub const LOG_OFF: u32 = 0;
 /// The guest logs its boot and self-test results.
 pub const LOG_INFO: u32 = 1;
 
-/// A diagnostic request carried in the boot info. The VMM's tests and `wasmcell boot --selftest`
+/// A diagnostic request carried in the boot info, run by a vCPU without a workload. The VMM's tests and `wasmcell boot --selftest`
 /// use it to drive every way a guest can end, on real KVM.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -112,22 +91,10 @@ const _: () = {
     assert!(offset_of!(BootInfo, ram_size) == 16);
     assert!(offset_of!(BootInfo, heap_start) == 24);
     assert!(offset_of!(BootInfo, heap_end) == 32);
-    assert!(offset_of!(BootInfo, stack_bottom) == 40);
-    assert!(offset_of!(BootInfo, stack_top) == 48);
-    assert!(offset_of!(BootInfo, tsc_khz) == 56);
-    assert!(offset_of!(BootInfo, random_seed) == 64);
-    assert!(offset_of!(BootInfo, selftest) == 96);
-    assert!(offset_of!(BootInfo, log_level) == 104);
-    assert!(offset_of!(BootInfo, cpu_features) == 112);
-    assert!(offset_of!(BootInfo, payload_addr) == 120);
-    assert!(offset_of!(BootInfo, payload_len) == 128);
-    assert!(offset_of!(BootInfo, workload_addr) == 136);
-    assert!(offset_of!(BootInfo, workload_len) == 144);
-    assert!(offset_of!(BootInfo, clock_tsc) == 152);
-    assert!(offset_of!(BootInfo, clock_realtime_ns) == 160);
-    assert!(offset_of!(BootInfo, files_addr) == 168);
-    assert!(offset_of!(BootInfo, files_len) == 176);
-    assert!(size_of::<BootInfo>() == 184);
+    assert!(offset_of!(BootInfo, selftest) == 40);
+    assert!(offset_of!(BootInfo, log_level) == 48);
+    assert!(offset_of!(BootInfo, flags) == 52);
+    assert!(size_of::<BootInfo>() == 56);
     // It must fit in its page of the memory map.
     assert!(size_of::<BootInfo>() <= crate::memory_map::PAGE_SIZE as usize);
 };

@@ -1,10 +1,12 @@
 //! The contract between the wasmcell VMM (host) and the wasmcell guest unikernel.
 //!
 //! This crate is the only thing the two sides share. The VMM builds the guest's address space
-//! from [`memory_map`], writes a [`BootInfo`] at [`memory_map::BOOT_INFO`], and starts the guest
-//! at its ELF entry point in CPL 3 with `RDI` = the boot-info address. From then on the guest
-//! talks to the VMM only through devices: the [`control`] device (exit, boot-done, panic, wait,
-//! fault report) and, on x86-64, a 16550 serial port for its log.
+//! from [`memory_map`], writes a [`BootInfo`] at [`memory_map::BOOT_INFO`], and starts each vCPU
+//! at the guest's ELF entry point in CPL 3 with `RDI` = the boot-info address and `RSI` = the
+//! vCPU's own [`vcpu::VcpuInfo`]: a workload to run, or none. From then on the guest talks to
+//! the VMM only through devices: the [`control`] device (exit, boot-done, panic, wait, park,
+//! fault report), each workload's virtio-console, and, on x86-64, a 16550 serial port for its
+//! log.
 //!
 //! Any change to a layout in this crate that an older peer would misread bumps [`ABI_VERSION`];
 //! the guest refuses to run with a boot info whose version differs from its own
@@ -22,10 +24,11 @@ pub mod cpu_features;
 pub mod devices;
 pub mod exit;
 pub mod memory_map;
+pub mod vcpu;
 pub mod wasi;
 pub mod workload;
 
 pub use boot_info::{BootInfo, SelfTest};
 
 /// Version of every layout in this crate. Bumped on any incompatible change.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;

@@ -5,21 +5,33 @@
 //! 0x0000_0000  null guard page                     unmapped
 //! 0x0000_1000  GDT                                 supervisor rw
 //! 0x0000_2000  IDT                                 supervisor ro
-//! 0x0000_3000  TSS                                 supervisor rw
 //! 0x0000_4000  exception stubs                     supervisor rx
-//! 0x0000_6000  exception stack (8 KiB)             supervisor rw   (guard page below)
-//! 0x0000_9000  double-fault stack (4 KiB)          supervisor rw   (guard page below)
-//! 0x0001_0000  page tables (up to 960 KiB)         not mapped; the MMU reads them physically
-//! 0x0010_0000  boot info                           user ro
-//! 0x0010_1000  control block                       user rw
-//! 0x0020_0000  boot stack guard page               unmapped
-//! 0x0020_1000  boot stack (2 MiB - 4 KiB)          user rw
+//! 0x0000_f000  boot info                           user ro
+//! 0x0001_0000  vCPU areas, 64 KiB each (below)     per page
+//! 0x0021_0000  page tables (up to 1984 KiB)        not mapped; the MMU reads them physically
 //! 0x0040_0000  guest image (ELF, linked here)      user, per segment: r-x / r-- / rw-
-//! image end    heap, up to the end of RAM          user rw
+//! image end    kernel heap, up to the end of RAM   user rw
 //! 0xc000_0000  MMIO window (1 GiB)                 user rw, uncached
+//! 0x1_0000_0000 + k × 4 GiB   workload window k    per part (a KVM memory slot of its own)
 //! ```
-//! Everything user-visible is mapped no-execute except the image's code segment. RAM is at
-//! most [`RAM_MAX`] so that it never reaches the MMIO window.
+//!
+//! A vCPU area holds what one vCPU needs for itself:
+//!
+//! ```text
+//! +0x0000  vCPU block (`crate::vcpu::VcpuBlock`)   user rw   (the vCPU's GS base)
+//! +0x1000  vCPU info (`crate::vcpu::VcpuInfo`)     user ro
+//! +0x2000  TSS + I/O permission bitmap             supervisor rw
+//! +0x3000  double-fault/NMI/MC stack (IST1)        supervisor rw
+//! +0x4000  exception stack (RSP0), 8 KiB           supervisor rw
+//! +0x6000  boot-stack guard page                   unmapped
+//! +0x7000  boot stack, 36 KiB                      user rw   (for a vCPU without a workload)
+//! ```
+//!
+//! A workload brings its own RAM: a window the VMM maps when it adds the workload and removes
+//! when the workload ends, holding its module, inputs, stack and heap (`crate::vcpu::VcpuInfo`
+//! says where each part is). Everything user-visible is mapped no-execute except the image's
+//! code segment and a workload's module. Base RAM is at most [`RAM_MAX`] so that it never
+//! reaches the MMIO window.
 
 /// Size of a small page.
 pub const PAGE_SIZE: u64 = 0x1000;
@@ -32,36 +44,40 @@ pub const NULL_GUARD: u64 = 0x0;
 pub const GDT: u64 = 0x1000;
 /// Interrupt descriptor table (x86-64).
 pub const IDT: u64 = 0x2000;
-/// Task-state segment (x86-64): the stacks used when a fault leaves CPL 3.
-pub const TSS: u64 = 0x3000;
 /// The CPL 0 exception stubs, [`EXCEPTION_STUB_SIZE`] bytes per vector.
 pub const EXCEPTION_STUBS: u64 = 0x4000;
 /// Bytes per exception stub.
 pub const EXCEPTION_STUB_SIZE: u64 = 16;
 /// Number of exception vectors with a stub (all architectural exceptions).
 pub const EXCEPTION_VECTORS: u64 = 32;
-/// Bottom of the stack used by exceptions taken from CPL 3.
-pub const EXCEPTION_STACK: u64 = 0x6000;
-/// Top of that stack (exclusive).
-pub const EXCEPTION_STACK_TOP: u64 = 0x8000;
-/// Bottom of the stack used for double faults, NMI and machine checks (IST 1).
-pub const DOUBLE_FAULT_STACK: u64 = 0x9000;
-/// Top of that stack (exclusive).
-pub const DOUBLE_FAULT_STACK_TOP: u64 = 0xa000;
-/// First page of the page-table pool.
-pub const PAGE_TABLES: u64 = 0x1_0000;
-/// End of the page-table pool (exclusive).
-pub const PAGE_TABLES_END: u64 = 0x10_0000;
 /// The [`crate::BootInfo`] page.
-pub const BOOT_INFO: u64 = 0x10_0000;
-/// The [`crate::control::ControlBlock`] page.
-pub const CONTROL_BLOCK: u64 = 0x10_1000;
-/// Unmapped page below the boot stack.
-pub const STACK_GUARD: u64 = 0x20_0000;
-/// Lowest byte of the boot stack.
-pub const STACK_BOTTOM: u64 = STACK_GUARD + PAGE_SIZE;
-/// One past the highest byte of the boot stack.
-pub const STACK_TOP: u64 = 0x40_0000;
+pub const BOOT_INFO: u64 = 0xf000;
+
+/// First vCPU area.
+pub const VCPU_AREAS: u64 = 0x1_0000;
+/// Bytes per vCPU area.
+pub const VCPU_AREA_SIZE: u64 = 0x1_0000;
+/// Most vCPUs a VM has: one per running workload, plus the boot vCPU of a pod.
+pub const MAX_VCPUS: u32 = 32;
+/// Offset of the vCPU block (user rw) in a vCPU area.
+pub const VCPU_BLOCK: u64 = 0x0000;
+/// Offset of the vCPU info (user ro).
+pub const VCPU_INFO: u64 = 0x1000;
+/// Offset of the TSS (supervisor rw).
+pub const VCPU_TSS: u64 = 0x2000;
+/// Offset of the IST1 stack's bottom; its top is [`VCPU_EXCEPTION_STACK`].
+pub const VCPU_IST_STACK: u64 = 0x3000;
+/// Offset of the exception stack's bottom; its top is [`VCPU_STACK_GUARD`].
+pub const VCPU_EXCEPTION_STACK: u64 = 0x4000;
+/// Offset of the unmapped page below the boot stack.
+pub const VCPU_STACK_GUARD: u64 = 0x6000;
+/// Offset of the boot stack's lowest byte; the stack runs to the end of the area.
+pub const VCPU_STACK: u64 = 0x7000;
+
+/// First page of the page-table pool.
+pub const PAGE_TABLES: u64 = VCPU_AREAS + MAX_VCPUS as u64 * VCPU_AREA_SIZE;
+/// End of the page-table pool (exclusive).
+pub const PAGE_TABLES_END: u64 = 0x40_0000;
 /// Where the guest image is linked and loaded.
 pub const IMAGE_START: u64 = 0x40_0000;
 /// The image must end below this address.
@@ -70,13 +86,35 @@ pub const IMAGE_LIMIT: u64 = 0x200_0000;
 pub const MMIO_START: u64 = 0xc000_0000;
 /// End of the MMIO window (exclusive).
 pub const MMIO_END: u64 = 0x1_0000_0000;
-/// Largest amount of RAM the layout allows.
+/// Largest amount of base RAM the layout allows.
 pub const RAM_MAX: u64 = MMIO_START;
+
+/// Guest-physical address of workload window 0.
+pub const WINDOWS_START: u64 = 0x1_0000_0000;
+/// Distance between two windows; a window's RAM is at most [`WINDOW_MAX`].
+pub const WINDOW_SPAN: u64 = 0x1_0000_0000;
+/// Largest window.
+pub const WINDOW_MAX: u64 = 3 << 30;
+/// Number of window addresses (all below 4 TiB + 4 GiB, inside any x86-64 guest's physical
+/// address space).
+pub const MAX_WINDOWS: u32 = 1024;
+
+/// The base address of vCPU `index`'s area.
+pub const fn vcpu_area(index: u32) -> u64 {
+    VCPU_AREAS + index as u64 * VCPU_AREA_SIZE
+}
+
+/// The guest-physical base of workload window `index`.
+pub const fn window_base(index: u32) -> u64 {
+    WINDOWS_START + index as u64 * WINDOW_SPAN
+}
 
 const _: () = {
     assert!(EXCEPTION_STUBS + EXCEPTION_VECTORS * EXCEPTION_STUB_SIZE <= EXCEPTION_STUBS + PAGE_SIZE);
-    assert!(STACK_TOP == IMAGE_START);
-    assert!(STACK_TOP.is_multiple_of(16));
-    assert!(PAGE_TABLES_END <= BOOT_INFO);
+    assert!(BOOT_INFO + PAGE_SIZE <= VCPU_AREAS);
+    assert!(VCPU_STACK < VCPU_AREA_SIZE && VCPU_AREA_SIZE.is_multiple_of(16));
+    assert!(PAGE_TABLES < PAGE_TABLES_END && PAGE_TABLES_END <= IMAGE_START);
     assert!(IMAGE_LIMIT <= RAM_MAX);
+    assert!(WINDOW_MAX <= WINDOW_SPAN && MMIO_END <= WINDOWS_START);
+    assert!(window_base(MAX_WINDOWS) <= 1 << 46);
 };

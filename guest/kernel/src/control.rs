@@ -1,11 +1,11 @@
-//! The guest's side of the control device: how it ends, marks boot done, reports a panic and
-//! waits. Register meanings are in `wasmcell_abi::control`.
+//! The guest's side of the control device: how a vCPU ends, marks boot done, reports a panic,
+//! waits, parks and reaches a safe point. Register meanings are in `wasmcell_abi::control`; every
+//! write concerns the vCPU that makes it.
 
-use crate::arch;
-use wasmcell_abi::control::{self as reg, ControlBlock, BOOT_DONE_MAGIC, MESSAGE_MAX};
-use wasmcell_abi::memory_map::CONTROL_BLOCK;
+use crate::{arch, vcpu};
+use wasmcell_abi::control::{self as reg, BOOT_DONE_MAGIC, MESSAGE_MAX};
 
-/// Stops the VM with `code`. The VMM never resumes the vCPU after this write.
+/// Ends this vCPU's work with `code`. The VMM never resumes the vCPU after this write.
 pub fn exit(code: u32) -> ! {
     arch::control_write(reg::EXIT, code);
     // Unreachable with a correct VMM; spinning keeps the guest harmless if one resumes us.
@@ -24,7 +24,21 @@ pub fn wait(micros: u32) {
     arch::control_write(reg::WAIT, micros);
 }
 
-/// Appends to the control block's message buffer, dropping what does not fit.
+/// Tells the VMM this vCPU has nothing to do; it is not resumed.
+pub fn park() -> ! {
+    arch::control_write(reg::PARK, 0);
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// Tells the VMM this vCPU holds no lock while it wants it stopped: it stops here (the write
+/// does not return then).
+pub fn safe_point() {
+    arch::control_write(reg::SAFE_POINT, 0);
+}
+
+/// Appends to this vCPU's message buffer (in its block), dropping what does not fit.
 pub struct MessageWriter {
     len: usize,
 }
@@ -43,11 +57,11 @@ impl MessageWriter {
 impl core::fmt::Write for MessageWriter {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
         let take = s.len().min(MESSAGE_MAX - self.len);
-        // SAFETY: the control block page is mapped user read-write for the guest's whole life;
-        // one message is written at a time (the guest is single-threaded and stops after
-        // sending it), and `take` keeps the copy inside the buffer.
+        // SAFETY: the vCPU's block is mapped user read-write for the VM's whole life and only
+        // this vCPU writes its message, one at a time (it stops after sending it); `take` keeps
+        // the copy inside the buffer.
         unsafe {
-            let dst = (*(CONTROL_BLOCK as *mut ControlBlock)).message.as_mut_ptr();
+            let dst = (&raw mut (*vcpu::block()).message).cast::<u8>();
             core::ptr::copy_nonoverlapping(s.as_ptr(), dst.add(self.len), take);
         }
         self.len += take;
@@ -62,12 +76,12 @@ fn report(register: u16, message: &str, code: u32) -> ! {
     exit(code)
 }
 
-/// Reports a trap with its message and backtrace; the VM stops.
+/// Reports a trap with its message and backtrace; the vCPU stops.
 pub fn report_trap(message: &str) -> ! {
     report(reg::TRAP, message, crate::runtime::TRAP_EXIT_CODE)
 }
 
-/// Reports that the workload could not start; the VM stops.
+/// Reports that the workload could not start; the vCPU stops.
 pub fn report_workload_error(message: &str) -> ! {
     report(reg::WORKLOAD_ERROR, message, 1)
 }

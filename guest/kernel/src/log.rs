@@ -1,7 +1,13 @@
-//! The guest log: formatted lines to the serial console, one VM exit per line.
+//! The guest log: formatted lines to the serial console, one VM exit per line (where the host
+//! batches string I/O). A kernel-wide lock keeps lines of different vCPUs apart.
 
+use crate::sync::CountedSpinlock;
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, Ordering};
+use talc::lock_api::Mutex;
+
+/// Serialises writes to the one serial port.
+static PORT: Mutex<CountedSpinlock, ()> = Mutex::new(());
 
 /// Whether the boot info asked for a log. Off costs nothing: a serial byte is a VM exit.
 static ENABLED: AtomicBool = AtomicBool::new(false);
@@ -30,6 +36,7 @@ impl LineWriter {
 
     fn flush(&mut self) {
         if self.len > 0 {
+            let _port = PORT.lock();
             crate::arch::console_write(&self.buf[..self.len]);
             self.len = 0;
         }

@@ -54,17 +54,17 @@ fn boot(plan: Plan) -> Result<i32, String> {
     let stdout = output(&plan.stdout)?;
     let stderr = output(&plan.stderr)?;
     let config = VmConfig {
-        memory: MemorySize::from_mib(vm_plan.memory_mib).map_err(|e| e.to_string())?,
         workload: Some(Workload {
             artifact,
             cpu_features: vm_plan.cpu_features,
             args: vm_plan.args,
             env: vm_plan.env,
             preopens: vec![Preopen { host: vm_plan.rootfs, guest: "/".into() }],
+            memory: MemorySize::from_mib(vm_plan.memory_mib).map_err(|e| e.to_string())?,
+            stdin: input(&plan.stdin)?,
+            stdout,
+            stderr,
         }),
-        stdin: input(&plan.stdin)?,
-        stdout,
-        stderr,
         log_level: LOG_OFF,
         ..Default::default()
     };

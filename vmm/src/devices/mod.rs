@@ -1,7 +1,9 @@
-//! The guest's devices and the port-I/O bus the vCPU thread dispatches exits to.
+//! The devices one vCPU reaches, and the port-I/O and MMIO bus its thread dispatches exits to.
 //!
-//! Both devices live on the vCPU's thread: their registers are touched only by that vCPU's
-//! exits, so no locking is needed. One folder per device.
+//! Each vCPU has its own control device and, if it runs a workload, that workload's console:
+//! their registers are touched only by that vCPU's exits, so they need no locking, and no vCPU
+//! can reach another's console (its address decodes to nothing). The serial log is the VM's one
+//! shared device. One folder per device.
 
 pub mod control;
 pub mod serial;
@@ -9,23 +11,30 @@ pub mod virtio;
 
 use control::{ControlAction, ControlDevice};
 use serial::SerialConsole;
+use std::sync::{Arc, Mutex};
 use virtio::console::Console;
 use virtio::mmio::MmioTransport;
 use wasmcell_abi::control::{X86_PORT_BASE, X86_PORT_COUNT};
-use wasmcell_abi::devices::console::{MMIO_BASE as CONSOLE_BASE, MMIO_SIZE as CONSOLE_SIZE};
+use wasmcell_abi::devices::console::MMIO_SIZE as CONSOLE_SIZE;
 
-/// Every device of one VM.
+/// A workload's console and the guest-physical base of its register block.
+pub struct ConsoleSlot {
+    pub base: u64,
+    pub transport: MmioTransport<Console>,
+}
+
+/// Every device of one vCPU.
 pub struct Devices {
-    pub serial: SerialConsole,
+    pub serial: Arc<Mutex<SerialConsole>>,
     pub control: ControlDevice,
-    pub console: MmioTransport<Console>,
+    pub console: Option<ConsoleSlot>,
 }
 
 impl Devices {
     /// A guest `out` (or `rep outs`) to `port`.
     pub fn io_out(&mut self, port: u16, data: &[u8]) -> ControlAction {
         if let Some(offset) = offset_in(port, SerialConsole::PORT_BASE, SerialConsole::PORT_COUNT) {
-            self.serial.write(offset as u8, data);
+            self.serial.lock().unwrap_or_else(|e| e.into_inner()).write(offset as u8, data);
         } else if let Some(offset) = offset_in(port, X86_PORT_BASE, X86_PORT_COUNT) {
             return self.control.write(offset, data);
         }
@@ -36,31 +45,38 @@ impl Devices {
     /// A guest `in` from `port`.
     pub fn io_in(&mut self, port: u16, data: &mut [u8]) {
         if let Some(offset) = offset_in(port, SerialConsole::PORT_BASE, SerialConsole::PORT_COUNT) {
-            self.serial.read(offset as u8, data);
+            self.serial.lock().unwrap_or_else(|e| e.into_inner()).read(offset as u8, data);
         } else {
             // Reads from nothing see a floating bus.
             data.fill(0xff);
         }
     }
-}
 
-impl Devices {
     /// The stdin fd to watch while the guest waits, if the guest is waiting for stdin.
     pub fn console_input_fd(&mut self) -> Option<std::os::fd::RawFd> {
-        let (console, queues, memory) = self.console.device_and_queues();
+        let (console, queues, memory) = self.console.as_mut()?.transport.device_and_queues();
         console.wants_input(queues, memory).then(|| console.input_fd()).flatten()
     }
 
     /// Delivers stdin that became readable while the guest waited.
     pub fn deliver_console_input(&mut self) {
-        let (console, queues, memory) = self.console.device_and_queues();
-        console.fill_stdin(queues, memory);
+        if let Some(slot) = &mut self.console {
+            let (console, queues, memory) = slot.transport.device_and_queues();
+            console.fill_stdin(queues, memory);
+        }
+    }
+
+    /// The console's register offset for guest-physical `addr`, if it is this vCPU's console.
+    fn console_at(&mut self, addr: u64) -> Option<(&mut MmioTransport<Console>, u64)> {
+        let slot = self.console.as_mut()?;
+        let offset = addr.checked_sub(slot.base).filter(|&o| o < CONSOLE_SIZE)?;
+        Some((&mut slot.transport, offset))
     }
 
     /// A guest MMIO read at guest-physical `addr`.
     pub fn mmio_read(&mut self, addr: u64, data: &mut [u8]) {
-        match addr.checked_sub(CONSOLE_BASE).filter(|&o| o < CONSOLE_SIZE) {
-            Some(offset) => self.console.read(offset, data),
+        match self.console_at(addr) {
+            Some((console, offset)) => console.read(offset, data),
             // Reads from nothing see a floating bus.
             None => data.fill(0xff),
         }
@@ -68,9 +84,14 @@ impl Devices {
 
     /// A guest MMIO write at guest-physical `addr`.
     pub fn mmio_write(&mut self, addr: u64, data: &[u8]) {
-        if let Some(offset) = addr.checked_sub(CONSOLE_BASE).filter(|&o| o < CONSOLE_SIZE) {
-            self.console.write(offset, data);
+        if let Some((console, offset)) = self.console_at(addr) {
+            console.write(offset, data);
         }
+    }
+
+    /// Pushes buffered output out, at the end of a run.
+    pub fn flush(&mut self) {
+        self.serial.lock().unwrap_or_else(|e| e.into_inner()).flush();
     }
 }
 

@@ -14,35 +14,57 @@ use alloc::format;
 use alloc::string::String;
 use core::ptr::NonNull;
 use wasmcell_abi::archive::Archive;
+use wasmcell_abi::vcpu::VcpuInfo;
 use wasmcell_abi::workload::Workload;
-use wasmcell_abi::BootInfo;
 use wasmtime::{Linker, Module, Store, Trap};
 
 /// The exit status `wasmtime run` gives a trapping module on Unix (128 + SIGABRT).
 pub const TRAP_EXIT_CODE: u32 = 134;
 
-/// Runs the workload the boot info describes; returns the exit code for the control device.
-pub fn run(info: &BootInfo) -> u32 {
-    let (mut store, start) = match prepare(info) {
-        Ok(ready) => ready,
-        Err(message) => control::report_workload_error(&message),
-    };
-    control::boot_done();
-    match start.call(&mut store, ()) {
-        Ok(()) => 0,
-        Err(error) => {
-            if let Some(exit) = error.downcast_ref::<WasiExit>() {
-                // As on a Unix host: only the low 8 bits of the status survive.
-                return exit.0 & 0xff;
-            }
-            let message = if error.is::<Trap>() { format!("{error:?}") } else { format!("{error:#}") };
-            control::report_trap(&message)
-        }
+/// How a workload ended, once everything wasmtime held for it is gone.
+enum Ended {
+    Exit(u32),
+    Trap(String),
+    CannotStart(String),
+}
+
+/// Runs the workload this vCPU's info describes and reports how it ended on the control device.
+/// In a pod (`release`), wasmtime's engine, module and store are dropped before the report, so
+/// a workload that ends by itself leaves nothing registered in the kernel (wasmtime's code
+/// registry) and the VMM can give its window to the next workload; otherwise the VM ends with
+/// the workload and the teardown would be wasted.
+pub fn run(info: &VcpuInfo, release: bool) -> ! {
+    match execute(info, release) {
+        Ended::Exit(code) => control::exit(code),
+        Ended::Trap(message) => control::report_trap(&message),
+        Ended::CannotStart(message) => control::report_workload_error(&message),
     }
 }
 
+fn execute(info: &VcpuInfo, release: bool) -> Ended {
+    let (mut store, start) = match prepare(info) {
+        Ok(ready) => ready,
+        Err(message) => return Ended::CannotStart(message),
+    };
+    control::boot_done();
+    let ended = match start.call(&mut store, ()) {
+        Ok(()) => Ended::Exit(0),
+        Err(error) => match error.downcast_ref::<WasiExit>() {
+            // As on a Unix host: only the low 8 bits of the status survive.
+            Some(exit) => Ended::Exit(exit.0 & 0xff),
+            None if error.is::<Trap>() => Ended::Trap(format!("{error:?}")),
+            None => Ended::Trap(format!("{error:#}")),
+        },
+    };
+    if !release {
+        // The store holds the instance, module and engine: nothing of them is freed.
+        core::mem::forget(store);
+    }
+    ended
+}
+
 /// Everything up to calling `_start`; an error is a message for the user.
-fn prepare(info: &BootInfo) -> Result<(Store<WasiCtx>, wasmtime::TypedFunc<(), ()>), String> {
+fn prepare(info: &VcpuInfo) -> Result<(Store<WasiCtx>, wasmtime::TypedFunc<(), ()>), String> {
     let engine = platform::engine(info).map_err(|e| format!("cannot configure wasmtime: {e:#}"))?;
     let payload = platform::payload(info).ok_or("the VMM passed no module")?;
     // SAFETY: the payload is the VMM's copy of a host-compiled artifact, mapped read + execute

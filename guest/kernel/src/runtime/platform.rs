@@ -1,31 +1,30 @@
 //! What wasmtime needs from the platform: thread-local slots, code memory and CPU-feature
-//! detection, plus the payload and workload regions the VMM mapped for us.
+//! detection, plus the payload and workload regions the VMM mapped for us. Each workload has
+//! its own engine on its own vCPU, so all of these are the running vCPU's.
 
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use crate::vcpu;
+use core::sync::atomic::Ordering;
 use wasmcell_abi::cpu_features::x86_has;
-use wasmcell_abi::BootInfo;
+use wasmcell_abi::vcpu::VcpuInfo;
 use wasmtime::{Config, CustomCodeMemory, Engine};
 
-/// wasmtime's two TLS slots. One vCPU runs wasmtime today, so plain statics are the TLS.
-static TLS: [AtomicPtr<u8>; 2] = [AtomicPtr::new(core::ptr::null_mut()), AtomicPtr::new(core::ptr::null_mut())];
+// wasmtime's two TLS slots live in the running vCPU's block.
 
 #[no_mangle]
 extern "C" fn wasmtime_tls_get(slot: usize) -> *mut u8 {
-    TLS.get(slot).map_or(core::ptr::null_mut(), |s| s.load(Ordering::Relaxed))
+    vcpu::tls(slot).map_or(core::ptr::null_mut(), |s| s.load(Ordering::Relaxed) as *mut u8)
 }
 
 #[no_mangle]
 extern "C" fn wasmtime_tls_set(slot: usize, ptr: *mut u8) {
-    if let Some(s) = TLS.get(slot) {
-        s.store(ptr, Ordering::Relaxed);
+    if let Some(s) = vcpu::tls(slot) {
+        s.store(ptr as u64, Ordering::Relaxed);
     }
 }
 
-/// The CPU features the host compiled the payload for (boot info), for `detect_host_feature`.
-static CPU_FEATURES: AtomicU64 = AtomicU64::new(0);
-
+/// The CPU features the host compiled this vCPU's payload for.
 fn detect_host_feature(name: &str) -> Option<bool> {
-    x86_has(CPU_FEATURES.load(Ordering::Relaxed), name)
+    x86_has(vcpu::info().cpu_features, name)
 }
 
 /// Code memory is the payload itself: the VMM mapped it read + execute before boot and the
@@ -54,8 +53,7 @@ impl CustomCodeMemory for PayloadCodeMemory {
 }
 
 /// The engine: the shared configuration plus this platform's pieces.
-pub fn engine(info: &BootInfo) -> wasmtime::Result<Engine> {
-    CPU_FEATURES.store(info.cpu_features, Ordering::Relaxed);
+pub fn engine(info: &VcpuInfo) -> wasmtime::Result<Engine> {
     let mut config: Config = wasmcell_engine::config();
     let start = info.payload_addr as usize;
     let code = PayloadCodeMemory { start, end: start.saturating_add(info.payload_len as usize) };
@@ -73,17 +71,17 @@ pub fn engine(info: &BootInfo) -> wasmtime::Result<Engine> {
 }
 
 /// The payload the VMM mapped, if any.
-pub fn payload(info: &BootInfo) -> Option<&'static [u8]> {
+pub fn payload(info: &VcpuInfo) -> Option<&'static [u8]> {
     region(info.payload_addr, info.payload_len)
 }
 
 /// The workload blob the VMM mapped, if any.
-pub fn workload(info: &BootInfo) -> Option<&'static [u8]> {
+pub fn workload(info: &VcpuInfo) -> Option<&'static [u8]> {
     region(info.workload_addr, info.workload_len)
 }
 
 /// The preopened directories' archive the VMM placed, if any (`wasmcell_abi::archive`).
-pub fn files(info: &BootInfo) -> Option<&'static [u8]> {
+pub fn files(info: &VcpuInfo) -> Option<&'static [u8]> {
     region(info.files_addr, info.files_len)
 }
 
@@ -92,6 +90,6 @@ fn region(addr: u64, len: u64) -> Option<&'static [u8]> {
         return None;
     }
     // SAFETY: the VMM maps `[addr, addr + len)` readable for the guest's whole life and nothing
-    // writes it after boot (the boot info says so, and the boot info is the VMM's word).
+    // writes it while the workload runs (the vCPU info says so, and it is the VMM's word).
     Some(unsafe { core::slice::from_raw_parts(addr as *const u8, len as usize) })
 }

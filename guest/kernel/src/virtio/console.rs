@@ -12,8 +12,7 @@ use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::{DeviceStatus, Transport};
 use wasmcell_abi::control::WAIT_FOREVER;
 use wasmcell_abi::devices::console::{
-    CONTROL_RECEIVEQ, CONTROL_TRANSMITQ, MMIO_BASE, MMIO_SIZE, QUEUE_MAX_SIZE, STDERR_TRANSMITQ, STDIN_RECEIVEQ,
-    STDOUT_TRANSMITQ,
+    CONTROL_RECEIVEQ, CONTROL_TRANSMITQ, MMIO_SIZE, QUEUE_MAX_SIZE, STDERR_TRANSMITQ, STDIN_RECEIVEQ, STDOUT_TRANSMITQ,
 };
 
 const QUEUE_SIZE: usize = 16;
@@ -62,14 +61,19 @@ pub struct Console {
 }
 
 impl Console {
-    /// Finds and initialises the device, and completes the multiport handshake.
-    pub fn new() -> Result<Self, ConsoleError> {
-        let header = NonNull::new(MMIO_BASE as *mut VirtIOHeader).ok_or(ConsoleError::Init)?;
-        // SAFETY: the VMM maps the console's register block at `MMIO_BASE` (uncached, user
-        // read-write) for the guest's whole life, and only this driver touches it.
+    /// Finds and initialises the device whose register block is at `base` (the workload's, from
+    /// its vCPU info) and whose queue addresses' high halves reset to `address_high`, and
+    /// completes the multiport handshake.
+    pub fn new(base: u64, address_high: u32) -> Result<Self, ConsoleError> {
+        if base & (MMIO_SIZE - 1) != 0 {
+            return Err(ConsoleError::Init);
+        }
+        let header = NonNull::new(base as *mut VirtIOHeader).ok_or(ConsoleError::Init)?;
+        // SAFETY: the VMM maps the MMIO window (uncached, user read-write) for the guest's whole
+        // life; `base` is this workload's register block, which only this driver touches.
         let mmio = unsafe { MmioTransport::new(header, MMIO_SIZE as usize) }.map_err(|_| ConsoleError::Init)?;
         // SAFETY: as above; the transport resets the device (status 0) before any queue is set up.
-        let mut transport = unsafe { FreshTransport::new(mmio, MMIO_BASE as *mut u32, QUEUE_MAX_SIZE) };
+        let mut transport = unsafe { FreshTransport::new(mmio, base as *mut u32, QUEUE_MAX_SIZE, address_high) };
         transport.set_status(DeviceStatus::empty());
         transport.set_status(DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER);
         let features = transport.read_device_features();

@@ -2,9 +2,10 @@
 //! register access is a VM exit (~17 µs on nested KVM), and virtio-drivers asks every queue
 //! whether it is already in use and how large it may be (two reads, two selects) before
 //! setting it up, and writes all six address halves. Right after reset no queue is in use,
-//! every queue register is zero, and every queue's maximum size is
-//! `wasmcell_abi::devices::console::QUEUE_MAX_SIZE`: so this asks nothing and writes only the
-//! registers whose value changes. Everything else goes to the device.
+//! every queue register is zero but the address high halves, which hold the workload window's
+//! high bits (`wasmcell_abi::devices::console::queue_address_high`), and every queue's maximum
+//! size is `wasmcell_abi::devices::console::QUEUE_MAX_SIZE`: so this asks nothing and writes
+//! only the registers whose value changes. Everything else goes to the device.
 
 use virtio_drivers::transport::mmio::MmioTransport;
 use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
@@ -17,6 +18,8 @@ pub struct FreshTransport {
     /// The device's register block (the same one `inner` drives).
     registers: *mut u32,
     queue_max_size: u32,
+    /// What each queue address's high half holds after reset.
+    address_high: u32,
 }
 
 // virtio-mmio (version 2) register offsets.
@@ -29,13 +32,19 @@ const QUEUE_DEVICE_LOW: usize = 0x0a0;
 
 impl FreshTransport {
     /// Wraps `inner`, whose register block is at `registers`, whose device is reset before any
-    /// queue is set up, and whose queues all take `queue_max_size` entries.
+    /// queue is set up, whose queues all take `queue_max_size` entries and whose queue address
+    /// high halves reset to `address_high`.
     ///
     /// # Safety
     /// `registers` must be the virtio-mmio (version 2) register block `inner` drives, mapped
     /// for as long as the transport lives and touched by nothing else.
-    pub unsafe fn new(inner: MmioTransport<'static>, registers: *mut u32, queue_max_size: u16) -> Self {
-        Self { inner, registers, queue_max_size: u32::from(queue_max_size) }
+    pub unsafe fn new(
+        inner: MmioTransport<'static>,
+        registers: *mut u32,
+        queue_max_size: u16,
+        address_high: u32,
+    ) -> Self {
+        Self { inner, registers, queue_max_size: u32::from(queue_max_size), address_high }
     }
 
     fn write(&mut self, offset: usize, value: u32) {
@@ -44,11 +53,11 @@ impl FreshTransport {
         unsafe { self.registers.byte_add(offset).write_volatile(value) }
     }
 
-    /// Writes a 64-bit queue address as its two halves, skipping a zero high half: the register
-    /// is already zero after reset, and each write is a VM exit.
+    /// Writes a 64-bit queue address as its two halves, skipping the high half when it holds
+    /// its reset value already: each write is a VM exit.
     fn write_address(&mut self, low_offset: usize, address: PhysAddr) {
         self.write(low_offset, address as u32);
-        if address >> 32 != 0 {
+        if (address >> 32) as u32 != self.address_high {
             self.write(low_offset + 4, (address >> 32) as u32);
         }
     }

@@ -1,16 +1,17 @@
 //! Clocks and randomness: `clock_time_get`, `clock_res_get`, `random_get`.
 //!
-//! Time is the TSC (readable in CPL 3, no VM exit) counted from the sample the VMM took before
-//! boot (`clock_tsc` ↔ `clock_realtime_ns`). The CPU-time clocks count the same way: the guest
-//! runs one workload, so its CPU time is the time since boot, including any time the host
-//! descheduled the vCPU. Randomness is ChaCha20 seeded from the host's getrandom.
+//! Time is the TSC (readable in CPL 3, no VM exit) counted from the sample the VMM took just
+//! before the workload's vCPU started (`clock_tsc` ↔ `clock_realtime_ns`). The CPU-time clocks
+//! count the same way: a workload has its vCPU to itself, so its CPU time is the time since it
+//! started, including any time the host descheduled the vCPU. Randomness is ChaCha20 seeded
+//! from the host's getrandom, a seed per workload.
 
 use super::errno::{to_errno, Errno};
 use super::{write_bytes, WasiCtx, WasiLinker, MODULE};
 use crate::arch;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use wasmcell_abi::BootInfo;
+use wasmcell_abi::vcpu::VcpuInfo;
 use wasmtime::Caller;
 
 const REALTIME: u32 = 0;
@@ -26,7 +27,7 @@ pub struct Clocks {
 }
 
 impl Clocks {
-    pub fn new(info: &BootInfo) -> Self {
+    pub fn new(info: &VcpuInfo) -> Self {
         Self { tsc_base: info.clock_tsc, realtime_base_ns: info.clock_realtime_ns, tsc_khz: info.tsc_khz }
     }
 
@@ -72,7 +73,7 @@ impl Clocks {
 }
 
 /// The guest's CSPRNG.
-pub fn new_rng(info: &BootInfo) -> ChaCha20Rng {
+pub fn new_rng(info: &VcpuInfo) -> ChaCha20Rng {
     ChaCha20Rng::from_seed(info.random_seed)
 }
 

@@ -18,8 +18,8 @@ use alloc::collections::BTreeSet;
 use alloc::string::String;
 use alloc::vec::Vec;
 use wasmcell_abi::archive::Archive;
+use wasmcell_abi::vcpu::VcpuInfo;
 use wasmcell_abi::workload::Workload;
-use wasmcell_abi::BootInfo;
 use wasmtime::{Caller, Extern, IntoFunc, Linker, Memory, Module};
 
 pub use errno::Errno;
@@ -40,7 +40,7 @@ pub struct WasiCtx {
 
 impl WasiCtx {
     /// The context for `workload`, with the preopened directories of `files` (the VMM's archive).
-    pub fn new(workload: &Workload<'_>, files: Option<Archive<'static>>, info: &BootInfo) -> Self {
+    pub fn new(workload: &Workload<'_>, files: Option<Archive<'static>>, info: &VcpuInfo) -> Self {
         let preopens = files.map(wasmcell_guest_fs::preopens).unwrap_or_default();
         Self {
             fds: fd::FdTable::new(preopens),

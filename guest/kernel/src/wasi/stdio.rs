@@ -14,7 +14,9 @@ const MAX_TRANSFER: usize = 1 << 20;
 /// The console, brought up on first use: programs that never touch stdio never pay for it.
 pub(super) fn console(ctx: &mut WasiCtx) -> Result<&mut Console, Errno> {
     if ctx.console.is_none() {
-        ctx.console = Some(Console::new().map_err(|_| Errno::Io)?);
+        let info = crate::vcpu::info();
+        let high = wasmcell_abi::devices::console::queue_address_high(info.heap_start);
+        ctx.console = Some(Console::new(info.console_mmio, high).map_err(|_| Errno::Io)?);
     }
     ctx.console.as_mut().ok_or(Errno::Io)
 }

@@ -1,7 +1,8 @@
-//! The GDT, TSS and IDT the guest runs under, and the CPL 0 exception stubs the IDT points to.
+//! The GDT, the IDT, each vCPU's TSS, and the CPL 0 exception stubs the IDT points to.
 //!
 //! The guest itself never loads a descriptor: the VMM sets the segment registers directly
-//! (`regs.rs`). These tables exist for the CPU's own use when an exception leaves CPL 3: it reads
+//! (`regs.rs`), TR included, whose base is the vCPU's own TSS (faults on two vCPUs must not share
+//! a stack). These tables exist for the CPU's own use when an exception leaves CPL 3: it reads
 //! the IDT gate, switches to the TSS's stack and runs a stub. Each stub reports its vector on the
 //! control device's FAULT register and halts; the VMM reads the rest of the fault from the vCPU.
 //! The stubs are the only CPL 0 code there is, a handful of instructions run once per VM at most.
@@ -27,9 +28,15 @@ pub const TSS_LIMIT: u32 = TSS_SIZE as u32 - 1;
 /// GDT entries: null, kernel code, kernel data, user data, user code, TSS (two slots).
 pub const GDT_ENTRIES: usize = 7;
 
-/// Descriptors with the accessed bit preset, so the CPU never needs to write the GDT.
+/// Guest-physical address of vCPU `index`'s TSS.
+pub fn tss_address(index: u32) -> u64 {
+    map::vcpu_area(index) + map::VCPU_TSS
+}
+
+/// Descriptors with the accessed bit preset, so the CPU never needs to write the GDT. The TSS
+/// descriptor names vCPU 0's; every vCPU's TR is set directly, so it is never read.
 fn gdt() -> [u64; GDT_ENTRIES] {
-    let tss = map::TSS;
+    let tss = tss_address(0);
     let tss_low = u64::from(TSS_LIMIT)
         | (tss & 0xff_ffff) << 16
         | 0x89 << 40 // present, DPL 0, available 64-bit TSS
@@ -45,16 +52,19 @@ fn gdt() -> [u64; GDT_ENTRIES] {
     ]
 }
 
-/// The TSS: `RSP0` for faults from CPL 3, `IST1` for faults that must not trust any stack, and
-/// an I/O permission bitmap that allows exactly the guest's device ports.
+/// vCPU `index`'s TSS: `RSP0` for faults from CPL 3, `IST1` for faults that must not trust any
+/// stack (both in the vCPU's area), and an I/O permission bitmap that allows exactly the guest's
+/// device ports.
 ///
 /// With `IOPL = 3` real hardware never reads the bitmap. Nested KVM without hardware
 /// virtualisation (PVM) does: it refuses a CPL 3 `out` whose port the bitmap does not allow,
 /// whatever the IOPL (measured: with no bitmap only ports below the TSS limit × 8 worked).
-fn tss() -> [u8; TSS_SIZE] {
+fn tss(index: u32) -> [u8; TSS_SIZE] {
+    let area = map::vcpu_area(index);
     let mut tss = [0u8; TSS_SIZE];
-    tss[4..12].copy_from_slice(&map::EXCEPTION_STACK_TOP.to_le_bytes());
-    tss[36..44].copy_from_slice(&map::DOUBLE_FAULT_STACK_TOP.to_le_bytes());
+    // The exception stack ends at the boot-stack guard page; the IST1 stack below it.
+    tss[4..12].copy_from_slice(&(area + map::VCPU_STACK_GUARD).to_le_bytes());
+    tss[36..44].copy_from_slice(&(area + map::VCPU_EXCEPTION_STACK).to_le_bytes());
     tss[102..104].copy_from_slice(&(TSS_BASE_SIZE as u16).to_le_bytes());
     let bitmap = &mut tss[TSS_BASE_SIZE..];
     bitmap.fill(0xff);
@@ -107,13 +117,17 @@ fn exception_stubs() -> Vec<u8> {
 /// Number of bytes of IDT, for `IDTR.limit`.
 pub const IDT_BYTES: u16 = (map::EXCEPTION_VECTORS * 16) as u16;
 
-/// Writes the GDT, TSS, IDT and stubs at their places in the memory map.
+/// Writes the GDT, IDT and stubs at their places in the memory map.
 pub fn write(memory: &GuestMemory) -> Result<(), vm_memory::GuestMemoryError> {
     let gdt: Vec<u8> = gdt().iter().flat_map(|d| d.to_le_bytes()).collect();
     memory.write_slice(&gdt, GuestAddress(map::GDT))?;
-    memory.write_slice(&tss(), GuestAddress(map::TSS))?;
     memory.write_slice(&idt(), GuestAddress(map::IDT))?;
     memory.write_slice(&exception_stubs(), GuestAddress(map::EXCEPTION_STUBS))
+}
+
+/// Writes vCPU `index`'s TSS (once, when the vCPU is created: only then is its page touched).
+pub fn write_tss(memory: &GuestMemory, index: u32) -> Result<(), vm_memory::GuestMemoryError> {
+    memory.write_slice(&tss(index), GuestAddress(tss_address(index)))
 }
 
 #[cfg(test)]
@@ -144,16 +158,20 @@ mod tests {
     fn tss_descriptor_points_at_the_tss() {
         let g = gdt();
         let base = ((g[5] >> 16) & 0xff_ffff) | ((g[5] >> 56) << 24) | (g[6] << 32);
-        assert_eq!(base, map::TSS);
-        assert_eq!(u64::from_le_bytes(tss()[4..12].try_into().unwrap()), map::EXCEPTION_STACK_TOP);
+        assert_eq!(base, tss_address(0));
+        let area = map::vcpu_area(5);
+        let tss = tss(5);
+        assert_eq!(u64::from_le_bytes(tss[4..12].try_into().unwrap()), area + map::VCPU_STACK_GUARD);
+        assert_eq!(u64::from_le_bytes(tss[36..44].try_into().unwrap()), area + map::VCPU_EXCEPTION_STACK);
     }
 
     #[test]
     fn io_bitmap_allows_only_device_ports() {
-        let tss = tss();
+        let tss = tss(0);
         let allowed = |port: usize| tss[TSS_BASE_SIZE + port / 8] & (1 << (port % 8)) == 0;
         assert!(allowed(0x3f8) && allowed(0x3ff));
         assert!(allowed(usize::from(X86_PORT_BASE + FAULT)));
+        assert!(allowed(usize::from(X86_PORT_BASE + wasmcell_abi::control::SAFE_POINT)));
         assert!(!allowed(0x3f7) && !allowed(0x80) && !allowed(0x5ff));
         assert_eq!(tss[TSS_SIZE - 1], 0xff, "bitmap terminator");
         assert!(TSS_SIZE as u64 <= map::PAGE_SIZE);

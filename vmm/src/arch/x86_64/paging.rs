@@ -1,11 +1,17 @@
-//! x86-64 4-level page tables for the guest's identity map, built on the host before boot.
+//! x86-64 4-level page tables for the guest's identity map, kept by the VMM for the VM's whole
+//! life: built before boot, then changed while the guest runs as workload windows come and go.
 //!
 //! Large (2 MiB) pages wherever a whole aligned 2 MiB range shares its rights, 4 KiB pages
 //! elsewhere, so that W^X and supervisor-only pages cost a page table only where they are needed.
 //! Tables come from a fixed pool of guest-physical pages that is itself never mapped: the guest
-//! cannot read or rewrite its own page tables.
+//! cannot read or rewrite its own page tables. Every change marks the tables it touched; the
+//! caller writes exactly those into guest memory.
+//!
+//! Mapping a range that was unmapped needs no TLB flush (x86 caches no not-present entries).
+//! Unmapping does: the VMM removes the range's memory slot too (KVM then drops its shadow or
+//! EPT entries) and reloads the CR3 of the vCPU it gives the range to next.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use wasmcell_abi::memory_map::{LARGE_PAGE_SIZE, PAGE_SIZE};
 
@@ -82,7 +88,7 @@ impl Mapping {
     }
 }
 
-/// Errors while building page tables.
+/// Errors while changing page tables.
 #[derive(Debug, thiserror::Error)]
 pub enum PagingError {
     /// The page-table pool is exhausted.
@@ -93,44 +99,84 @@ pub enum PagingError {
     BadMapping(u64),
 }
 
-/// The tables, keyed by their guest-physical address; the first one is the root (PML4).
+/// The tables, keyed by their guest-physical address, with the pool they come from.
 pub struct PageTables {
     tables: BTreeMap<u64, Box<[u64; ENTRIES]>>,
     root: u64,
-    next_free: u64,
-    pool_end: u64,
+    free: BTreeSet<u64>,
+    dirty: BTreeSet<u64>,
 }
 
 impl PageTables {
-    /// Builds tables that map exactly `mappings`, allocating them from `pool`.
-    pub fn build(mappings: &[Mapping], pool: Range<u64>) -> Result<Self, PagingError> {
-        let mut tables = Self { tables: BTreeMap::new(), root: pool.start, next_free: pool.start, pool_end: pool.end };
-        tables.allocate()?;
-        for m in mappings {
-            if m.start % PAGE_SIZE != 0 || m.end % PAGE_SIZE != 0 || m.end < m.start {
-                return Err(PagingError::BadMapping(m.start));
-            }
-            let mut addr = m.start;
-            while addr < m.end {
-                if addr % LARGE_PAGE_SIZE == 0 && m.end - addr >= LARGE_PAGE_SIZE {
-                    tables.map(addr, 2, m.flags.leaf_bits() | LARGE)?;
-                    addr += LARGE_PAGE_SIZE;
-                } else {
-                    tables.map(addr, 1, m.flags.leaf_bits())?;
-                    addr += PAGE_SIZE;
-                }
-            }
-        }
+    /// Empty tables (a root only) whose pages come from `pool`.
+    pub fn new(pool: Range<u64>) -> Result<Self, PagingError> {
+        let free = (pool.start..pool.end).step_by(PAGE_SIZE as usize).collect();
+        let mut tables = Self { tables: BTreeMap::new(), root: pool.start, free, dirty: BTreeSet::new() };
+        tables.root = tables.allocate()?;
         Ok(tables)
     }
 
-    /// Each table's guest-physical address and bytes, to be written into guest memory.
-    pub fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> {
-        self.tables.iter().map(|(&addr, table)| {
-            // SAFETY: `[u64; 512]` is plain data; viewing it as its 4096 bytes is always valid.
-            let bytes = unsafe { std::slice::from_raw_parts(table.as_ptr().cast::<u8>(), PAGE_SIZE as usize) };
-            (addr, bytes)
-        })
+    /// Guest-physical address of the root table (`CR3`).
+    pub fn root(&self) -> u64 {
+        self.root
+    }
+
+    /// Maps every mapping of `mappings`. On error nothing is left half mapped.
+    pub fn map(&mut self, mappings: &[Mapping]) -> Result<(), PagingError> {
+        for (i, m) in mappings.iter().enumerate() {
+            if let Err(e) = self.map_one(m) {
+                for done in &mappings[..=i] {
+                    self.unmap(done.start..done.end);
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn map_one(&mut self, m: &Mapping) -> Result<(), PagingError> {
+        if !m.start.is_multiple_of(PAGE_SIZE) || !m.end.is_multiple_of(PAGE_SIZE) || m.end < m.start {
+            return Err(PagingError::BadMapping(m.start));
+        }
+        let mut addr = m.start;
+        while addr < m.end {
+            if addr.is_multiple_of(LARGE_PAGE_SIZE) && m.end - addr >= LARGE_PAGE_SIZE {
+                self.set_leaf(addr, 2, m.flags.leaf_bits() | LARGE)?;
+                addr += LARGE_PAGE_SIZE;
+            } else {
+                self.set_leaf(addr, 1, m.flags.leaf_bits())?;
+                addr += PAGE_SIZE;
+            }
+        }
+        Ok(())
+    }
+
+    /// Unmaps every page of `range` that is mapped, and returns to the pool the tables left
+    /// empty. Large pages are removed whole (ranges follow the mappings they undo).
+    pub fn unmap(&mut self, range: Range<u64>) {
+        let mut addr = range.start / PAGE_SIZE * PAGE_SIZE;
+        while addr < range.end {
+            let step = self.clear_leaf(addr).unwrap_or(PAGE_SIZE);
+            addr = (addr / step + 1) * step;
+        }
+    }
+
+    /// Each changed table's guest-physical address and bytes, to be written into guest memory;
+    /// they are clean afterwards.
+    pub fn take_dirty(&mut self) -> Vec<(u64, [u8; PAGE_SIZE as usize])> {
+        let dirty = std::mem::take(&mut self.dirty);
+        dirty
+            .into_iter()
+            .map(|addr| {
+                let mut bytes = [0u8; PAGE_SIZE as usize];
+                if let Some(table) = self.tables.get(&addr) {
+                    for (chunk, entry) in bytes.chunks_exact_mut(8).zip(table.iter()) {
+                        chunk.copy_from_slice(&entry.to_le_bytes());
+                    }
+                }
+                (addr, bytes)
+            })
+            .collect()
     }
 
     #[cfg(test)]
@@ -150,18 +196,26 @@ impl PageTables {
         None
     }
 
+    #[cfg(test)]
+    /// Tables in use, the root included.
+    pub fn table_count(&self) -> usize {
+        self.tables.len()
+    }
+
     fn allocate(&mut self) -> Result<u64, PagingError> {
-        if self.next_free >= self.pool_end {
-            return Err(PagingError::PoolExhausted);
-        }
-        let addr = self.next_free;
-        self.next_free += PAGE_SIZE;
+        let addr = self.free.pop_first().ok_or(PagingError::PoolExhausted)?;
         self.tables.insert(addr, Box::new([0; ENTRIES]));
+        self.dirty.insert(addr);
         Ok(addr)
     }
 
+    fn entry_mut(&mut self, table: u64, slot: usize) -> &mut u64 {
+        self.dirty.insert(table);
+        &mut self.tables.get_mut(&table).expect("allocated")[slot]
+    }
+
     /// Installs a leaf for `addr` at `leaf_level` (1 = 4 KiB page, 2 = 2 MiB page).
-    fn map(&mut self, addr: u64, leaf_level: u32, leaf_bits: u64) -> Result<(), PagingError> {
+    fn set_leaf(&mut self, addr: u64, leaf_level: u32, leaf_bits: u64) -> Result<(), PagingError> {
         let mut table = self.root;
         for level in (leaf_level + 1..=4).rev() {
             let slot = index(addr, level);
@@ -169,7 +223,7 @@ impl PageTables {
             table = if entry & PRESENT == 0 {
                 let child = self.allocate()?;
                 // Intermediate entries grant everything; the leaf decides.
-                self.tables.get_mut(&table).expect("allocated")[slot] = child | PRESENT | WRITABLE | USER;
+                *self.entry_mut(table, slot) = child | PRESENT | WRITABLE | USER;
                 child
             } else if entry & LARGE != 0 {
                 return Err(PagingError::BadMapping(addr));
@@ -177,12 +231,50 @@ impl PageTables {
                 entry & ADDRESS_MASK
             };
         }
-        let leaf = &mut self.tables.get_mut(&table).expect("allocated")[index(addr, leaf_level)];
-        if *leaf & PRESENT != 0 {
+        let slot = index(addr, leaf_level);
+        if self.tables[&table][slot] & PRESENT != 0 {
             return Err(PagingError::BadMapping(addr));
         }
-        *leaf = addr | leaf_bits;
+        *self.entry_mut(table, slot) = addr | leaf_bits;
         Ok(())
+    }
+
+    /// Clears the leaf mapping `addr`, freeing tables that become empty; the size of the page
+    /// it mapped, or `None` if nothing did.
+    fn clear_leaf(&mut self, addr: u64) -> Option<u64> {
+        let mut path = Vec::with_capacity(4);
+        let mut table = self.root;
+        for level in (1..=4).rev() {
+            let slot = index(addr, level);
+            let entry = self.tables.get(&table)?[slot];
+            if entry & PRESENT == 0 {
+                return None;
+            }
+            path.push((table, slot));
+            if level == 1 || entry & LARGE != 0 {
+                let size = if level == 1 { PAGE_SIZE } else { LARGE_PAGE_SIZE };
+                self.release(&path);
+                return Some(size);
+            }
+            table = entry & ADDRESS_MASK;
+        }
+        None
+    }
+
+    /// Clears the last entry of `path` and frees each table on it (bottom up, never the root)
+    /// that is left with no entry.
+    fn release(&mut self, path: &[(u64, usize)]) {
+        for (depth, &(table, slot)) in path.iter().enumerate().rev() {
+            *self.entry_mut(table, slot) = 0;
+            let empty = self.tables[&table].iter().all(|&e| e == 0);
+            if depth == 0 || !empty {
+                break;
+            }
+            // `table` is empty: free it and clear its entry in the parent (next iteration).
+            self.tables.remove(&table);
+            self.dirty.remove(&table);
+            self.free.insert(table);
+        }
     }
 }
 
@@ -197,6 +289,12 @@ mod tests {
 
     const POOL: Range<u64> = 0x1_0000..0x2_0000;
 
+    fn build(maps: &[Mapping]) -> PageTables {
+        let mut t = PageTables::new(POOL).unwrap();
+        t.map(maps).unwrap();
+        t
+    }
+
     #[test]
     fn large_pages_where_aligned_small_pages_elsewhere() {
         let maps = [
@@ -204,9 +302,9 @@ mod tests {
             Mapping::new(0x20_0000, 0x60_0000, PageFlags::USER_RW),
             Mapping::new(0x60_0000, 0x60_3000, PageFlags::USER_RX),
         ];
-        let t = PageTables::build(&maps, POOL).unwrap();
+        let t = build(&maps);
         // PML4, PDPT, PD, a PT for [0, 2M) and a PT for [6M, 8M); [2M, 6M) uses two large pages.
-        assert_eq!(t.tables.len(), 5);
+        assert_eq!(t.table_count(), 5);
         assert_eq!(t.translate(0x0), None);
         assert_eq!(t.translate(0x1fff), Some(PageFlags::SUPERVISOR_RW));
         assert_eq!(t.translate(0x2000), None);
@@ -217,18 +315,52 @@ mod tests {
     }
 
     #[test]
-    fn overlapping_or_unaligned_mappings_are_refused() {
+    fn overlapping_or_unaligned_mappings_are_refused_and_undone() {
         let overlap =
             [Mapping::new(0x0, 0x40_0000, PageFlags::USER_RW), Mapping::new(0x1000, 0x2000, PageFlags::USER_RO)];
-        assert!(matches!(PageTables::build(&overlap, POOL), Err(PagingError::BadMapping(0x1000))));
+        let mut t = PageTables::new(POOL).unwrap();
+        assert!(matches!(t.map(&overlap), Err(PagingError::BadMapping(0x1000))));
+        assert_eq!(t.translate(0x0), None, "the first mapping was undone");
+        assert_eq!(t.table_count(), 1);
         let unaligned = [Mapping::new(0x1001, 0x2000, PageFlags::USER_RO)];
-        assert!(matches!(PageTables::build(&unaligned, POOL), Err(PagingError::BadMapping(0x1001))));
+        assert!(matches!(t.map(&unaligned), Err(PagingError::BadMapping(0x1001))));
     }
 
     #[test]
     fn pool_exhaustion_is_an_error() {
         let maps = [Mapping::new(0x1000, 0x40_0000, PageFlags::USER_RW)];
-        assert!(matches!(PageTables::build(&maps, 0x1_0000..0x1_3000), Err(PagingError::PoolExhausted)));
+        let mut t = PageTables::new(0x1_0000..0x1_3000).unwrap();
+        assert!(matches!(t.map(&maps), Err(PagingError::PoolExhausted)));
+    }
+
+    #[test]
+    fn unmapping_a_window_frees_its_tables_and_keeps_the_rest() {
+        let base = [Mapping::new(0x1000, 0x2000, PageFlags::SUPERVISOR_RW)];
+        let mut t = build(&base);
+        let before = t.table_count();
+        let _ = t.take_dirty();
+        let window = 0x1_0000_0000;
+        let parts = [
+            Mapping::new(window, window + 0x3000, PageFlags::USER_RX),
+            Mapping::new(window + 0x20_0000, window + 0x80_0000, PageFlags::USER_RW),
+        ];
+        t.map(&parts).unwrap();
+        assert_eq!(t.translate(window + 0x2000), Some(PageFlags::USER_RX));
+        assert_eq!(t.translate(window + 0x7f_ffff), Some(PageFlags::USER_RW));
+        // A PD and a PT for the window; the PDPT is shared with the base.
+        assert_eq!(t.table_count(), before + 2);
+        assert!(!t.take_dirty().is_empty());
+        t.unmap(window..window + 0x80_0000);
+        assert_eq!(t.translate(window), None);
+        assert_eq!(t.translate(window + 0x20_0000), None);
+        assert_eq!(t.translate(0x1000), Some(PageFlags::SUPERVISOR_RW));
+        assert_eq!(t.table_count(), before, "the window's tables went back to the pool");
+        // The changed parent (the PDPT) is rewritten; the freed tables are not.
+        let dirty: Vec<u64> = t.take_dirty().into_iter().map(|(addr, _)| addr).collect();
+        assert_eq!(dirty.len(), 1, "{dirty:x?}");
+        // The same window maps again from the freed pages.
+        t.map(&parts).unwrap();
+        assert_eq!(t.table_count(), before + 2);
     }
 
     #[test]

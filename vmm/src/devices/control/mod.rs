@@ -1,14 +1,15 @@
-//! The control device: how the guest ends, marks boot done, reports panics and faults, and
-//! waits for events. The register map is `wasmcell_abi::control`.
+//! The control device: how a vCPU ends, marks boot done, reports panics and faults, waits for
+//! events, parks and reaches a safe point. The register map is `wasmcell_abi::control`.
 //!
-//! A register write is decoded into a [`ControlAction`] for the vCPU loop to carry out. The only
-//! guest memory it reads, the panic message, is read through vm-memory and capped in length.
+//! Each vCPU has its own: a register write is decoded into a [`ControlAction`] for that vCPU's
+//! loop to carry out. The only guest memory it reads, a message in the vCPU's block, is read
+//! through vm-memory and capped in length.
 
 use crate::memory::GuestMemory;
 use std::time::Duration;
 use vm_memory::{Bytes, GuestAddress};
 use wasmcell_abi::control::{self as reg, BOOT_DONE_MAGIC, MESSAGE_MAX, WAIT_FOREVER};
-use wasmcell_abi::memory_map::CONTROL_BLOCK;
+use wasmcell_abi::vcpu::VcpuBlock;
 
 /// What the vCPU loop must do after a control-register write.
 #[derive(Debug, PartialEq, Eq)]
@@ -29,16 +30,23 @@ pub enum ControlAction {
     Trap(String),
     /// Stop: the workload could not start.
     WorkloadError(String),
+    /// Stop: the vCPU has nothing to do; the VM lives on.
+    Park,
+    /// The vCPU released its last lock while a stop was requested.
+    SafePoint,
 }
 
-/// The control device of one VM.
+/// The control device of one vCPU.
 pub struct ControlDevice {
     memory: GuestMemory,
+    /// Where the vCPU's messages are (its block's `message`).
+    messages: u64,
 }
 
 impl ControlDevice {
-    pub fn new(memory: GuestMemory) -> Self {
-        Self { memory }
+    /// The device of the vCPU whose block is at `block`.
+    pub fn new(memory: GuestMemory, block: u64) -> Self {
+        Self { memory, messages: block + std::mem::offset_of!(VcpuBlock, message) as u64 }
     }
 
     /// A guest write of `data` to register `offset`. Only 32-bit writes mean anything.
@@ -56,14 +64,16 @@ impl ControlDevice {
             reg::WAIT if value == WAIT_FOREVER => ControlAction::Wait(None),
             reg::WAIT => ControlAction::Wait(Some(Duration::from_micros(value.into()))),
             reg::FAULT => ControlAction::Fault(value),
+            reg::PARK => ControlAction::Park,
+            reg::SAFE_POINT => ControlAction::SafePoint,
             _ => ControlAction::Continue,
         }
     }
 
-    /// The first `len` bytes (capped) of the control block's message, as lossy UTF-8.
+    /// The first `len` bytes (capped) of the vCPU's message, as lossy UTF-8.
     fn message(&self, len: u32) -> String {
         let mut message = vec![0u8; (len as usize).min(MESSAGE_MAX)];
-        match self.memory.read_slice(&mut message, GuestAddress(CONTROL_BLOCK)) {
+        match self.memory.read_slice(&mut message, GuestAddress(self.messages)) {
             Ok(()) => String::from_utf8_lossy(&message).into_owned(),
             Err(_) => String::from("(message unreadable)"),
         }
@@ -74,8 +84,11 @@ impl ControlDevice {
 mod tests {
     use super::*;
 
+    const BLOCK: u64 = 0x3_0000;
+    const MESSAGES: u64 = BLOCK + std::mem::offset_of!(VcpuBlock, message) as u64;
+
     fn device(ram: usize) -> ControlDevice {
-        ControlDevice::new(GuestMemory::from_ranges(&[(GuestAddress(0), ram)]).unwrap())
+        ControlDevice::new(GuestMemory::from_ranges(&[(GuestAddress(0), ram)]).unwrap(), BLOCK)
     }
 
     fn write32(dev: &mut ControlDevice, offset: u16, value: u32) -> ControlAction {
@@ -91,10 +104,12 @@ mod tests {
         assert_eq!(write32(&mut dev, reg::WAIT, 1500), ControlAction::Wait(Some(Duration::from_micros(1500))));
         assert_eq!(write32(&mut dev, reg::WAIT, WAIT_FOREVER), ControlAction::Wait(None));
         assert_eq!(write32(&mut dev, reg::FAULT, 14), ControlAction::Fault(14));
-        dev.memory.write_slice(b"unreachable", GuestAddress(CONTROL_BLOCK)).unwrap();
+        dev.memory.write_slice(b"unreachable", GuestAddress(MESSAGES)).unwrap();
         assert_eq!(write32(&mut dev, reg::TRAP, 11), ControlAction::Trap("unreachable".into()));
         assert_eq!(write32(&mut dev, reg::WORKLOAD_ERROR, 5), ControlAction::WorkloadError("unrea".into()));
-        assert_eq!(write32(&mut dev, 0x1c, 7), ControlAction::Continue);
+        assert_eq!(write32(&mut dev, reg::PARK, 0), ControlAction::Park);
+        assert_eq!(write32(&mut dev, reg::SAFE_POINT, 0), ControlAction::SafePoint);
+        assert_eq!(write32(&mut dev, 0x24, 7), ControlAction::Continue);
         // A byte-sized write is not a register write.
         assert_eq!(dev.write(reg::EXIT, &[3]), ControlAction::Continue);
     }
@@ -102,7 +117,7 @@ mod tests {
     #[test]
     fn panic_message_is_read_capped_and_lossy() {
         let mut dev = device(4 << 20);
-        dev.memory.write_slice(b"boom \xff!", GuestAddress(CONTROL_BLOCK)).unwrap();
+        dev.memory.write_slice(b"boom \xff!", GuestAddress(MESSAGES)).unwrap();
         assert_eq!(write32(&mut dev, reg::PANIC, 4), ControlAction::Panic("boom".into()));
         assert_eq!(write32(&mut dev, reg::PANIC, 7), ControlAction::Panic("boom \u{fffd}!".into()));
         let ControlAction::Panic(long) = write32(&mut dev, reg::PANIC, u32::MAX) else { panic!() };
@@ -111,7 +126,7 @@ mod tests {
 
     #[test]
     fn panic_message_outside_guest_memory_is_not_read() {
-        let mut dev = device(0x10_0000);
+        let mut dev = device(BLOCK as usize + 16);
         assert_eq!(write32(&mut dev, reg::PANIC, 16), ControlAction::Panic("(message unreadable)".into()));
     }
 }

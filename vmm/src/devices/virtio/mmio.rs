@@ -20,6 +20,8 @@ pub struct MmioTransport<D> {
     device: D,
     memory: GuestMemory,
     queues: Vec<Queue>,
+    /// What the high halves of the queue addresses hold after a reset.
+    address_high: u32,
     queue_select: u32,
     device_features_select: u32,
     driver_features_select: u32,
@@ -29,18 +31,33 @@ pub struct MmioTransport<D> {
 }
 
 impl<D: VirtioDevice> MmioTransport<D> {
-    pub fn new(device: D, memory: GuestMemory) -> Self {
+    /// The transport of `device`, whose queue addresses' high halves reset to `address_high`
+    /// (`wasmcell_abi::devices::console::queue_address_high`).
+    pub fn new(device: D, memory: GuestMemory, address_high: u32) -> Self {
         let queues = device.queue_max_sizes().iter().map(|&max| Queue::new(max).expect("valid queue size")).collect();
-        Self {
+        let mut transport = Self {
             device,
             memory,
             queues,
+            address_high,
             queue_select: 0,
             device_features_select: 0,
             driver_features_select: 0,
             driver_features: 0,
             status: 0,
             interrupt_status: 0,
+        };
+        transport.reset_queues();
+        transport
+    }
+
+    fn reset_queues(&mut self) {
+        let high = Some(self.address_high);
+        for queue in &mut self.queues {
+            queue.reset();
+            queue.set_desc_table_address(Some(0), high);
+            queue.set_avail_ring_address(Some(0), high);
+            queue.set_used_ring_address(Some(0), high);
         }
     }
 
@@ -138,7 +155,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
             self.status = 0;
             self.driver_features = 0;
             self.interrupt_status = 0;
-            self.queues.iter_mut().for_each(Queue::reset);
+            self.reset_queues();
             self.device.reset();
             return;
         }

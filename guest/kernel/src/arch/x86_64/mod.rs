@@ -34,6 +34,16 @@ pub fn console_write(bytes: &[u8]) {
     }
 }
 
+/// The running vCPU's block: the VMM sets each vCPU's GS base to its block, whose first word is
+/// the block's own address.
+pub fn vcpu_block() -> u64 {
+    let block: u64;
+    // SAFETY: a GS-relative load of the block's first word; the block is mapped for the VM's
+    // whole life and the GS base is set by the VMM before the vCPU's first instruction.
+    unsafe { asm!("mov {}, gs:[0]", out(reg) block, options(nostack, readonly, preserves_flags)) }
+    block
+}
+
 /// The time-stamp counter: readable in CPL 3 (CR4.TSD is clear), no VM exit.
 pub fn timestamp() -> u64 {
     let (low, high): (u32, u32);

@@ -1,0 +1,220 @@
+//! A workload's window: the RAM it brings into the VM, from its validated description
+//! ([`PreparedWorkload`], no KVM involved) to a mapped memory slot holding its module, inputs,
+//! stack and heap ([`Window`]), and back.
+//!
+//! Window addresses ([`WindowSlots`]) are reused once a workload has ended by itself: the guest
+//! has then released everything it registered for the module (wasmtime's code registry is
+//! keyed by code address). A window whose workload was stopped or failed in the kernel is
+//! retired instead; its memory goes back to the host all the same.
+
+use crate::config::{ConfigError, Workload};
+use crate::devices::virtio::console::Console;
+use crate::files::{self, FilesError};
+use crate::layout::{LayoutError, WindowLayout, WorkloadSizes};
+use crate::memory::{self, GuestMemory, MemoryError, Region};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use vm_memory::{Bytes, GuestAddress};
+use wasmcell_abi::memory_map::window_base;
+use wasmcell_abi::vcpu::{VcpuInfo, HAS_WORKLOAD, VCPU_INFO_MAGIC};
+
+/// A workload checked and encoded, ready to be placed in a window.
+pub struct PreparedWorkload {
+    artifact: Vec<u8>,
+    cpu_features: u64,
+    blob: Vec<u8>,
+    files: Vec<u8>,
+    memory: u64,
+    /// The console device serving the workload's stdio.
+    pub console: Console,
+}
+
+impl PreparedWorkload {
+    /// Checks `workload` and packs everything it brings (no KVM resource is touched): bad input
+    /// fails here.
+    pub fn new(workload: Workload) -> Result<Self, PrepareError> {
+        if workload.artifact.is_empty() {
+            return Err(ConfigError::EmptyArtifact.into());
+        }
+        let blob = workload.encode()?;
+        let files = if workload.preopens.is_empty() { Vec::new() } else { files::pack(&workload.preopens)? };
+        let prepared = Self {
+            artifact: workload.artifact,
+            cpu_features: workload.cpu_features,
+            blob,
+            files,
+            memory: workload.memory.bytes(),
+            console: Console::new(workload.stdin, workload.stdout, workload.stderr),
+        };
+        // The layout does not depend on where the window is: check it fits now.
+        WindowLayout::new(window_base(0), prepared.memory, prepared.sizes())?;
+        Ok(prepared)
+    }
+
+    fn sizes(&self) -> WorkloadSizes {
+        WorkloadSizes {
+            blob: self.blob.len() as u64,
+            files: self.files.len() as u64,
+            payload: self.artifact.len() as u64,
+        }
+    }
+}
+
+/// Errors in a workload, found before any KVM resource is touched.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("Invalid workload")]
+    Config(#[from] ConfigError),
+    #[error("Cannot pack the preopened directories")]
+    Files(#[from] FilesError),
+    #[error("Cannot lay out the workload's memory")]
+    Layout(#[from] LayoutError),
+}
+
+/// A workload's RAM in the VM: its memory slot, mapped, filled.
+pub struct Window {
+    pub index: u32,
+    pub layout: WindowLayout,
+    region: Arc<Region>,
+}
+
+/// Errors while placing a window.
+#[derive(Debug, thiserror::Error)]
+pub enum WindowError {
+    #[error("Cannot create the workload's memory")]
+    Memory(#[from] MemoryError),
+    #[error("Cannot place the workload in its memory")]
+    Write(#[source] vm_memory::GuestMemoryError),
+}
+
+impl Window {
+    /// The KVM memory slot of window `index` (slot 0 is base RAM).
+    pub fn slot(index: u32) -> u32 {
+        index + 1
+    }
+
+    /// Creates window `index`'s memory slot and copies the workload's blob, files and module into
+    /// it. The caller maps it into the guest's page tables.
+    pub fn create(vm: &kvm_ioctls::VmFd, index: u32, workload: &PreparedWorkload) -> Result<Self, WindowError> {
+        let base = window_base(index);
+        let layout = WindowLayout::new(base, workload.memory, workload.sizes()).expect("checked by PreparedWorkload");
+        let region = memory::create_region(vm, Self::slot(index), base, workload.memory)?;
+        let window = Self { index, layout, region };
+        if let Err(e) = window.fill(workload) {
+            window.remove(vm);
+            return Err(e);
+        }
+        Ok(window)
+    }
+
+    fn fill(&self, workload: &PreparedWorkload) -> Result<(), WindowError> {
+        let memory = memory::view(vec![self.region.clone()])?;
+        let layout = &self.layout;
+        memory.write_slice(&workload.artifact, GuestAddress(layout.payload.start)).map_err(WindowError::Write)?;
+        memory.write_slice(&workload.blob, GuestAddress(layout.blob.start)).map_err(WindowError::Write)?;
+        if let Some(files) = &layout.files {
+            memory.write_slice(&workload.files, GuestAddress(files.start)).map_err(WindowError::Write)?;
+        }
+        memory::advise_huge_pages(&memory, layout.huge_page_range());
+        Ok(())
+    }
+
+    /// What the workload's vCPU is told about it.
+    pub fn vcpu_info(&self, index: u32, workload: &PreparedWorkload, console_mmio: u64) -> VcpuInfo {
+        let l = &self.layout;
+        let (files_addr, files_len) = l.files.as_ref().map_or((0, 0), |f| (f.start, f.end - f.start));
+        VcpuInfo {
+            magic: VCPU_INFO_MAGIC,
+            index,
+            flags: HAS_WORKLOAD,
+            stack_bottom: l.stack.start,
+            stack_top: l.stack.end,
+            cpu_features: workload.cpu_features,
+            payload_addr: l.payload.start,
+            payload_len: l.payload.end - l.payload.start,
+            workload_addr: l.blob.start,
+            workload_len: l.blob.end - l.blob.start,
+            files_addr,
+            files_len,
+            heap_start: l.heap.start,
+            heap_end: l.heap.end,
+            console_mmio,
+            ..Default::default()
+        }
+    }
+
+    /// Removes the memory slot; the host memory goes with the last reference to the region
+    /// (the workload's devices hold one until its vCPU thread ends).
+    pub fn remove(self, vm: &kvm_ioctls::VmFd) {
+        // Failing to delete a slot leaves it to the VM's teardown; nothing else can be done.
+        let _ = memory::remove_region(vm, Self::slot(self.index), &self.region);
+    }
+
+    /// The memory view a workload's devices get: base RAM and this window.
+    pub fn view(&self, base: &Arc<Region>) -> Result<GuestMemory, MemoryError> {
+        memory::view(vec![base.clone(), self.region.clone()])
+    }
+}
+
+/// Which window addresses are free.
+pub struct WindowSlots {
+    /// Released cleanly, reusable.
+    free: BTreeSet<u32>,
+    /// Never used yet: `next..limit`.
+    next: u32,
+    limit: u32,
+}
+
+impl WindowSlots {
+    /// `limit` window addresses (bounded by the guest's physical address width).
+    pub fn new(limit: u32) -> Self {
+        Self { free: BTreeSet::new(), next: 0, limit }
+    }
+
+    /// The lowest free window, if any is left.
+    pub fn take(&mut self) -> Option<u32> {
+        if let Some(index) = self.free.pop_first() {
+            return Some(index);
+        }
+        (self.next < self.limit).then(|| {
+            self.next += 1;
+            self.next - 1
+        })
+    }
+
+    /// Gives window `index` back: reusable if `clean`, retired otherwise.
+    pub fn give_back(&mut self, index: u32, clean: bool) {
+        if clean {
+            self.free.insert(index);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_windows_are_reused_and_others_retired() {
+        let mut slots = WindowSlots::new(3);
+        assert_eq!((slots.take(), slots.take()), (Some(0), Some(1)));
+        slots.give_back(0, true);
+        slots.give_back(1, false);
+        assert_eq!(slots.take(), Some(0), "a cleanly released window comes back first");
+        assert_eq!(slots.take(), Some(2));
+        assert_eq!(slots.take(), None, "the retired window never comes back");
+    }
+
+    #[test]
+    fn bad_workloads_fail_before_any_vm() {
+        let empty = PreparedWorkload::new(Workload::default()).err().unwrap();
+        assert!(matches!(empty, PrepareError::Config(ConfigError::EmptyArtifact)), "{empty:?}");
+        let workload = Workload {
+            artifact: vec![1; 64 << 20],
+            memory: crate::MemorySize::from_mib(32).unwrap(),
+            ..Default::default()
+        };
+        let err = PreparedWorkload::new(workload).err().unwrap();
+        assert!(matches!(err, PrepareError::Layout(LayoutError::TooSmall { .. })), "{err:?}");
+    }
+}
