@@ -128,7 +128,7 @@ pub struct BootArgs {
     /// Do not ask the guest for a log (each logged byte is a VM exit on nested KVM).
     #[arg(long)]
     pub quiet: bool,
-    /// Argument of the self-test (exit code, milliseconds to wait, heap boxes).
+    /// Argument of the self-test (exit code, milliseconds to wait or hold a lock, heap boxes).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub selftest_arg: u32,
 }
@@ -148,6 +148,7 @@ pub enum SelfTestArg {
     WriteSystem,
     StackOverflow,
     Heap,
+    HoldLock,
     /// The VMM writes a boot info of another ABI version; the guest must refuse it.
     AbiMismatch,
 }
@@ -167,6 +168,7 @@ impl SelfTestArg {
             SelfTestArg::WriteSystem => SelfTest::WRITE_SYSTEM,
             SelfTestArg::StackOverflow => SelfTest::STACK_OVERFLOW,
             SelfTestArg::Heap => SelfTest::HEAP,
+            SelfTestArg::HoldLock => SelfTest::HOLD_LOCK,
         };
         let version = if matches!(self, SelfTestArg::AbiMismatch) { ABI_VERSION + 1 } else { ABI_VERSION };
         (SelfTest { kind, arg }, version)

@@ -150,11 +150,13 @@ fn guest_refuses_a_boot_info_of_another_abi_version() {
     assert_eq!(stdout(&out), "", "the guest must stop before doing anything");
 }
 
-#[test]
-fn sigterm_stops_a_running_guest() {
+/// Starts `wasmcell boot ARGS` (with a log), waits for the guest's ready line, sends SIGTERM
+/// after `delay`, and returns the exit status, stderr and the time from the signal to the exit.
+fn terminate_after_ready(args: &[&str], delay: Duration) -> (Option<i32>, String, Duration) {
     require_kvm();
     let mut child = Command::new(env!("CARGO_BIN_EXE_wasmcell"))
-        .args(["boot", "--selftest", "hang"])
+        .arg("boot")
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -163,6 +165,8 @@ fn sigterm_stops_a_running_guest() {
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     assert!(line.contains("ready"), "{line}");
+    std::thread::sleep(delay);
+    let signalled = Instant::now();
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -174,10 +178,36 @@ fn sigterm_stops_a_running_guest() {
             child.kill().unwrap();
             panic!("wasmcell did not stop on SIGTERM");
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(2));
     };
-    assert_eq!(status.code(), Some(143));
+    let took = signalled.elapsed();
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    (status.code(), err, took)
+}
+
+#[test]
+fn sigterm_stops_a_running_guest() {
+    let (code, err, _) = terminate_after_ready(&["--selftest", "hang"], Duration::ZERO);
+    assert_eq!(code, Some(143));
     assert!(err.contains("wasmcell: guest killed"), "{err}");
+}
+
+#[test]
+fn a_stop_waits_until_the_guest_releases_its_kernel_lock() {
+    // The guest holds a kernel-wide lock for 400 ms from just after its ready line; stopped
+    // 50 ms in, it must run on until it lets go (else another vCPU could wait for it forever).
+    let (code, err, took) =
+        terminate_after_ready(&["--selftest", "hold-lock", "--selftest-arg", "400"], Duration::from_millis(50));
+    assert_eq!(code, Some(143), "{err}");
+    assert!(err.contains("wasmcell: guest killed"), "{err}");
+    assert!(took >= Duration::from_millis(300), "stopped while the lock was held, after {took:?}");
+}
+
+#[test]
+fn a_guest_that_keeps_its_lock_is_stopped_after_the_grace() {
+    let (code, err, took) =
+        terminate_after_ready(&["--selftest", "hold-lock", "--selftest-arg", "60000"], Duration::ZERO);
+    assert_eq!(code, Some(143), "{err}");
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "stopped after {took:?}");
 }

@@ -81,6 +81,9 @@ impl SelfTest {
     pub const STACK_OVERFLOW: u32 = 9;
     /// Allocate and free heap memory in a pattern, check it, exit 0 (or panic on corruption).
     pub const HEAP: u32 = 10;
+    /// Hold a kernel-wide lock for `arg` milliseconds, release it, then loop forever: a stop
+    /// requested meanwhile must wait for the release (or give up after the VMM's grace).
+    pub const HOLD_LOCK: u32 = 11;
 }
 
 const _: () = {

@@ -40,6 +40,12 @@ pub fn run(request: SelfTest) -> u32 {
             0
         }
         SelfTest::HEAP => heap_pattern(request.arg as usize),
+        SelfTest::HOLD_LOCK => {
+            crate::sync::hold_a_lock(request.arg);
+            loop {
+                core::hint::spin_loop();
+            }
+        }
         _ => exit::UNKNOWN_SELFTEST,
     }
 }

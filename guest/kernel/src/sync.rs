@@ -42,6 +42,17 @@ unsafe impl talc::lock_api::RawMutex for CountedSpinlock {
     }
 }
 
+/// Holds a kernel-wide lock for `millis` ms of TSC time (the `HOLD_LOCK` self-test).
+pub fn hold_a_lock(millis: u32) {
+    static LOCK: talc::lock_api::Mutex<CountedSpinlock, ()> = talc::lock_api::Mutex::new(());
+    let _held = LOCK.lock();
+    let ticks = vcpu::info().tsc_khz.saturating_mul(u64::from(millis));
+    let start = crate::arch::timestamp();
+    while crate::arch::timestamp().wrapping_sub(start) < ticks {
+        core::hint::spin_loop();
+    }
+}
+
 /// The state word wasmtime hands us for a lock: 0 free, `WRITER` held exclusively, else the
 /// number of readers.
 const WRITER: usize = usize::MAX;

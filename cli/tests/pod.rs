@@ -1,0 +1,172 @@
+//! A pod's VM on real KVM, through the VMM library in-process as the shim drives it: one VM,
+//! workloads started while it runs, each on its own vCPU in its own window, side by side; a
+//! stopped or finished workload gives its vCPU, window and memory back, and none of it leaks.
+//! One test function, so that nothing else in this process changes the counts it checks.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wasmcell_aot::{Cache, Compiler};
+use wasmcell_vmm::{Error, MemorySize, Outcome, Preopen, Vm, VmConfig, Workload};
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Compiles samples once, through the tests' cache.
+struct Samples {
+    compiler: Compiler,
+    cache: Cache,
+}
+
+impl Samples {
+    fn new() -> Self {
+        Self { compiler: Compiler::for_host().unwrap(), cache: Cache::open(common::cache_dir()).unwrap() }
+    }
+
+    /// A workload running sample `name` with `args`, its stdout and stderr captured.
+    fn workload(&self, name: &str, args: &[&str]) -> (Workload, Capture, Capture) {
+        let module = std::fs::read(common::sample(name)).unwrap();
+        let artifact = self.cache.get_or_compile(&self.compiler, &module).unwrap().artifact;
+        let (out, err) = (Capture::default(), Capture::default());
+        let workload = Workload {
+            artifact,
+            cpu_features: self.compiler.cpu_features(),
+            args: std::iter::once(name).chain(args.iter().copied()).map(String::from).collect(),
+            memory: MemorySize::from_mib(64).unwrap(),
+            stdout: Box::new(out.clone()),
+            stderr: Box::new(err.clone()),
+            ..Default::default()
+        };
+        (workload, out, err)
+    }
+}
+
+fn count(dir: &str) -> usize {
+    std::fs::read_dir(dir).unwrap().count()
+}
+
+/// Open fds and threads of this process.
+fn resources() -> (usize, usize) {
+    (count("/proc/self/fd"), count("/proc/self/task"))
+}
+
+/// This process's resident memory, MiB.
+fn rss_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() / 1024
+}
+
+/// Waits (bounded) until `check` holds.
+fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_pod_vm_runs_workloads_side_by_side_and_gives_everything_back() {
+    common::require_kvm();
+    let samples = Samples::new();
+    // Warm up lazily created process-wide state (the CPUID cache, the kick handler, the
+    // compilation cache) so that it does not count as a leak.
+    {
+        let vm = Vm::try_from(VmConfig::default()).unwrap();
+        vm.boot().unwrap();
+        vm.start(samples.workload("hello", &[]).0).unwrap().join().unwrap();
+        for name in ["exit_code", "spin", "args", "fill_files"] {
+            samples.workload(name, &[]);
+        }
+    }
+    let baseline = resources();
+
+    let log = Capture::default();
+    let vm = Vm::try_from(VmConfig { log: Box::new(log.clone()), ..Default::default() }).unwrap();
+    let boot_time = vm.boot().unwrap();
+    assert!(boot_time > Duration::ZERO);
+    assert!(log.text().contains(": ready ("), "the boot vCPU came up: {:?}", log.text());
+
+    // Two workloads at once: each its own output and exit code.
+    let (hello, hello_out, _) = samples.workload("hello", &[]);
+    let (exit3, exit3_out, exit3_err) = samples.workload("exit_code", &["3"]);
+    let (hello, exit3) = (vm.start(hello).unwrap(), vm.start(exit3).unwrap());
+    let (hello, exit3) = (hello.join().unwrap(), exit3.join().unwrap());
+    assert_eq!((hello.outcome, exit3.outcome), (Outcome::Exited(0), Outcome::Exited(3)));
+    assert_eq!(hello_out.text(), "Hello, world!\n");
+    assert_eq!((exit3_out.text(), exit3_err.text()), ("exiting with 3\n".into(), "bye\n".into()));
+    assert!(hello.boot_time.unwrap() <= hello.run_time);
+
+    // A workload that never stops is stopped; the one beside it is not disturbed, and the VM
+    // takes new workloads afterwards.
+    let (spin, spin_out, _) = samples.workload("spin", &[]);
+    let spin = vm.start(spin).unwrap();
+    eventually("the spinning workload started", || spin_out.text() == "spinning\n");
+    let (args, args_out, _) = samples.workload("args", &["a b", "c"]);
+    let args = vm.start(args).unwrap();
+    spin.stopper().stop();
+    assert_eq!(spin.join().unwrap().outcome, Outcome::Killed);
+    assert_eq!(args.join().unwrap().outcome, Outcome::Exited(0));
+    assert_eq!(args_out.text(), "0: args\n1: a b\n2: c\n");
+
+    // Twelve at once, more than the machine has cores: all finish, each with its own code.
+    let runs: Vec<_> = (0..12)
+        .map(|i| {
+            let (w, out, _) = samples.workload("exit_code", &[&i.to_string()]);
+            (i, vm.start(w).unwrap(), out)
+        })
+        .collect();
+    for (i, run, out) in runs {
+        assert_eq!(run.join().unwrap().outcome, Outcome::Exited(i));
+        assert_eq!(out.text(), format!("exiting with {i}\n"));
+    }
+
+    // A workload's memory goes back to the host when it ends: fill_files fills its in-memory
+    // file system (its 64 MiB window) until ENOSPC, then exits.
+    let data = std::env::temp_dir().join(format!("wasmcell-pod-test-{}", std::process::id()));
+    std::fs::create_dir_all(&data).unwrap();
+    let before = rss_mib();
+    let (mut fill, fill_out, _) = samples.workload("fill_files", &[]);
+    fill.preopens = vec![Preopen { host: data.clone(), guest: "/data".into() }];
+    let fill = vm.start(fill).unwrap().join().unwrap();
+    std::fs::remove_dir_all(&data).unwrap();
+    assert_eq!(fill.outcome, Outcome::Exited(0), "{}", fill_out.text());
+    assert!(fill_out.text().contains("full after more than 8 MiB"), "{}", fill_out.text());
+    eventually("the window's memory went back to the host", || rss_mib() < before + 16);
+
+    // Bad workloads are refused before they touch the VM, which stays usable.
+    let too_small =
+        Workload { artifact: vec![0; 16 << 20], memory: MemorySize::from_mib(8).unwrap(), ..Default::default() };
+    assert!(matches!(vm.start(too_small), Err(Error::Workload(_))));
+    assert!(matches!(vm.start(Workload::default()), Err(Error::Workload(_))));
+
+    // Many workloads in sequence reuse vCPUs and windows; nothing accumulates.
+    for _ in 0..20 {
+        let (w, out, _) = samples.workload("hello", &[]);
+        assert_eq!(vm.start(w).unwrap().join().unwrap().outcome, Outcome::Exited(0));
+        assert_eq!(out.text(), "Hello, world!\n");
+    }
+    let running = resources();
+    drop(vm);
+    assert!(running.0 > baseline.0, "the VM holds fds while it lives");
+    assert_eq!(resources(), baseline, "a pod VM leaves no fd or thread behind");
+}
