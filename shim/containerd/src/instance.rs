@@ -1,14 +1,19 @@
 //! The seam between the task service and what runs a workload: [`Instance`]. The service
-//! (containerd's task API) knows only this trait; [`VmInstance`] is the real one, a wasmcell
-//! microVM whose VMM runs in its own child process, and the service's tests use a fake.
+//! (containerd's task API) knows only this trait; [`VmInstance`] is the real one and the
+//! service's tests use a fake. A `VmInstance` is one of three things:
+//! - a container of its own (`ctr run`): its VMM is a child process that runs its VM;
+//! - a Kubernetes pod's sandbox: its VMM child is the pod's VM, which runs no workload itself;
+//! - a container of a pod: a workload in its pod's VM, started over the VMM's control channel.
 
-use crate::plan::{Plan, VmPlan};
+use crate::plan::{Plan, PlanKind, WorkloadPlan};
+use crate::pod::{self, client::PodVm};
+use crate::process::Process;
 use crate::rootfs::{self, RootfsMount};
 use crate::spec::ContainerSpec;
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use wasmcell_aot::{Cache, Compiler};
 
 /// What `create` is given.
@@ -46,6 +51,12 @@ pub enum InstanceError {
     Monitor(String),
     #[error("Cannot signal the VMM process")]
     Signal(#[source] std::io::Error),
+    #[error("The pod's VM did not start: {0}")]
+    PodBoot(String),
+    #[error("The pod sandbox {0} has no running VM in this shim")]
+    NoPod(String),
+    #[error("Cannot run the workload in the pod's VM: {0}")]
+    PodWorkload(String),
     #[error("The task is not running")]
     NotRunning,
     #[error("Cannot read the VMM's cgroup metrics: {0}")]
@@ -69,77 +80,29 @@ pub trait Instance: Send + Sync + Sized + 'static {
     fn stats(&self) -> Result<Any, InstanceError>;
 }
 
-/// A wasmcell microVM; its VMM is `containerd-shim-wasmcell-v1 vmm PLAN`, a child of the shim.
+/// A wasmcell task: a container's VM, a pod's VM, or a workload in a pod's VM.
 pub struct VmInstance {
     bundle: PathBuf,
-    plan: PathBuf,
     process: Arc<Process>,
+    kind: Kind,
 }
 
-/// The VMM process, shared with the thread that waits for its exit.
-#[derive(Default)]
-struct Process {
-    state: Mutex<State>,
-    exited: Condvar,
-}
-
-#[derive(Default)]
-struct State {
-    pid: Option<u32>,
-    exit_status: Option<u32>,
-}
-
-impl Process {
-    fn record_exit(&self, status: u32) {
-        let mut state = self.state.lock().unwrap();
-        state.exit_status.get_or_insert(status);
-        self.exited.notify_all();
-    }
-
-    fn wait(&self) -> u32 {
-        let mut state = self.state.lock().unwrap();
-        loop {
-            if let Some(status) = state.exit_status {
-                return status;
-            }
-            state = self.exited.wait(state).unwrap();
-        }
-    }
+enum Kind {
+    /// Its own VMM child, running `plan`.
+    Container { plan: PathBuf },
+    /// The pod's VMM child; `pod` once its VM is up.
+    Sandbox { plan: PathBuf, sandbox_id: String, pod: Mutex<Option<Arc<PodVm>>> },
+    /// A workload in the pod's VM.
+    PodContainer { id: String, pod: Arc<PodVm>, workload: WorkloadPlan },
 }
 
 impl VmInstance {
-    fn prepare(request: &CreateRequest) -> Result<Plan, InstanceError> {
-        let spec = ContainerSpec::load(&request.bundle)?;
-        if request.terminal || spec.terminal {
-            return Err(InstanceError::Terminal);
-        }
-        let mut plan = Plan {
-            cgroup: spec.cgroup.clone(),
-            netns: spec.netns.clone(),
-            stdin: request.stdin.clone(),
-            stdout: request.stdout.clone(),
-            stderr: request.stderr.clone(),
-            vm: None,
-        };
-        // A pod's sandbox runs no image (CRI's pause container): its process holds the pod.
-        if spec.sandbox {
-            return Ok(plan);
-        }
-        let rootfs = rootfs::mount(&request.bundle, &request.rootfs)?;
-        match Self::prepare_vm(request, &spec, rootfs) {
-            Ok(vm) => {
-                plan.vm = Some(vm);
-                Ok(plan)
-            }
-            Err(e) => {
-                let _ = rootfs::unmount(&request.bundle);
-                Err(e)
-            }
-        }
-    }
-
     /// Finds, checks and compiles the module.
-    fn prepare_vm(request: &CreateRequest, spec: &ContainerSpec, rootfs: PathBuf) -> Result<VmPlan, InstanceError> {
+    fn prepare_workload(
+        request: &CreateRequest,
+        spec: &ContainerSpec,
+        rootfs: PathBuf,
+    ) -> Result<WorkloadPlan, InstanceError> {
         let module = rootfs::read_module(&rootfs, &spec.cwd, &spec.args[0])?;
         // Images carry binary modules (or guest artifacts); text is not compiled as `.wat`.
         if !module.starts_with(b"\0asm") && !wasmcell_aot::is_precompiled(&module) {
@@ -154,58 +117,136 @@ impl VmInstance {
         } else {
             Cache::open(Cache::default_dir())?.get_or_compile(&compiler, &module)?.path
         };
-        Ok(VmPlan {
+        Ok(WorkloadPlan {
             artifact,
             cpu_features: compiler.cpu_features(),
             args: spec.args.clone(),
             env: spec.env.clone(),
             memory_mib: spec.memory_mib,
             rootfs,
+            stdin: request.stdin.clone(),
+            stdout: request.stdout.clone(),
+            stderr: request.stderr.clone(),
         })
+    }
+
+    /// Mounts the root filesystem and prepares the workload; unmounts again on failure.
+    fn mount_and_prepare(request: &CreateRequest, spec: &ContainerSpec) -> Result<WorkloadPlan, InstanceError> {
+        let rootfs = rootfs::mount(&request.bundle, &request.rootfs)?;
+        Self::prepare_workload(request, spec, rootfs).inspect_err(|_| {
+            let _ = rootfs::unmount(&request.bundle);
+        })
+    }
+
+    fn write_plan(request: &CreateRequest, plan: &Plan) -> Result<PathBuf, InstanceError> {
+        let path = request.bundle.join("wasmcell-plan.json");
+        plan.write(&path).map_err(|e| InstanceError::WritePlan(path.clone(), e))?;
+        Ok(path)
+    }
+
+    /// Spawns `containerd-shim-wasmcell-v1 vmm PLAN` in the bundle; its exit goes to `process`.
+    fn spawn_vmm(&self, plan: &Path) -> Result<u32, InstanceError> {
+        let exe = std::env::current_exe().map_err(InstanceError::Spawn)?;
+        // Subscribe before spawning: the shim's reaper reports the exit to subscribers only.
+        let subscription = containerd_shim::monitor::monitor_subscribe(containerd_shim::monitor::Topic::Pid)
+            .map_err(|e| InstanceError::Monitor(e.to_string()))?;
+        let watch = |pid: u32| {
+            self.process.started(pid);
+            let process = self.process.clone();
+            std::thread::spawn(move || {
+                let status = containerd_shim::monitor::wait_pid(pid as i32, subscription);
+                process.record_exit(status as u32);
+            });
+        };
+        match &self.kind {
+            Kind::Sandbox { sandbox_id, pod, .. } => {
+                let vm = PodVm::spawn(&exe, plan, &self.bundle, watch).inspect_err(|_| self.kill_vmm())?;
+                let pid = vm.pid();
+                pod::register(sandbox_id, vm.clone());
+                *pod.lock().unwrap_or_else(|e| e.into_inner()) = Some(vm);
+                Ok(pid)
+            }
+            _ => {
+                let child = Command::new(exe)
+                    .arg(crate::VMM_ACTION)
+                    .arg(plan)
+                    .current_dir(&self.bundle)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::inherit())
+                    .spawn()
+                    .map_err(InstanceError::Spawn)?;
+                let pid = child.id();
+                // The reaper waits for it, not `child`: dropping `child` neither waits nor kills.
+                drop(child);
+                watch(pid);
+                Ok(pid)
+            }
+        }
+    }
+
+    /// SIGKILLs the VMM child if it is still running (a pod VM that failed to come up).
+    fn kill_vmm(&self) {
+        if let Some(pid) = self.process.running_pid() {
+            // SAFETY: `kill` only sends a signal; `pid` is our child, not yet reaped (its exit
+            // status is unknown), so the number cannot have been reused.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
     }
 }
 
 impl Instance for VmInstance {
     fn create(request: &CreateRequest) -> Result<Self, InstanceError> {
-        let plan = Self::prepare(request)?;
-        let path = request.bundle.join("wasmcell-plan.json");
-        if let Err(e) = plan.write(&path) {
-            let _ = rootfs::unmount(&request.bundle);
-            return Err(InstanceError::WritePlan(path, e));
+        let spec = ContainerSpec::load(&request.bundle)?;
+        if request.terminal || spec.terminal {
+            return Err(InstanceError::Terminal);
         }
-        Ok(Self { bundle: request.bundle.clone(), plan: path, process: Arc::default() })
+        let process = Arc::default();
+        let bundle = request.bundle.clone();
+        // A pod's sandbox runs no image (CRI's pause container): its VMM is the pod's VM.
+        if spec.sandbox {
+            let plan = Plan { cgroup: spec.cgroup.clone(), netns: spec.netns.clone(), kind: PlanKind::Pod };
+            let plan = Self::write_plan(request, &plan)?;
+            let sandbox_id = spec.sandbox_id.clone().unwrap_or_else(|| request.id.clone());
+            return Ok(Self { bundle, process, kind: Kind::Sandbox { plan, sandbox_id, pod: Mutex::default() } });
+        }
+        // A container of a pod runs in the pod's VM, which its sandbox started in this shim.
+        if let Some(sandbox_id) = &spec.sandbox_id {
+            let pod = pod::find(sandbox_id).ok_or_else(|| InstanceError::NoPod(sandbox_id.clone()))?;
+            let workload = Self::mount_and_prepare(request, &spec)?;
+            return Ok(Self { bundle, process, kind: Kind::PodContainer { id: request.id.clone(), pod, workload } });
+        }
+        let workload = Self::mount_and_prepare(request, &spec)?;
+        let plan = Plan { cgroup: spec.cgroup.clone(), netns: spec.netns.clone(), kind: PlanKind::Container(workload) };
+        let plan = Self::write_plan(request, &plan).inspect_err(|_| {
+            let _ = rootfs::unmount(&request.bundle);
+        })?;
+        Ok(Self { bundle, process, kind: Kind::Container { plan } })
     }
 
     fn start(&self) -> Result<u32, InstanceError> {
-        // Subscribe before spawning: the shim's reaper reports the exit to subscribers only.
-        let subscription = containerd_shim::monitor::monitor_subscribe(containerd_shim::monitor::Topic::Pid)
-            .map_err(|e| InstanceError::Monitor(e.to_string()))?;
-        let exe = std::env::current_exe().map_err(InstanceError::Spawn)?;
-        let child = Command::new(exe)
-            .arg(crate::VMM_ACTION)
-            .arg(&self.plan)
-            .current_dir(&self.bundle)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(InstanceError::Spawn)?;
-        let pid = child.id();
-        // The reaper waits for it, not `child`: dropping `child` neither waits nor kills.
-        drop(child);
-        self.process.state.lock().unwrap().pid = Some(pid);
-        let process = self.process.clone();
-        std::thread::spawn(move || {
-            let status = containerd_shim::monitor::wait_pid(pid as i32, subscription);
-            process.record_exit(status as u32);
-        });
-        Ok(pid)
+        match &self.kind {
+            Kind::Container { plan } | Kind::Sandbox { plan, .. } => self.spawn_vmm(plan),
+            Kind::PodContainer { id, pod, workload } => {
+                pod.start(id, workload.clone(), self.process.clone()).map_err(InstanceError::PodWorkload)?;
+                self.process.started(pod.pid());
+                Ok(pod.pid())
+            }
+        }
     }
 
     fn kill(&self, signal: u32) -> Result<(), InstanceError> {
-        let state = self.process.state.lock().unwrap();
-        match (state.pid, state.exit_status) {
-            (Some(pid), None) => {
+        if self.process.has_exited() {
+            return Err(InstanceError::NotRunning);
+        }
+        if !self.process.was_started() {
+            self.process.record_exit(128 + signal);
+            return Ok(());
+        }
+        match &self.kind {
+            Kind::PodContainer { id, pod, .. } => pod.kill(id, signal).map_err(InstanceError::PodWorkload),
+            Kind::Container { .. } | Kind::Sandbox { .. } => {
+                let pid = self.process.running_pid().ok_or(InstanceError::NotRunning)?;
                 // SAFETY: `kill` only sends a signal; `pid` is our child, not yet reaped (its exit
                 // status is unknown), so the number cannot have been reused.
                 if unsafe { libc::kill(pid as i32, signal as i32) } != 0 {
@@ -213,39 +254,32 @@ impl Instance for VmInstance {
                 }
                 Ok(())
             }
-            (None, None) => {
-                drop(state);
-                self.process.record_exit(128 + signal);
-                Ok(())
-            }
-            (_, Some(_)) => Err(InstanceError::NotRunning),
         }
     }
 
     fn wait(&self) -> u32 {
-        self.process.wait()
+        let status = self.process.wait();
+        if let Kind::Sandbox { sandbox_id, .. } = &self.kind {
+            pod::unregister(sandbox_id);
+        }
+        status
     }
 
     fn delete(&self) {
-        let running = {
-            let state = self.process.state.lock().unwrap();
-            state.pid.filter(|_| state.exit_status.is_none())
-        };
-        if let Some(pid) = running {
-            // SAFETY: as in `kill`.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        if self.process.running_pid().is_some() {
+            let _ = self.kill(libc::SIGKILL as u32);
             self.wait();
+        }
+        if let Kind::Sandbox { sandbox_id, .. } = &self.kind {
+            pod::unregister(sandbox_id);
         }
         cleanup_bundle(&self.bundle);
     }
 
     fn stats(&self) -> Result<Any, InstanceError> {
-        let pid = {
-            let state = self.process.state.lock().unwrap();
-            state.pid.filter(|_| state.exit_status.is_none()).ok_or(InstanceError::NotRunning)?
-        };
+        let pid = self.process.running_pid().ok_or(InstanceError::NotRunning)?;
         // The VMM process holds all of the workload's memory and CPU time: its cgroup's numbers
-        // are the container's.
+        // are the container's (for a container of a pod, the pod's: its VM is shared).
         let metrics = containerd_shim::cgroup::get_cgroup(pid)
             .and_then(|cgroup| containerd_shim::cgroup::collect_metrics(&cgroup))
             .map_err(|e| InstanceError::Metrics(e.to_string()))?;
@@ -253,9 +287,9 @@ impl Instance for VmInstance {
     }
 }
 
-/// Removes what the shim put in `bundle`: a VMM still running in the container's cgroup, the
-/// cgroup, the root filesystem mount and the plan. Also run by the binary's `delete` action, so
-/// it must work on a bundle whose shim is gone.
+/// Removes what the shim put in `bundle`: a VMM still running in the plan's cgroup, the cgroup,
+/// the root filesystem mount and the plan. Also run by the binary's `delete` action, so it must
+/// work on a bundle whose shim is gone (for a pod, killing the sandbox's VMM ends the pod's VM).
 pub fn cleanup_bundle(bundle: &Path) {
     let plan = bundle.join("wasmcell-plan.json");
     if let Some(cgroup) = Plan::read(&plan).ok().and_then(|plan| plan.cgroup) {

@@ -1,20 +1,25 @@
 //! `containerd-shim-wasmcell-v1`: runs containerd tasks as Wasm workloads in wasmcell microVMs.
 //!
-//! Flow: containerd → `start` action (spawns the serving shim) → task API over ttrpc
-//! ([`service`]) → `create`: config.json, root filesystem mount, module lookup, import check,
-//! AOT compile through the cache ([`instance::VmInstance`]) → `start`: the VMM in a child process
-//! (`containerd-shim-wasmcell-v1 vmm PLAN`, [`vmm_child`]) with containerd's stdio FIFOs →
-//! exit → TaskExit event → `delete`: unmount, clean up. The service sees only the
-//! [`instance::Instance`] trait; it knows nothing about KVM.
+//! Flow: containerd → `start` action (spawns the serving shim, one per container or per
+//! Kubernetes pod) → task API over ttrpc ([`service`]) → `create`: config.json, root filesystem
+//! mount, module lookup, import check, AOT compile through the cache ([`instance::VmInstance`])
+//! → `start`: a VMM in a child process (`containerd-shim-wasmcell-v1 vmm PLAN`, [`vmm_child`])
+//! with containerd's stdio FIFOs — for a pod, the sandbox's start boots the pod's VM and each
+//! container's start runs its workload in it ([`pod`]) → exit → TaskExit event → `delete`:
+//! unmount, clean up. The service sees only the [`instance::Instance`] trait; it knows nothing
+//! about KVM.
 
 pub mod cgroup;
 pub mod instance;
 pub mod plan;
+pub mod pod;
+pub mod process;
 pub mod rootfs;
 pub mod service;
 pub mod shim;
 pub mod spec;
 pub mod vmm_child;
+pub mod workload;
 
 /// containerd's name for this runtime.
 pub const RUNTIME_ID: &str = "io.containerd.wasmcell.v1";

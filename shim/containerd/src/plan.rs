@@ -1,39 +1,50 @@
-//! The process plan: everything the shim's child process needs, written by `create` into the
-//! bundle and read by `containerd-shim-wasmcell-v1 vmm PLAN`. Compilation and every check
-//! happened in `create`; the child only joins the container's cgroup and network namespace and
-//! boots.
+//! The process plan: everything a VMM child needs, written by `create` into the bundle and read
+//! by `containerd-shim-wasmcell-v1 vmm PLAN`. Compilation and every check happened in `create`;
+//! the child only joins its cgroup and network namespace and boots. A pod's workloads are not in
+//! its plan: the shim sends each one over the pod VMM's control channel ([`crate::pod`]).
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// One container's process.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// One VMM process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
-    /// The container's cgroup, which the process joins first.
+    /// The cgroup the process joins first: the container's, or a pod's sandbox's.
     pub cgroup: Option<String>,
     /// The network namespace to join (the pod's), if the spec names one.
     pub netns: Option<PathBuf>,
-    /// containerd's stdio FIFOs ("" for none).
-    pub stdin: String,
-    pub stdout: String,
-    pub stderr: String,
-    /// The VM to boot; `None` for a pod sandbox, whose process only holds the pod (its cgroup
-    /// and network namespace) until it is stopped: no pause binary, no VM.
-    pub vm: Option<VmPlan>,
+    /// What the process runs.
+    pub kind: PlanKind,
 }
 
-/// A Wasm workload's VM.
+/// What a VMM process runs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VmPlan {
+#[serde(rename_all = "snake_case")]
+pub enum PlanKind {
+    /// A container of its own (`ctr run`): a VM with this one workload, ending with it.
+    Container(WorkloadPlan),
+    /// A Kubernetes pod's VM: it boots, then runs the workloads the shim sends it until it is
+    /// stopped. No pause binary runs: the VM is the sandbox.
+    Pod,
+}
+
+/// One Wasm workload: what the VMM needs to give it its window and its stdio.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadPlan {
     /// The precompiled module.
     pub artifact: PathBuf,
     /// CPU features it was compiled for.
     pub cpu_features: u64,
     pub args: Vec<String>,
     pub env: Vec<String>,
+    /// The workload's memory (its container's memory limit).
     pub memory_mib: u64,
     /// The mounted root filesystem, which the workload sees as `/`.
     pub rootfs: PathBuf,
+    /// containerd's stdio FIFOs ("" for none).
+    pub stdin: String,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 impl Plan {

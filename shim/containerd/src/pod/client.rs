@@ -1,0 +1,185 @@
+//! The shim's side of a pod's VMM ([`PodVm`]): it spawns the VMM with a control channel, waits
+//! until the pod's VM is up, then starts and stops the pod's workloads in it and hands each
+//! exit to the container it belongs to. If the VMM goes away, every workload still known is
+//! reported exited with 137, as for a process killed with SIGKILL.
+
+use super::protocol::{self, Event, Request, CHANNEL_FD};
+use crate::instance::InstanceError;
+use crate::plan::WorkloadPlan;
+use crate::process::Process;
+use std::collections::HashMap;
+use std::io::BufReader;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long the VM may take to come up, and a workload to start.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The status of a workload whose VMM went away.
+const GONE_STATUS: u32 = 128 + libc::SIGKILL as u32;
+
+/// A running pod VMM.
+pub struct PodVm {
+    pid: u32,
+    requests: Mutex<UnixStream>,
+    shared: Arc<Shared>,
+}
+
+/// What the request side and the event reader share.
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Starts waiting for their answer, by container id.
+    starting: HashMap<String, SyncSender<Result<(), String>>>,
+    /// Workloads started (or starting), by container id.
+    workloads: HashMap<String, Arc<Process>>,
+    /// The channel closed: the VMM is gone.
+    closed: bool,
+}
+
+impl Shared {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads the VMM's events until its channel closes.
+    fn read_events(&self, mut events: BufReader<UnixStream>) {
+        while let Ok(Some(event)) = protocol::receive::<Event>(&mut events) {
+            let mut state = self.state();
+            match event {
+                Event::Started { id } => {
+                    if let Some(answer) = state.starting.remove(&id) {
+                        let _ = answer.send(Ok(()));
+                    }
+                }
+                Event::Failed { id, message } => {
+                    state.workloads.remove(&id);
+                    if let Some(answer) = state.starting.remove(&id) {
+                        let _ = answer.send(Err(message));
+                    }
+                }
+                Event::Exited { id, status } => {
+                    if let Some(process) = state.workloads.remove(&id) {
+                        process.record_exit(status);
+                    }
+                }
+                Event::Ready { .. } | Event::NotReady { .. } => {}
+            }
+        }
+        let mut state = self.state();
+        state.closed = true;
+        for (_, answer) in state.starting.drain() {
+            let _ = answer.send(Err("the pod's VMM exited".into()));
+        }
+        for (_, process) in state.workloads.drain() {
+            process.record_exit(GONE_STATUS);
+        }
+    }
+}
+
+impl PodVm {
+    /// Spawns `exe vmm PLAN` in `bundle` (the sandbox's) with the control channel as its fd 3,
+    /// and waits for its VM to come up. `on_spawn` gets the pid right after the spawn (to watch
+    /// for its exit); on failure the caller owns a process that is exiting or gone.
+    pub fn spawn(
+        exe: &Path,
+        plan: &Path,
+        bundle: &Path,
+        on_spawn: impl FnOnce(u32),
+    ) -> Result<Arc<Self>, InstanceError> {
+        let (ours, theirs) = UnixStream::pair().map_err(InstanceError::Spawn)?;
+        let their_fd = theirs.as_raw_fd();
+        let mut command = Command::new(exe);
+        command
+            .arg(crate::VMM_ACTION)
+            .arg(plan)
+            .current_dir(bundle)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        // SAFETY: `dup2` is async-signal-safe and the only call made between fork and exec; it
+        // gives the child its end of the channel as fd 3 (without close-on-exec).
+        unsafe {
+            command.pre_exec(move || match libc::dup2(their_fd, CHANNEL_FD) {
+                -1 => Err(std::io::Error::last_os_error()),
+                _ => Ok(()),
+            });
+        }
+        let child = command.spawn().map_err(InstanceError::Spawn)?;
+        drop(theirs);
+        let pid = child.id();
+        // The reaper waits for it, not `child`: dropping `child` neither waits nor kills.
+        drop(child);
+        on_spawn(pid);
+
+        ours.set_read_timeout(Some(ANSWER_TIMEOUT)).map_err(InstanceError::Spawn)?;
+        let mut events = BufReader::new(ours.try_clone().map_err(InstanceError::Spawn)?);
+        match protocol::receive::<Event>(&mut events) {
+            Ok(Some(Event::Ready { .. })) => {}
+            Ok(Some(Event::NotReady { message })) => return Err(InstanceError::PodBoot(message)),
+            Ok(_) => return Err(InstanceError::PodBoot("its VMM exited".into())),
+            Err(e) => return Err(InstanceError::PodBoot(e.to_string())),
+        }
+        events.get_ref().set_read_timeout(None).map_err(InstanceError::Spawn)?;
+        let pod = Arc::new(Self { pid, requests: Mutex::new(ours), shared: Arc::default() });
+        let shared = pod.shared.clone();
+        std::thread::Builder::new()
+            .name("wasmcell-pod-events".into())
+            .spawn(move || shared.read_events(events))
+            .map_err(InstanceError::Spawn)?;
+        Ok(pod)
+    }
+
+    /// The VMM's pid (every container of the pod reports it).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn send(&self, request: &Request) -> Result<(), String> {
+        let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        protocol::send(&mut *requests, request).map_err(|e| format!("the pod's VMM cannot be reached: {e}"))
+    }
+
+    /// Starts container `id`'s workload; `process` gets its exit.
+    pub fn start(&self, id: &str, workload: WorkloadPlan, process: Arc<Process>) -> Result<(), String> {
+        let (answer, answered) = mpsc::sync_channel(1);
+        {
+            let mut state = self.shared.state();
+            if state.closed {
+                return Err("the pod's VMM exited".into());
+            }
+            state.starting.insert(id.to_string(), answer);
+            state.workloads.insert(id.to_string(), process);
+        }
+        let forget = || {
+            let mut state = self.shared.state();
+            state.starting.remove(id);
+            state.workloads.remove(id);
+        };
+        if let Err(e) = self.send(&Request::Start { id: id.to_string(), workload }) {
+            forget();
+            return Err(e);
+        }
+        match answered.recv_timeout(ANSWER_TIMEOUT) {
+            Ok(result) => result,
+            Err(_) => {
+                forget();
+                Err("the pod's VMM did not answer".into())
+            }
+        }
+    }
+
+    /// Asks for container `id`'s workload to be stopped; its exit follows.
+    pub fn kill(&self, id: &str, signal: u32) -> Result<(), String> {
+        self.send(&Request::Kill { id: id.to_string(), signal })
+    }
+}

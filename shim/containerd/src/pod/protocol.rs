@@ -1,0 +1,85 @@
+//! What the shim and a pod's VMM say to each other over the VMM's control channel (a socket
+//! pair the shim made when it spawned the VMM; the VMM's end is its fd 3): one JSON object per
+//! line each way. The shim asks; the VMM answers a start, and reports each workload's exit.
+
+use crate::plan::WorkloadPlan;
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, Write};
+
+/// The VMM's end of the channel in its process.
+pub const CHANNEL_FD: i32 = 3;
+
+/// Shim → VMM.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Request {
+    /// Start container `id`'s workload: answered by [`Event::Started`] or [`Event::Failed`].
+    Start { id: String, workload: WorkloadPlan },
+    /// Stop container `id`'s workload; its exit status will say `signal`.
+    Kill { id: String, signal: u32 },
+}
+
+/// VMM → shim.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    /// The pod's VM is up (sent once, first).
+    Ready { boot_ms: f64 },
+    /// The pod's VM could not be started (sent instead of `Ready`; the VMM then exits).
+    NotReady { message: String },
+    /// The workload runs.
+    Started { id: String },
+    /// The workload could not be started (a one-line reason).
+    Failed { id: String, message: String },
+    /// The workload ended with this exit status.
+    Exited { id: String, status: u32 },
+}
+
+/// Writes `message` as one line.
+pub fn send<T: Serialize>(out: &mut impl Write, message: &T) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(message).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    out.write_all(&line)
+}
+
+/// Reads the next message; `None` at end of stream. A line that does not parse is an error: the
+/// peer is our own binary, so it means a broken channel.
+pub fn receive<T: for<'de> Deserialize<'de>>(input: &mut impl BufRead) -> std::io::Result<Option<T>> {
+    let mut line = String::new();
+    if input.read_line(&mut line)? == 0 {
+        return Ok(None);
+    }
+    serde_json::from_str(&line).map(Some).map_err(std::io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_travel_one_per_line() {
+        let workload = WorkloadPlan {
+            artifact: "/cache/m.cwasm".into(),
+            cpu_features: 5,
+            args: vec!["/app.wasm".into(), "x y".into()],
+            env: vec!["A=1".into()],
+            memory_mib: 64,
+            rootfs: "/b/rootfs".into(),
+            stdin: String::new(),
+            stdout: "/fifo/out".into(),
+            stderr: "/fifo/err".into(),
+        };
+        let requests = [Request::Start { id: "c1".into(), workload }, Request::Kill { id: "c1".into(), signal: 15 }];
+        let mut wire = Vec::new();
+        for r in &requests {
+            send(&mut wire, r).unwrap();
+        }
+        assert_eq!(wire.iter().filter(|&&b| b == b'\n').count(), 2);
+        let mut input = std::io::Cursor::new(wire);
+        for r in &requests {
+            assert_eq!(receive::<Request>(&mut input).unwrap().as_ref(), Some(r));
+        }
+        assert_eq!(receive::<Request>(&mut input).unwrap(), None);
+        assert!(receive::<Event>(&mut std::io::Cursor::new(b"{\"nonsense\":1}\n".to_vec())).is_err());
+    }
+}

@@ -1,0 +1,196 @@
+//! A pod's VMM process: it boots the pod's VM once, says so on its control channel, then runs
+//! each workload the shim sends in that VM (a vCPU and a window of its own), stops one when
+//! asked, and reports each exit. It ends when the pod is stopped (SIGTERM/SIGINT: every workload
+//! still running is stopped first) or when the shim goes away (its end of the channel closes).
+
+use super::protocol::{self, Event, Request, CHANNEL_FD};
+use crate::plan::WorkloadPlan;
+use crate::service::error_chain;
+use crate::workload;
+use std::collections::HashMap;
+use std::io::BufReader;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use wasmcell_abi::boot_info::LOG_OFF;
+use wasmcell_vmm::{Stopper, Vm, VmConfig};
+
+/// A workload running in the pod's VM.
+struct Running {
+    stopper: Stopper,
+    /// The signal it was asked to stop with (0 for none yet).
+    signal: Arc<AtomicI32>,
+}
+
+/// What the request loop, the exit reporters and the signal thread share.
+struct Pod {
+    events: Mutex<UnixStream>,
+    running: Mutex<HashMap<String, Running>>,
+}
+
+impl Pod {
+    fn send(&self, event: &Event) {
+        // A shim that is gone cannot be told; the request loop sees the closed channel and ends.
+        let _ = protocol::send(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()), event);
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stops every workload still running, as SIGKILL would.
+    fn stop_all(&self) {
+        let stoppers: Vec<_> = self
+            .running()
+            .values()
+            .map(|r| {
+                let _ = r.signal.compare_exchange(0, libc::SIGKILL, Ordering::AcqRel, Ordering::Acquire);
+                r.stopper.clone()
+            })
+            .collect();
+        stoppers.iter().for_each(Stopper::stop);
+    }
+}
+
+/// Serves the pod until it is stopped; the process's exit status.
+pub fn serve() -> Result<i32, String> {
+    // SAFETY: the shim passes the channel as fd 3 of this process and nothing else uses it; this
+    // takes ownership of it, once.
+    let channel = unsafe { UnixStream::from_raw_fd(CHANNEL_FD) };
+    // Before the VM starts any thread, so that all of them leave the signals to `wait_signal`.
+    let signals = block_stop_signals()?;
+    let booted = Vm::try_from(VmConfig { log_level: LOG_OFF, ..Default::default() })
+        .and_then(|vm| Ok((vm.boot()?, vm)))
+        .map_err(|e| error_chain(&e));
+    let (boot, vm) = match booted {
+        Ok(booted) => booted,
+        Err(message) => {
+            let _ = protocol::send(&mut &channel, &Event::NotReady { message: message.clone() });
+            return Err(message);
+        }
+    };
+    let pod = Arc::new(Pod {
+        events: Mutex::new(channel.try_clone().map_err(|e| format!("cannot use the control channel: {e}"))?),
+        running: Mutex::default(),
+    });
+    pod.send(&Event::Ready { boot_ms: boot.as_secs_f64() * 1e3 });
+
+    let stopped_by = Arc::new(AtomicI32::new(0));
+    let watcher = {
+        let (stopped_by, channel_fd) = (stopped_by.clone(), channel.as_raw_fd());
+        std::thread::Builder::new()
+            .name("wasmcell-signals".into())
+            .spawn(move || {
+                if let Some(signal) = wait_signal(&signals) {
+                    stopped_by.store(signal, Ordering::Release);
+                    // Ends the request loop: reads from the channel return end of file.
+                    // SAFETY: `shutdown` on the channel's fd, which outlives this thread (the
+                    // request loop owns it until after the exit reporters are joined).
+                    unsafe { libc::shutdown(channel_fd, libc::SHUT_RD) };
+                }
+            })
+            .map_err(|e| format!("cannot watch for signals: {e}"))?
+    };
+
+    let mut reporters = Vec::new();
+    let mut requests = BufReader::new(channel);
+    loop {
+        match protocol::receive::<Request>(&mut requests) {
+            Ok(Some(Request::Start { id, workload })) => {
+                if let Some(reporter) = start(&vm, &pod, id, workload) {
+                    reporters.push(reporter);
+                }
+            }
+            Ok(Some(Request::Kill { id, signal })) => kill(&pod, &id, signal),
+            Ok(None) | Err(_) => break,
+        }
+        reporters.retain(|r: &JoinHandle<()>| !r.is_finished());
+    }
+    pod.stop_all();
+    for reporter in reporters {
+        let _ = reporter.join();
+    }
+    drop(watcher);
+    Ok(match stopped_by.load(Ordering::Acquire) {
+        0 => 128 + libc::SIGKILL,
+        signal => 128 + signal,
+    })
+}
+
+/// Starts a workload; the thread that will report its exit.
+fn start(vm: &Vm, pod: &Arc<Pod>, id: String, plan: WorkloadPlan) -> Option<JoinHandle<()>> {
+    let run = workload::load(&plan).and_then(|w| vm.start(w).map_err(|e| error_chain(&e)));
+    let run = match run {
+        Ok(run) => run,
+        Err(message) => {
+            pod.send(&Event::Failed { id, message });
+            return None;
+        }
+    };
+    let signal = Arc::new(AtomicI32::new(0));
+    pod.running().insert(id.clone(), Running { stopper: run.stopper(), signal: signal.clone() });
+    // Before the reporter exists, so that the shim hears of the start before of the exit.
+    pod.send(&Event::Started { id: id.clone() });
+    let reporter_pod = pod.clone();
+    let failed_id = id.clone();
+    let reporter = std::thread::Builder::new().name("wasmcell-exit".into()).spawn(move || {
+        let status = match run.join() {
+            Ok(report) => {
+                let signal = Some(signal.load(Ordering::Acquire)).filter(|&s| s != 0);
+                workload::exit_status(report.outcome, signal, &plan.stderr)
+            }
+            Err(e) => {
+                workload::report(&plan.stderr, &format!("wasmcell: {}", error_chain(&e)));
+                1
+            }
+        };
+        reporter_pod.running().remove(&id);
+        reporter_pod.send(&Event::Exited { id, status: status as u32 });
+    });
+    match reporter {
+        Ok(reporter) => Some(reporter),
+        Err(e) => {
+            // The run went with the closure that could not become a thread: dropping a run stops
+            // and joins it.
+            eprintln!("wasmcell: cannot watch a workload: {e}");
+            pod.running().remove(&failed_id);
+            pod.send(&Event::Exited { id: failed_id, status: 128 + libc::SIGKILL as u32 });
+            None
+        }
+    }
+}
+
+fn kill(pod: &Pod, id: &str, signal: u32) {
+    let stopper = pod.running().get(id).map(|r| {
+        let _ = r.signal.compare_exchange(0, signal as i32, Ordering::AcqRel, Ordering::Acquire);
+        r.stopper.clone()
+    });
+    // A workload that has already ended needs nothing: its exit is on its way to the shim.
+    if let Some(stopper) = stopper {
+        stopper.stop();
+    }
+}
+
+/// Blocks SIGTERM and SIGINT in this thread and every thread it starts.
+fn block_stop_signals() -> Result<libc::sigset_t, String> {
+    // SAFETY: `set` is a local sigset_t initialised by sigemptyset before use; pthread_sigmask
+    // only changes this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        match libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) {
+            0 => Ok(set),
+            rc => Err(format!("cannot block signals: {}", std::io::Error::from_raw_os_error(rc))),
+        }
+    }
+}
+
+fn wait_signal(set: &libc::sigset_t) -> Option<i32> {
+    let mut signal = 0;
+    // SAFETY: `set` is a valid, initialised signal set and `signal` a valid out pointer.
+    (unsafe { libc::sigwait(set, &mut signal) } == 0).then_some(signal)
+}
