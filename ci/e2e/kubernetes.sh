@@ -24,7 +24,7 @@ cri() { "$REPO/target/release/wasmcell-cri" --socket "$CTR_SOCK" "$@"; }
 {
     native_image wasmcell.test/pause:latest images/native/pause.rs "$DIR/images/pause.tar"
     native_image wasmcell.test/native:latest images/native/hello_native.rs "$DIR/images/native.tar"
-    for sample in hello exit_code; do
+    for sample in hello exit_code sleep spin grow; do
         "$REPO/target/release/wasmcell" image build -t "wasmcell.test/$sample:latest" -o "$DIR/images/$sample.tar" \
             "$SAMPLES/$sample.wasm" >/dev/null
     done
@@ -32,6 +32,9 @@ cri() { "$REPO/target/release/wasmcell-cri" --socket "$CTR_SOCK" "$@"; }
 for tar in "$DIR"/images/*.tar; do
     ctr_ images import "$tar" >/dev/null || { echo "cannot import $tar" >&2; exit 1; }
 done
+
+# The VMM processes on the node (each wasmcell pod has one: its VM).
+vmms() { pgrep -c -f "containerd-shim-wasmcell-v1 vmm"; }
 
 # What a pod can leave behind.
 footprint() {
@@ -78,14 +81,18 @@ t_wasm_pod_with_two_containers() {
     local pod c1 c2 code out shims
     pod=$(run_pod wasm1 wasmcell) || fail "RunPodSandbox failed"
     [ "$(cri inspectp "$pod")" = "state=SANDBOX_READY runtime_handler=wasmcell" ] || fail "pod: $(cri inspectp "$pod")"
-    c1=$(run_container wasm1 "$pod" hello wasmcell.test/hello:latest) || fail "hello did not start"
+    c1=$(run_container wasm1 "$pod" sleeper wasmcell.test/sleep:latest /sleep.wasm 2000) || fail "sleeper did not start"
     c2=$(run_container wasm1 "$pod" exit3 wasmcell.test/exit_code:latest /exit_code.wasm 3) || fail "exit3 did not start"
-    code=$(cri wait "$c1") && [ "$code" = 0 ] || fail "hello exit code: $code"
     code=$(cri wait "$c2") && [ "$code" = 3 ] || fail "exit3 exit code: $code"
+    out=$(cri inspect "$c1")
+    [[ "$out" == "state=CONTAINER_RUNNING"* ]] || fail "the sleeper should still run: $out"
+    # Both containers ran in the pod's one VM: one VMM process, no other.
+    [ "$(vmms)" = 1 ] || fail "$(vmms) VMM processes for one pod: $(pgrep -a -f 'containerd-shim-wasmcell-v1 vmm')"
+    code=$(cri wait "$c1") && [ "$code" = 0 ] || fail "sleeper exit code: $code"
     out=$(cri inspect "$c2")
     [[ "$out" == "state=CONTAINER_EXITED exit_code=3 reason=Error"* ]] || fail "exit3 status: $out"
     out=$(cri logs "$c1" 2>&1)
-    [ "$out" = "Hello, world!" ] || fail "hello's log: $out"
+    [ "$out" = "slept at least 2000 ms" ] || fail "sleeper's log: $out"
     out=$(cri logs "$c2" 2>/dev/null)
     [ "$out" = "exiting with 3" ] || fail "exit3's stdout log: $out"
     out=$(cri logs "$c2" 2>&1 >/dev/null)
@@ -93,6 +100,37 @@ t_wasm_pod_with_two_containers() {
     # The pod's containers share the shim its sandbox started.
     shims=$(pgrep -c -f "containerd-shim-wasmcell-v1 -namespace k8s.io")
     [ "$shims" = 1 ] || fail "$shims serving shims for one pod"
+    remove_pod "$pod" || fail "stopping/removing the pod failed"
+    assert_clean "$BASELINE"
+}
+# StopContainer stops one workload of a pod's VM; its neighbour runs on to its own end.
+t_one_container_of_a_pod_is_stopped_alone() {
+    local pod c1 c2 code out
+    pod=$(run_pod stop1 wasmcell) || fail "RunPodSandbox failed"
+    c1=$(run_container stop1 "$pod" spinner wasmcell.test/spin:latest) || fail "spinner did not start"
+    c2=$(run_container stop1 "$pod" sleeper wasmcell.test/sleep:latest /sleep.wasm 1500) || fail "sleeper did not start"
+    cri stop "$c1" --timeout-secs 5 || fail "StopContainer failed"
+    out=$(cri inspect "$c1")
+    [[ "$out" == "state=CONTAINER_EXITED exit_code=143 "* ]] || fail "spinner status: $out"
+    [[ "$(cri inspect "$c2")" == "state=CONTAINER_RUNNING"* ]] || fail "the sleeper stopped too: $(cri inspect "$c2")"
+    code=$(cri wait "$c2") && [ "$code" = 0 ] || fail "sleeper exit code: $code"
+    [ "$(cri logs "$c2" 2>&1)" = "slept at least 1500 ms" ] || fail "sleeper's log: $(cri logs "$c2" 2>&1)"
+    remove_pod "$pod" || fail "stopping/removing the pod failed"
+    assert_clean "$BASELINE"
+}
+# Each container's memory limit is its workload's memory in the pod's VM.
+t_memory_limits_size_each_workload() {
+    local pod small big mib
+    pod=$(run_pod mem1 wasmcell) || fail "RunPodSandbox failed"
+    small=$(cri create "$pod" --pod-config "$DIR/pods/mem1.json" --name small --image wasmcell.test/grow:latest \
+        --memory-limit $((64 << 20))) && cri start "$small" || fail "small did not start"
+    big=$(cri create "$pod" --pod-config "$DIR/pods/mem1.json" --name big --image wasmcell.test/grow:latest \
+        --memory-limit $((256 << 20))) && cri start "$big" || fail "big did not start"
+    [ "$(cri wait "$small")" = 0 ] && [ "$(cri wait "$big")" = 0 ] || fail "a grow container failed"
+    mib=$(cri logs "$small" 2>&1 | sed -n 's/^grew \([0-9]*\) MiB$/\1/p')
+    [ -n "$mib" ] && [ "$mib" -ge 40 ] && [ "$mib" -lt 64 ] || fail "64 MiB limit: grew $mib MiB ($(cri logs "$small" 2>&1))"
+    mib=$(cri logs "$big" 2>&1 | sed -n 's/^grew \([0-9]*\) MiB$/\1/p')
+    [ -n "$mib" ] && [ "$mib" -ge 200 ] && [ "$mib" -lt 256 ] || fail "256 MiB limit: grew $mib MiB ($(cri logs "$big" 2>&1))"
     remove_pod "$pod" || fail "stopping/removing the pod failed"
     assert_clean "$BASELINE"
 }
@@ -146,7 +184,9 @@ t_ten_pods_in_parallel() {
     assert_clean "$BASELINE"
 }
 
-check "a wasmcell pod: two Wasm containers log and exit 0 and 3, one shim" t_wasm_pod_with_two_containers
+check "a wasmcell pod: two Wasm containers in one VM log and exit 0 and 3, one shim" t_wasm_pod_with_two_containers
+check "StopContainer stops one workload of a pod's VM, not its neighbour" t_one_container_of_a_pod_is_stopped_alone
+check "each container's memory limit sizes its workload in the pod's VM" t_memory_limits_size_each_workload
 check "hybrid node: a runc pod runs beside a wasmcell pod" t_runc_pod_beside_a_wasm_pod
 check "a non-Wasm container in a wasmcell pod is refused naming the reason (StartContainer)" t_non_wasm_container_is_refused
 check "20 wasmcell pods in sequence leave nothing behind" t_twenty_pods_in_sequence
