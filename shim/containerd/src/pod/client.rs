@@ -183,3 +183,12 @@ impl PodVm {
         self.send(&Request::Kill { id: id.to_string(), signal })
     }
 }
+
+impl Drop for PodVm {
+    /// Closes the channel (the event reader's copy too): a VMM whose shim let go of it stops
+    /// what it runs and exits, as when the shim dies.
+    fn drop(&mut self) {
+        let requests = self.requests.get_mut().unwrap_or_else(|e| e.into_inner());
+        let _ = requests.shutdown(std::net::Shutdown::Both);
+    }
+}

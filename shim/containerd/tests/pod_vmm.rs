@@ -1,0 +1,148 @@
+//! A pod's VMM process on real KVM, driven by the shim's client as the task service drives it,
+//! without containerd: the real binary (`containerd-shim-wasmcell-v1 vmm PLAN`) spawned with its
+//! control channel, workloads started side by side in its one VM, one stopped, a bad one
+//! refused, and the process ending on SIGTERM — or when the shim's end of the channel closes.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wasmcell_aot::Compiler;
+use wasmcell_shim::plan::{Plan, PlanKind, WorkloadPlan};
+use wasmcell_shim::pod::client::PodVm;
+use wasmcell_shim::process::Process;
+
+// Small WASI modules with known behaviour: a line on stdout, exit code 7, an endless loop.
+const HELLO: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hello from a pod\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 17))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+const EXIT_7: &str = r#"(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start") (call $exit (i32.const 7))))"#;
+const SPIN: &str = r#"(module
+  (memory (export "memory") 1)
+  (func (export "_start") (loop $l (br $l))))"#;
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("wasmcell-pod-vmm-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+        Self(dir)
+    }
+
+    /// A workload plan for `wat`, its stdout going to the file `name.out`.
+    fn workload(&self, compiler: &Compiler, name: &str, wat: &str) -> WorkloadPlan {
+        let artifact = self.0.join(format!("{name}.cwasm"));
+        std::fs::write(&artifact, compiler.compile(wat.as_bytes()).unwrap()).unwrap();
+        let stdout = self.0.join(format!("{name}.out"));
+        std::fs::write(&stdout, "").unwrap();
+        WorkloadPlan {
+            artifact,
+            cpu_features: compiler.cpu_features(),
+            args: vec![name.into()],
+            env: vec![],
+            memory_mib: 32,
+            rootfs: self.0.join("rootfs"),
+            stdin: String::new(),
+            stdout: stdout.to_string_lossy().into_owned(),
+            stderr: String::new(),
+        }
+    }
+
+    fn output(&self, name: &str) -> String {
+        std::fs::read_to_string(self.0.join(format!("{name}.out"))).unwrap()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Spawns the pod VMM for a pod plan in `dir`; its pid.
+fn spawn(dir: &Path) -> (Arc<PodVm>, u32) {
+    let plan = dir.join("plan.json");
+    Plan { cgroup: None, netns: None, kind: PlanKind::Pod }.write(&plan).unwrap();
+    let pid = Arc::new(Mutex::new(0));
+    let seen = pid.clone();
+    let exe = Path::new(env!("CARGO_BIN_EXE_containerd-shim-wasmcell-v1"));
+    let pod = PodVm::spawn(exe, &plan, dir, move |p| *seen.lock().unwrap() = p).unwrap();
+    let pid = *pid.lock().unwrap();
+    assert_eq!(pod.pid(), pid);
+    (pod, pid)
+}
+
+/// Waits (bounded) for child `pid` to exit; its exit status or terminating signal + 128.
+fn reap(pid: u32) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid on our own child with a valid out pointer.
+        let done = unsafe { libc::waitpid(pid as i32, &mut status, libc::WNOHANG) };
+        if done == pid as i32 {
+            return if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
+        }
+        assert!(Instant::now() < deadline, "the pod's VMM did not exit");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_pod_vmm_runs_workloads_and_ends_with_its_pod() {
+    assert!(Path::new("/dev/kvm").exists(), "/dev/kvm is missing: these tests boot real KVM microVMs");
+    let scratch = Scratch::new("runs");
+    let compiler = Compiler::for_host().unwrap();
+    let (pod, pid) = spawn(&scratch.0);
+
+    // Two workloads side by side, and a third stopped while it spins.
+    let (hello, exit7, spin) =
+        (Arc::new(Process::default()), Arc::new(Process::default()), Arc::new(Process::default()));
+    pod.start("spin", scratch.workload(&compiler, "spin", SPIN), spin.clone()).unwrap();
+    pod.start("hello", scratch.workload(&compiler, "hello", HELLO), hello.clone()).unwrap();
+    pod.start("exit7", scratch.workload(&compiler, "exit7", EXIT_7), exit7.clone()).unwrap();
+    assert_eq!((hello.wait(), exit7.wait()), (0, 7));
+    assert_eq!(scratch.output("hello"), "hello from a pod\n");
+    assert!(!spin.has_exited(), "the spinning workload runs on");
+    pod.kill("spin", libc::SIGTERM as u32).unwrap();
+    assert_eq!(spin.wait(), 143);
+
+    // A workload that cannot start is refused with its reason; the VM carries on.
+    let mut bad = scratch.workload(&compiler, "bad", HELLO);
+    bad.artifact = scratch.0.join("missing.cwasm");
+    let err = pod.start("bad", bad, Arc::default()).unwrap_err();
+    assert!(err.contains("missing.cwasm"), "{err}");
+    let again = Arc::new(Process::default());
+    pod.start("again", scratch.workload(&compiler, "again", HELLO), again.clone()).unwrap();
+    assert_eq!(again.wait(), 0);
+
+    // Stopping the pod stops what still runs in it, which exits as if SIGKILLed.
+    let last = Arc::new(Process::default());
+    pod.start("last", scratch.workload(&compiler, "last", SPIN), last.clone()).unwrap();
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+    assert_eq!(last.wait(), 137);
+    assert_eq!(reap(pid), 143);
+    assert!(pod.start("late", scratch.workload(&compiler, "late", HELLO), Arc::default()).is_err());
+}
+
+#[test]
+fn a_pod_vmm_ends_when_its_shim_goes_away() {
+    let scratch = Scratch::new("gone");
+    let compiler = Compiler::for_host().unwrap();
+    let (pod, pid) = spawn(&scratch.0);
+    let spin = Arc::new(Process::default());
+    pod.start("spin", scratch.workload(&compiler, "spin", SPIN), spin.clone()).unwrap();
+    // Dropping the client closes the shim's end of the channel, as the shim's death would.
+    drop(pod);
+    assert_eq!(spin.wait(), 137, "the workload of a VMM whose shim is gone counts as killed");
+    assert_eq!(reap(pid), 137, "a VMM whose shim is gone stops its workloads and exits");
+}
