@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): a hello pod through CRI as the kubelet drives it — RunPodSandbox,
 # CreateContainer, StartContainer, until the container has exited — for a wasmcell pod (the
-# hello sample) and a runc pod (a static native hello), alternating; then 10 pods of each
-# started in parallel. Teardown is not timed. WASMCELL_BENCH_RUNS=N (default 20) per side.
+# hello sample) and a runc pod (a static native hello), alternating; then a hello container
+# started in a pod that already runs (its VM up, for wasmcell); then 10 pods of each started in
+# parallel. Teardown is not timed. WASMCELL_BENCH_RUNS=N (default 20) per side.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
@@ -49,6 +50,27 @@ for i in $(seq "$RUNS"); do
     elapsed_ms "$t2" "$t3" >>"$DIR/runc.ms"
 done
 
+# in_pod POD_NAME POD IMAGE N: CreateContainer + StartContainer → exited, in a running pod.
+in_pod() {
+    local c
+    c=$(cri create "$2" --pod-config "$DIR/pods/$1.json" --name "c$4" --image "$3")
+    cri start "$c"
+    [ "$(cri wait "$c")" = 0 ]
+}
+: >"$DIR/wasmcell-in-pod.ms"
+: >"$DIR/runc-in-pod.ms"
+wpod=$(cri runp --name inpod-w --runtime wasmcell --log-dir "$DIR/pods/inpod-w" --save "$DIR/pods/inpod-w.json")
+rpod=$(cri runp --name inpod-r --log-dir "$DIR/pods/inpod-r" --save "$DIR/pods/inpod-r.json")
+in_pod inpod-w "$wpod" wasmcell.test/hello:latest 0 && in_pod inpod-r "$rpod" wasmcell.test/native:latest 0
+for i in $(seq "$RUNS"); do
+    t0=$(now_ns); in_pod inpod-w "$wpod" wasmcell.test/hello:latest "$i"; t1=$(now_ns)
+    t2=$(now_ns); in_pod inpod-r "$rpod" wasmcell.test/native:latest "$i"; t3=$(now_ns)
+    elapsed_ms "$t0" "$t1" >>"$DIR/wasmcell-in-pod.ms"
+    elapsed_ms "$t2" "$t3" >>"$DIR/runc-in-pod.ms"
+done
+cri stopp "$wpod" && cri rmp "$wpod"
+cri stopp "$rpod" && cri rmp "$rpod"
+
 # parallel NAME HANDLER IMAGE: wall time until all 10 pods' containers have exited.
 parallel() {
     local i t0 t1 pids=()
@@ -64,4 +86,6 @@ pr=$(parallel pr "" wasmcell.test/native:latest)
 
 echo "hello pod, RunPodSandbox → container exited, $RUNS runs each (ms: p25 / median / p75)"
 compare wasmcell "$DIR/wasmcell.ms" runc "$DIR/runc.ms"
+echo "hello container in a running pod, CreateContainer → exited, $RUNS runs each (ms: p25 / median / p75)"
+compare wasmcell "$DIR/wasmcell-in-pod.ms" runc "$DIR/runc-in-pod.ms"
 echo "10 hello pods in parallel, until all exited (ms): wasmcell $pw, runc $pr"

@@ -12,9 +12,10 @@ use std::process::ExitCode;
 const SHIM_BINARY: &str = "containerd-shim-wasmcell-v1";
 
 /// Pod overhead the RuntimeClass declares: what a pod costs beyond its containers' requests.
-/// Measured (RSS, docs/kubernetes.md): the pod's serving shim 10.0 MiB, its sandbox process
-/// 4.9 MiB, one container's VMM with its guest 6.9 MiB: 21.9 MiB, rounded up.
-const OVERHEAD_MEMORY: &str = "24Mi";
+/// Measured (RSS, docs/kubernetes.md), a pod with one running container: the pod's serving shim
+/// 10.3 MiB, the pod's VMM with its guest kernel and the container's runtime 7.5 MiB: 17.8 MiB,
+/// rounded up. Each further container adds about 1.5 MiB beyond its own memory.
+const OVERHEAD_MEMORY: &str = "20Mi";
 /// The shim and VMM threads are idle while the guest runs; boot is a few ms of one CPU.
 const OVERHEAD_CPU: &str = "10m";
 
@@ -167,6 +168,6 @@ mod tests {
     fn the_runtime_class_names_the_handler_and_its_overhead() {
         let manifest = runtime_class("wasmcell");
         assert!(manifest.contains("kind: RuntimeClass\nmetadata:\n  name: wasmcell\nhandler: wasmcell\n"));
-        assert!(manifest.contains("podFixed:\n    memory: \"24Mi\"\n    cpu: \"10m\"\n"));
+        assert!(manifest.contains("podFixed:\n    memory: \"20Mi\"\n    cpu: \"10m\"\n"));
     }
 }

@@ -51,8 +51,6 @@ pub enum InstanceError {
     Monitor(String),
     #[error("Cannot signal the VMM process")]
     Signal(#[source] std::io::Error),
-    #[error("The pod's VM did not start: {0}")]
-    PodBoot(String),
     #[error("The pod sandbox {0} has no running VM in this shim")]
     NoPod(String),
     #[error("Cannot run the workload in the pod's VM: {0}")]

@@ -24,16 +24,19 @@ pub fn run(path: &Path) -> i32 {
         }
     };
     let stderr = match &plan.kind {
-        PlanKind::Container(w) => w.stderr.clone(),
-        PlanKind::Pod => String::new(),
+        PlanKind::Container(w) => Some(w.stderr.clone()),
+        PlanKind::Pod => None,
     };
     match boot(plan) {
         Ok(status) => status,
         Err(message) => {
-            // Where the container's user looks (`ctr run`, `kubectl logs`); a pod's VM has no
-            // stdio of its own, its failure reaches the shim (and so RunPodSandbox) instead.
-            workload::report(&stderr, &format!("wasmcell: {message}"));
             eprintln!("wasmcell: {message}");
+            match stderr {
+                // Where the container's user looks (`ctr run`, `kubectl logs`).
+                Some(stderr) => workload::report(&stderr, &format!("wasmcell: {message}")),
+                // A pod's VM has no stdio of its own: its containers' starts say why.
+                None => crate::pod::server::not_ready(&message),
+            }
             1
         }
     }
@@ -51,7 +54,7 @@ fn boot(plan: Plan) -> Result<i32, String> {
     }
     match plan.kind {
         PlanKind::Container(workload) => run_container(workload),
-        PlanKind::Pod => crate::pod::server::serve(),
+        PlanKind::Pod => Ok(crate::pod::server::serve()),
     }
 }
 

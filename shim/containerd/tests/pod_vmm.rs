@@ -68,10 +68,10 @@ impl Drop for Scratch {
     }
 }
 
-/// Spawns the pod VMM for a pod plan in `dir`; its pid.
-fn spawn(dir: &Path) -> (Arc<PodVm>, u32) {
+/// Spawns the pod VMM for a pod plan (joining `netns`, if any) in `dir`; its pid.
+fn spawn_with(dir: &Path, netns: Option<PathBuf>) -> (Arc<PodVm>, u32) {
     let plan = dir.join("plan.json");
-    Plan { cgroup: None, netns: None, kind: PlanKind::Pod }.write(&plan).unwrap();
+    Plan { cgroup: None, netns, kind: PlanKind::Pod }.write(&plan).unwrap();
     let pid = Arc::new(Mutex::new(0));
     let seen = pid.clone();
     let exe = Path::new(env!("CARGO_BIN_EXE_containerd-shim-wasmcell-v1"));
@@ -79,6 +79,10 @@ fn spawn(dir: &Path) -> (Arc<PodVm>, u32) {
     let pid = *pid.lock().unwrap();
     assert_eq!(pod.pid(), pid);
     (pod, pid)
+}
+
+fn spawn(dir: &Path) -> (Arc<PodVm>, u32) {
+    spawn_with(dir, None)
 }
 
 /// Waits (bounded) for child `pid` to exit; its exit status or terminating signal + 128.
@@ -145,4 +149,14 @@ fn a_pod_vmm_ends_when_its_shim_goes_away() {
     drop(pod);
     assert_eq!(spin.wait(), 137, "the workload of a VMM whose shim is gone counts as killed");
     assert_eq!(reap(pid), 137, "a VMM whose shim is gone stops its workloads and exits");
+}
+
+#[test]
+fn a_pod_vm_that_cannot_come_up_fails_its_first_start_with_the_reason() {
+    let scratch = Scratch::new("no-netns");
+    let compiler = Compiler::for_host().unwrap();
+    let (pod, pid) = spawn_with(&scratch.0, Some("/nonexistent/netns".into()));
+    let err = pod.start("hello", scratch.workload(&compiler, "hello", HELLO), Arc::default()).unwrap_err();
+    assert!(err.starts_with("the pod's VM did not start: cannot open network namespace /nonexistent/netns"), "{err}");
+    assert_eq!(reap(pid), 1);
 }

@@ -1,7 +1,10 @@
-//! The shim's side of a pod's VMM ([`PodVm`]): it spawns the VMM with a control channel, waits
-//! until the pod's VM is up, then starts and stops the pod's workloads in it and hands each
-//! exit to the container it belongs to. If the VMM goes away, every workload still known is
-//! reported exited with 137, as for a process killed with SIGKILL.
+//! The shim's side of a pod's VMM ([`PodVm`]): it spawns the VMM with a control channel, then
+//! starts and stops the pod's workloads in it and hands each exit to the container it belongs
+//! to. The sandbox's start does not wait for the VM to come up: the VMM reads requests only once
+//! it is, so a container's start queues behind the boot, which overlaps with what CRI does in
+//! between; a VM that fails to come up fails that start with its reason (and the sandbox task
+//! exits). If the VMM goes away, every workload still known is reported exited with 137, as for
+//! a process killed with SIGKILL.
 
 use super::protocol::{self, Event, Request, CHANNEL_FD};
 use crate::instance::InstanceError;
@@ -18,7 +21,7 @@ use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How long the VM may take to come up, and a workload to start.
+/// How long the VM may take to come up and a workload to start.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// The status of a workload whose VMM went away.
 const GONE_STATUS: u32 = 128 + libc::SIGKILL as u32;
@@ -44,6 +47,18 @@ struct State {
     workloads: HashMap<String, Arc<Process>>,
     /// The channel closed: the VMM is gone.
     closed: bool,
+    /// Why the VM did not come up, if it said.
+    boot_failure: Option<String>,
+}
+
+impl State {
+    /// Why requests cannot be answered any more.
+    fn gone_reason(&self) -> String {
+        match &self.boot_failure {
+            Some(message) => format!("the pod's VM did not start: {message}"),
+            None => "the pod's VMM exited".into(),
+        }
+    }
 }
 
 impl Shared {
@@ -72,13 +87,15 @@ impl Shared {
                         process.record_exit(status);
                     }
                 }
-                Event::Ready { .. } | Event::NotReady { .. } => {}
+                Event::Ready { .. } => {}
+                Event::NotReady { message } => state.boot_failure = Some(message),
             }
         }
         let mut state = self.state();
         state.closed = true;
+        let reason = state.gone_reason();
         for (_, answer) in state.starting.drain() {
-            let _ = answer.send(Err("the pod's VMM exited".into()));
+            let _ = answer.send(Err(reason.clone()));
         }
         for (_, process) in state.workloads.drain() {
             process.record_exit(GONE_STATUS);
@@ -87,9 +104,8 @@ impl Shared {
 }
 
 impl PodVm {
-    /// Spawns `exe vmm PLAN` in `bundle` (the sandbox's) with the control channel as its fd 3,
-    /// and waits for its VM to come up. `on_spawn` gets the pid right after the spawn (to watch
-    /// for its exit); on failure the caller owns a process that is exiting or gone.
+    /// Spawns `exe vmm PLAN` in `bundle` (the sandbox's) with the control channel as its fd 3.
+    /// `on_spawn` gets the pid right after the spawn (to watch for its exit).
     pub fn spawn(
         exe: &Path,
         plan: &Path,
@@ -97,6 +113,7 @@ impl PodVm {
         on_spawn: impl FnOnce(u32),
     ) -> Result<Arc<Self>, InstanceError> {
         let (ours, theirs) = UnixStream::pair().map_err(InstanceError::Spawn)?;
+        let events = BufReader::new(ours.try_clone().map_err(InstanceError::Spawn)?);
         let their_fd = theirs.as_raw_fd();
         let mut command = Command::new(exe);
         command
@@ -120,16 +137,6 @@ impl PodVm {
         // The reaper waits for it, not `child`: dropping `child` neither waits nor kills.
         drop(child);
         on_spawn(pid);
-
-        ours.set_read_timeout(Some(ANSWER_TIMEOUT)).map_err(InstanceError::Spawn)?;
-        let mut events = BufReader::new(ours.try_clone().map_err(InstanceError::Spawn)?);
-        match protocol::receive::<Event>(&mut events) {
-            Ok(Some(Event::Ready { .. })) => {}
-            Ok(Some(Event::NotReady { message })) => return Err(InstanceError::PodBoot(message)),
-            Ok(_) => return Err(InstanceError::PodBoot("its VMM exited".into())),
-            Err(e) => return Err(InstanceError::PodBoot(e.to_string())),
-        }
-        events.get_ref().set_read_timeout(None).map_err(InstanceError::Spawn)?;
         let pod = Arc::new(Self { pid, requests: Mutex::new(ours), shared: Arc::default() });
         let shared = pod.shared.clone();
         std::thread::Builder::new()
@@ -155,7 +162,7 @@ impl PodVm {
         {
             let mut state = self.shared.state();
             if state.closed {
-                return Err("the pod's VMM exited".into());
+                return Err(state.gone_reason());
             }
             state.starting.insert(id.to_string(), answer);
             state.workloads.insert(id.to_string(), process);

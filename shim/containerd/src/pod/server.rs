@@ -54,29 +54,44 @@ impl Pod {
     }
 }
 
-/// Serves the pod until it is stopped; the process's exit status.
-pub fn serve() -> Result<i32, String> {
-    // SAFETY: the shim passes the channel as fd 3 of this process and nothing else uses it; this
-    // takes ownership of it, once.
-    let channel = unsafe { UnixStream::from_raw_fd(CHANNEL_FD) };
+/// The control channel the shim passed (fd 3).
+fn channel() -> UnixStream {
+    // SAFETY: the shim passes the channel as fd 3 of this process and nothing else uses it; each
+    // caller (`serve` or `not_ready`, never both) takes ownership of it, once.
+    unsafe { UnixStream::from_raw_fd(CHANNEL_FD) }
+}
+
+/// Tells the shim the pod's VM cannot come up, and why (setting the process up failed before
+/// `serve`).
+pub fn not_ready(message: &str) {
+    let _ = protocol::send(&mut &channel(), &Event::NotReady { message: message.to_string() });
+}
+
+/// Serves the pod until it is stopped; the process's exit status. A pod that cannot come up
+/// says why on the channel (`NotReady`) and ends with status 1.
+pub fn serve() -> i32 {
+    let channel = channel();
+    match boot(&channel) {
+        Ok((vm, pod, watcher, stopped_by)) => run(vm, pod, channel, watcher, stopped_by),
+        Err(message) => {
+            eprintln!("wasmcell: {message}");
+            let _ = protocol::send(&mut &channel, &Event::NotReady { message });
+            1
+        }
+    }
+}
+
+type Booted = (Vm, Arc<Pod>, JoinHandle<()>, Arc<AtomicI32>);
+
+/// Everything up to `Ready`: signals, the VM, the watcher that turns SIGTERM/SIGINT into the
+/// end of the request loop.
+fn boot(channel: &UnixStream) -> Result<Booted, String> {
     // Before the VM starts any thread, so that all of them leave the signals to `wait_signal`.
     let signals = block_stop_signals()?;
-    let booted = Vm::try_from(VmConfig { log_level: LOG_OFF, ..Default::default() })
-        .and_then(|vm| Ok((vm.boot()?, vm)))
-        .map_err(|e| error_chain(&e));
-    let (boot, vm) = match booted {
-        Ok(booted) => booted,
-        Err(message) => {
-            let _ = protocol::send(&mut &channel, &Event::NotReady { message: message.clone() });
-            return Err(message);
-        }
-    };
-    let pod = Arc::new(Pod {
-        events: Mutex::new(channel.try_clone().map_err(|e| format!("cannot use the control channel: {e}"))?),
-        running: Mutex::default(),
-    });
-    pod.send(&Event::Ready { boot_ms: boot.as_secs_f64() * 1e3 });
-
+    let vm = Vm::try_from(VmConfig { log_level: LOG_OFF, ..Default::default() }).map_err(|e| error_chain(&e))?;
+    let boot = vm.boot().map_err(|e| error_chain(&e))?;
+    let events = channel.try_clone().map_err(|e| format!("cannot use the control channel: {e}"))?;
+    let pod = Arc::new(Pod { events: Mutex::new(events), running: Mutex::default() });
     let stopped_by = Arc::new(AtomicI32::new(0));
     let watcher = {
         let (stopped_by, channel_fd) = (stopped_by.clone(), channel.as_raw_fd());
@@ -86,14 +101,19 @@ pub fn serve() -> Result<i32, String> {
                 if let Some(signal) = wait_signal(&signals) {
                     stopped_by.store(signal, Ordering::Release);
                     // Ends the request loop: reads from the channel return end of file.
-                    // SAFETY: `shutdown` on the channel's fd, which outlives this thread (the
-                    // request loop owns it until after the exit reporters are joined).
+                    // SAFETY: `shutdown` on the channel's fd, which outlives this thread's use
+                    // of it (the process ends after the request loop, which owns the fd).
                     unsafe { libc::shutdown(channel_fd, libc::SHUT_RD) };
                 }
             })
             .map_err(|e| format!("cannot watch for signals: {e}"))?
     };
+    pod.send(&Event::Ready { boot_ms: boot.as_secs_f64() * 1e3 });
+    Ok((vm, pod, watcher, stopped_by))
+}
 
+/// The request loop, then the pod's end: what still runs is stopped and its exit reported.
+fn run(vm: Vm, pod: Arc<Pod>, channel: UnixStream, watcher: JoinHandle<()>, stopped_by: Arc<AtomicI32>) -> i32 {
     let mut reporters = Vec::new();
     let mut requests = BufReader::new(channel);
     loop {
@@ -112,11 +132,12 @@ pub fn serve() -> Result<i32, String> {
     for reporter in reporters {
         let _ = reporter.join();
     }
+    // The watcher may wait for a signal forever; the process ends anyway.
     drop(watcher);
-    Ok(match stopped_by.load(Ordering::Acquire) {
+    match stopped_by.load(Ordering::Acquire) {
         0 => 128 + libc::SIGKILL,
         signal => 128 + signal,
-    })
+    }
 }
 
 /// Starts a workload; the thread that will report its exit.
