@@ -133,8 +133,16 @@ impl RunControl {
         {
             return;
         }
-        let stop_requested = self.block + std::mem::offset_of!(VcpuBlock, stop_requested) as u64;
-        let _ = self.memory.store(1u32, GuestAddress(stop_requested), Ordering::Release);
+        {
+            // Only while the thread runs: once it has ended, the vCPU (and its block) may already
+            // serve another workload. A thread not started yet sees the phase before it runs.
+            let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner());
+            if thread.is_none() {
+                return;
+            }
+            let stop_requested = self.block + std::mem::offset_of!(VcpuBlock, stop_requested) as u64;
+            let _ = self.memory.store(1u32, GuestAddress(stop_requested), Ordering::Release);
+        }
         let _ = self.wake.write(1);
         self.kick_while(Phase::StopRequested);
     }

@@ -1,4 +1,4 @@
-//! The panic handler: the message goes to the VMM through the control block, then the guest
+//! The panic handler: the message goes to the VMM through the vCPU block, then the vCPU
 //! stops with its own exit code. Nothing is logged to the serial port first, so a panic costs
 //! two VM exits however long its message is.
 

@@ -188,9 +188,11 @@ fn kill(pod: &Pod, id: &str, signal: u32) {
         let _ = r.signal.compare_exchange(0, signal as i32, Ordering::AcqRel, Ordering::Acquire);
         r.stopper.clone()
     });
-    // A workload that has already ended needs nothing: its exit is on its way to the shim.
+    // A workload that has already ended needs nothing: its exit is on its way to the shim. The
+    // stop runs on a thread of its own: a vCPU thread stuck outside the guest (a write to a
+    // full stdout pipe) must not hold up the requests of the pod's other workloads.
     if let Some(stopper) = stopper {
-        stopper.stop();
+        let _ = std::thread::Builder::new().name("wasmcell-stop".into()).spawn(move || stopper.stop());
     }
 }
 

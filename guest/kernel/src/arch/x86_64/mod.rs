@@ -11,7 +11,7 @@ const COM1: u16 = 0x3f8;
 /// Writes a control-device register (see `wasmcell_abi::control`).
 pub fn control_write(register: u16, value: u32) {
     // SAFETY: an `out` to the control device has no effect on guest memory; it is not marked
-    // `nomem` so that stores the VMM reads afterwards (the control block) happen before it.
+    // `nomem` so that stores the VMM reads afterwards (the vCPU block) happen before it.
     unsafe {
         asm!("out dx, eax", in("dx") X86_PORT_BASE + register, in("eax") value, options(nostack, preserves_flags))
     }
