@@ -99,6 +99,7 @@ impl WindowLayout {
     }
 
     /// The whole window.
+    #[cfg(test)]
     pub fn range(&self) -> Range<u64> {
         self.base..self.base + self.size
     }

@@ -308,7 +308,7 @@ impl VmInner {
             }
         };
         let setup = (|| {
-            let cr3 = self.lock().space.root();
+            let cr3 = window.as_ref().and_then(|w| w.root).unwrap_or_else(|| self.lock().space.base_root());
             arch::configure_vcpu(fd, self.entry, index, stack_top, cr3, starts)?;
             info.tsc_khz = self.lock().tsc_khz;
             info.random_seed = boot_info::random_seed()?;
@@ -326,10 +326,10 @@ impl VmInner {
         Ok((memory, devices, window))
     }
 
-    /// A window for `work`: memory slot, contents, page tables.
+    /// A window for `work`: memory slot, contents, its address space.
     fn place(&self, work: &PreparedWorkload) -> Result<Window, Error> {
         let index = self.lock().windows.take().ok_or(Error::NoWindow)?;
-        let window = match Window::create(&self.fd, index, work) {
+        let mut window = match Window::create(&self.fd, index, work) {
             Ok(window) => window,
             Err(e) => {
                 self.lock().windows.give_back(index, true);
@@ -337,20 +337,24 @@ impl VmInner {
             }
         };
         let mapped = self.lock().space.map_window(&self.base_memory, &window.layout);
-        if let Err(e) = mapped {
-            self.release(window, false);
-            return Err(e.into());
+        match mapped {
+            Ok(root) => window.root = Some(root),
+            Err(e) => {
+                self.release(window, true);
+                return Err(e.into());
+            }
         }
         Ok(window)
     }
 
-    /// Takes a window back out of the VM: page tables, memory slot, address (`clean`: reusable).
+    /// Takes a window back out of the VM: its address space, memory slot and address (`clean`:
+    /// reusable). Its vCPU has stopped.
     pub(crate) fn release(&self, window: Window, clean: bool) {
         let mut state = self.lock();
-        // Unmapping only frees tables; a failure to write them leaves a stale mapping of an
-        // address with no memory slot, which the guest can only read as MMIO: never reuse it.
-        let unmapped = state.space.unmap_window(&self.base_memory, &window.layout).is_ok();
-        state.windows.give_back(window.index, clean && unmapped);
+        if let Some(root) = window.root {
+            state.space.unmap_window(root);
+        }
+        state.windows.give_back(window.index, clean);
         drop(state);
         window.remove(&self.fd);
     }

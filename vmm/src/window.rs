@@ -76,6 +76,8 @@ pub struct Window {
     pub index: u32,
     pub layout: WindowLayout,
     region: Arc<Region>,
+    /// The root of the workload's address space, once mapped (`AddressSpace::map_window`).
+    pub root: Option<u64>,
 }
 
 /// Errors while placing a window.
@@ -99,7 +101,7 @@ impl Window {
         let base = window_base(index);
         let layout = WindowLayout::new(base, workload.memory, workload.sizes()).expect("checked by PreparedWorkload");
         let region = memory::create_region(vm, Self::slot(index), base, workload.memory)?;
-        let window = Self { index, layout, region };
+        let window = Self { index, layout, region, root: None };
         if let Err(e) = window.fill(workload) {
             window.remove(vm);
             return Err(e);

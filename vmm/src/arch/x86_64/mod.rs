@@ -29,7 +29,8 @@ pub enum AddressSpaceError {
     Write(#[source] vm_memory::GuestMemoryError),
 }
 
-/// The guest's page tables, owned by the VMM for the VM's life.
+/// The guest's page tables, owned by the VMM for the VM's life: the base address space (base
+/// RAM, the MMIO window) and, for each workload window, one that adds that window alone.
 pub struct AddressSpace {
     tables: PageTables,
 }
@@ -89,28 +90,34 @@ impl AddressSpace {
     /// guest runs under.
     pub fn build(memory: &GuestMemory, elf: &GuestElf, layout: &BaseLayout) -> Result<Self, AddressSpaceError> {
         let mut tables = PageTables::new(map::PAGE_TABLES..map::PAGE_TABLES_END)?;
-        tables.map(&base_mappings(elf, layout))?;
+        let base = tables.base();
+        tables.map(base, &base_mappings(elf, layout))?;
         let mut space = Self { tables };
         space.write_tables(memory)?;
         descriptors::write(memory).map_err(AddressSpaceError::Write)?;
         Ok(space)
     }
 
-    /// Maps a workload's window (its memory slot exists already).
-    pub fn map_window(&mut self, memory: &GuestMemory, window: &WindowLayout) -> Result<(), AddressSpaceError> {
-        self.tables.map(&window_mappings(window))?;
-        self.write_tables(memory)
+    /// The address space of a workload's window (whose memory slot exists already): the base
+    /// and the window, no other. Its root (`CR3` of the workload's vCPU).
+    pub fn map_window(&mut self, memory: &GuestMemory, window: &WindowLayout) -> Result<u64, AddressSpaceError> {
+        let root = self.tables.fork()?;
+        let mapped = self.tables.map(root, &window_mappings(window)).map_err(AddressSpaceError::from);
+        if let Err(e) = mapped.and_then(|()| self.write_tables(memory)) {
+            self.tables.drop_root(root);
+            return Err(e);
+        }
+        Ok(root)
     }
 
-    /// Unmaps a window, returning its tables to the pool.
-    pub fn unmap_window(&mut self, memory: &GuestMemory, window: &WindowLayout) -> Result<(), AddressSpaceError> {
-        self.tables.unmap(window.range());
-        self.write_tables(memory)
+    /// Drops a window's address space (its vCPU has stopped), returning its tables to the pool.
+    pub fn unmap_window(&mut self, root: u64) {
+        self.tables.drop_root(root);
     }
 
-    /// Guest-physical address of the root page table (`CR3`).
-    pub fn root(&self) -> u64 {
-        self.tables.root()
+    /// Guest-physical address of the base root table (`CR3` of a vCPU without a workload).
+    pub fn base_root(&self) -> u64 {
+        self.tables.base()
     }
 
     fn write_tables(&mut self, memory: &GuestMemory) -> Result<(), AddressSpaceError> {
@@ -135,11 +142,13 @@ mod tests {
         let elf = loader::parse(crate::EMBEDDED_GUEST).unwrap();
         let layout = BaseLayout::new(64 << 20, elf.end).unwrap();
         let mut tables = PageTables::new(map::PAGE_TABLES..map::PAGE_TABLES_END).unwrap();
-        tables.map(&base_mappings(&elf, &layout)).unwrap();
+        let base = tables.base();
+        tables.map(base, &base_mappings(&elf, &layout)).unwrap();
         let sizes = WorkloadSizes { blob: 100, files: 10_000, payload: 3 << 20 };
         let window = WindowLayout::new(map::window_base(0), 64 << 20, sizes).unwrap();
-        tables.map(&window_mappings(&window)).unwrap();
-        let at = |addr| tables.translate(addr);
+        let root = tables.fork().unwrap();
+        tables.map(root, &window_mappings(&window)).unwrap();
+        let at = |addr| tables.translate(root, addr);
         let area = map::vcpu_area(3);
         // Null page, page-table pool and stack guards are unmapped.
         assert_eq!(at(0), None);
@@ -174,8 +183,8 @@ mod tests {
                 assert!(!(flags.writable && flags.executable), "{addr:#x} is writable and executable");
             }
         }
-        tables.unmap(window.range());
-        assert_eq!(tables.translate(window.payload.start), None);
-        assert_eq!(tables.translate(elf.entry), Some(PageFlags::USER_RX));
+        assert_eq!(tables.translate(base, window.payload.start), None, "the base maps no window");
+        tables.drop_root(root);
+        assert_eq!(tables.translate(base, elf.entry), Some(PageFlags::USER_RX));
     }
 }

@@ -1,5 +1,6 @@
-//! x86-64 4-level page tables for the guest's identity map, kept by the VMM for the VM's whole
-//! life: built before boot, then changed while the guest runs as workload windows come and go.
+//! x86-64 4-level page tables for the guest's identity maps, kept by the VMM for the VM's whole
+//! life: the base address space built before boot, then one more per workload window while the
+//! guest runs, each sharing the base's tables.
 //!
 //! Large (2 MiB) pages wherever a whole aligned 2 MiB range shares its rights, 4 KiB pages
 //! elsewhere, so that W^X and supervisor-only pages cost a page table only where they are needed.
@@ -7,9 +8,11 @@
 //! cannot read or rewrite its own page tables. Every change marks the tables it touched; the
 //! caller writes exactly those into guest memory.
 //!
-//! Mapping a range that was unmapped needs no TLB flush (x86 caches no not-present entries).
-//! Unmapping does: the VMM removes the range's memory slot too (KVM then drops its shadow or
-//! EPT entries) and reloads the CR3 of the vCPU it gives the range to next.
+//! A workload's address space ([`PageTables::fork`]) starts as a copy of the base root: it sees
+//! base RAM through the base's own tables and its window through tables of its own, copied from
+//! the base's on the way down where they were shared (copy on write). So a workload's vCPU
+//! reaches no other workload's window. Dropping the root frees its own tables; the base's are
+//! never changed after boot.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
@@ -102,31 +105,61 @@ pub enum PagingError {
 /// The tables, keyed by their guest-physical address, with the pool they come from.
 pub struct PageTables {
     tables: BTreeMap<u64, Box<[u64; ENTRIES]>>,
-    root: u64,
+    /// The base address space's root.
+    base: u64,
+    /// The tables each root owns (its own root included); a table not in its root's set is
+    /// shared with the base.
+    owned: BTreeMap<u64, BTreeSet<u64>>,
     free: BTreeSet<u64>,
     dirty: BTreeSet<u64>,
 }
 
 impl PageTables {
-    /// Empty tables (a root only) whose pages come from `pool`.
+    /// Empty tables (a base root only) whose pages come from `pool`.
     pub fn new(pool: Range<u64>) -> Result<Self, PagingError> {
         let free = (pool.start..pool.end).step_by(PAGE_SIZE as usize).collect();
-        let mut tables = Self { tables: BTreeMap::new(), root: pool.start, free, dirty: BTreeSet::new() };
-        tables.root = tables.allocate()?;
+        let mut tables =
+            Self { tables: BTreeMap::new(), base: 0, owned: BTreeMap::new(), free, dirty: BTreeSet::new() };
+        let base = tables.allocate()?;
+        tables.base = base;
+        tables.owned.insert(base, BTreeSet::from([base]));
         Ok(tables)
     }
 
-    /// Guest-physical address of the root table (`CR3`).
-    pub fn root(&self) -> u64 {
-        self.root
+    /// Guest-physical address of the base root table (`CR3` of a vCPU without a workload).
+    pub fn base(&self) -> u64 {
+        self.base
     }
 
-    /// Maps every mapping of `mappings`. On error nothing is left half mapped.
-    pub fn map(&mut self, mappings: &[Mapping]) -> Result<(), PagingError> {
+    /// A new address space that maps what the base maps (and nothing else, until mapped): its
+    /// root's address.
+    pub fn fork(&mut self) -> Result<u64, PagingError> {
+        let root = self.allocate()?;
+        let entries = *self.tables[&self.base].clone();
+        **self.tables.get_mut(&root).expect("allocated") = entries;
+        self.owned.insert(root, BTreeSet::from([root]));
+        Ok(root)
+    }
+
+    /// Frees a forked address space: its root and the tables it owns.
+    pub fn drop_root(&mut self, root: u64) {
+        if root == self.base {
+            return;
+        }
+        for table in self.owned.remove(&root).unwrap_or_default() {
+            self.tables.remove(&table);
+            self.dirty.remove(&table);
+            self.free.insert(table);
+        }
+    }
+
+    /// Maps every mapping of `mappings` in the address space of `root`. On error nothing is
+    /// left half mapped.
+    pub fn map(&mut self, root: u64, mappings: &[Mapping]) -> Result<(), PagingError> {
         for (i, m) in mappings.iter().enumerate() {
-            if let Err(e) = self.map_one(m) {
+            if let Err(e) = self.map_one(root, m) {
                 for done in &mappings[..=i] {
-                    self.unmap(done.start..done.end);
+                    self.unmap(root, done.start..done.end);
                 }
                 return Err(e);
             }
@@ -134,29 +167,29 @@ impl PageTables {
         Ok(())
     }
 
-    fn map_one(&mut self, m: &Mapping) -> Result<(), PagingError> {
+    fn map_one(&mut self, root: u64, m: &Mapping) -> Result<(), PagingError> {
         if !m.start.is_multiple_of(PAGE_SIZE) || !m.end.is_multiple_of(PAGE_SIZE) || m.end < m.start {
             return Err(PagingError::BadMapping(m.start));
         }
         let mut addr = m.start;
         while addr < m.end {
             if addr.is_multiple_of(LARGE_PAGE_SIZE) && m.end - addr >= LARGE_PAGE_SIZE {
-                self.set_leaf(addr, 2, m.flags.leaf_bits() | LARGE)?;
+                self.set_leaf(root, addr, 2, m.flags.leaf_bits() | LARGE)?;
                 addr += LARGE_PAGE_SIZE;
             } else {
-                self.set_leaf(addr, 1, m.flags.leaf_bits())?;
+                self.set_leaf(root, addr, 1, m.flags.leaf_bits())?;
                 addr += PAGE_SIZE;
             }
         }
         Ok(())
     }
 
-    /// Unmaps every page of `range` that is mapped, and returns to the pool the tables left
-    /// empty. Large pages are removed whole (ranges follow the mappings they undo).
-    pub fn unmap(&mut self, range: Range<u64>) {
+    /// Unmaps every page of `range` that `root` maps, and returns to the pool the tables of
+    /// its own left empty. Large pages are removed whole (ranges follow the mappings they undo).
+    pub fn unmap(&mut self, root: u64, range: Range<u64>) {
         let mut addr = range.start / PAGE_SIZE * PAGE_SIZE;
         while addr < range.end {
-            let step = self.clear_leaf(addr).unwrap_or(PAGE_SIZE);
+            let step = self.clear_leaf(root, addr).unwrap_or(PAGE_SIZE);
             addr = (addr / step + 1) * step;
         }
     }
@@ -180,9 +213,9 @@ impl PageTables {
     }
 
     #[cfg(test)]
-    /// Walks the tables like the MMU: the rights of the page holding `addr`, if mapped.
-    pub fn translate(&self, addr: u64) -> Option<PageFlags> {
-        let mut table = self.root;
+    /// Walks the tables of `root` like the MMU: the rights of the page holding `addr`, if mapped.
+    pub fn translate(&self, root: u64, addr: u64) -> Option<PageFlags> {
+        let mut table = root;
         for level in (1..=4).rev() {
             let entry = self.tables.get(&table)?[index(addr, level)];
             if entry & PRESENT == 0 {
@@ -214,22 +247,42 @@ impl PageTables {
         &mut self.tables.get_mut(&table).expect("allocated")[slot]
     }
 
-    /// Installs a leaf for `addr` at `leaf_level` (1 = 4 KiB page, 2 = 2 MiB page).
-    fn set_leaf(&mut self, addr: u64, leaf_level: u32, leaf_bits: u64) -> Result<(), PagingError> {
-        let mut table = self.root;
+    /// A table `root` owns, allocated (or, copy on write, copied from the shared `from`).
+    fn own_table(&mut self, root: u64, from: Option<u64>) -> Result<u64, PagingError> {
+        let table = self.allocate()?;
+        if let Some(from) = from {
+            let entries = *self.tables[&from].clone();
+            **self.tables.get_mut(&table).expect("allocated") = entries;
+        }
+        self.owned.entry(root).or_default().insert(table);
+        Ok(table)
+    }
+
+    fn owns(&self, root: u64, table: u64) -> bool {
+        self.owned.get(&root).is_some_and(|tables| tables.contains(&table))
+    }
+
+    /// Installs a leaf for `addr` at `leaf_level` (1 = 4 KiB page, 2 = 2 MiB page) in `root`'s
+    /// address space, giving it tables of its own on the way down.
+    fn set_leaf(&mut self, root: u64, addr: u64, leaf_level: u32, leaf_bits: u64) -> Result<(), PagingError> {
+        let mut table = root;
         for level in (leaf_level + 1..=4).rev() {
             let slot = index(addr, level);
             let entry = self.tables[&table][slot];
-            table = if entry & PRESENT == 0 {
-                let child = self.allocate()?;
-                // Intermediate entries grant everything; the leaf decides.
-                *self.entry_mut(table, slot) = child | PRESENT | WRITABLE | USER;
-                child
+            let child = if entry & PRESENT == 0 {
+                self.own_table(root, None)?
             } else if entry & LARGE != 0 {
                 return Err(PagingError::BadMapping(addr));
+            } else if !self.owns(root, entry & ADDRESS_MASK) {
+                self.own_table(root, Some(entry & ADDRESS_MASK))?
             } else {
                 entry & ADDRESS_MASK
             };
+            if child != entry & ADDRESS_MASK || entry & PRESENT == 0 {
+                // Intermediate entries grant everything; the leaf decides.
+                *self.entry_mut(table, slot) = child | PRESENT | WRITABLE | USER;
+            }
+            table = child;
         }
         let slot = index(addr, leaf_level);
         if self.tables[&table][slot] & PRESENT != 0 {
@@ -239,21 +292,21 @@ impl PageTables {
         Ok(())
     }
 
-    /// Clears the leaf mapping `addr`, freeing tables that become empty; the size of the page
-    /// it mapped, or `None` if nothing did.
-    fn clear_leaf(&mut self, addr: u64) -> Option<u64> {
+    /// Clears the leaf mapping `addr` in `root`'s own tables, freeing those that become empty;
+    /// the size of the page it mapped, or `None` if nothing did (or the leaf is the base's).
+    fn clear_leaf(&mut self, root: u64, addr: u64) -> Option<u64> {
         let mut path = Vec::with_capacity(4);
-        let mut table = self.root;
+        let mut table = root;
         for level in (1..=4).rev() {
             let slot = index(addr, level);
             let entry = self.tables.get(&table)?[slot];
-            if entry & PRESENT == 0 {
+            if entry & PRESENT == 0 || !self.owns(root, table) {
                 return None;
             }
             path.push((table, slot));
             if level == 1 || entry & LARGE != 0 {
                 let size = if level == 1 { PAGE_SIZE } else { LARGE_PAGE_SIZE };
-                self.release(&path);
+                self.release(root, &path);
                 return Some(size);
             }
             table = entry & ADDRESS_MASK;
@@ -263,7 +316,7 @@ impl PageTables {
 
     /// Clears the last entry of `path` and frees each table on it (bottom up, never the root)
     /// that is left with no entry.
-    fn release(&mut self, path: &[(u64, usize)]) {
+    fn release(&mut self, root: u64, path: &[(u64, usize)]) {
         for (depth, &(table, slot)) in path.iter().enumerate().rev() {
             *self.entry_mut(table, slot) = 0;
             let empty = self.tables[&table].iter().all(|&e| e == 0);
@@ -274,6 +327,9 @@ impl PageTables {
             self.tables.remove(&table);
             self.dirty.remove(&table);
             self.free.insert(table);
+            if let Some(owned) = self.owned.get_mut(&root) {
+                owned.remove(&table);
+            }
         }
     }
 }
@@ -291,7 +347,8 @@ mod tests {
 
     fn build(maps: &[Mapping]) -> PageTables {
         let mut t = PageTables::new(POOL).unwrap();
-        t.map(maps).unwrap();
+        let base = t.base();
+        t.map(base, maps).unwrap();
         t
     }
 
@@ -303,15 +360,16 @@ mod tests {
             Mapping::new(0x60_0000, 0x60_3000, PageFlags::USER_RX),
         ];
         let t = build(&maps);
+        let at = |addr| t.translate(t.base(), addr);
         // PML4, PDPT, PD, a PT for [0, 2M) and a PT for [6M, 8M); [2M, 6M) uses two large pages.
         assert_eq!(t.table_count(), 5);
-        assert_eq!(t.translate(0x0), None);
-        assert_eq!(t.translate(0x1fff), Some(PageFlags::SUPERVISOR_RW));
-        assert_eq!(t.translate(0x2000), None);
-        assert_eq!(t.translate(0x3f_ffff), Some(PageFlags::USER_RW));
-        assert_eq!(t.translate(0x60_2fff), Some(PageFlags::USER_RX));
-        assert_eq!(t.translate(0x60_3000), None);
-        assert_eq!(t.translate(1 << 40), None);
+        assert_eq!(at(0x0), None);
+        assert_eq!(at(0x1fff), Some(PageFlags::SUPERVISOR_RW));
+        assert_eq!(at(0x2000), None);
+        assert_eq!(at(0x3f_ffff), Some(PageFlags::USER_RW));
+        assert_eq!(at(0x60_2fff), Some(PageFlags::USER_RX));
+        assert_eq!(at(0x60_3000), None);
+        assert_eq!(at(1 << 40), None);
     }
 
     #[test]
@@ -319,48 +377,67 @@ mod tests {
         let overlap =
             [Mapping::new(0x0, 0x40_0000, PageFlags::USER_RW), Mapping::new(0x1000, 0x2000, PageFlags::USER_RO)];
         let mut t = PageTables::new(POOL).unwrap();
-        assert!(matches!(t.map(&overlap), Err(PagingError::BadMapping(0x1000))));
-        assert_eq!(t.translate(0x0), None, "the first mapping was undone");
+        let base = t.base();
+        assert!(matches!(t.map(base, &overlap), Err(PagingError::BadMapping(0x1000))));
+        assert_eq!(t.translate(base, 0x0), None, "the first mapping was undone");
         assert_eq!(t.table_count(), 1);
         let unaligned = [Mapping::new(0x1001, 0x2000, PageFlags::USER_RO)];
-        assert!(matches!(t.map(&unaligned), Err(PagingError::BadMapping(0x1001))));
+        assert!(matches!(t.map(base, &unaligned), Err(PagingError::BadMapping(0x1001))));
     }
 
     #[test]
     fn pool_exhaustion_is_an_error() {
         let maps = [Mapping::new(0x1000, 0x40_0000, PageFlags::USER_RW)];
         let mut t = PageTables::new(0x1_0000..0x1_3000).unwrap();
-        assert!(matches!(t.map(&maps), Err(PagingError::PoolExhausted)));
+        let base = t.base();
+        assert!(matches!(t.map(base, &maps), Err(PagingError::PoolExhausted)));
     }
 
     #[test]
-    fn unmapping_a_window_frees_its_tables_and_keeps_the_rest() {
-        let base = [Mapping::new(0x1000, 0x2000, PageFlags::SUPERVISOR_RW)];
-        let mut t = build(&base);
-        let before = t.table_count();
+    fn each_window_has_an_address_space_of_its_own_over_the_shared_base() {
+        let mut t = build(&[Mapping::new(0x1000, 0x2000, PageFlags::SUPERVISOR_RW)]);
+        let (base, before) = (t.base(), t.table_count());
         let _ = t.take_dirty();
-        let window = 0x1_0000_0000;
-        let parts = [
-            Mapping::new(window, window + 0x3000, PageFlags::USER_RX),
-            Mapping::new(window + 0x20_0000, window + 0x80_0000, PageFlags::USER_RW),
-        ];
-        t.map(&parts).unwrap();
-        assert_eq!(t.translate(window + 0x2000), Some(PageFlags::USER_RX));
-        assert_eq!(t.translate(window + 0x7f_ffff), Some(PageFlags::USER_RW));
-        // A PD and a PT for the window; the PDPT is shared with the base.
-        assert_eq!(t.table_count(), before + 2);
-        assert!(!t.take_dirty().is_empty());
-        t.unmap(window..window + 0x80_0000);
-        assert_eq!(t.translate(window), None);
-        assert_eq!(t.translate(window + 0x20_0000), None);
-        assert_eq!(t.translate(0x1000), Some(PageFlags::SUPERVISOR_RW));
-        assert_eq!(t.table_count(), before, "the window's tables went back to the pool");
-        // The changed parent (the PDPT) is rewritten; the freed tables are not.
+        let window = |k: u64| 0x1_0000_0000 * (k + 1);
+        let parts = |w: u64| {
+            [
+                Mapping::new(w, w + 0x3000, PageFlags::USER_RX),
+                Mapping::new(w + 0x20_0000, w + 0x80_0000, PageFlags::USER_RW),
+            ]
+        };
+        let (a, b) = (t.fork().unwrap(), t.fork().unwrap());
+        t.map(a, &parts(window(0))).unwrap();
+        t.map(b, &parts(window(1))).unwrap();
+        // Each sees the base and its own window, and nothing of the other's.
+        for (root, own, other) in [(a, window(0), window(1)), (b, window(1), window(0))] {
+            assert_eq!(t.translate(root, 0x1000), Some(PageFlags::SUPERVISOR_RW));
+            assert_eq!(t.translate(root, own + 0x2000), Some(PageFlags::USER_RX));
+            assert_eq!(t.translate(root, own + 0x7f_ffff), Some(PageFlags::USER_RW));
+            assert_eq!(t.translate(root, other), None);
+        }
+        assert_eq!(t.translate(base, window(0)), None, "the base maps no window");
+        // A root, a PDPT copied from the base's, a PD and a PT each; the base's PD is shared.
+        assert_eq!(t.table_count(), before + 8);
         let dirty: Vec<u64> = t.take_dirty().into_iter().map(|(addr, _)| addr).collect();
-        assert_eq!(dirty.len(), 1, "{dirty:x?}");
+        assert_eq!(dirty.len(), 8, "only the windows' own tables are written: {dirty:x?}");
+        t.drop_root(a);
+        assert_eq!(t.table_count(), before + 4, "a's tables went back to the pool");
+        assert_eq!(t.translate(b, window(1)), Some(PageFlags::USER_RX));
         // The same window maps again from the freed pages.
-        t.map(&parts).unwrap();
-        assert_eq!(t.table_count(), before + 2);
+        let again = t.fork().unwrap();
+        t.map(again, &parts(window(0))).unwrap();
+        assert_eq!(t.table_count(), before + 8);
+    }
+
+    #[test]
+    fn unmapping_frees_the_tables_left_empty() {
+        let mut t = build(&[Mapping::new(0x1000, 0x2000, PageFlags::SUPERVISOR_RW)]);
+        let (base, before) = (t.base(), t.table_count());
+        t.map(base, &[Mapping::new(0x40_0000_0000, 0x40_0000_3000, PageFlags::USER_RO)]).unwrap();
+        t.unmap(base, 0x40_0000_0000..0x40_0000_3000);
+        assert_eq!(t.translate(base, 0x40_0000_0000), None);
+        assert_eq!(t.translate(base, 0x1000), Some(PageFlags::SUPERVISOR_RW));
+        assert_eq!(t.table_count(), before);
     }
 
     #[test]
