@@ -1,6 +1,7 @@
-//! For the process that runs a VM (`wasmcell run`, the shim's VMM child): SIGINT and SIGTERM
-//! stop the VM cleanly (the run ends as "killed") instead of killing the process mid-run. The
-//! signals are blocked in every thread and taken by one waiting thread.
+//! For the process that runs a VM (`wasmcell run`, the shim's VMM children): SIGINT and SIGTERM
+//! stop the VM cleanly (the run ends as "killed", a pod's workloads are stopped) instead of
+//! killing the process mid-run. The signals are blocked in every thread and taken by one waiting
+//! thread.
 
 use crate::VmHandle;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -18,6 +19,12 @@ impl Received {
 /// Blocks SIGINT/SIGTERM in this thread (and the threads it spawns later, such as the vCPU) and
 /// starts a thread that kills the VM when one arrives.
 pub fn forward_to(handle: VmHandle) -> std::io::Result<Received> {
+    on_stop_signal(move |_| handle.kill())
+}
+
+/// Blocks SIGINT/SIGTERM in this thread (and the threads it spawns later) and starts a thread
+/// that calls `stop` with the signal when one arrives. Call it before any other thread starts.
+pub fn on_stop_signal(stop: impl FnOnce(i32) + Send + 'static) -> std::io::Result<Received> {
     // SAFETY: `set` is a local sigset_t initialised by sigemptyset before use; pthread_sigmask
     // only changes this thread's mask.
     let set = unsafe {
@@ -38,7 +45,7 @@ pub fn forward_to(handle: VmHandle) -> std::io::Result<Received> {
         // SAFETY: `set` is a valid, initialised signal set and `signal` a valid out pointer.
         if unsafe { libc::sigwait(&set, &mut signal) } == 0 {
             flag.store(signal, Ordering::Release);
-            handle.kill();
+            stop(signal);
         }
     })?;
     Ok(Received(received))

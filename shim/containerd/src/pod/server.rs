@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use wasmcell_abi::boot_info::LOG_OFF;
-use wasmcell_vmm::{Stopper, Vm, VmConfig};
+use wasmcell_vmm::{signals, Stopper, Vm, VmConfig};
 
 /// A workload running in the pod's VM.
 struct Running {
@@ -24,7 +24,7 @@ struct Running {
     signal: Arc<AtomicI32>,
 }
 
-/// What the request loop, the exit reporters and the signal thread share.
+/// What the request loop and the exit reporters share.
 struct Pod {
     events: Mutex<UnixStream>,
     running: Mutex<HashMap<String, Running>>,
@@ -72,7 +72,7 @@ pub fn not_ready(message: &str) {
 pub fn serve() -> i32 {
     let channel = channel();
     match boot(&channel) {
-        Ok((vm, pod, watcher, stopped_by)) => run(vm, pod, channel, watcher, stopped_by),
+        Ok((vm, pod, stopped)) => run(vm, pod, channel, stopped),
         Err(message) => {
             eprintln!("wasmcell: {message}");
             let _ = protocol::send(&mut &channel, &Event::NotReady { message });
@@ -81,39 +81,29 @@ pub fn serve() -> i32 {
     }
 }
 
-type Booted = (Vm, Arc<Pod>, JoinHandle<()>, Arc<AtomicI32>);
+type Booted = (Vm, Arc<Pod>, signals::Received);
 
-/// Everything up to `Ready`: signals, the VM, the watcher that turns SIGTERM/SIGINT into the
-/// end of the request loop.
+/// Everything up to `Ready`: signals, the VM, and SIGTERM/SIGINT ending the request loop.
 fn boot(channel: &UnixStream) -> Result<Booted, String> {
-    // Before the VM starts any thread, so that all of them leave the signals to `wait_signal`.
-    let signals = block_stop_signals()?;
+    // Before the VM starts any thread, so that all of them leave the signals to the watcher.
+    let channel_fd = channel.as_raw_fd();
+    let stopped = signals::on_stop_signal(move |_| {
+        // Ends the request loop: reads from the channel return end of file.
+        // SAFETY: `shutdown` on the channel's fd, which stays open until the process ends
+        // (the request loop owns it, and the process exits when the loop is done).
+        unsafe { libc::shutdown(channel_fd, libc::SHUT_RD) };
+    })
+    .map_err(|e| format!("cannot watch for signals: {e}"))?;
     let vm = Vm::try_from(VmConfig { log_level: LOG_OFF, ..Default::default() }).map_err(|e| error_chain(&e))?;
     let boot = vm.boot().map_err(|e| error_chain(&e))?;
     let events = channel.try_clone().map_err(|e| format!("cannot use the control channel: {e}"))?;
     let pod = Arc::new(Pod { events: Mutex::new(events), running: Mutex::default() });
-    let stopped_by = Arc::new(AtomicI32::new(0));
-    let watcher = {
-        let (stopped_by, channel_fd) = (stopped_by.clone(), channel.as_raw_fd());
-        std::thread::Builder::new()
-            .name("wasmcell-signals".into())
-            .spawn(move || {
-                if let Some(signal) = wait_signal(&signals) {
-                    stopped_by.store(signal, Ordering::Release);
-                    // Ends the request loop: reads from the channel return end of file.
-                    // SAFETY: `shutdown` on the channel's fd, which outlives this thread's use
-                    // of it (the process ends after the request loop, which owns the fd).
-                    unsafe { libc::shutdown(channel_fd, libc::SHUT_RD) };
-                }
-            })
-            .map_err(|e| format!("cannot watch for signals: {e}"))?
-    };
     pod.send(&Event::Ready { boot_ms: boot.as_secs_f64() * 1e3 });
-    Ok((vm, pod, watcher, stopped_by))
+    Ok((vm, pod, stopped))
 }
 
 /// The request loop, then the pod's end: what still runs is stopped and its exit reported.
-fn run(vm: Vm, pod: Arc<Pod>, channel: UnixStream, watcher: JoinHandle<()>, stopped_by: Arc<AtomicI32>) -> i32 {
+fn run(vm: Vm, pod: Arc<Pod>, channel: UnixStream, stopped: signals::Received) -> i32 {
     let mut reporters = Vec::new();
     let mut requests = BufReader::new(channel);
     loop {
@@ -132,12 +122,7 @@ fn run(vm: Vm, pod: Arc<Pod>, channel: UnixStream, watcher: JoinHandle<()>, stop
     for reporter in reporters {
         let _ = reporter.join();
     }
-    // The watcher may wait for a signal forever; the process ends anyway.
-    drop(watcher);
-    match stopped_by.load(Ordering::Acquire) {
-        0 => 128 + libc::SIGKILL,
-        signal => 128 + signal,
-    }
+    128 + stopped.received().unwrap_or(libc::SIGKILL)
 }
 
 /// Starts a workload; the thread that will report its exit.
@@ -194,26 +179,4 @@ fn kill(pod: &Pod, id: &str, signal: u32) {
     if let Some(stopper) = stopper {
         let _ = std::thread::Builder::new().name("wasmcell-stop".into()).spawn(move || stopper.stop());
     }
-}
-
-/// Blocks SIGTERM and SIGINT in this thread and every thread it starts.
-fn block_stop_signals() -> Result<libc::sigset_t, String> {
-    // SAFETY: `set` is a local sigset_t initialised by sigemptyset before use; pthread_sigmask
-    // only changes this thread's mask.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        match libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) {
-            0 => Ok(set),
-            rc => Err(format!("cannot block signals: {}", std::io::Error::from_raw_os_error(rc))),
-        }
-    }
-}
-
-fn wait_signal(set: &libc::sigset_t) -> Option<i32> {
-    let mut signal = 0;
-    // SAFETY: `set` is a valid, initialised signal set and `signal` a valid out pointer.
-    (unsafe { libc::sigwait(set, &mut signal) } == 0).then_some(signal)
 }
