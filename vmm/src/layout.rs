@@ -3,11 +3,12 @@
 //!
 //! ```text
 //! base RAM:  fixed memory map ─ image ─ kernel heap ─ end of base RAM
-//! window:    payload (r-x) ─ blob (r--) ─ files (r--) ─ guard ─ stack (rw) ─ heap (rw) ─ end
+//! window:    payload (r-x) ─ blob (r--) ─ files (r--) ─ guard ─ stack (rw) ─ heap (rw) ─ tables
 //! ```
 //!
 //! A window's stack ends on a 2 MiB boundary, so its heap — where the linear memory grows —
-//! starts on one and is mapped with large pages.
+//! starts on one and is mapped with large pages. Its last [`WINDOW_TABLES`] bytes hold the page
+//! tables of the workload's address space, not mapped for the guest.
 
 use std::ops::Range;
 use wasmcell_abi::memory_map::{LARGE_PAGE_SIZE, PAGE_SIZE, WINDOW_MAX};
@@ -17,6 +18,9 @@ pub const MIN_HEAP: u64 = 1 << 20;
 /// A workload's stack: wasm may use `wasmcell_engine::MAX_WASM_STACK` of it, the runtime and
 /// WASI the rest.
 pub const WORKLOAD_STACK: u64 = 2 << 20;
+/// The window's page-table pool: a root, a PDPT, a PD per GiB and the page tables of the parts'
+/// 4 KiB edges take at most 10 pages.
+pub const WINDOW_TABLES: u64 = 64 << 10;
 
 /// Errors while placing things in RAM.
 #[derive(Debug, thiserror::Error)]
@@ -70,8 +74,10 @@ pub struct WindowLayout {
     pub files: Option<Range<u64>>,
     /// The stack (an unmapped guard page below it).
     pub stack: Range<u64>,
-    /// The workload's heap, up to the end of the window.
+    /// The workload's heap, up to the page tables.
     pub heap: Range<u64>,
+    /// The pool of the workload address space's page tables, at the end of the window.
+    pub tables: Range<u64>,
 }
 
 impl WindowLayout {
@@ -80,7 +86,7 @@ impl WindowLayout {
         let pages = |len: u64| len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
         let inputs = pages(sizes.payload).saturating_add(pages(sizes.blob)).saturating_add(pages(sizes.files));
         let stack_top = inputs.saturating_add(PAGE_SIZE + WORKLOAD_STACK).next_multiple_of(LARGE_PAGE_SIZE);
-        let needed = stack_top.saturating_add(MIN_HEAP);
+        let needed = stack_top.saturating_add(MIN_HEAP).saturating_add(WINDOW_TABLES);
         if needed > size || size > WINDOW_MAX {
             return Err(LayoutError::TooSmall { ram_mib: size >> 20, needed_mib: needed.div_ceil(1 << 20) });
         }
@@ -94,7 +100,8 @@ impl WindowLayout {
             blob: blob_start..blob_start + sizes.blob,
             files: (sizes.files > 0).then_some(files_start..files_start + sizes.files),
             stack: base + stack_top - WORKLOAD_STACK..base + stack_top,
-            heap: base + stack_top..base + size,
+            heap: base + stack_top..base + size - WINDOW_TABLES,
+            tables: base + size - WINDOW_TABLES..base + size,
         })
     }
 
@@ -143,7 +150,8 @@ mod tests {
         assert!(files.end + PAGE_SIZE <= w.stack.start, "a guard page between the inputs and the stack");
         assert_eq!(w.stack.end - w.stack.start, WORKLOAD_STACK);
         assert_eq!(w.stack.end % LARGE_PAGE_SIZE, 0);
-        assert_eq!(w.heap, w.stack.end..base + (16 << 20));
+        assert_eq!(w.heap, w.stack.end..base + (16 << 20) - WINDOW_TABLES);
+        assert_eq!(w.tables, w.heap.end..base + (16 << 20));
         assert_eq!(w.range(), base..base + (16 << 20));
         assert_eq!(WindowLayout::new(base, 16 << 20, WorkloadSizes { files: 0, ..sizes }).unwrap().files, None);
     }
@@ -164,8 +172,8 @@ mod tests {
         let err = WindowLayout::new(window_base(0), 8 << 20, sizes).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "Memory size 8 MiB is too small: the guest needs at least 11 MiB for this workload"
+            "Memory size 8 MiB is too small: the guest needs at least 12 MiB for this workload"
         );
-        assert!(WindowLayout::new(window_base(0), 11 << 20, sizes).is_ok());
+        assert!(WindowLayout::new(window_base(0), 12 << 20, sizes).is_ok());
     }
 }

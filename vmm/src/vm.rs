@@ -290,15 +290,7 @@ impl VmInner {
                 (info, self.base_memory.clone(), None, None, area + map::VCPU_AREA_SIZE)
             }
             Some(work) => {
-                let window = self.place(&work)?;
-                let memory = window.view(&self.base).map_err(Error::Memory);
-                let memory = match memory {
-                    Ok(memory) => memory,
-                    Err(e) => {
-                        self.release(window, false);
-                        return Err(e);
-                    }
-                };
+                let (window, memory) = self.place(&work)?;
                 let info = window.vcpu_info(index, &work, mmio_base(index));
                 let high = queue_address_high(window.layout.heap.start);
                 let transport = MmioTransport::new(work.console, memory.clone(), high);
@@ -326,8 +318,9 @@ impl VmInner {
         Ok((memory, devices, window))
     }
 
-    /// A window for `work`: memory slot, contents, its address space.
-    fn place(&self, work: &PreparedWorkload) -> Result<Window, Error> {
+    /// A window for `work`: memory slot, contents, its address space; and the memory view of
+    /// the workload's devices (base RAM and the window).
+    fn place(&self, work: &PreparedWorkload) -> Result<(Window, GuestMemory), Error> {
         let index = self.lock().windows.take().ok_or(Error::NoWindow)?;
         let mut window = match Window::create(&self.fd, index, work) {
             Ok(window) => window,
@@ -336,7 +329,14 @@ impl VmInner {
                 return Err(e.into());
             }
         };
-        let mapped = self.lock().space.map_window(&self.base_memory, &window.layout);
+        let memory = match window.view(&self.base) {
+            Ok(memory) => memory,
+            Err(e) => {
+                self.release(window, true);
+                return Err(e.into());
+            }
+        };
+        let mapped = self.lock().space.map_window(&memory, &window.layout);
         match mapped {
             Ok(root) => window.root = Some(root),
             Err(e) => {
@@ -344,7 +344,7 @@ impl VmInner {
                 return Err(e.into());
             }
         }
-        Ok(window)
+        Ok((window, memory))
     }
 
     /// Takes a window back out of the VM: its address space, memory slot and address (`clean`:

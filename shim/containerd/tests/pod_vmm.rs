@@ -43,7 +43,9 @@ impl Scratch {
         let artifact = self.0.join(format!("{name}.cwasm"));
         std::fs::write(&artifact, compiler.compile(wat.as_bytes()).unwrap()).unwrap();
         let stdout = self.0.join(format!("{name}.out"));
+        let stderr = self.0.join(format!("{name}.err"));
         std::fs::write(&stdout, "").unwrap();
+        std::fs::write(&stderr, "").unwrap();
         WorkloadPlan {
             artifact,
             cpu_features: compiler.cpu_features(),
@@ -53,12 +55,16 @@ impl Scratch {
             rootfs: self.0.join("rootfs"),
             stdin: String::new(),
             stdout: stdout.to_string_lossy().into_owned(),
-            stderr: String::new(),
+            stderr: stderr.to_string_lossy().into_owned(),
         }
     }
 
     fn output(&self, name: &str) -> String {
         std::fs::read_to_string(self.0.join(format!("{name}.out"))).unwrap()
+    }
+
+    fn errors(&self, name: &str) -> String {
+        std::fs::read_to_string(self.0.join(format!("{name}.err"))).unwrap()
     }
 }
 
@@ -113,7 +119,7 @@ fn a_pod_vmm_runs_workloads_and_ends_with_its_pod() {
     pod.start("spin", scratch.workload(&compiler, "spin", SPIN), spin.clone()).unwrap();
     pod.start("hello", scratch.workload(&compiler, "hello", HELLO), hello.clone()).unwrap();
     pod.start("exit7", scratch.workload(&compiler, "exit7", EXIT_7), exit7.clone()).unwrap();
-    assert_eq!((hello.wait(), exit7.wait()), (0, 7));
+    assert_eq!((hello.wait(), exit7.wait()), (0, 7), "{} {}", scratch.errors("hello"), scratch.errors("exit7"));
     assert_eq!(scratch.output("hello"), "hello from a pod\n");
     assert!(!spin.has_exited(), "the spinning workload runs on");
     pod.kill("spin", libc::SIGTERM as u32).unwrap();

@@ -167,21 +167,20 @@ impl PodVm {
             state.starting.insert(id.to_string(), answer);
             state.workloads.insert(id.to_string(), process);
         }
-        let forget = || {
+        // A request the VMM cannot take any more (its end closed) is answered all the same: the
+        // event reader, seeing the channel close, fails every start still waiting, with the
+        // reason the VMM gave if it gave one.
+        let sent = self.send(&Request::Start { id: id.to_string(), workload });
+        let answer = answered.recv_timeout(ANSWER_TIMEOUT);
+        if !matches!(answer, Ok(Ok(()))) {
             let mut state = self.shared.state();
             state.starting.remove(id);
             state.workloads.remove(id);
-        };
-        if let Err(e) = self.send(&Request::Start { id: id.to_string(), workload }) {
-            forget();
-            return Err(e);
         }
-        match answered.recv_timeout(ANSWER_TIMEOUT) {
-            Ok(result) => result,
-            Err(_) => {
-                forget();
-                Err("the pod's VMM did not answer".into())
-            }
+        match (answer, sent) {
+            (Ok(result), _) => result,
+            (Err(_), Err(e)) => Err(e),
+            (Err(_), Ok(())) => Err("the pod's VMM did not answer".into()),
         }
     }
 

@@ -98,10 +98,11 @@ impl AddressSpace {
         Ok(space)
     }
 
-    /// The address space of a workload's window (whose memory slot exists already): the base
-    /// and the window, no other. Its root (`CR3` of the workload's vCPU).
+    /// The address space of a workload's window (whose memory slot exists already, and is in
+    /// `memory`): the base and the window, no other, with its tables in the window's pool. Its
+    /// root (`CR3` of the workload's vCPU).
     pub fn map_window(&mut self, memory: &GuestMemory, window: &WindowLayout) -> Result<u64, AddressSpaceError> {
-        let root = self.tables.fork()?;
+        let root = self.tables.fork(window.tables.clone())?;
         let mapped = self.tables.map(root, &window_mappings(window)).map_err(AddressSpaceError::from);
         if let Err(e) = mapped.and_then(|()| self.write_tables(memory)) {
             self.tables.drop_root(root);
@@ -146,7 +147,7 @@ mod tests {
         tables.map(base, &base_mappings(&elf, &layout)).unwrap();
         let sizes = WorkloadSizes { blob: 100, files: 10_000, payload: 3 << 20 };
         let window = WindowLayout::new(map::window_base(0), 64 << 20, sizes).unwrap();
-        let root = tables.fork().unwrap();
+        let root = tables.fork(window.tables.clone()).unwrap();
         tables.map(root, &window_mappings(&window)).unwrap();
         let at = |addr| tables.translate(root, addr);
         let area = map::vcpu_area(3);
@@ -175,7 +176,8 @@ mod tests {
         assert_eq!(at(window.files.clone().unwrap().start), Some(PageFlags::USER_RO));
         assert_eq!(at(window.stack.end - 8), Some(PageFlags::USER_RW));
         assert_eq!(at(window.heap.end - 8), Some(PageFlags::USER_RW));
-        assert_eq!(at(window.heap.end), None, "nothing past the end of the window");
+        assert_eq!(at(window.tables.start), None, "the window's page tables are not mapped");
+        assert_eq!(at(window.tables.end), None, "nothing past the end of the window");
         assert_eq!(at(elf.entry), Some(PageFlags::USER_RX));
         assert_eq!(at(map::MMIO_START), Some(PageFlags::USER_MMIO));
         for addr in (0..map::MMIO_START).step_by(map::PAGE_SIZE as usize).chain(window.range().step_by(4096)) {

@@ -11,8 +11,12 @@
 //! A workload's address space ([`PageTables::fork`]) starts as a copy of the base root: it sees
 //! base RAM through the base's own tables and its window through tables of its own, copied from
 //! the base's on the way down where they were shared (copy on write). So a workload's vCPU
-//! reaches no other workload's window. Dropping the root frees its own tables; the base's are
-//! never changed after boot.
+//! reaches no other workload's window. Its own tables come from a pool inside its window, never
+//! from the base's: the base's tables are never changed after boot, and a window's go with its
+//! memory slot. That matters under shadow paging, where KVM keeps its own copy of every guest
+//! page table it has walked and does not see the VMM rewrite one: a page-table page must never
+//! be given new contents while KVM may still shadow its old ones, and removing a memory slot is
+//! what makes KVM drop every shadow of the tables in it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
@@ -110,20 +114,37 @@ pub struct PageTables {
     /// The tables each root owns (its own root included); a table not in its root's set is
     /// shared with the base.
     owned: BTreeMap<u64, BTreeSet<u64>>,
-    free: BTreeSet<u64>,
+    /// Each root's free pool pages.
+    free: BTreeMap<u64, BTreeSet<u64>>,
     dirty: BTreeSet<u64>,
+}
+
+fn pages(pool: Range<u64>) -> BTreeSet<u64> {
+    (pool.start..pool.end).step_by(PAGE_SIZE as usize).collect()
 }
 
 impl PageTables {
     /// Empty tables (a base root only) whose pages come from `pool`.
     pub fn new(pool: Range<u64>) -> Result<Self, PagingError> {
-        let free = (pool.start..pool.end).step_by(PAGE_SIZE as usize).collect();
-        let mut tables =
-            Self { tables: BTreeMap::new(), base: 0, owned: BTreeMap::new(), free, dirty: BTreeSet::new() };
-        let base = tables.allocate()?;
+        let mut tables = Self {
+            tables: BTreeMap::new(),
+            base: 0,
+            owned: BTreeMap::new(),
+            free: BTreeMap::from([(0, pages(pool))]),
+            dirty: BTreeSet::new(),
+        };
+        let base = tables.allocate(0)?;
+        tables.rekey(0, base);
         tables.base = base;
-        tables.owned.insert(base, BTreeSet::from([base]));
         Ok(tables)
+    }
+
+    /// Files the pool and tables allocated under the placeholder root `from` under `root`.
+    fn rekey(&mut self, from: u64, root: u64) {
+        let free = self.free.remove(&from).unwrap_or_default();
+        let owned = self.owned.remove(&from).unwrap_or_default();
+        self.free.insert(root, free);
+        self.owned.insert(root, owned);
     }
 
     /// Guest-physical address of the base root table (`CR3` of a vCPU without a workload).
@@ -131,25 +152,33 @@ impl PageTables {
         self.base
     }
 
-    /// A new address space that maps what the base maps (and nothing else, until mapped): its
-    /// root's address.
-    pub fn fork(&mut self) -> Result<u64, PagingError> {
-        let root = self.allocate()?;
+    /// A new address space that maps what the base maps (and nothing else, until mapped), with
+    /// its tables from `pool` (pages no address space has used): its root's address.
+    pub fn fork(&mut self, pool: Range<u64>) -> Result<u64, PagingError> {
+        let placeholder = u64::MAX;
+        self.free.insert(placeholder, pages(pool));
+        let root = match self.allocate(placeholder) {
+            Ok(root) => root,
+            Err(e) => {
+                self.free.remove(&placeholder);
+                return Err(e);
+            }
+        };
+        self.rekey(placeholder, root);
         let entries = *self.tables[&self.base].clone();
         **self.tables.get_mut(&root).expect("allocated") = entries;
-        self.owned.insert(root, BTreeSet::from([root]));
         Ok(root)
     }
 
-    /// Frees a forked address space: its root and the tables it owns.
+    /// Forgets a forked address space: its root, its tables and its pool.
     pub fn drop_root(&mut self, root: u64) {
         if root == self.base {
             return;
         }
+        self.free.remove(&root);
         for table in self.owned.remove(&root).unwrap_or_default() {
             self.tables.remove(&table);
             self.dirty.remove(&table);
-            self.free.insert(table);
         }
     }
 
@@ -235,10 +264,12 @@ impl PageTables {
         self.tables.len()
     }
 
-    fn allocate(&mut self) -> Result<u64, PagingError> {
-        let addr = self.free.pop_first().ok_or(PagingError::PoolExhausted)?;
+    /// A zeroed table from `root`'s pool, owned by `root`.
+    fn allocate(&mut self, root: u64) -> Result<u64, PagingError> {
+        let addr = self.free.get_mut(&root).and_then(BTreeSet::pop_first).ok_or(PagingError::PoolExhausted)?;
         self.tables.insert(addr, Box::new([0; ENTRIES]));
         self.dirty.insert(addr);
+        self.owned.entry(root).or_default().insert(addr);
         Ok(addr)
     }
 
@@ -249,12 +280,11 @@ impl PageTables {
 
     /// A table `root` owns, allocated (or, copy on write, copied from the shared `from`).
     fn own_table(&mut self, root: u64, from: Option<u64>) -> Result<u64, PagingError> {
-        let table = self.allocate()?;
+        let table = self.allocate(root)?;
         if let Some(from) = from {
             let entries = *self.tables[&from].clone();
             **self.tables.get_mut(&table).expect("allocated") = entries;
         }
-        self.owned.entry(root).or_default().insert(table);
         Ok(table)
     }
 
@@ -326,10 +356,10 @@ impl PageTables {
             // `table` is empty: free it and clear its entry in the parent (next iteration).
             self.tables.remove(&table);
             self.dirty.remove(&table);
-            self.free.insert(table);
             if let Some(owned) = self.owned.get_mut(&root) {
                 owned.remove(&table);
             }
+            self.free.entry(root).or_default().insert(table);
         }
     }
 }
@@ -405,7 +435,8 @@ mod tests {
                 Mapping::new(w + 0x20_0000, w + 0x80_0000, PageFlags::USER_RW),
             ]
         };
-        let (a, b) = (t.fork().unwrap(), t.fork().unwrap());
+        let pool = |k: u64| window(k) + 0x4000_0000..window(k) + 0x4001_0000;
+        let (a, b) = (t.fork(pool(0)).unwrap(), t.fork(pool(1)).unwrap());
         t.map(a, &parts(window(0))).unwrap();
         t.map(b, &parts(window(1))).unwrap();
         // Each sees the base and its own window, and nothing of the other's.
@@ -420,13 +451,17 @@ mod tests {
         assert_eq!(t.table_count(), before + 8);
         let dirty: Vec<u64> = t.take_dirty().into_iter().map(|(addr, _)| addr).collect();
         assert_eq!(dirty.len(), 8, "only the windows' own tables are written: {dirty:x?}");
+        assert!(dirty.iter().all(|&d| pool(0).contains(&d) || pool(1).contains(&d)), "{dirty:x?}");
         t.drop_root(a);
-        assert_eq!(t.table_count(), before + 4, "a's tables went back to the pool");
+        assert_eq!(t.table_count(), before + 4, "a's tables are gone");
         assert_eq!(t.translate(b, window(1)), Some(PageFlags::USER_RX));
-        // The same window maps again from the freed pages.
-        let again = t.fork().unwrap();
+        // The same window maps again, from its next memory slot's pool.
+        let again = t.fork(pool(0)).unwrap();
         t.map(again, &parts(window(0))).unwrap();
         assert_eq!(t.table_count(), before + 8);
+        // A pool too small for the window fails cleanly.
+        let tiny = t.fork(window(2) + 0x4000_0000..window(2) + 0x4000_2000).unwrap();
+        assert!(matches!(t.map(tiny, &parts(window(2))), Err(PagingError::PoolExhausted)));
     }
 
     #[test]
