@@ -233,12 +233,14 @@ impl VmInner {
     ///    its devices; its thread.
     fn start_vcpu(inner: &Arc<Self>, work: Option<PreparedWorkload>, origin: Instant) -> Result<VcpuRun, Error> {
         let IdleVcpu { index, fd, starts } = inner.take_vcpu()?;
-        match inner.prepare_vcpu(index, &fd, starts, work) {
-            Ok((memory, devices, window)) => {
-                let block = map::vcpu_area(index) + map::VCPU_BLOCK;
-                let control = Arc::new(RunControl::new(inner.base_memory.clone(), block).map_err(Error::EventLoop)?);
+        let block = map::vcpu_area(index) + map::VCPU_BLOCK;
+        let prepared = RunControl::new(inner.base_memory.clone(), block)
+            .map_err(Error::EventLoop)
+            .and_then(|control| Ok((control, inner.prepare_vcpu(index, &fd, starts, work)?)));
+        match prepared {
+            Ok((control, (memory, devices, window))) => {
                 let vcpu = Vcpu { fd, devices, memory };
-                run::spawn(inner.clone(), index, starts + 1, vcpu, control, window, origin)
+                run::spawn(inner.clone(), index, starts + 1, vcpu, Arc::new(control), window, origin)
             }
             Err(e) => {
                 inner.lock().idle.push(IdleVcpu { index, fd, starts });
