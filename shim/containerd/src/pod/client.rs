@@ -123,12 +123,20 @@ impl PodVm {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
-        // SAFETY: `dup2` is async-signal-safe and the only call made between fork and exec; it
-        // gives the child its end of the channel as fd 3 (without close-on-exec).
+        // SAFETY: `dup2` and `fcntl` are async-signal-safe and the only calls made between fork
+        // and exec; they give the child its end of the channel as fd 3, without close-on-exec
+        // (which `dup2` onto itself would not clear).
         unsafe {
-            command.pre_exec(move || match libc::dup2(their_fd, CHANNEL_FD) {
-                -1 => Err(std::io::Error::last_os_error()),
-                _ => Ok(()),
+            command.pre_exec(move || {
+                let done = if their_fd == CHANNEL_FD {
+                    libc::fcntl(CHANNEL_FD, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(their_fd, CHANNEL_FD)
+                };
+                if done == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
             });
         }
         let child = command.spawn().map_err(InstanceError::Spawn)?;
