@@ -150,9 +150,10 @@ fn guest_refuses_a_boot_info_of_another_abi_version() {
     assert_eq!(stdout(&out), "", "the guest must stop before doing anything");
 }
 
-/// Starts `wasmcell boot ARGS` (with a log), waits for the guest's ready line, sends SIGTERM
-/// after `delay`, and returns the exit status, stderr and the time from the signal to the exit.
-fn terminate_after_ready(args: &[&str], delay: Duration) -> (Option<i32>, String, Duration) {
+/// Starts `wasmcell boot ARGS` (with a log), waits for a line of the guest's log holding
+/// `line`, sends SIGTERM, and returns the exit status, stderr and the time from the signal to
+/// the exit.
+fn terminate_after(args: &[&str], line: &str) -> (Option<i32>, String, Duration) {
     require_kvm();
     let mut child = Command::new(env!("CARGO_BIN_EXE_wasmcell"))
         .arg("boot")
@@ -161,11 +162,14 @@ fn terminate_after_ready(args: &[&str], delay: Duration) -> (Option<i32>, String
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The ready line means the guest is running (and the signal forwarding is in place).
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.contains("ready"), "{line}");
-    std::thread::sleep(delay);
+    // Once the line is out the guest is where the test wants it (and the signal forwarding is
+    // in place).
+    let mut log = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains(line) {
+        seen.clear();
+        assert!(log.read_line(&mut seen).unwrap() > 0, "the guest never logged {line:?}");
+    }
     let signalled = Instant::now();
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
@@ -188,17 +192,16 @@ fn terminate_after_ready(args: &[&str], delay: Duration) -> (Option<i32>, String
 
 #[test]
 fn sigterm_stops_a_running_guest() {
-    let (code, err, _) = terminate_after_ready(&["--selftest", "hang"], Duration::ZERO);
+    let (code, err, _) = terminate_after(&["--selftest", "hang"], "ready");
     assert_eq!(code, Some(143));
     assert!(err.contains("wasmcell: guest killed"), "{err}");
 }
 
 #[test]
 fn a_stop_waits_until_the_guest_releases_its_kernel_lock() {
-    // The guest holds a kernel-wide lock for 400 ms from just after its ready line; stopped
-    // 50 ms in, it must run on until it lets go (else another vCPU could wait for it forever).
-    let (code, err, took) =
-        terminate_after_ready(&["--selftest", "hold-lock", "--selftest-arg", "400"], Duration::from_millis(50));
+    // Stopped while it holds a kernel-wide lock (for 400 ms), the guest must run on until it lets
+    // go (else another vCPU could wait for it forever).
+    let (code, err, took) = terminate_after(&["--selftest", "hold-lock", "--selftest-arg", "400"], "holding");
     assert_eq!(code, Some(143), "{err}");
     assert!(err.contains("wasmcell: guest killed"), "{err}");
     assert!(took >= Duration::from_millis(300), "stopped while the lock was held, after {took:?}");
@@ -206,8 +209,7 @@ fn a_stop_waits_until_the_guest_releases_its_kernel_lock() {
 
 #[test]
 fn a_guest_that_keeps_its_lock_is_stopped_after_the_grace() {
-    let (code, err, took) =
-        terminate_after_ready(&["--selftest", "hold-lock", "--selftest-arg", "60000"], Duration::ZERO);
+    let (code, err, took) = terminate_after(&["--selftest", "hold-lock", "--selftest-arg", "60000"], "holding");
     assert_eq!(code, Some(143), "{err}");
     assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "stopped after {took:?}");
 }

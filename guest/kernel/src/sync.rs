@@ -46,6 +46,7 @@ unsafe impl talc::lock_api::RawMutex for CountedSpinlock {
 pub fn hold_a_lock(millis: u32) {
     static LOCK: talc::lock_api::Mutex<CountedSpinlock, ()> = talc::lock_api::Mutex::new(());
     let _held = LOCK.lock();
+    crate::log!("holding a kernel lock for {millis} ms");
     let ticks = vcpu::info().tsc_khz.saturating_mul(u64::from(millis));
     let start = crate::arch::timestamp();
     while crate::arch::timestamp().wrapping_sub(start) < ticks {
