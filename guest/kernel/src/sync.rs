@@ -84,18 +84,18 @@ fn release(word: &AtomicUsize, next: impl Fn(usize) -> usize) {
 }
 
 // The hooks wasmtime calls with `custom-sync-primitives` (its `capi.rs`): a zero word is a
-// valid free lock, so "free" has nothing to release.
+// valid free lock, so "free" has nothing to release, and a mutex is a lock taken for writing.
 
 #[no_mangle]
 unsafe extern "C" fn wasmtime_sync_lock_acquire(lock: *mut usize) {
     // SAFETY: wasmtime passes its lock's storage word.
-    acquire(unsafe { word(lock) }, |w| (w == 0).then_some(WRITER));
+    unsafe { wasmtime_sync_rwlock_write(lock) }
 }
 
 #[no_mangle]
 unsafe extern "C" fn wasmtime_sync_lock_release(lock: *mut usize) {
     // SAFETY: as above.
-    release(unsafe { word(lock) }, |_| 0);
+    unsafe { wasmtime_sync_rwlock_write_release(lock) }
 }
 
 #[no_mangle]
@@ -103,7 +103,7 @@ extern "C" fn wasmtime_sync_lock_free(_lock: *mut usize) {}
 
 #[no_mangle]
 unsafe extern "C" fn wasmtime_sync_rwlock_read(lock: *mut usize) {
-    // SAFETY: as above.
+    // SAFETY: wasmtime passes its lock's storage word.
     acquire(unsafe { word(lock) }, |w| (w < WRITER - 1).then_some(w + 1));
 }
 
