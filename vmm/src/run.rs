@@ -103,43 +103,36 @@ impl VcpuRun {
     /// Waits for the vCPU to stop, gives its window back to the VM and keeps the vCPU for the
     /// next workload.
     pub fn join(mut self) -> Result<RunReport, Error> {
+        self.finish()
+    }
+
+    /// `join`'s work, once: the thread and the window are taken out of the run.
+    fn finish(&mut self) -> Result<RunReport, Error> {
         let thread = self.thread.take().expect("joined once");
-        let joined = thread.join();
-        let window = self.window.take();
-        let (fd, result, stopped_at) = match joined {
-            Ok(ended) => ended,
-            Err(_) => {
-                if let Some(window) = window {
-                    self.vm.release(window, false);
-                }
-                return Err(Error::VcpuPanicked);
-            }
-        };
-        self.vm.park_vcpu(IdleVcpu { index: self.index, fd, starts: self.starts });
-        let outcome = match result {
-            Ok(VcpuStop::Guest(outcome)) => outcome,
-            Ok(VcpuStop::Parked) => Outcome::Parked,
-            Ok(VcpuStop::Stopped { clean }) => {
+        let ended = thread.join().map_err(|_| Error::VcpuPanicked).and_then(|(fd, result, stopped_at)| {
+            self.vm.park_vcpu(IdleVcpu { index: self.index, fd, starts: self.starts });
+            Ok((result?, stopped_at))
+        });
+        let outcome = match &ended {
+            Ok((VcpuStop::Guest(outcome), _)) => Some(outcome.clone()),
+            Ok((VcpuStop::Parked, _)) => Some(Outcome::Parked),
+            Ok((VcpuStop::Stopped { clean }, _)) => {
                 if !clean {
                     self.vm.poison();
                 }
-                match self.control.reason() {
+                Some(match self.control.reason() {
                     Some(StopReason::Timeout) => Outcome::Timeout,
                     _ => Outcome::Killed,
-                }
+                })
             }
-            Err(e) => {
-                if let Some(window) = window {
-                    self.vm.release(window, false);
-                }
-                return Err(e.into());
-            }
+            Err(_) => None,
         };
-        if let Some(window) = window {
-            self.vm.release(window, outcome.released_everything());
+        if let Some(window) = self.window.take() {
+            self.vm.release(window, outcome.as_ref().is_some_and(Outcome::released_everything));
         }
+        let (_, stopped_at) = ended?;
         Ok(RunReport {
-            outcome,
+            outcome: outcome.expect("known when the thread ended"),
             boot_time: self.control.boot_done.get().map(|t| t.duration_since(self.origin)),
             run_time: stopped_at.duration_since(self.origin),
         })
@@ -152,16 +145,7 @@ impl Drop for VcpuRun {
     fn drop(&mut self) {
         if self.thread.is_some() {
             self.stop(StopReason::Kill);
-            let run = VcpuRun {
-                vm: self.vm.clone(),
-                index: self.index,
-                starts: self.starts,
-                control: self.control.clone(),
-                thread: self.thread.take(),
-                window: self.window.take(),
-                origin: self.origin,
-            };
-            let _ = run.join();
+            let _ = self.finish();
         }
     }
 }
