@@ -24,7 +24,7 @@ use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::EventFd;
 use wasmcell_abi::devices::console::{mmio_base, queue_address_high};
 use wasmcell_abi::memory_map::{self as map, MAX_VCPUS, MAX_WINDOWS};
-use wasmcell_abi::vcpu::{VcpuInfo, VCPU_INFO_MAGIC};
+use wasmcell_abi::vcpu::{VcpuBlock, VcpuInfo, VCPU_INFO_MAGIC};
 
 /// Errors that keep a VM from being built or run. A guest that misbehaves is not an error: it
 /// is an [`crate::Outcome`].
@@ -376,12 +376,12 @@ impl VmInner {
     }
 }
 
-/// Writes vCPU `index`'s block (its address and index, nothing else) and info.
+/// Writes vCPU `index`'s block (its own address, everything else zero) and info.
 fn write_vcpu_area(memory: &GuestMemory, index: u32, info: &VcpuInfo) -> Result<(), Error> {
     let area = map::vcpu_area(index);
     let mut block = [0u8; map::PAGE_SIZE as usize];
-    block[0..8].copy_from_slice(&(area + map::VCPU_BLOCK).to_le_bytes());
-    block[8..12].copy_from_slice(&index.to_le_bytes());
+    let this = std::mem::offset_of!(VcpuBlock, this);
+    block[this..this + 8].copy_from_slice(&(area + map::VCPU_BLOCK).to_le_bytes());
     let write = |bytes: &[u8], at: u64| memory.write_slice(bytes, GuestAddress(at)).map_err(BootInfoError::Write);
     write(&block, area + map::VCPU_BLOCK)?;
     write(info.as_bytes(), area + map::VCPU_INFO)?;

@@ -76,16 +76,12 @@ impl VcpuInfo {
 pub struct VcpuBlock {
     /// The block's own address, so the guest finds it through its GS base (VMM-written).
     pub this: u64,
-    /// The vCPU's index (VMM-written).
-    pub index: u32,
     /// How many kernel-wide locks the vCPU holds now (guest-written). The VMM stops a vCPU
     /// only where this is 0, so that no other vCPU waits forever for a lock it held.
     pub locks_held: u32,
     /// Non-zero once the VMM wants the vCPU stopped (VMM-written): the guest writes
     /// [`crate::control::SAFE_POINT`] when its last lock is released.
     pub stop_requested: u32,
-    /// Zero.
-    pub reserved: u32,
     /// wasmtime's two thread-local slots.
     pub tls: [u64; 2],
     /// UTF-8 message for [`crate::control::PANIC`], [`crate::control::TRAP`] and
@@ -116,11 +112,10 @@ const _: () = {
     assert!(offset_of!(VcpuInfo, console_mmio) == 160);
     assert!(size_of::<VcpuInfo>() == 168);
     assert!(offset_of!(VcpuBlock, this) == 0);
-    assert!(offset_of!(VcpuBlock, index) == 8);
-    assert!(offset_of!(VcpuBlock, locks_held) == 12);
-    assert!(offset_of!(VcpuBlock, stop_requested) == 16);
-    assert!(offset_of!(VcpuBlock, tls) == 24);
-    assert!(offset_of!(VcpuBlock, message) == 40);
+    assert!(offset_of!(VcpuBlock, locks_held) == 8);
+    assert!(offset_of!(VcpuBlock, stop_requested) == 12);
+    assert!(offset_of!(VcpuBlock, tls) == 16);
+    assert!(offset_of!(VcpuBlock, message) == 32);
     assert!(size_of::<VcpuBlock>() <= crate::memory_map::PAGE_SIZE as usize);
     assert!(size_of::<VcpuInfo>() <= crate::memory_map::PAGE_SIZE as usize);
 };
