@@ -68,11 +68,15 @@ fn resources() -> (usize, usize) {
     (count("/proc/self/fd"), count("/proc/self/task"))
 }
 
-/// This process's resident memory, MiB.
-fn rss_mib() -> u64 {
+/// A memory figure of this process from /proc/self/status (`VmRSS`, `VmHWM`), MiB.
+fn memory_mib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
     line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() / 1024
+}
+
+fn rss_mib() -> u64 {
+    memory_mib("VmRSS:")
 }
 
 /// Waits (bounded) until `check` holds.
@@ -145,12 +149,17 @@ fn a_pod_vm_runs_workloads_side_by_side_and_gives_everything_back() {
     let data = std::env::temp_dir().join(format!("wasmcell-pod-test-{}", std::process::id()));
     std::fs::create_dir_all(&data).unwrap();
     let before = rss_mib();
+    // Resets the peak (VmHWM) to the current RSS, so the peak below is this workload's.
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
     let (mut fill, fill_out, _) = samples.workload("fill_files", &[]);
     fill.preopens = vec![Preopen { host: data.clone(), guest: "/data".into() }];
     let fill = vm.start(fill).unwrap().join().unwrap();
     std::fs::remove_dir_all(&data).unwrap();
     assert_eq!(fill.outcome, Outcome::Exited(0), "{}", fill_out.text());
     assert!(fill_out.text().contains("full after more than 8 MiB"), "{}", fill_out.text());
+    let peak = memory_mib("VmHWM:");
+    // The file system full near half the window: a file grows by doubling its buffer.
+    assert!(peak >= before + 24, "the workload's memory was host memory while it ran: {before} → peak {peak} MiB");
     eventually("the window's memory went back to the host", || rss_mib() < before + 16);
 
     // Bad workloads are refused before they touch the VM, which stays usable.
