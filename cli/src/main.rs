@@ -86,6 +86,7 @@ fn exit_code(outcome: &Outcome, signal: Option<i32>) -> ExitCode {
         | Outcome::GuestFault { .. }
         | Outcome::WasmTrap(_)
         | Outcome::WorkloadError(_)
+        | Outcome::DeviceError(_)
         | Outcome::Parked => ExitCode::from(70),
     }
 }

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use wasmcell_abi::boot_info::LOG_OFF;
 use wasmcell_aot::{Cache, Compiler};
 use wasmcell_vmm::signals;
-use wasmcell_vmm::{Input, Outcome, Vm, VmConfig, Workload};
+use wasmcell_vmm::{Input, Outcome, Output, Vm, VmConfig, Workload};
 
 /// The status `wasmtime run` gives a trap on Unix (128 + SIGABRT).
 const TRAP_STATUS: u8 = 134;
@@ -38,8 +38,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         preopens: args.dirs,
         memory: args.memory,
         stdin: stdin(),
-        stdout: Box::new(std::io::stdout()),
-        stderr: Box::new(std::io::stderr()),
+        stdout: output(std::io::stdout().as_fd()),
+        stderr: output(std::io::stderr().as_fd()),
     };
     let config = VmConfig { timeout: args.timeout, workload: Some(workload), log_level: LOG_OFF, ..Default::default() };
     let vm = Vm::try_from(config)?;
@@ -60,10 +60,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             ExitCode::from(124)
         }
         Outcome::Killed => ExitCode::from(128 + signals.received().unwrap_or(libc::SIGKILL) as u8),
-        outcome @ (Outcome::GuestPanic(_) | Outcome::GuestFault { .. } | Outcome::Parked) => {
+        outcome @ (Outcome::GuestPanic(_) | Outcome::GuestFault { .. } | Outcome::DeviceError(_) | Outcome::Parked) => {
             bail!("The guest failed: {outcome}")
         }
     })
+}
+
+/// One of this process's output streams for the module (a duplicate: the VMM writes it through
+/// a non-blocking description of its own); nowhere if closed.
+fn output(fd: std::os::fd::BorrowedFd<'_>) -> Output {
+    fd.try_clone_to_owned().map_or_else(|_| Output::null(), Output::from_fd)
 }
 
 /// This process's stdin for the module (a duplicate, so the VM owns its copy); none if closed.

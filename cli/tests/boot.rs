@@ -198,18 +198,12 @@ fn sigterm_stops_a_running_guest() {
 }
 
 #[test]
-fn a_stop_waits_until_the_guest_releases_its_kernel_lock() {
-    // Stopped while it holds a kernel-wide lock (for 400 ms), the guest must run on until it lets
-    // go (else another vCPU could wait for it forever).
-    let (code, err, took) = terminate_after(&["--selftest", "hold-lock", "--selftest-arg", "400"], "holding");
-    assert_eq!(code, Some(143), "{err}");
-    assert!(err.contains("wasmcell: guest killed"), "{err}");
-    assert!(took >= Duration::from_millis(300), "stopped while the lock was held, after {took:?}");
-}
-
-#[test]
-fn a_guest_that_keeps_its_lock_is_stopped_after_the_grace() {
+fn a_stop_does_not_wait_for_a_lock_the_guest_holds() {
+    // No vCPU shares a lock with another (each address space has its own copy of the kernel's
+    // data), so the VMM never asks the guest whether it holds one: stopped while it holds one
+    // for a minute, the guest is stopped at once.
     let (code, err, took) = terminate_after(&["--selftest", "hold-lock", "--selftest-arg", "60000"], "holding");
     assert_eq!(code, Some(143), "{err}");
-    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "stopped after {took:?}");
+    assert!(err.contains("wasmcell: guest killed"), "{err}");
+    assert!(took < Duration::from_secs(1), "stopped after {took:?}");
 }

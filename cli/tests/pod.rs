@@ -9,7 +9,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmcell_aot::{Cache, Compiler};
-use wasmcell_vmm::{Error, MemorySize, Outcome, Preopen, Vm, VmConfig, Workload};
+use wasmcell_vmm::{Error, MemorySize, Outcome, Output, Preopen, Vm, VmConfig, Workload};
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -51,8 +51,8 @@ impl Samples {
             cpu_features: self.compiler.cpu_features(),
             args: std::iter::once(name).chain(args.iter().copied()).map(String::from).collect(),
             memory: MemorySize::from_mib(64).unwrap(),
-            stdout: Box::new(out.clone()),
-            stderr: Box::new(err.clone()),
+            stdout: Output::writer(Box::new(out.clone())),
+            stderr: Output::writer(Box::new(err.clone())),
             ..Default::default()
         };
         (workload, out, err)

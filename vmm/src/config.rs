@@ -2,7 +2,7 @@
 //! validation, done before any KVM resource exists so that bad input fails early and leaves
 //! nothing behind.
 
-use crate::devices::virtio::console::Input;
+use crate::devices::virtio::console::{Input, Output};
 use crate::files::Preopen;
 use std::fmt;
 use std::io::Write;
@@ -120,10 +120,10 @@ pub struct Workload {
     pub memory: MemorySize,
     /// The workload's stdin.
     pub stdin: Input,
-    /// The workload's stdout.
-    pub stdout: Box<dyn Write + Send>,
+    /// The workload's stdout (never blocks the VMM: see [`Output`]).
+    pub stdout: Output,
     /// The workload's stderr.
-    pub stderr: Box<dyn Write + Send>,
+    pub stderr: Output,
 }
 
 impl Default for Workload {
@@ -136,8 +136,8 @@ impl Default for Workload {
             preopens: Vec::new(),
             memory: MemorySize::WORKLOAD,
             stdin: Input::Empty,
-            stdout: Box::new(std::io::sink()),
-            stderr: Box::new(std::io::sink()),
+            stdout: Output::null(),
+            stderr: Output::null(),
         }
     }
 }

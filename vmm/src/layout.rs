@@ -3,8 +3,12 @@
 //!
 //! ```text
 //! base RAM:  fixed memory map ─ image ─ kernel heap ─ end of base RAM
-//! window:    payload (r-x) ─ blob (r--) ─ files (r--) ─ guard ─ stack (rw) ─ heap (rw) ─ tables
+//! window:    payload (r-x) ─ blob (r--) ─ files (r--) ─ kernel data (rw) ─ guard ─ stack (rw)
+//!            ─ heap (rw) ─ tables
 //! ```
+//!
+//! The kernel data part is the workload's private copy of the guest image's writable segments,
+//! mapped at the image's addresses in the workload's address space.
 //!
 //! A window's stack ends on a 2 MiB boundary, so its heap — where the linear memory grows —
 //! starts on one and is mapped with large pages. Its last [`WINDOW_TABLES`] bytes hold the page
@@ -18,9 +22,10 @@ pub const MIN_HEAP: u64 = 1 << 20;
 /// A workload's stack: wasm may use `wasmcell_engine::MAX_WASM_STACK` of it, the runtime and
 /// WASI the rest.
 pub const WORKLOAD_STACK: u64 = 2 << 20;
-/// The window's page-table pool: a root, a PDPT, a PD per GiB and the page tables of the parts'
-/// 4 KiB edges take at most 10 pages.
-pub const WINDOW_TABLES: u64 = 64 << 10;
+/// The window's page-table pool: the workload's own root, copies of the base's tables on the way
+/// to its vCPU area and to the kernel's data, the tables of its console page, a PDPT, a PD per
+/// GiB and the page tables of the parts' 4 KiB edges take at most 24 pages.
+pub const WINDOW_TABLES: u64 = 128 << 10;
 
 /// Errors while placing things in RAM.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +64,8 @@ pub struct WorkloadSizes {
     pub files: u64,
     /// The precompiled module.
     pub payload: u64,
+    /// The private copy of the guest image's writable segments.
+    pub kernel_data: u64,
 }
 
 /// A workload's window: its parts, page aligned, from `base` to `base + size`.
@@ -72,6 +79,8 @@ pub struct WindowLayout {
     pub blob: Range<u64>,
     /// The preopened directories' archive, if the workload has any.
     pub files: Option<Range<u64>>,
+    /// The workload's copy of the guest image's writable segments (page aligned).
+    pub kernel_data: Range<u64>,
     /// The stack (an unmapped guard page below it).
     pub stack: Range<u64>,
     /// The workload's heap, up to the page tables.
@@ -84,7 +93,10 @@ impl WindowLayout {
     /// Lays out a window of `size` bytes at `base` (page aligned).
     pub fn new(base: u64, size: u64, sizes: WorkloadSizes) -> Result<Self, LayoutError> {
         let pages = |len: u64| len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        let inputs = pages(sizes.payload).saturating_add(pages(sizes.blob)).saturating_add(pages(sizes.files));
+        let inputs = pages(sizes.payload)
+            .saturating_add(pages(sizes.blob))
+            .saturating_add(pages(sizes.files))
+            .saturating_add(pages(sizes.kernel_data));
         let stack_top = inputs.saturating_add(PAGE_SIZE + WORKLOAD_STACK).next_multiple_of(LARGE_PAGE_SIZE);
         let needed = stack_top.saturating_add(MIN_HEAP).saturating_add(WINDOW_TABLES);
         if needed > size || size > WINDOW_MAX {
@@ -93,12 +105,14 @@ impl WindowLayout {
         let payload = base..base + sizes.payload;
         let blob_start = base + pages(sizes.payload);
         let files_start = blob_start + pages(sizes.blob);
+        let data_start = files_start + pages(sizes.files);
         Ok(Self {
             base,
             size,
             payload,
             blob: blob_start..blob_start + sizes.blob,
             files: (sizes.files > 0).then_some(files_start..files_start + sizes.files),
+            kernel_data: data_start..data_start + pages(sizes.kernel_data),
             stack: base + stack_top - WORKLOAD_STACK..base + stack_top,
             heap: base + stack_top..base + size - WINDOW_TABLES,
             tables: base + size - WINDOW_TABLES..base + size,
@@ -140,14 +154,15 @@ mod tests {
     #[test]
     fn a_window_holds_inputs_then_stack_then_heap() {
         let base = window_base(2);
-        let sizes = WorkloadSizes { blob: 100, files: 5000, payload: 0x1_2345 };
+        let sizes = WorkloadSizes { blob: 100, files: 5000, payload: 0x1_2345, kernel_data: 0x1100 };
         let w = WindowLayout::new(base, 16 << 20, sizes).unwrap();
         assert_eq!(w.payload, base..base + 0x1_2345);
         assert_eq!(w.blob.start, base + 0x1_3000);
         assert_eq!((w.blob.end - w.blob.start), 100);
         let files = w.files.clone().unwrap();
         assert_eq!((files.start, files.end - files.start), (base + 0x1_4000, 5000));
-        assert!(files.end + PAGE_SIZE <= w.stack.start, "a guard page between the inputs and the stack");
+        assert_eq!(w.kernel_data, base + 0x1_6000..base + 0x1_8000, "whole pages after the files");
+        assert!(w.kernel_data.end + PAGE_SIZE <= w.stack.start, "a guard page between the inputs and the stack");
         assert_eq!(w.stack.end - w.stack.start, WORKLOAD_STACK);
         assert_eq!(w.stack.end % LARGE_PAGE_SIZE, 0);
         assert_eq!(w.heap, w.stack.end..base + (16 << 20) - WINDOW_TABLES);
@@ -158,7 +173,7 @@ mod tests {
 
     #[test]
     fn huge_pages_only_for_the_middle_of_a_big_heap() {
-        let sizes = WorkloadSizes { blob: 100, files: 0, payload: 1 << 20 };
+        let sizes = WorkloadSizes { blob: 100, files: 0, payload: 1 << 20, kernel_data: 4096 };
         let w = WindowLayout::new(window_base(0), 256 << 20, sizes).unwrap();
         let range = w.huge_page_range();
         assert_eq!(range.start, w.heap.start + (8 << 20));
@@ -168,7 +183,7 @@ mod tests {
 
     #[test]
     fn too_little_memory_names_what_is_needed() {
-        let sizes = WorkloadSizes { blob: 100, files: 0, payload: 6 << 20 };
+        let sizes = WorkloadSizes { blob: 100, files: 0, payload: 6 << 20, kernel_data: 4096 };
         let err = WindowLayout::new(window_base(0), 8 << 20, sizes).unwrap_err();
         assert_eq!(
             err.to_string(),

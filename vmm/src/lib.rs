@@ -31,7 +31,7 @@ mod vm;
 mod window;
 
 pub use config::{ConfigError, GuestImage, MemorySize, VmConfig, Workload};
-pub use devices::virtio::console::Input;
+pub use devices::virtio::console::{Input, Output};
 pub use files::{FilesError, Preopen};
 pub use guest_image::EMBEDDED_GUEST;
 pub use layout::LayoutError;

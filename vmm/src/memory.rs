@@ -6,7 +6,7 @@
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
 use std::sync::Arc;
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap, MmapRegion};
 
 /// Guest memory as the VMM uses it: base RAM, plus the window of the workload it serves.
 pub type GuestMemory = GuestMemoryMmap<()>;
@@ -25,6 +25,12 @@ pub enum MemoryError {
     /// The regions overlap (a bug in the window placement).
     #[error("Cannot combine guest memory regions")]
     Combine(#[source] vm_memory::GuestRegionCollectionError),
+    /// A device view asked for memory outside its region (a bug in the window layout).
+    #[error("Guest range {0:#x}..{1:#x} is outside its memory region")]
+    OutsideRegion(u64, u64),
+    /// vm-memory refused a view of part of a region.
+    #[error("Cannot make a view of guest memory: {0}")]
+    SubRegion(String),
 }
 
 /// Maps `size` bytes at guest-physical `base` and registers them with KVM as `slot`.
@@ -54,9 +60,33 @@ fn set_slot(vm: &VmFd, slot: u32, region: &Region, size: u64) -> Result<(), Memo
     unsafe { vm.set_user_memory_region(slot) }.map_err(MemoryError::Register)
 }
 
-/// The memory a workload's devices see: base RAM and its own window, nothing of any other.
+/// Guest memory made of `regions`, for the VMM's own reads and writes.
 pub fn view(regions: Vec<Arc<Region>>) -> Result<GuestMemory, MemoryError> {
     GuestMemory::from_arc_regions(regions).map_err(MemoryError::Combine)
+}
+
+/// Guest memory holding only the guest-physical `range` of `region`: what a device may touch.
+/// Every access outside it (another part of the region, base RAM, another window) fails in
+/// vm-memory's bounds checks, so device code cannot reach it whatever addresses the guest
+/// writes into its queues.
+///
+/// The view does not own the host mapping: the caller keeps `region` alive for as long as the
+/// view (and anything cloned from it) lives.
+pub fn device_view(region: &Arc<Region>, range: std::ops::Range<u64>) -> Result<GuestMemory, MemoryError> {
+    let region_range = region.start_addr().0..region.start_addr().0 + region.len();
+    if range.start > range.end || range.start < region_range.start || range.end > region_range.end {
+        return Err(MemoryError::OutsideRegion(range.start, range.end));
+    }
+    let offset = (range.start - region_range.start) as usize;
+    let len = (range.end - range.start) as usize;
+    // SAFETY: `[offset, offset + len)` lies inside `region`'s host mapping (checked above), which
+    // stays mapped while the caller holds `region`, as this function's contract requires; the
+    // protection and flags are the mapping's own. The new `MmapRegion` does not own the mapping
+    // and never unmaps it.
+    let sub = unsafe { MmapRegion::build_raw(region.as_ptr().add(offset), len, region.prot(), region.flags()) }
+        .map_err(|e| MemoryError::SubRegion(e.to_string()))?;
+    let sub = Region::new(sub, GuestAddress(range.start)).ok_or(MemoryError::OutsideRegion(range.start, range.end))?;
+    GuestMemory::from_regions(vec![sub]).map_err(MemoryError::Combine)
 }
 
 /// Asks the host to back guest range `range` with transparent huge pages. On nested KVM every

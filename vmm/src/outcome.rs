@@ -28,20 +28,15 @@ pub enum Outcome {
     WasmTrap(String),
     /// The workload could not start (unknown import, no `_start`, module rejected).
     WorkloadError(String),
+    /// The workload drove one of its devices outside what it may touch (rings or buffers
+    /// outside its own memory, a corrupt ring): only broken or hostile native code does that.
+    DeviceError(String),
     /// The configured timeout passed first; the VMM stopped the vCPU.
     Timeout,
     /// Someone stopped the run (through its [`crate::VmHandle`] or [`crate::Stopper`]).
     Killed,
     /// The vCPU had nothing to run and parked (a pod's boot vCPU once the kernel is up).
     Parked,
-}
-
-impl Outcome {
-    /// Whether the guest ended the workload by itself, having first released everything it
-    /// registered for it in the kernel (so the workload's window may be reused).
-    pub fn released_everything(&self) -> bool {
-        matches!(self, Outcome::Exited(_) | Outcome::WasmTrap(_) | Outcome::WorkloadError(_))
-    }
 }
 
 impl fmt::Display for Outcome {
@@ -59,6 +54,7 @@ impl fmt::Display for Outcome {
             ),
             Outcome::WasmTrap(msg) => write!(f, "wasm trap: {msg}"),
             Outcome::WorkloadError(msg) => write!(f, "workload could not start: {msg}"),
+            Outcome::DeviceError(msg) => write!(f, "workload misused its device: {msg}"),
             Outcome::Timeout => write!(f, "guest timed out"),
             Outcome::Killed => write!(f, "guest killed"),
             Outcome::Parked => write!(f, "guest parked its vCPU"),

@@ -3,6 +3,7 @@
 //! [`supervise`], the event loop of a VM that runs one piece of work: the vCPU's end, a kill,
 //! or a timeout, whichever comes first.
 
+use crate::arch::VcpuPristine;
 use crate::outcome::{Outcome, RunReport};
 use crate::vcpu::{RunControl, StopReason, Vcpu, VcpuError, VcpuStop};
 use crate::vm::{Error, IdleVcpu, VmInner};
@@ -18,12 +19,19 @@ use vmm_sys_util::timerfd::TimerFd;
 
 type VcpuThread = JoinHandle<(VcpuFd, Result<VcpuStop, VcpuError>, Instant)>;
 
+/// What a running vCPU goes back to the pool with.
+pub(crate) struct RunningVcpu {
+    pub index: u32,
+    /// Runs the vCPU has started, this one included.
+    pub starts: u64,
+    pub pristine: Option<VcpuPristine>,
+}
+
 /// One vCPU running (a workload, or the boot vCPU).
 pub struct VcpuRun {
     vm: Arc<VmInner>,
-    index: u32,
-    /// Runs the vCPU has started, this one included.
-    starts: u64,
+    /// `None` once it went back to the pool.
+    vcpu: Option<RunningVcpu>,
     control: Arc<RunControl>,
     thread: Option<VcpuThread>,
     window: Option<Window>,
@@ -45,29 +53,31 @@ impl Stopper {
     }
 }
 
-/// Starts `vcpu`'s thread.
+/// Starts `running`'s thread.
 pub(crate) fn spawn(
     vm: Arc<VmInner>,
-    index: u32,
-    starts: u64,
-    vcpu: Vcpu,
+    vcpu: RunningVcpu,
+    running: Vcpu,
     control: Arc<RunControl>,
     window: Option<Window>,
     origin: Instant,
 ) -> Result<VcpuRun, Error> {
     let thread_control = control.clone();
-    let spawned = thread::Builder::new().name(format!("wasmcell-vcpu{index}")).spawn(move || {
+    let name = format!("wasmcell-vcpu{}", vcpu.index);
+    let spawned = thread::Builder::new().name(name).spawn(move || {
         // Signals the waiter even if the thread panics, so nobody waits forever.
         let _done = DoneOnDrop(&thread_control);
         // SAFETY: `pthread_self` has no preconditions.
         thread_control.set_thread(Some(unsafe { libc::pthread_self() }));
-        vcpu.run(&thread_control)
+        running.run(&thread_control)
     });
     match spawned {
-        Ok(thread) => Ok(VcpuRun { vm, index, starts, control, thread: Some(thread), window, origin }),
+        Ok(thread) => Ok(VcpuRun { vm, vcpu: Some(vcpu), control, thread: Some(thread), window, origin }),
         Err(e) => {
+            // The vCPU fd went with the closure that could not become a thread: the vCPU is
+            // lost to the pool (KVM keeps it until the VM goes), its window is not.
             if let Some(window) = window {
-                vm.release(window, false);
+                vm.release(window);
             }
             Err(Error::SpawnVcpu(e))
         }
@@ -110,25 +120,22 @@ impl VcpuRun {
     fn finish(&mut self) -> Result<RunReport, Error> {
         let thread = self.thread.take().expect("joined once");
         let ended = thread.join().map_err(|_| Error::VcpuPanicked).and_then(|(fd, result, stopped_at)| {
-            self.vm.park_vcpu(IdleVcpu { index: self.index, fd, starts: self.starts });
+            if let Some(RunningVcpu { index, starts, pristine }) = self.vcpu.take() {
+                self.vm.park_vcpu(IdleVcpu { index, fd, starts, pristine });
+            }
             Ok((result?, stopped_at))
         });
         let outcome = match &ended {
             Ok((VcpuStop::Guest(outcome), _)) => Some(outcome.clone()),
             Ok((VcpuStop::Parked, _)) => Some(Outcome::Parked),
-            Ok((VcpuStop::Stopped { clean }, _)) => {
-                if !clean {
-                    self.vm.poison();
-                }
-                Some(match self.control.reason() {
-                    Some(StopReason::Timeout) => Outcome::Timeout,
-                    _ => Outcome::Killed,
-                })
-            }
+            Ok((VcpuStop::Stopped, _)) => Some(match self.control.reason() {
+                Some(StopReason::Timeout) => Outcome::Timeout,
+                _ => Outcome::Killed,
+            }),
             Err(_) => None,
         };
         if let Some(window) = self.window.take() {
-            self.vm.release(window, outcome.as_ref().is_some_and(Outcome::released_everything));
+            self.vm.release(window);
         }
         let (_, stopped_at) = ended?;
         Ok(RunReport {

@@ -2,16 +2,16 @@
 //! the vCPU or the VMM does.
 //!
 //! Stopping a vCPU that never exits (an endless loop) takes a signal: the stopper marks the run
-//! [`Phase::StopRequested`], sets `stop_requested` in the vCPU's block, and sends
-//! [`kick_signal`] to the thread until it has left `KVM_RUN` (a kick that lands just before
-//! `KVM_RUN` would be lost, so it is repeated). The handler does nothing; the point is the
-//! `EINTR`. The thread then stops only where the guest holds no kernel-wide lock (the block's
-//! `locks_held`): otherwise it lets the guest run on to its SAFE_POINT write, so that the other
-//! vCPUs of the VM never wait for a lock the stopped one held. A guest that does not get there
-//! within [`DRAIN_GRACE`] is stopped anyway, and the stop is marked unclean.
+//! [`Phase::StopRequested`] and sends [`kick_signal`] to the thread until it has left
+//! `KVM_RUN` (a kick that lands just before `KVM_RUN` would be lost, so it is repeated). The
+//! handler does nothing; the point is the `EINTR`. The thread then stops at once, wherever the
+//! guest was: nothing a workload's vCPU can hold (a lock, half-written data) is shared with any
+//! other vCPU, because its address space maps no shared writable page, so no stop has to wait
+//! for the guest, and nothing the guest says about itself is asked.
 
 use crate::arch;
 use crate::devices::control::ControlAction;
+use crate::devices::virtio::DeviceError;
 use crate::devices::Devices;
 use crate::memory::GuestMemory;
 use crate::outcome::Outcome;
@@ -20,12 +20,7 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
-use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::EventFd;
-use wasmcell_abi::vcpu::VcpuBlock;
-
-/// How long a guest asked to stop may run on to release its locks.
-pub const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
 /// Errors of the vCPU thread that are the VMM's (or KVM's) problem, not the guest's.
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +40,8 @@ pub enum VcpuStop {
     Guest(Outcome),
     /// The guest parked the vCPU (nothing to do; the VM lives on).
     Parked,
-    /// The VMM stopped it; `clean` if no kernel-wide lock was held.
-    Stopped { clean: bool },
+    /// The VMM stopped it.
+    Stopped,
 }
 
 /// Where a run is in being stopped.
@@ -55,10 +50,6 @@ pub enum VcpuStop {
 enum Phase {
     Running = 0,
     StopRequested = 1,
-    /// Out of `KVM_RUN` once, found holding a lock: runs on to its safe point.
-    Draining = 2,
-    /// The drain took too long.
-    Force = 3,
 }
 
 /// Why the VMM stops a run (the first reason given wins).
@@ -81,13 +72,10 @@ pub struct RunControl {
     pub boot_done: OnceLock<Instant>,
     /// The vCPU thread while it may be kicked (cleared before it is joined).
     thread: Mutex<Option<libc::pthread_t>>,
-    /// Base RAM, to write the stop request into the vCPU's block.
-    memory: GuestMemory,
-    block: u64,
 }
 
 impl RunControl {
-    pub fn new(memory: GuestMemory, block: u64) -> std::io::Result<Self> {
+    pub fn new() -> std::io::Result<Self> {
         Ok(Self {
             phase: AtomicU8::new(Phase::Running as u8),
             reason: AtomicU8::new(0),
@@ -95,18 +83,19 @@ impl RunControl {
             done: EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)?,
             boot_done: OnceLock::new(),
             thread: Mutex::new(None),
-            memory,
-            block,
         })
     }
 
     fn phase(&self) -> Phase {
         match self.phase.load(Ordering::Acquire) {
             0 => Phase::Running,
-            1 => Phase::StopRequested,
-            2 => Phase::Draining,
-            _ => Phase::Force,
+            _ => Phase::StopRequested,
         }
+    }
+
+    /// Whether a stop was requested: device work in progress gives up at its next step.
+    pub fn stop_requested(&self) -> bool {
+        self.phase() != Phase::Running
     }
 
     /// Records the thread to kick; `None` once it must not be kicked any more.
@@ -123,7 +112,7 @@ impl RunControl {
         }
     }
 
-    /// Stops the run: returns once the vCPU has left `KVM_RUN` (or never entered it again).
+    /// Stops the run: returns once the vCPU thread has ended (or never entered the guest again).
     pub fn stop(&self, reason: StopReason) {
         let _ = self.reason.compare_exchange(0, reason as u8, Ordering::AcqRel, Ordering::Acquire);
         if self
@@ -133,60 +122,24 @@ impl RunControl {
         {
             return;
         }
-        {
-            // Only while the thread runs: once it has ended, the vCPU (and its block) may already
-            // serve another workload. A thread not started yet sees the phase before it runs.
-            let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner());
-            if thread.is_none() {
-                return;
-            }
-            let stop_requested = self.block + std::mem::offset_of!(VcpuBlock, stop_requested) as u64;
-            let _ = self.memory.store(1u32, GuestAddress(stop_requested), Ordering::Release);
-        }
         let _ = self.wake.write(1);
-        self.kick_while(Phase::StopRequested);
+        self.kick_until_gone();
     }
 
-    /// Kicks the thread until the phase moves on from `phase` or the thread is gone.
-    fn kick_while(&self, phase: Phase) {
+    /// Kicks the thread until it has ended (a thread not started yet sees the phase before it
+    /// enters the guest).
+    fn kick_until_gone(&self) {
         loop {
             {
                 let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner());
                 let Some(thread) = *thread else { return };
-                if self.phase() != phase {
-                    return;
-                }
-                // SAFETY: `thread` is a live, joinable thread: the joiner clears it (under this
-                // lock) before joining. The kick handler is installed and does nothing.
+                // SAFETY: `thread` is a live, joinable thread: it clears itself (under this lock)
+                // before it ends, and the joiner joins only after that. The kick handler is
+                // installed and does nothing.
                 unsafe { libc::pthread_kill(thread, kick_signal()) };
             }
             std::thread::sleep(Duration::from_micros(200));
         }
-    }
-
-    /// The guest holds locks: let it run to its safe point, and force the stop if it does not
-    /// get there in time.
-    fn start_draining(self: &Arc<Self>) {
-        self.phase.store(Phase::Draining as u8, Ordering::Release);
-        let control = self.clone();
-        let _ = std::thread::Builder::new().name("wasmcell-drain".into()).spawn(move || {
-            std::thread::sleep(DRAIN_GRACE);
-            if control
-                .phase
-                .compare_exchange(Phase::Draining as u8, Phase::Force as u8, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                let _ = control.wake.write(1);
-                control.kick_while(Phase::Force);
-            }
-        });
-    }
-
-    /// Whether the guest of this vCPU holds a kernel-wide lock now (the vCPU is out of KVM_RUN).
-    fn guest_holds_locks(&self) -> bool {
-        let locks_held = self.block + std::mem::offset_of!(VcpuBlock, locks_held) as u64;
-        // A block the guest made unreadable is its own problem: treat it as lock-free.
-        self.memory.load::<u32>(GuestAddress(locks_held), Ordering::Acquire).unwrap_or(0) != 0
     }
 }
 
@@ -212,7 +165,7 @@ pub fn install_kick_handler() -> std::io::Result<()> {
 pub struct Vcpu {
     pub fd: VcpuFd,
     pub devices: Devices,
-    /// What this vCPU's devices may see: base RAM and its workload's window.
+    /// Base RAM, where the CPU leaves a fault's frame (the exception stacks).
     pub memory: GuestMemory,
 }
 
@@ -228,11 +181,8 @@ impl Vcpu {
 
     fn run_loop(&mut self, control: &Arc<RunControl>) -> Result<VcpuStop, VcpuError> {
         loop {
-            match control.phase() {
-                Phase::Running | Phase::Draining => {}
-                Phase::StopRequested if control.guest_holds_locks() => control.start_draining(),
-                Phase::StopRequested => return Ok(VcpuStop::Stopped { clean: true }),
-                Phase::Force => return Ok(VcpuStop::Stopped { clean: false }),
+            if control.stop_requested() {
+                return Ok(VcpuStop::Stopped);
             }
             let action = match self.fd.run() {
                 Ok(VcpuExit::IoOut(port, data)) => self.devices.io_out(port, data),
@@ -244,10 +194,7 @@ impl Vcpu {
                     self.devices.mmio_read(addr, data);
                     ControlAction::Continue
                 }
-                Ok(VcpuExit::MmioWrite(addr, data)) => {
-                    self.devices.mmio_write(addr, data);
-                    ControlAction::Continue
-                }
+                Ok(VcpuExit::MmioWrite(addr, data)) => self.devices.mmio_write(addr, data),
                 Ok(VcpuExit::Shutdown) => return Ok(VcpuStop::Guest(arch::shutdown_outcome(&self.fd))),
                 Ok(other) => return Err(VcpuError::UnexpectedExit(format!("{other:?}"))),
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => ControlAction::Continue,
@@ -259,59 +206,70 @@ impl Vcpu {
                     let _ = control.boot_done.set(Instant::now());
                     continue;
                 }
-                ControlAction::Wait(timeout) => {
-                    wait(control, &mut self.devices, timeout);
-                    continue;
-                }
-                ControlAction::SafePoint if control.phase() != Phase::Running => {
-                    return Ok(VcpuStop::Stopped { clean: true })
-                }
-                ControlAction::SafePoint => continue,
+                ControlAction::Wait(timeout) => match wait(control, &mut self.devices, timeout) {
+                    Ok(()) => continue,
+                    Err(e) => Outcome::DeviceError(format!("virtio-console: {e}")),
+                },
                 ControlAction::Park => return Ok(VcpuStop::Parked),
                 ControlAction::Exit(code) => Outcome::Exited(code),
                 ControlAction::Panic(message) => Outcome::GuestPanic(message),
                 ControlAction::Trap(message) => Outcome::WasmTrap(message),
                 ControlAction::WorkloadError(message) => Outcome::WorkloadError(message),
                 ControlAction::Fault(vector) => arch::fault_outcome(&self.fd, &self.memory, vector),
+                ControlAction::DeviceError(message) => Outcome::DeviceError(message),
             };
             return Ok(VcpuStop::Guest(outcome));
         }
     }
 }
 
-/// Sleeps until `control.wake` is written, a stop is requested, `timeout` passes, or input the
-/// guest is waiting for arrives (then it is delivered before returning).
-fn wait(control: &RunControl, devices: &mut Devices, timeout: Option<Duration>) {
+/// Sleeps until `control.wake` is written, a stop is requested, `timeout` passes, input the
+/// guest may receive arrives (it is then delivered), or output the guest is waiting on moves on
+/// (a chain given back). Output that a stream cannot take yet is polled for, not retried, so a
+/// guest blocked on a stalled reader costs no CPU; each slice of output sent is bounded and a
+/// stop is checked between slices.
+fn wait(control: &RunControl, devices: &mut Devices, timeout: Option<Duration>) -> Result<(), DeviceError> {
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
-        if control.phase() != Phase::Running {
-            return;
+        if control.stop_requested() {
+            return Ok(());
+        }
+        let output = devices.resume_console_output()?;
+        if output.completed {
+            return Ok(());
+        }
+        if output.more {
+            continue;
         }
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         if remaining == Some(Duration::ZERO) {
-            return;
+            return Ok(());
         }
         let ts =
             remaining.map(|r| libc::timespec { tv_sec: r.as_secs() as libc::time_t, tv_nsec: r.subsec_nanos().into() });
-        let mut fds = [libc::pollfd { fd: control.wake.as_raw_fd(), events: libc::POLLIN, revents: 0 }; 2];
+        let pollfd = |fd, events| libc::pollfd { fd, events, revents: 0 };
+        let mut fds = vec![pollfd(control.wake.as_raw_fd(), libc::POLLIN)];
         let input = devices.console_input_fd();
         if let Some(fd) = input {
-            fds[1].fd = fd;
+            fds.push(pollfd(fd, libc::POLLIN));
         }
-        let count = 1 + usize::from(input.is_some());
+        fds.extend(output.blocked.iter().flatten().map(|&fd| pollfd(fd, libc::POLLOUT)));
         let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
-        // SAFETY: `fds[..count]` are valid pollfds, `ts_ptr` is null or points at a live
-        // timespec, and a null signal mask means "keep the current one".
-        let n = unsafe { libc::ppoll(fds.as_mut_ptr(), count as libc::nfds_t, ts_ptr, std::ptr::null()) };
-        if n > 0 {
-            if fds[0].revents != 0 {
-                let _ = control.wake.read();
-            }
-            if count > 1 && fds[1].revents != 0 {
-                devices.deliver_console_input();
-            }
-            return;
+        // SAFETY: `fds` are valid pollfds, `ts_ptr` is null or points at a live timespec, and a
+        // null signal mask means "keep the current one".
+        let n = unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ts_ptr, std::ptr::null()) };
+        if n <= 0 {
+            // 0 is the timeout (caught at the top); < 0 is EINTR from a kick: re-check.
+            continue;
         }
-        // n == 0 is the timeout (caught at the top); n < 0 is EINTR from a kick: re-check.
+        if fds[0].revents != 0 {
+            let _ = control.wake.read();
+            return Ok(());
+        }
+        if input.is_some() && fds[1].revents != 0 {
+            devices.deliver_console_input()?;
+            return Ok(());
+        }
+        // An output stream drained: send more (top of the loop).
     }
 }

@@ -3,7 +3,7 @@
 //! [`Vm::boot`] brings a pod's VM up and [`Vm::start`] adds workloads while it runs. Read top to
 //! bottom, this file is the boot sequence; `docs/boot.md` lists the same steps with their inputs.
 
-use crate::arch::{self, AddressSpace, AddressSpaceError, VcpuSetupError};
+use crate::arch::{self, AddressSpace, AddressSpaceError, VcpuEntry, VcpuPristine, VcpuSetupError, WorkloadSpace};
 use crate::boot_info::{self, BootInfoError};
 use crate::config::{ConfigError, VmConfig};
 use crate::devices::control::ControlDevice;
@@ -12,7 +12,7 @@ use crate::devices::virtio::mmio::MmioTransport;
 use crate::devices::{ConsoleSlot, Devices};
 use crate::layout::{BaseLayout, LayoutError};
 use crate::loader::{self, LoadError};
-use crate::memory::{self, GuestMemory, MemoryError, Region};
+use crate::memory::{self, GuestMemory, MemoryError};
 use crate::outcome::RunReport;
 use crate::run::{self, VcpuRun};
 use crate::vcpu::{self, RunControl, Vcpu, VcpuError};
@@ -22,8 +22,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::EventFd;
+use wasmcell_abi::boot_info::LOG_INFO;
 use wasmcell_abi::devices::console::{mmio_base, queue_address_high};
-use wasmcell_abi::memory_map::{self as map, MAX_VCPUS, MAX_WINDOWS};
+use wasmcell_abi::memory_map::{self as map, BOOT_VCPU, MAX_VCPUS, MAX_WINDOWS};
 use wasmcell_abi::vcpu::{VcpuBlock, VcpuInfo, VCPU_INFO_MAGIC};
 
 /// Errors that keep a VM from being built or run. A guest that misbehaves is not an error: it
@@ -56,8 +57,8 @@ pub enum Error {
     TooManyVcpus,
     #[error("The VM has no workload memory slot left")]
     NoWindow,
-    #[error("The VM's guest kernel is stuck: a stopped workload kept a kernel lock")]
-    Poisoned,
+    #[error("The VM has booted already")]
+    AlreadyBooted,
     #[error("Cannot set up the VMM's event loop")]
     EventLoop(#[source] std::io::Error),
     #[error("Cannot start the vCPU thread")]
@@ -92,10 +93,13 @@ pub(crate) struct VmInner {
     state: Mutex<VmState>,
     fd: VmFd,
     kvm: Kvm,
-    base: Arc<Region>,
     base_memory: GuestMemory,
     serial: Arc<Mutex<SerialConsole>>,
+    /// Whether workloads may write the serial log (only when the guest was asked to log).
+    serial_for_workloads: bool,
     entry: u64,
+    /// The image's writable data as loaded, before any vCPU ran: each workload's copy.
+    kernel_data: Vec<u8>,
     created: Instant,
 }
 
@@ -108,16 +112,16 @@ struct VmState {
     /// vCPUs whose run ended, ready for another.
     idle: Vec<IdleVcpu>,
     tsc_khz: u64,
-    /// A vCPU was stopped while its guest held a kernel-wide lock: any vCPU may now wait for it
-    /// forever, so no new one starts.
-    poisoned: bool,
 }
 
-/// A vCPU between runs: its index, its fd, and how many runs it has started so far.
+/// A vCPU between runs: its index, its fd, how many runs it has started so far, and its state
+/// as created (put back before each later run).
 pub(crate) struct IdleVcpu {
     pub index: u32,
     pub fd: VcpuFd,
     pub starts: u64,
+    /// `None` for a vCPU that runs once (`Vm::run`).
+    pub pristine: Option<VcpuPristine>,
 }
 
 /// Stops a [`Vm::run`] from another thread (or a signal handler's helper thread).
@@ -144,7 +148,8 @@ impl TryFrom<VmConfig> for Vm {
         let elf = loader::parse(&image)?;
         let layout = BaseLayout::new(config.memory.bytes(), elf.end)?;
         let boot_params = boot_info::BootParams::new(&config, &layout);
-        let work = config.workload.map(PreparedWorkload::new).transpose()?;
+        let kernel_data_len = elf.segments.iter().filter(|s| s.access.writable).map(|s| s.end - s.start).sum();
+        let work = config.workload.map(|w| PreparedWorkload::new(w, kernel_data_len)).transpose()?;
 
         // 2. KVM VM and base RAM.
         let kvm = Kvm::new().map_err(Error::OpenKvm)?;
@@ -152,9 +157,11 @@ impl TryFrom<VmConfig> for Vm {
         let base = memory::create_region(&fd, 0, 0, layout.ram_size)?;
         let base_memory = memory::view(vec![base.clone()])?;
 
-        // 3. Guest image and address space (page tables, GDT/IDT, exception stubs).
+        // 3. Guest image and address spaces (page tables, GDT/IDT, exception stubs); the image's
+        //    writable data as loaded, for each workload's private copy.
         loader::load(&base_memory, &image)?;
         let space = AddressSpace::build(&base_memory, &elf, &layout)?;
+        let kernel_data = space.read_kernel_data(&base_memory)?;
 
         // 4. Boot info: base RAM, the kernel heap, the self-test, the log level.
         boot_info::write(&base_memory, &boot_params)?;
@@ -166,16 +173,16 @@ impl TryFrom<VmConfig> for Vm {
             vcpus_created: 0,
             idle: Vec::new(),
             tsc_khz: 0,
-            poisoned: false,
         };
         let inner = VmInner {
             state: Mutex::new(state),
             fd,
             kvm,
-            base,
             base_memory,
             serial: Arc::new(Mutex::new(SerialConsole::new(config.log))),
+            serial_for_workloads: config.log_level >= LOG_INFO,
             entry: elf.entry,
+            kernel_data,
             created,
         };
         let kill = Arc::new(EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC).map_err(Error::EventLoop)?);
@@ -193,7 +200,7 @@ impl Vm {
     /// This thread becomes the VMM's event loop (timeout, kill); the vCPU gets its own.
     pub fn run(self) -> Result<RunReport, Error> {
         let Vm { inner, kill, timeout, work } = self;
-        let run = VmInner::start_vcpu(&inner, work, inner.created)?;
+        let run = VmInner::start_vcpu(&inner, work, inner.created, false)?;
         run::supervise(run, timeout, &kill)
     }
 
@@ -201,7 +208,7 @@ impl Vm {
     /// Returns the boot time (VM creation → boot done); an error if the guest ended instead.
     pub fn boot(&self) -> Result<Duration, Error> {
         boot_info::set_pod(&self.inner.base_memory)?;
-        let run = VmInner::start_vcpu(&self.inner, None, self.inner.created)?;
+        let run = VmInner::start_vcpu(&self.inner, None, self.inner.created, true)?;
         let report = run.join()?;
         match (&report.outcome, report.boot_time) {
             (crate::Outcome::Parked, Some(boot_time)) => Ok(boot_time),
@@ -213,8 +220,8 @@ impl Vm {
     /// workload fails before it touches the VM.
     pub fn start(&self, workload: crate::Workload) -> Result<VcpuRun, Error> {
         let started = Instant::now();
-        let workload = PreparedWorkload::new(workload)?;
-        VmInner::start_vcpu(&self.inner, Some(workload), started)
+        let workload = PreparedWorkload::new(workload, self.inner.kernel_data.len() as u64)?;
+        VmInner::start_vcpu(&self.inner, Some(workload), started, true)
     }
 }
 
@@ -229,58 +236,75 @@ impl VmInner {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// 5. A vCPU, set up for `work` (in a window of its own) or, without work, as the boot vCPU;
-    ///    its devices; its thread.
-    fn start_vcpu(inner: &Arc<Self>, work: Option<PreparedWorkload>, origin: Instant) -> Result<VcpuRun, Error> {
-        let IdleVcpu { index, fd, starts } = inner.take_vcpu()?;
-        let block = map::vcpu_area(index) + map::VCPU_BLOCK;
-        let prepared = RunControl::new(inner.base_memory.clone(), block)
-            .map_err(Error::EventLoop)
-            .and_then(|control| Ok((control, inner.prepare_vcpu(index, &fd, starts, work)?)));
-        match prepared {
-            Ok((control, (memory, devices, window))) => {
-                let vcpu = Vcpu { fd, devices, memory };
-                run::spawn(inner.clone(), index, starts + 1, vcpu, Arc::new(control), window, origin)
+    /// 5. A vCPU, set up for `work` (in a window and an address space of its own) or, without
+    ///    work, as the boot vCPU; its devices; its thread. A vCPU that may run again (`reusable`)
+    ///    keeps its state as created, to be put back before its next run.
+    fn start_vcpu(
+        inner: &Arc<Self>,
+        work: Option<PreparedWorkload>,
+        origin: Instant,
+        reusable: bool,
+    ) -> Result<VcpuRun, Error> {
+        let vcpu = inner.take_vcpu(work.is_none(), reusable)?;
+        match inner.prepare_vcpu(&vcpu, work) {
+            Ok((devices, window)) => {
+                let IdleVcpu { index, fd, starts, pristine } = vcpu;
+                let control = RunControl::new().map_err(Error::EventLoop);
+                let control = match control {
+                    Ok(control) => control,
+                    Err(e) => {
+                        inner.park_vcpu(IdleVcpu { index, fd, starts, pristine });
+                        if let Some(window) = window {
+                            inner.release(window);
+                        }
+                        return Err(e);
+                    }
+                };
+                let running = Vcpu { fd, devices, memory: inner.base_memory.clone() };
+                let vcpu = run::RunningVcpu { index, starts: starts + 1, pristine };
+                run::spawn(inner.clone(), vcpu, running, Arc::new(control), window, origin)
             }
             Err(e) => {
-                inner.lock().idle.push(IdleVcpu { index, fd, starts });
+                inner.park_vcpu(vcpu);
                 Err(e)
             }
         }
     }
 
-    /// A vCPU to run on: an idle one, or a new one.
-    fn take_vcpu(&self) -> Result<IdleVcpu, Error> {
+    /// A vCPU to run on: for the boot vCPU (`boot`) the VM's first, otherwise an idle one that
+    /// can be reset, or a new one (which keeps its first state if `reusable`).
+    fn take_vcpu(&self, boot: bool, reusable: bool) -> Result<IdleVcpu, Error> {
         let mut state = self.lock();
-        if state.poisoned {
-            return Err(Error::Poisoned);
+        if boot && state.vcpus_created > BOOT_VCPU {
+            return Err(Error::AlreadyBooted);
         }
-        if let Some(idle) = state.idle.pop() {
-            return Ok(idle);
+        if let Some(at) = state.idle.iter().position(|v| v.pristine.is_some()) {
+            return Ok(state.idle.swap_remove(at));
         }
         if state.vcpus_created == MAX_VCPUS {
             return Err(Error::TooManyVcpus);
         }
         let index = state.vcpus_created;
-        let fd = arch::create_vcpu(&self.kvm, &self.fd, &self.base_memory, index)?;
-        if index == 0 {
+        let (fd, pristine) = arch::create_vcpu(&self.kvm, &self.fd, &self.base_memory, index, reusable)?;
+        if index == BOOT_VCPU {
             state.tsc_khz = fd.get_tsc_khz().map(u64::from).unwrap_or(0);
         }
         state.vcpus_created += 1;
-        Ok(IdleVcpu { index, fd, starts: 0 })
+        Ok(IdleVcpu { index, fd, starts: 0, pristine })
     }
 
-    /// Writes the vCPU's area and registers; places the workload's window.
+    /// Writes the vCPU's area and registers; places the workload's window and gives it its
+    /// address space. Its devices, and its window if it has one.
     fn prepare_vcpu(
         &self,
-        index: u32,
-        fd: &VcpuFd,
-        starts: u64,
+        vcpu: &IdleVcpu,
         work: Option<PreparedWorkload>,
-    ) -> Result<(GuestMemory, Devices, Option<Window>), Error> {
+    ) -> Result<(Devices, Option<Window>), Error> {
+        let index = vcpu.index;
         let area = map::vcpu_area(index);
         let control = ControlDevice::new(self.base_memory.clone(), area + map::VCPU_BLOCK);
-        let (mut info, memory, console, window, stack_top) = match work {
+        let serial = Some(self.serial.clone());
+        let (mut info, console, window, stack_top, serial) = match work {
             None => {
                 let info = VcpuInfo {
                     magic: VCPU_INFO_MAGIC,
@@ -289,74 +313,78 @@ impl VmInner {
                     stack_top: area + map::VCPU_AREA_SIZE,
                     ..Default::default()
                 };
-                (info, self.base_memory.clone(), None, None, area + map::VCPU_AREA_SIZE)
+                (info, None, None, area + map::VCPU_AREA_SIZE, serial)
             }
             Some(work) => {
-                let (window, memory) = self.place(&work)?;
+                let (window, view) = self.place(&work, index)?;
                 let info = window.vcpu_info(index, &work, mmio_base(index));
                 let high = queue_address_high(window.layout.heap.start);
-                let transport = MmioTransport::new(work.console, memory.clone(), high);
-                let console = ConsoleSlot { base: mmio_base(index), transport };
+                let transport = MmioTransport::new(work.console, view, high);
+                let console = ConsoleSlot { base: mmio_base(index), transport, _window: window.region() };
                 let stack_top = window.layout.stack.end;
-                (info, memory, Some(console), Some(window), stack_top)
+                (info, Some(console), Some(window), stack_top, serial.filter(|_| self.serial_for_workloads))
             }
         };
         let setup = (|| {
-            let cr3 = window.as_ref().and_then(|w| w.root).unwrap_or_else(|| self.lock().space.base_root());
-            arch::configure_vcpu(fd, self.entry, index, stack_top, cr3, starts)?;
+            let cr3 = window.as_ref().and_then(|w| w.root).unwrap_or_else(|| self.lock().space.boot_root());
+            let entry = VcpuEntry { index, entry: self.entry, stack_top, cr3, starts: vcpu.starts };
+            arch::configure_vcpu(&self.kvm, &vcpu.fd, &entry, vcpu.pristine.as_ref())?;
             info.tsc_khz = self.lock().tsc_khz;
             info.random_seed = boot_info::random_seed()?;
-            (info.clock_tsc, info.clock_realtime_ns) = arch::clock_sample(fd);
+            (info.clock_tsc, info.clock_realtime_ns) = arch::clock_sample(&vcpu.fd);
             write_vcpu_area(&self.base_memory, index, &info)?;
             Ok::<(), Error>(())
         })();
         if let Err(e) = setup {
+            drop(console);
             if let Some(window) = window {
-                self.release(window, false);
+                self.release(window);
             }
             return Err(e);
         }
-        let devices = Devices { serial: self.serial.clone(), control, console };
-        Ok((memory, devices, window))
+        Ok((Devices { serial, control, console }, window))
     }
 
-    /// A window for `work`: memory slot, contents, its address space; and the memory view of
-    /// the workload's devices (base RAM and the window).
-    fn place(&self, work: &PreparedWorkload) -> Result<(Window, GuestMemory), Error> {
+    /// A window for `work` on vCPU `vcpu`: memory slot, contents, its address space; and the
+    /// memory the workload's devices may touch (its stack and heap, nothing else).
+    fn place(&self, work: &PreparedWorkload, vcpu: u32) -> Result<(Window, GuestMemory), Error> {
         let index = self.lock().windows.take().ok_or(Error::NoWindow)?;
-        let mut window = match Window::create(&self.fd, index, work) {
+        let mut window = match Window::create(&self.fd, index, work, &self.kernel_data) {
             Ok(window) => window,
             Err(e) => {
-                self.lock().windows.give_back(index, true);
+                self.lock().windows.give_back(index);
                 return Err(e.into());
             }
         };
-        let memory = match window.view(&self.base) {
-            Ok(memory) => memory,
-            Err(e) => {
-                self.release(window, true);
-                return Err(e.into());
-            }
-        };
-        let mapped = self.lock().space.map_window(&memory, &window.layout);
-        match mapped {
+        let placed = window.memory().map_err(Error::from).and_then(|memory| {
+            let space = WorkloadSpace { window: &window.layout, vcpu, console: mmio_base(vcpu) };
+            let root = self.lock().space.map_workload(&memory, &space)?;
+            Ok(root)
+        });
+        match placed {
             Ok(root) => window.root = Some(root),
             Err(e) => {
-                self.release(window, true);
-                return Err(e.into());
+                self.release(window);
+                return Err(e);
             }
         }
-        Ok((window, memory))
+        match window.device_view() {
+            Ok(view) => Ok((window, view)),
+            Err(e) => {
+                self.release(window);
+                Err(Error::Window(e.into()))
+            }
+        }
     }
 
-    /// Takes a window back out of the VM: its address space, memory slot and address (`clean`:
-    /// reusable). Its vCPU has stopped.
-    pub(crate) fn release(&self, window: Window, clean: bool) {
+    /// Takes a window back out of the VM: its address space, memory slot and address. Its vCPU
+    /// has stopped.
+    pub(crate) fn release(&self, window: Window) {
         let mut state = self.lock();
         if let Some(root) = window.root {
-            state.space.unmap_window(root);
+            state.space.unmap_workload(root);
         }
-        state.windows.give_back(window.index, clean);
+        state.windows.give_back(window.index);
         drop(state);
         window.remove(&self.fd);
     }
@@ -364,11 +392,6 @@ impl VmInner {
     /// A vCPU whose run ended, for the next workload.
     pub(crate) fn park_vcpu(&self, vcpu: IdleVcpu) {
         self.lock().idle.push(vcpu);
-    }
-
-    /// A vCPU was stopped before its guest released its kernel-wide locks.
-    pub(crate) fn poison(&self) {
-        self.lock().poisoned = true;
     }
 
     pub(crate) fn created(&self) -> Instant {

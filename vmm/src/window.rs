@@ -1,11 +1,10 @@
 //! A workload's window: the RAM it brings into the VM, from its validated description
 //! ([`PreparedWorkload`], no KVM involved) to a mapped memory slot holding its module, inputs,
-//! stack and heap ([`Window`]), and back.
+//! private copy of the kernel's data, stack and heap ([`Window`]), and back.
 //!
-//! Window addresses ([`WindowSlots`]) are reused once a workload has ended by itself: the guest
-//! has then released everything it registered for the module (wasmtime's code registry is
-//! keyed by code address). A window whose workload was stopped or failed in the kernel is
-//! retired instead; its memory goes back to the host all the same.
+//! Everything a workload changes in the VM lives in its window (its address space maps nothing
+//! else writable), so when the window goes, nothing of the workload is left, however it ended:
+//! window addresses ([`WindowSlots`]) are always reused.
 
 use crate::config::{ConfigError, Workload};
 use crate::devices::virtio::console::Console;
@@ -25,14 +24,16 @@ pub struct PreparedWorkload {
     blob: Vec<u8>,
     files: Vec<u8>,
     memory: u64,
+    kernel_data: u64,
     /// The console device serving the workload's stdio.
     pub console: Console,
 }
 
 impl PreparedWorkload {
     /// Checks `workload` and packs everything it brings (no KVM resource is touched): bad input
-    /// fails here.
-    pub fn new(workload: Workload) -> Result<Self, PrepareError> {
+    /// fails here. `kernel_data` is the size of the guest image's writable segments, which the
+    /// window holds a copy of.
+    pub fn new(workload: Workload, kernel_data: u64) -> Result<Self, PrepareError> {
         if workload.artifact.is_empty() {
             return Err(ConfigError::EmptyArtifact.into());
         }
@@ -44,6 +45,7 @@ impl PreparedWorkload {
             blob,
             files,
             memory: workload.memory.bytes(),
+            kernel_data,
             console: Console::new(workload.stdin, workload.stdout, workload.stderr),
         };
         // The layout does not depend on where the window is: check it fits now.
@@ -56,6 +58,7 @@ impl PreparedWorkload {
             blob: self.blob.len() as u64,
             files: self.files.len() as u64,
             payload: self.artifact.len() as u64,
+            kernel_data: self.kernel_data,
         }
     }
 }
@@ -95,28 +98,39 @@ impl Window {
         index + 1
     }
 
-    /// Creates window `index`'s memory slot and copies the workload's blob, files and module into
-    /// it. The caller maps it into the guest's page tables.
-    pub fn create(vm: &kvm_ioctls::VmFd, index: u32, workload: &PreparedWorkload) -> Result<Self, WindowError> {
+    /// Creates window `index`'s memory slot and copies the workload's module, blob and files
+    /// and the kernel's writable data (`kernel_data`) into it. The caller maps it into the
+    /// guest's page tables.
+    pub fn create(
+        vm: &kvm_ioctls::VmFd,
+        index: u32,
+        workload: &PreparedWorkload,
+        kernel_data: &[u8],
+    ) -> Result<Self, WindowError> {
         let base = window_base(index);
         let layout = WindowLayout::new(base, workload.memory, workload.sizes()).expect("checked by PreparedWorkload");
         let region = memory::create_region(vm, Self::slot(index), base, workload.memory)?;
         let window = Self { index, layout, region, root: None };
-        if let Err(e) = window.fill(workload) {
+        if let Err(e) = window.fill(workload, kernel_data) {
             window.remove(vm);
             return Err(e);
         }
         Ok(window)
     }
 
-    fn fill(&self, workload: &PreparedWorkload) -> Result<(), WindowError> {
-        let memory = memory::view(vec![self.region.clone()])?;
+    fn fill(&self, workload: &PreparedWorkload, kernel_data: &[u8]) -> Result<(), WindowError> {
+        let memory = self.memory()?;
         let layout = &self.layout;
-        memory.write_slice(&workload.artifact, GuestAddress(layout.payload.start)).map_err(WindowError::Write)?;
-        memory.write_slice(&workload.blob, GuestAddress(layout.blob.start)).map_err(WindowError::Write)?;
+        let write = |bytes: &[u8], at: u64| memory.write_slice(bytes, GuestAddress(at)).map_err(WindowError::Write);
+        write(&workload.artifact, layout.payload.start)?;
+        write(&workload.blob, layout.blob.start)?;
         if let Some(files) = &layout.files {
-            memory.write_slice(&workload.files, GuestAddress(files.start)).map_err(WindowError::Write)?;
+            write(&workload.files, files.start)?;
         }
+        if kernel_data.len() as u64 > layout.kernel_data.end - layout.kernel_data.start {
+            return Err(WindowError::Write(vm_memory::GuestMemoryError::InvalidBackendAddress));
+        }
+        write(kernel_data, layout.kernel_data.start)?;
         memory::advise_huge_pages(&memory, layout.huge_page_range());
         Ok(())
     }
@@ -152,15 +166,28 @@ impl Window {
         let _ = memory::remove_region(vm, Self::slot(self.index), &self.region);
     }
 
-    /// The memory view a workload's devices get: base RAM and this window.
-    pub fn view(&self, base: &Arc<Region>) -> Result<GuestMemory, MemoryError> {
-        memory::view(vec![base.clone(), self.region.clone()])
+    /// The whole window, for the VMM's own writes (contents, page tables).
+    pub fn memory(&self) -> Result<GuestMemory, MemoryError> {
+        memory::view(vec![self.region.clone()])
+    }
+
+    /// What the workload's devices may read and write: its stack and heap, which the workload
+    /// may write itself, and nothing else — not its module or inputs (read-only to it), its
+    /// page tables, base RAM or another window. The view borrows the window's host mapping:
+    /// whoever holds it must also hold [`Window::region`] for at least as long.
+    pub fn device_view(&self) -> Result<GuestMemory, MemoryError> {
+        memory::device_view(&self.region, self.layout.stack.start..self.layout.heap.end)
+    }
+
+    /// The window's RAM (its host mapping lives as long as the last reference).
+    pub fn region(&self) -> Arc<Region> {
+        self.region.clone()
     }
 }
 
 /// Which window addresses are free.
 pub struct WindowSlots {
-    /// Released cleanly, reusable.
+    /// Released, reusable.
     free: BTreeSet<u32>,
     /// Never used yet: `next..limit`.
     next: u32,
@@ -184,11 +211,9 @@ impl WindowSlots {
         })
     }
 
-    /// Gives window `index` back: reusable if `clean`, retired otherwise.
-    pub fn give_back(&mut self, index: u32, clean: bool) {
-        if clean {
-            self.free.insert(index);
-        }
+    /// Gives window `index` back, for the next workload.
+    pub fn give_back(&mut self, index: u32) {
+        self.free.insert(index);
     }
 }
 
@@ -197,26 +222,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn clean_windows_are_reused_and_others_retired() {
+    fn windows_are_reused_lowest_first_and_run_out_clearly() {
         let mut slots = WindowSlots::new(3);
         assert_eq!((slots.take(), slots.take()), (Some(0), Some(1)));
-        slots.give_back(0, true);
-        slots.give_back(1, false);
-        assert_eq!(slots.take(), Some(0), "a cleanly released window comes back first");
+        slots.give_back(1);
+        slots.give_back(0);
+        assert_eq!(slots.take(), Some(0), "a released window comes back, lowest first");
+        assert_eq!(slots.take(), Some(1));
         assert_eq!(slots.take(), Some(2));
-        assert_eq!(slots.take(), None, "the retired window never comes back");
+        assert_eq!(slots.take(), None);
     }
 
     #[test]
     fn bad_workloads_fail_before_any_vm() {
-        let empty = PreparedWorkload::new(Workload::default()).err().unwrap();
+        let empty = PreparedWorkload::new(Workload::default(), 4096).err().unwrap();
         assert!(matches!(empty, PrepareError::Config(ConfigError::EmptyArtifact)), "{empty:?}");
         let workload = Workload {
             artifact: vec![1; 64 << 20],
             memory: crate::MemorySize::from_mib(32).unwrap(),
             ..Default::default()
         };
-        let err = PreparedWorkload::new(workload).err().unwrap();
+        let err = PreparedWorkload::new(workload, 4096).err().unwrap();
         assert!(matches!(err, PrepareError::Layout(LayoutError::TooSmall { .. })), "{err:?}");
     }
 }

@@ -9,9 +9,9 @@ use core::mem::{offset_of, size_of};
 /// `b"WASMCELL"` read as a little-endian `u64`.
 pub const BOOT_INFO_MAGIC: u64 = u64::from_le_bytes(*b"WASMCELL");
 
-/// What the whole VM shares: its base RAM, kernel heap and diagnostics. Each vCPU
-/// also gets its own `crate::vcpu::VcpuInfo`. All addresses are guest-physical, which the VMM's
-/// page tables identity-map to guest-virtual.
+/// What the whole VM shares: its base RAM, the boot vCPU's kernel heap and diagnostics. Each
+/// vCPU also gets its own `crate::vcpu::VcpuInfo`. All addresses are guest-physical, which the
+/// VMM's page tables identity-map to guest-virtual.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BootInfo {
@@ -23,8 +23,9 @@ pub struct BootInfo {
     pub size: u32,
     /// Bytes of base RAM, starting at guest-physical 0 (workload windows come on top).
     pub ram_size: u64,
-    /// First byte of the kernel heap (page aligned). The heap is mapped user read-write,
-    /// no-execute; workloads have heaps of their own in their windows.
+    /// First byte of the boot vCPU's kernel heap (page aligned), mapped user read-write,
+    /// no-execute in the boot vCPU's address space only: a workload never sees it and allocates
+    /// from the heap in its own window.
     pub heap_start: u64,
     /// One past the last byte of the kernel heap (page aligned).
     pub heap_end: u64,
@@ -38,8 +39,7 @@ pub struct BootInfo {
 
 /// [`BootInfo::flags`]: the VM is a pod's and outlives its workloads. A vCPU without a workload
 /// reports boot done and parks (the VM waits for workloads) instead of running the self-test and
-/// exiting; a workload releases everything it registered in the kernel before it ends, so that
-/// its window can serve the next one. (Without it, the VM ends with its one workload.)
+/// exiting. (Without it, the VM ends with its one workload.)
 pub const POD: u32 = 1;
 
 /// The guest writes nothing to its serial log (panics still reach the VMM).
@@ -81,8 +81,8 @@ impl SelfTest {
     pub const STACK_OVERFLOW: u32 = 9;
     /// Allocate and free heap memory in a pattern, check it, exit 0 (or panic on corruption).
     pub const HEAP: u32 = 10;
-    /// Hold a kernel-wide lock for `arg` milliseconds, release it, then loop forever: a stop
-    /// requested meanwhile must wait for the release (or give up after the VMM's grace).
+    /// Hold a kernel lock for `arg` milliseconds, release it, then loop forever. No other vCPU
+    /// shares the locks of this one, so a stop requested meanwhile stops it at once.
     pub const HOLD_LOCK: u32 = 11;
 }
 

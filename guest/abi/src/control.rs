@@ -36,9 +36,6 @@ pub const WORKLOAD_ERROR: u16 = 0x18;
 /// Written by a vCPU with nothing (more) to do, value ignored: the VMM stops running it and the
 /// VM lives on (a pod's boot vCPU, once the kernel is up).
 pub const PARK: u16 = 0x1c;
-/// Written when the vCPU's last kernel-wide lock is released while a stop is requested (the vCPU
-/// block's `stop_requested`), value ignored: the VMM stops the vCPU here, where no lock is held.
-pub const SAFE_POINT: u16 = 0x20;
 
 /// The value that marks the end of boot on [`BOOT_DONE`].
 pub const BOOT_DONE_MAGIC: u32 = 0xb007_d0e5;
@@ -48,4 +45,4 @@ pub const WAIT_FOREVER: u32 = u32::MAX;
 /// Bytes of message the VMM reads at most.
 pub const MESSAGE_MAX: usize = 3072;
 
-const _: () = assert!(SAFE_POINT + 4 <= X86_PORT_COUNT);
+const _: () = assert!(PARK + 4 <= X86_PORT_COUNT);

@@ -1,5 +1,5 @@
 //! The guest-physical memory map, identical to the guest-virtual one (the VMM's page tables map
-//! every used page 1:1).
+//! every used page 1:1) except for the kernel's writable data in a workload's address space.
 //!
 //! ```text
 //! 0x0000_0000  null guard page                     unmapped
@@ -7,13 +7,21 @@
 //! 0x0000_2000  IDT                                 supervisor ro
 //! 0x0000_4000  exception stubs                     supervisor rx
 //! 0x0000_f000  boot info                           user ro
-//! 0x0001_0000  vCPU areas, 64 KiB each (below)     per page
+//! 0x0001_0000  vCPU areas, 64 KiB each (below)     the running vCPU's own only
 //! 0x0021_0000  page tables (up to 1984 KiB)        not mapped; the MMU reads them physically
 //! 0x0040_0000  guest image (ELF, linked here)      user, per segment: r-x / r-- / rw-
-//! image end    kernel heap, up to the end of RAM   user rw
-//! 0xc000_0000  MMIO window (1 GiB)                 user rw, uncached
+//! image end    kernel heap, up to the end of RAM   user rw, boot vCPU only
+//! 0xc000_0000  MMIO window (1 GiB)                 a workload's own console page only
 //! 0x1_0000_0000 + k × 4 GiB   workload window k    per part (a KVM memory slot of its own)
 //! ```
+//!
+//! Every vCPU runs in an address space of its own that maps only what it needs: the shared,
+//! read-only parts of base RAM (the image's code and read-only data, the boot info) and the
+//! system pages the CPU itself uses (supervisor-only), plus its own vCPU area. The boot vCPU
+//! (no workload) adds the image's writable data and the kernel heap, identity-mapped. A
+//! workload's vCPU adds its own window, its own console's register page and, at the image's
+//! writable-data addresses, a private copy of that data inside its window: workloads share no
+//! writable page with each other or with the boot vCPU.
 //!
 //! A vCPU area holds what one vCPU needs for itself:
 //!
@@ -28,10 +36,10 @@
 //! ```
 //!
 //! A workload brings its own RAM: a window the VMM maps when it adds the workload and removes
-//! when the workload ends, holding its module, inputs, stack and heap (`crate::vcpu::VcpuInfo`
-//! says where each part is). Everything user-visible is mapped no-execute except the image's
-//! code segment and a workload's module. Base RAM is at most [`RAM_MAX`] so that it never
-//! reaches the MMIO window.
+//! when the workload ends, holding its module, inputs, kernel data, stack and heap
+//! (`crate::vcpu::VcpuInfo` says where each part is). Everything user-visible is mapped
+//! no-execute except the image's code segment and a workload's module. Base RAM is at most
+//! [`RAM_MAX`] so that it never reaches the MMIO window.
 
 /// Size of a small page.
 pub const PAGE_SIZE: u64 = 0x1000;
@@ -59,6 +67,9 @@ pub const VCPU_AREAS: u64 = 0x1_0000;
 pub const VCPU_AREA_SIZE: u64 = 0x1_0000;
 /// Most vCPUs a VM has: one per running workload, plus the boot vCPU of a pod.
 pub const MAX_VCPUS: u32 = 32;
+/// The vCPU that boots the VM (the first one created): the only one whose address space holds
+/// the kernel heap and the image's own writable data.
+pub const BOOT_VCPU: u32 = 0;
 /// Offset of the vCPU block (user rw) in a vCPU area.
 pub const VCPU_BLOCK: u64 = 0x0000;
 /// Offset of the vCPU info (user ro).

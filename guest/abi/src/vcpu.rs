@@ -69,19 +69,14 @@ impl VcpuInfo {
     }
 }
 
-/// The page a vCPU and the VMM share while it runs (mapped read-write; the VMM treats every
-/// byte the guest wrote as hostile). Written with plain stores by each side; the VMM reads it
-/// only while the vCPU is outside `KVM_RUN`.
+/// The page a vCPU and the VMM share while it runs, mapped read-write in that vCPU's address
+/// space and in no other. The VMM writes it before the vCPU starts and afterwards only reads
+/// messages from it, treating every byte as hostile; nothing the guest writes here decides
+/// anything for the VMM but the text of a message.
 #[repr(C)]
 pub struct VcpuBlock {
     /// The block's own address, so the guest finds it through its GS base (VMM-written).
     pub this: u64,
-    /// How many kernel-wide locks the vCPU holds now (guest-written). The VMM stops a vCPU
-    /// only where this is 0, so that no other vCPU waits forever for a lock it held.
-    pub locks_held: u32,
-    /// Non-zero once the VMM wants the vCPU stopped (VMM-written): the guest writes
-    /// [`crate::control::SAFE_POINT`] when its last lock is released.
-    pub stop_requested: u32,
     /// wasmtime's two thread-local slots.
     pub tls: [u64; 2],
     /// UTF-8 message for [`crate::control::PANIC`], [`crate::control::TRAP`] and
@@ -112,10 +107,8 @@ const _: () = {
     assert!(offset_of!(VcpuInfo, console_mmio) == 160);
     assert!(size_of::<VcpuInfo>() == 168);
     assert!(offset_of!(VcpuBlock, this) == 0);
-    assert!(offset_of!(VcpuBlock, locks_held) == 8);
-    assert!(offset_of!(VcpuBlock, stop_requested) == 12);
-    assert!(offset_of!(VcpuBlock, tls) == 16);
-    assert!(offset_of!(VcpuBlock, message) == 32);
+    assert!(offset_of!(VcpuBlock, tls) == 8);
+    assert!(offset_of!(VcpuBlock, message) == 24);
     assert!(size_of::<VcpuBlock>() <= crate::memory_map::PAGE_SIZE as usize);
     assert!(size_of::<VcpuInfo>() <= crate::memory_map::PAGE_SIZE as usize);
 };

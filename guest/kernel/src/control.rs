@@ -1,5 +1,5 @@
 //! The guest's side of the control device: how a vCPU ends, marks boot done, reports a panic,
-//! waits, parks and reaches a safe point. Register meanings are in `wasmcell_abi::control`; every
+//! waits and parks. Register meanings are in `wasmcell_abi::control`; every
 //! write concerns the vCPU that makes it.
 
 use crate::{arch, vcpu};
@@ -30,12 +30,6 @@ pub fn park() -> ! {
     loop {
         core::hint::spin_loop();
     }
-}
-
-/// Tells the VMM this vCPU holds no lock while it wants it stopped: it stops here (the write
-/// does not return then).
-pub fn safe_point() {
-    arch::control_write(reg::SAFE_POINT, 0);
 }
 
 /// Appends to this vCPU's message buffer (in its block), dropping what does not fit.

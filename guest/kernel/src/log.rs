@@ -1,13 +1,13 @@
 //! The guest log: formatted lines to the serial console, one VM exit per line (where the host
-//! batches string I/O). A kernel-wide lock keeps lines of different vCPUs apart.
+//! batches string I/O). A lock keeps the lines of this address space's code whole.
 
-use crate::sync::CountedSpinlock;
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, Ordering};
+use spinning_top::RawSpinlock;
 use talc::lock_api::Mutex;
 
 /// Serialises writes to the one serial port.
-static PORT: Mutex<CountedSpinlock, ()> = Mutex::new(());
+static PORT: Mutex<RawSpinlock, ()> = Mutex::new(());
 
 /// Whether the boot info asked for a log. Off costs nothing: a serial byte is a VM exit.
 static ENABLED: AtomicBool = AtomicBool::new(false);

@@ -6,10 +6,12 @@
 //! vCPU's info and interrupts off. Nothing here ever runs in CPL 0: on nested KVM without
 //! hardware virtualisation CPL 0 code is emulated, CPL 3 code runs natively.
 //!
-//! Each vCPU: the first one in checks the boot info and claims the kernel heap (once, for
-//! all) → a vCPU with a workload claims the workload's heap and runs it (`runtime`), then exits
-//! through the control device → a vCPU without one (a pod's boot vCPU, or `wasmcell boot`)
-//! tells the VMM "boot done" and parks, or runs the self-test and exits.
+//! Each vCPU runs in an address space of its own, with a private copy of this image's writable
+//! data (its statics: the allocator, the log, wasmtime's globals): nothing here is shared with
+//! another vCPU. A vCPU with a workload checks the boot info, makes its window's heap its heap
+//! and runs the workload (`runtime`), then exits through the control device. A vCPU without one
+//! (a pod's boot vCPU, or `wasmcell boot`'s) checks the boot info, claims the kernel heap, tells
+//! the VMM "boot done" and parks, or runs the self-test and exits.
 #![no_std]
 #![no_main]
 
@@ -27,7 +29,6 @@ mod vcpu;
 mod virtio;
 mod wasi;
 
-use core::sync::atomic::{AtomicU32, Ordering};
 use wasmcell_abi::boot_info::{BootInfoError, LOG_INFO, POD};
 use wasmcell_abi::vcpu::VcpuInfo;
 use wasmcell_abi::{exit, BootInfo};
@@ -40,9 +41,9 @@ use wasmcell_abi::{exit, BootInfo};
 #[no_mangle]
 pub unsafe extern "sysv64" fn _start(boot_info: *const BootInfo, vcpu: *const VcpuInfo) -> ! {
     // SAFETY: the caller (the VMM) maps the whole boot-info page; `BootInfo` is plain data, so
-    // any bytes there form a value, which `init_kernel` validates before anything else is used.
+    // any bytes there form a value, which `check_boot_info` validates before anything else is used.
     let info = unsafe { boot_info.read() };
-    init_kernel(&info);
+    check_boot_info(&info);
     // SAFETY: as for the boot info: the VMM maps this vCPU's info page read-only; `check`
     // validates it (and that it is the one at this vCPU's GS base) before it is trusted.
     let vcpu = unsafe { &*vcpu };
@@ -51,8 +52,9 @@ pub unsafe extern "sysv64" fn _start(boot_info: *const BootInfo, vcpu: *const Vc
     }
     if vcpu.has_workload() {
         heap::enter_workload(vcpu.heap_start, vcpu.heap_end);
-        runtime::run(vcpu, info.flags & POD != 0);
+        runtime::run(vcpu);
     }
+    heap::init_kernel(info.heap_start, info.heap_end);
     control::boot_done();
     log!(
         "wasmcell guest {}: ready ({} KiB heap, {} MiB RAM)",
@@ -66,37 +68,12 @@ pub unsafe extern "sysv64" fn _start(boot_info: *const BootInfo, vcpu: *const Vc
     control::exit(selftest::run(info.selftest))
 }
 
-/// 0 until the kernel is set up, then [`READY`] or the exit code every vCPU must stop with.
-static KERNEL_STATE: AtomicU32 = AtomicU32::new(UNSET);
-const UNSET: u32 = 0;
-const SETTING_UP: u32 = 1;
-const READY: u32 = 2;
-
-/// Checks the boot info and claims the kernel heap, once for the VM: the first vCPU does it,
-/// any other arriving meanwhile waits for it. A bad boot info stops every vCPU.
-fn init_kernel(info: &BootInfo) {
-    let verdict = match KERNEL_STATE.compare_exchange(UNSET, SETTING_UP, Ordering::Acquire, Ordering::Acquire) {
-        Ok(_) => {
-            let verdict = match info.check() {
-                Ok(()) => {
-                    log::set_enabled(info.log_level >= LOG_INFO);
-                    heap::init_kernel(info.heap_start, info.heap_end);
-                    READY
-                }
-                Err(BootInfoError::VersionMismatch) => exit::ABI_MISMATCH,
-                Err(BootInfoError::BadMagic) => exit::BAD_BOOT_INFO,
-            };
-            KERNEL_STATE.store(verdict, Ordering::Release);
-            verdict
-        }
-        Err(_) => loop {
-            match KERNEL_STATE.load(Ordering::Acquire) {
-                SETTING_UP => core::hint::spin_loop(),
-                verdict => break verdict,
-            }
-        },
-    };
-    if verdict != READY {
-        control::exit(verdict);
+/// Checks the boot info (this address space's first act) and turns the log on if asked: a bad
+/// boot info stops the vCPU.
+fn check_boot_info(info: &BootInfo) {
+    match info.check() {
+        Ok(()) => log::set_enabled(info.log_level >= LOG_INFO),
+        Err(BootInfoError::VersionMismatch) => control::exit(exit::ABI_MISMATCH),
+        Err(BootInfoError::BadMagic) => control::exit(exit::BAD_BOOT_INFO),
     }
 }

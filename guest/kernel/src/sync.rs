@@ -1,53 +1,21 @@
-//! Kernel-wide locks: spin locks that count themselves in the holding vCPU's block, for the
-//! kernel heap, the log and every lock wasmtime takes (its `custom-sync-primitives` hooks).
+//! Locks: wasmtime's lock hooks (`custom-sync-primitives`) as spin locks, and the self-test that
+//! holds one.
 //!
-//! Spinning is the right wait here: each vCPU is a host thread, locks guard a few hundred
-//! instructions at most, and the guest has no scheduler to yield to. The count is what lets the
-//! VMM stop a vCPU without leaving a lock held forever (`crate::vcpu`).
+//! Every vCPU runs in an address space with a private copy of the kernel's data, so a lock is
+//! only ever shared by the code of one vCPU: there is never contention, and a vCPU stopped while
+//! holding a lock strands nobody. wasmtime still needs the hooks to exist (without
+//! `custom-sync-primitives` its locks panic in a `no_std` build when asked to wait).
 
-use crate::vcpu;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
+use spinning_top::RawSpinlock;
+use talc::lock_api::Mutex;
 
-/// A counted spin lock, for `lock_api` users (talc, which re-exports it).
-pub struct CountedSpinlock(AtomicBool);
-
-// SAFETY: `lock` returns only once this thread set the flag from false to true, and `unlock`
-// clears it: at most one holder at a time.
-unsafe impl talc::lock_api::RawMutex for CountedSpinlock {
-    #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: Self = Self(AtomicBool::new(false));
-    type GuardMarker = talc::lock_api::GuardNoSend;
-
-    fn lock(&self) {
-        vcpu::lock_acquiring();
-        while self.0.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
-            while self.0.load(Ordering::Relaxed) {
-                core::hint::spin_loop();
-            }
-        }
-    }
-
-    fn try_lock(&self) -> bool {
-        vcpu::lock_acquiring();
-        let locked = self.0.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok();
-        if !locked {
-            vcpu::lock_released();
-        }
-        locked
-    }
-
-    unsafe fn unlock(&self) {
-        self.0.store(false, Ordering::Release);
-        vcpu::lock_released();
-    }
-}
-
-/// Holds a kernel-wide lock for `millis` ms of TSC time (the `HOLD_LOCK` self-test).
+/// Holds a lock for `millis` ms of TSC time (the `HOLD_LOCK` self-test).
 pub fn hold_a_lock(millis: u32) {
-    static LOCK: talc::lock_api::Mutex<CountedSpinlock, ()> = talc::lock_api::Mutex::new(());
+    static LOCK: Mutex<RawSpinlock, ()> = Mutex::new(());
     let _held = LOCK.lock();
     crate::log!("holding a kernel lock for {millis} ms");
-    let ticks = vcpu::info().tsc_khz.saturating_mul(u64::from(millis));
+    let ticks = crate::vcpu::info().tsc_khz.saturating_mul(u64::from(millis));
     let start = crate::arch::timestamp();
     while crate::arch::timestamp().wrapping_sub(start) < ticks {
         core::hint::spin_loop();
@@ -66,7 +34,6 @@ unsafe fn word<'a>(lock: *mut usize) -> &'a AtomicUsize {
 }
 
 fn acquire(word: &AtomicUsize, mut next: impl FnMut(usize) -> Option<usize>) {
-    vcpu::lock_acquiring();
     loop {
         let current = word.load(Ordering::Relaxed);
         if let Some(new) = next(current) {
@@ -80,7 +47,6 @@ fn acquire(word: &AtomicUsize, mut next: impl FnMut(usize) -> Option<usize>) {
 
 fn release(word: &AtomicUsize, next: impl Fn(usize) -> usize) {
     let _ = word.fetch_update(Ordering::Release, Ordering::Relaxed, |current| Some(next(current)));
-    vcpu::lock_released();
 }
 
 // The hooks wasmtime calls with `custom-sync-primitives` (its `capi.rs`): a zero word is a

@@ -6,7 +6,7 @@ use crate::plan::WorkloadPlan;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use wasmcell_vmm::{Input, MemorySize, Outcome, Preopen, Workload};
+use wasmcell_vmm::{Input, MemorySize, Outcome, Output, Preopen, Workload};
 
 /// The status of a workload that trapped, as `wasmtime run` gives it (128 + SIGABRT).
 const TRAP_STATUS: i32 = 134;
@@ -48,21 +48,24 @@ pub fn exit_status(outcome: Outcome, signal: Option<i32>, stderr: &str) -> i32 {
     }
 }
 
-/// Writes `line` to the stderr FIFO at `path`.
+/// Writes `line` to the stderr FIFO at `path`, if the FIFO has room for it: a full FIFO nobody
+/// reads must not hold up the report of the exit.
 pub fn report(path: &str, line: &str) {
-    if let Ok(mut err) = output(path) {
-        let _ = writeln!(err, "{line}");
+    let fifo = OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK).open(path);
+    if let Ok(mut err) = fifo {
+        let _ = err.write_all(format!("{line}\n").as_bytes());
     }
 }
 
-fn output(fifo: &str) -> Result<Box<dyn Write + Send>, String> {
+fn output(fifo: &str) -> Result<Output, String> {
     if fifo.is_empty() {
-        return Ok(Box::new(std::io::sink()));
+        return Ok(Output::null());
     }
     // Read-write, as runc's shim also holds a read end: the open does not wait for a reader
     // (`ctr run -d` has none), and a reader that goes away does not end the workload with EPIPE.
+    // The VMM writes it through a non-blocking description of its own.
     let file = OpenOptions::new().read(true).write(true).open(fifo).map_err(|e| format!("cannot open {fifo}: {e}"))?;
-    Ok(Box::new(file))
+    Ok(Output::from_fd(file.into()))
 }
 
 fn input(fifo: &str) -> Result<Input, String> {

@@ -2,8 +2,10 @@
 //!
 //! Each vCPU has its own control device and, if it runs a workload, that workload's console:
 //! their registers are touched only by that vCPU's exits, so they need no locking, and no vCPU
-//! can reach another's console (its address decodes to nothing). The serial log is the VM's one
-//! shared device. One folder per device.
+//! can reach another's console (its address decodes to nothing, and its page is not mapped in
+//! the vCPU's address space). The serial log is the VM's one shared device, and a workload's
+//! vCPU reaches it only when the guest was asked to log (diagnostics); otherwise its writes go
+//! nowhere. One folder per device.
 
 pub mod control;
 pub mod serial;
@@ -12,20 +14,25 @@ pub mod virtio;
 use control::{ControlAction, ControlDevice};
 use serial::SerialConsole;
 use std::sync::{Arc, Mutex};
-use virtio::console::Console;
+use virtio::console::{Console, OutputProgress};
 use virtio::mmio::MmioTransport;
+use virtio::{DeviceError, VirtioDevice};
 use wasmcell_abi::control::{X86_PORT_BASE, X86_PORT_COUNT};
 use wasmcell_abi::devices::console::MMIO_SIZE as CONSOLE_SIZE;
 
 /// A workload's console and the guest-physical base of its register block.
 pub struct ConsoleSlot {
     pub base: u64,
+    /// Its memory is a view of the workload's window (`Window::device_view`)...
     pub transport: MmioTransport<Console>,
+    /// ...whose host mapping this keeps alive; declared after `transport`, so dropped after it.
+    pub _window: Arc<crate::memory::Region>,
 }
 
 /// Every device of one vCPU.
 pub struct Devices {
-    pub serial: Arc<Mutex<SerialConsole>>,
+    /// The serial log, if this vCPU may write it.
+    pub serial: Option<Arc<Mutex<SerialConsole>>>,
     pub control: ControlDevice,
     pub console: Option<ConsoleSlot>,
 }
@@ -34,7 +41,9 @@ impl Devices {
     /// A guest `out` (or `rep outs`) to `port`.
     pub fn io_out(&mut self, port: u16, data: &[u8]) -> ControlAction {
         if let Some(offset) = offset_in(port, SerialConsole::PORT_BASE, SerialConsole::PORT_COUNT) {
-            self.serial.lock().unwrap_or_else(|e| e.into_inner()).write(offset as u8, data);
+            if let Some(serial) = &self.serial {
+                serial.lock().unwrap_or_else(|e| e.into_inner()).write(offset as u8, data);
+            }
         } else if let Some(offset) = offset_in(port, X86_PORT_BASE, X86_PORT_COUNT) {
             return self.control.write(offset, data);
         }
@@ -44,25 +53,44 @@ impl Devices {
 
     /// A guest `in` from `port`.
     pub fn io_in(&mut self, port: u16, data: &mut [u8]) {
-        if let Some(offset) = offset_in(port, SerialConsole::PORT_BASE, SerialConsole::PORT_COUNT) {
-            self.serial.lock().unwrap_or_else(|e| e.into_inner()).read(offset as u8, data);
+        let serial =
+            self.serial.as_ref().filter(|_| port.wrapping_sub(SerialConsole::PORT_BASE) < SerialConsole::PORT_COUNT);
+        if let Some(serial) = serial {
+            serial.lock().unwrap_or_else(|e| e.into_inner()).read((port - SerialConsole::PORT_BASE) as u8, data);
         } else {
             // Reads from nothing see a floating bus.
             data.fill(0xff);
         }
     }
 
-    /// The stdin fd to watch while the guest waits, if the guest is waiting for stdin.
+    /// The stdin fd to watch while the guest waits, if the guest may still receive stdin.
     pub fn console_input_fd(&mut self) -> Option<std::os::fd::RawFd> {
         let (console, queues, memory) = self.console.as_mut()?.transport.device_and_queues();
         console.wants_input(queues, memory).then(|| console.input_fd()).flatten()
     }
 
     /// Delivers stdin that became readable while the guest waited.
-    pub fn deliver_console_input(&mut self) {
-        if let Some(slot) = &mut self.console {
-            let (console, queues, memory) = slot.transport.device_and_queues();
-            console.fill_stdin(queues, memory);
+    pub fn deliver_console_input(&mut self) -> Result<(), DeviceError> {
+        match &mut self.console {
+            Some(slot) => {
+                let (console, queues, memory) = slot.transport.device_and_queues();
+                console.fill_stdin(queues, memory)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Sends one budget's worth of the output the guest is waiting on, if any.
+    pub fn resume_console_output(&mut self) -> Result<OutputProgress, DeviceError> {
+        match &mut self.console {
+            Some(slot) => {
+                let (console, queues, memory) = slot.transport.device_and_queues();
+                if !console.output_pending(queues, memory) {
+                    return Ok(OutputProgress::default());
+                }
+                console.resume_output(queues, memory)
+            }
+            None => Ok(OutputProgress::default()),
         }
     }
 
@@ -83,15 +111,21 @@ impl Devices {
     }
 
     /// A guest MMIO write at guest-physical `addr`.
-    pub fn mmio_write(&mut self, addr: u64, data: &[u8]) {
-        if let Some((console, offset)) = self.console_at(addr) {
-            console.write(offset, data);
+    pub fn mmio_write(&mut self, addr: u64, data: &[u8]) -> ControlAction {
+        match self.console_at(addr).map(|(console, offset)| console.write(offset, data)) {
+            Some(Err(e)) => ControlAction::DeviceError(format!("virtio-console: {e}")),
+            _ => ControlAction::Continue,
         }
     }
 
-    /// Pushes buffered output out, at the end of a run.
+    /// Pushes buffered output out, at the end of a run (never blocks).
     pub fn flush(&mut self) {
-        self.serial.lock().unwrap_or_else(|e| e.into_inner()).flush();
+        if let Some(slot) = &mut self.console {
+            slot.transport.device_and_queues().0.flush();
+        }
+        if let Some(serial) = &self.serial {
+            serial.lock().unwrap_or_else(|e| e.into_inner()).flush();
+        }
     }
 }
 

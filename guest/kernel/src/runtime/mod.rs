@@ -29,19 +29,18 @@ enum Ended {
 }
 
 /// Runs the workload this vCPU's info describes and reports how it ended on the control device.
-/// In a pod (`release`), wasmtime's engine, module and store are dropped before the report, so
-/// a workload that ends by itself leaves nothing registered in the kernel (wasmtime's code
-/// registry) and the VMM can give its window to the next workload; otherwise the VM ends with
-/// the workload and the teardown would be wasted.
-pub fn run(info: &VcpuInfo, release: bool) -> ! {
-    match execute(info, release) {
+/// Nothing is torn down first: everything the workload used (its engine, store and module, and
+/// this address space's copy of the kernel's data, wasmtime's code registry included) lives in
+/// its window, which the VMM removes when the vCPU stops.
+pub fn run(info: &VcpuInfo) -> ! {
+    match execute(info) {
         Ended::Exit(code) => control::exit(code),
         Ended::Trap(message) => control::report_trap(&message),
         Ended::CannotStart(message) => control::report_workload_error(&message),
     }
 }
 
-fn execute(info: &VcpuInfo, release: bool) -> Ended {
+fn execute(info: &VcpuInfo) -> Ended {
     let (mut store, start) = match prepare(info) {
         Ok(ready) => ready,
         Err(message) => return Ended::CannotStart(message),
@@ -56,10 +55,8 @@ fn execute(info: &VcpuInfo, release: bool) -> Ended {
             None => Ended::Trap(format!("{error:#}")),
         },
     };
-    if !release {
-        // The store holds the instance, module and engine: nothing of them is freed.
-        core::mem::forget(store);
-    }
+    // The store holds the instance, module and engine: freeing them would only cost time.
+    core::mem::forget(store);
     ended
 }
 

@@ -60,6 +60,24 @@ pub struct Console {
     stdin_open: bool,
 }
 
+/// Hands `bytes` to the device on transmit queue `index` and waits until it gave them back. The
+/// device usually has, when the notify's VM exit returns; if not (a stalled reader on the host),
+/// the vCPU waits in the VMM, which sends the rest meanwhile and returns once it has.
+fn send(queue: &mut Queue, index: usize, bytes: &[u8], transport: &mut FreshTransport) -> Result<(), ConsoleError> {
+    // SAFETY: `bytes` outlives the buffer's time in the queue: this function pops it before
+    // returning, and nothing else touches the queue meanwhile.
+    let token = unsafe { queue.add(&[bytes], &mut []) }.map_err(|_| ConsoleError::Queue)?;
+    if queue.should_notify() {
+        transport.notify(index as u16);
+    }
+    while !queue.can_pop() {
+        control::wait(WAIT_FOREVER);
+    }
+    // SAFETY: the same buffer that was added with this token.
+    unsafe { queue.pop_used(token, &[bytes], &mut []) }.map_err(|_| ConsoleError::Queue)?;
+    Ok(())
+}
+
 impl Console {
     /// Finds and initialises the device whose register block is at `base` (the workload's, from
     /// its vCPU info) and whose queue addresses' high halves reset to `address_high`, and
@@ -112,17 +130,17 @@ impl Console {
         Ok(console)
     }
 
-    /// Writes all of `bytes` to stdout or stderr (one VM exit).
+    /// Writes all of `bytes` to stdout or stderr: one VM exit, unless the host's reader is slow
+    /// (then the vCPU sleeps in the VMM until the device has sent them).
     pub fn write(&mut self, output: Output, bytes: &[u8]) -> Result<(), ConsoleError> {
         if bytes.is_empty() {
             return Ok(());
         }
-        let queue = match output {
-            Output::Stdout => &mut self.stdout,
-            Output::Stderr => &mut self.stderr,
+        let (queue, index) = match output {
+            Output::Stdout => (&mut self.stdout, STDOUT_TRANSMITQ),
+            Output::Stderr => (&mut self.stderr, STDERR_TRANSMITQ),
         };
-        queue.add_notify_wait_pop(&[bytes], &mut [], &mut self.transport).map_err(|_| ConsoleError::Queue)?;
-        Ok(())
+        send(queue, index, bytes, &mut self.transport)
     }
 
     /// Reads stdin into `buf`, sleeping in the VMM until something arrives; 0 is end of file.
@@ -221,10 +239,7 @@ impl Console {
         message[0..4].copy_from_slice(&id.to_le_bytes());
         message[4..6].copy_from_slice(&event.to_le_bytes());
         message[6..8].copy_from_slice(&value.to_le_bytes());
-        self.control_tx
-            .add_notify_wait_pop(&[&message], &mut [], &mut self.transport)
-            .map_err(|_| ConsoleError::Queue)?;
-        Ok(())
+        send(&mut self.control_tx, CONTROL_TRANSMITQ, &message, &mut self.transport)
     }
 
     /// Handles every control message the device has delivered.

@@ -171,7 +171,7 @@ mod tests {
         let allowed = |port: usize| tss[TSS_BASE_SIZE + port / 8] & (1 << (port % 8)) == 0;
         assert!(allowed(0x3f8) && allowed(0x3ff));
         assert!(allowed(usize::from(X86_PORT_BASE + FAULT)));
-        assert!(allowed(usize::from(X86_PORT_BASE + wasmcell_abi::control::SAFE_POINT)));
+        assert!(allowed(usize::from(X86_PORT_BASE + wasmcell_abi::control::PARK)));
         assert!(!allowed(0x3f7) && !allowed(0x80) && !allowed(0x5ff));
         assert_eq!(tss[TSS_SIZE - 1], 0xff, "bitmap terminator");
         assert!(TSS_SIZE as u64 <= map::PAGE_SIZE);

@@ -1,18 +1,20 @@
-//! x86-64: the guest's address space (identity-mapped page tables, GDT, IDT, each vCPU's TSS
-//! and the CPL 0 exception stubs, workload windows mapped and unmapped while the VM runs), the
-//! vCPU's entry state (64-bit CPL 3, IOPL 3, interrupts off) and the decoding of faults the
+//! x86-64: the guest's address spaces (page tables: a shared base, the boot vCPU's, and one per
+//! workload added and dropped while the VM runs; GDT, IDT, each vCPU's TSS and the CPL 0
+//! exception stubs), the vCPU's entry state (64-bit CPL 3, IOPL 3, interrupts off, SMEP and
+//! SMAP on, a normalised CPUID, nothing left from its last run) and the decoding of faults the
 //! stubs report.
 
+mod cpuid;
 mod descriptors;
 mod fault;
 mod paging;
 mod regs;
 
 pub use fault::{fault_outcome, shutdown_outcome};
-pub use regs::{clock_sample, configure_vcpu, create_vcpu, guest_phys_bits, VcpuSetupError};
+pub use regs::{clock_sample, configure_vcpu, create_vcpu, guest_phys_bits, VcpuEntry, VcpuPristine, VcpuSetupError};
 
 use crate::layout::{BaseLayout, WindowLayout};
-use crate::loader::GuestElf;
+use crate::loader::{GuestElf, Segment};
 use crate::memory::GuestMemory;
 use paging::{Mapping, PageFlags, PageTables, PagingError};
 use vm_memory::{Bytes, GuestAddress};
@@ -29,14 +31,32 @@ pub enum AddressSpaceError {
     Write(#[source] vm_memory::GuestMemoryError),
 }
 
-/// The guest's page tables, owned by the VMM for the VM's life: the base address space (base
-/// RAM, the MMIO window) and, for each workload window, one that adds that window alone.
+/// The guest's page tables, owned by the VMM for the VM's life. Every vCPU runs in an address
+/// space of its own, forked from a base that maps only what every vCPU may share (system pages,
+/// supervisor-only; the boot info and the image's code and read-only data, read-only): the boot
+/// vCPU's adds its own area, the image's writable data and the kernel heap; each workload's
+/// adds its own vCPU area, its console's register page, its window, and its private copy of
+/// the image's writable data at the image's addresses. No user-writable page is in two address
+/// spaces.
 pub struct AddressSpace {
     tables: PageTables,
+    boot_root: u64,
+    /// The image's writable segments, which each address space maps to a copy of its own.
+    writable: Vec<Segment>,
 }
 
-/// Every base-RAM range the guest may touch, with its rights; everything else stays unmapped.
-fn base_mappings(elf: &GuestElf, layout: &BaseLayout) -> Vec<Mapping> {
+/// What a workload's address space is made of.
+pub struct WorkloadSpace<'a> {
+    pub window: &'a WindowLayout,
+    /// The workload's vCPU.
+    pub vcpu: u32,
+    /// Guest-physical base of its console's register page.
+    pub console: u64,
+}
+
+/// What every address space maps: system pages, the boot info, and the image's code and
+/// read-only data.
+fn shared_mappings(elf: &GuestElf) -> Vec<Mapping> {
     use PageFlags as F;
     let mut list = vec![
         Mapping::new(map::GDT, map::GDT + map::PAGE_SIZE, F::SUPERVISOR_RW),
@@ -44,39 +64,54 @@ fn base_mappings(elf: &GuestElf, layout: &BaseLayout) -> Vec<Mapping> {
         Mapping::new(map::EXCEPTION_STUBS, map::EXCEPTION_STUBS + map::PAGE_SIZE, F::SUPERVISOR_RX),
         Mapping::new(map::BOOT_INFO, map::BOOT_INFO + map::PAGE_SIZE, F::USER_RO),
     ];
-    for index in 0..map::MAX_VCPUS {
-        let area = map::vcpu_area(index);
-        let page =
-            |offset: u64, pages: u64, flags| Mapping::new(area + offset, area + offset + pages * map::PAGE_SIZE, flags);
-        list.extend([
-            page(map::VCPU_BLOCK, 1, F::USER_RW),
-            page(map::VCPU_INFO, 1, F::USER_RO),
-            page(map::VCPU_TSS, 1, F::SUPERVISOR_RW),
-            page(map::VCPU_IST_STACK, 3, F::SUPERVISOR_RW),
-            Mapping::new(area + map::VCPU_STACK, area + map::VCPU_AREA_SIZE, F::USER_RW),
-        ]);
-    }
-    list.extend(elf.segments.iter().map(|s| {
-        let flags = match (s.access.writable, s.access.executable) {
-            (_, true) => F::USER_RX,
-            (true, false) => F::USER_RW,
-            (false, false) => F::USER_RO,
-        };
+    list.extend(elf.segments.iter().filter(|s| !s.access.writable).map(|s| {
+        let flags = if s.access.executable { F::USER_RX } else { F::USER_RO };
         Mapping::new(s.start, s.end, flags)
     }));
-    list.push(Mapping::new(layout.heap.start, layout.heap.end, F::USER_RW));
-    list.push(Mapping::new(map::MMIO_START, map::MMIO_END, F::USER_MMIO));
     list
 }
 
-/// A window's parts, with their rights; its stack guard stays unmapped.
-fn window_mappings(window: &WindowLayout) -> Vec<Mapping> {
+/// vCPU `index`'s own area: its block, its info, the stacks the CPU switches to on a fault
+/// (supervisor-only) and its boot stack.
+fn vcpu_area_mappings(index: u32) -> Vec<Mapping> {
     use PageFlags as F;
+    let area = map::vcpu_area(index);
+    let page =
+        |offset: u64, pages: u64, flags| Mapping::new(area + offset, area + offset + pages * map::PAGE_SIZE, flags);
+    vec![
+        page(map::VCPU_BLOCK, 1, F::USER_RW),
+        page(map::VCPU_INFO, 1, F::USER_RO),
+        page(map::VCPU_TSS, 1, F::SUPERVISOR_RW),
+        page(map::VCPU_IST_STACK, 3, F::SUPERVISOR_RW),
+        Mapping::new(area + map::VCPU_STACK, area + map::VCPU_AREA_SIZE, F::USER_RW),
+    ]
+}
+
+/// The boot vCPU's own: its area, the image's writable data where it was loaded, the kernel heap.
+fn boot_mappings(writable: &[Segment], layout: &BaseLayout) -> Vec<Mapping> {
+    let mut list = vcpu_area_mappings(map::BOOT_VCPU);
+    list.extend(writable.iter().map(|s| Mapping::new(s.start, s.end, PageFlags::USER_RW)));
+    list.push(Mapping::new(layout.heap.start, layout.heap.end, PageFlags::USER_RW));
+    list
+}
+
+/// A workload's own: its vCPU area, its console, its copy of the image's writable data, and its
+/// window's parts with their rights (its stack guard and page tables stay unmapped).
+fn workload_mappings(writable: &[Segment], space: &WorkloadSpace<'_>) -> Vec<Mapping> {
+    use PageFlags as F;
+    let window = space.window;
     let page_end = |end: u64| end.next_multiple_of(map::PAGE_SIZE);
-    let mut list = vec![
+    let mut list = vcpu_area_mappings(space.vcpu);
+    list.push(Mapping::new(space.console, space.console + map::PAGE_SIZE, F::USER_MMIO));
+    let mut copy = window.kernel_data.start;
+    for segment in writable {
+        list.push(Mapping::to(segment.start, segment.end, copy, F::USER_RW));
+        copy += segment.end - segment.start;
+    }
+    list.extend([
         Mapping::new(window.payload.start, page_end(window.payload.end), F::USER_RX),
         Mapping::new(window.blob.start, page_end(window.blob.end), F::USER_RO),
-    ];
+    ]);
     if let Some(files) = &window.files {
         list.push(Mapping::new(files.start, page_end(files.end), F::USER_RO));
     }
@@ -85,25 +120,54 @@ fn window_mappings(window: &WindowLayout) -> Vec<Mapping> {
     list
 }
 
+/// The page-table pool of the base address space and the boot vCPU's (each half of base RAM's).
+fn base_pools() -> (std::ops::Range<u64>, std::ops::Range<u64>) {
+    let middle = (map::PAGE_TABLES + map::PAGE_TABLES_END) / 2 / map::PAGE_SIZE * map::PAGE_SIZE;
+    (map::PAGE_TABLES..middle, middle..map::PAGE_TABLES_END)
+}
+
 impl AddressSpace {
-    /// Writes the page tables, descriptor tables, every vCPU's TSS and the exception stubs the
-    /// guest runs under.
+    /// Writes the page tables of the base and the boot vCPU's address spaces, the descriptor
+    /// tables and the exception stubs. Neither set of tables changes after this.
     pub fn build(memory: &GuestMemory, elf: &GuestElf, layout: &BaseLayout) -> Result<Self, AddressSpaceError> {
-        let mut tables = PageTables::new(map::PAGE_TABLES..map::PAGE_TABLES_END)?;
+        let (base_pool, boot_pool) = base_pools();
+        let mut tables = PageTables::new(base_pool)?;
         let base = tables.base();
-        tables.map(base, &base_mappings(elf, layout))?;
-        let mut space = Self { tables };
+        tables.map(base, &shared_mappings(elf))?;
+        let writable: Vec<Segment> = elf.segments.iter().filter(|s| s.access.writable).copied().collect();
+        let boot_root = tables.fork(boot_pool)?;
+        tables.map(boot_root, &boot_mappings(&writable, layout))?;
+        let mut space = Self { tables, boot_root, writable };
         space.write_tables(memory)?;
         descriptors::write(memory).map_err(AddressSpaceError::Write)?;
         Ok(space)
     }
 
-    /// The address space of a workload's window (whose memory slot exists already, and is in
-    /// `memory`): the base and the window, no other, with its tables in the window's pool. Its
-    /// root (`CR3` of the workload's vCPU).
-    pub fn map_window(&mut self, memory: &GuestMemory, window: &WindowLayout) -> Result<u64, AddressSpaceError> {
-        let root = self.tables.fork(window.tables.clone())?;
-        let mapped = self.tables.map(root, &window_mappings(window)).map_err(AddressSpaceError::from);
+    /// Bytes of the image's writable segments, which each workload's window holds a copy of.
+    pub fn kernel_data_len(&self) -> u64 {
+        self.writable.iter().map(|s| s.end - s.start).sum()
+    }
+
+    /// Copies the image's writable segments, as loaded in base RAM before the first vCPU ran,
+    /// into `buffer` (`kernel_data_len` bytes): what each workload's copy starts as.
+    pub fn read_kernel_data(&self, memory: &GuestMemory) -> Result<Vec<u8>, AddressSpaceError> {
+        let mut data = vec![0; self.kernel_data_len() as usize];
+        let mut at = 0;
+        for segment in &self.writable {
+            let len = (segment.end - segment.start) as usize;
+            memory
+                .read_slice(&mut data[at..at + len], GuestAddress(segment.start))
+                .map_err(AddressSpaceError::Write)?;
+            at += len;
+        }
+        Ok(data)
+    }
+
+    /// The address space of a workload (whose window's memory slot exists already, and is in
+    /// `memory`), with its tables in its window's pool: its root (`CR3` of its vCPU).
+    pub fn map_workload(&mut self, memory: &GuestMemory, space: &WorkloadSpace<'_>) -> Result<u64, AddressSpaceError> {
+        let root = self.tables.fork(space.window.tables.clone())?;
+        let mapped = self.tables.map(root, &workload_mappings(&self.writable, space)).map_err(AddressSpaceError::from);
         if let Err(e) = mapped.and_then(|()| self.write_tables(memory)) {
             self.tables.drop_root(root);
             return Err(e);
@@ -111,14 +175,14 @@ impl AddressSpace {
         Ok(root)
     }
 
-    /// Drops a window's address space (its vCPU has stopped), returning its tables to the pool.
-    pub fn unmap_window(&mut self, root: u64) {
+    /// Drops a workload's address space (its vCPU has stopped), returning its tables to its pool.
+    pub fn unmap_workload(&mut self, root: u64) {
         self.tables.drop_root(root);
     }
 
-    /// Guest-physical address of the base root table (`CR3` of a vCPU without a workload).
-    pub fn base_root(&self) -> u64 {
-        self.tables.base()
+    /// The root of the boot vCPU's address space (`CR3` of a vCPU without a workload).
+    pub fn boot_root(&self) -> u64 {
+        self.boot_root
     }
 
     fn write_tables(&mut self, memory: &GuestMemory) -> Result<(), AddressSpaceError> {
@@ -138,55 +202,126 @@ mod tests {
     use crate::layout::{WindowLayout, WorkloadSizes};
     use crate::loader;
 
-    #[test]
-    fn guest_address_space_is_w_xor_x_and_protects_the_system() {
+    struct Spaces {
+        tables: PageTables,
+        boot: u64,
+        workload: u64,
+        elf: GuestElf,
+        layout: BaseLayout,
+        window: WindowLayout,
+    }
+
+    /// The boot vCPU's address space and that of a workload on vCPU 3, as `AddressSpace` builds
+    /// them (without guest memory).
+    fn spaces() -> Spaces {
         let elf = loader::parse(crate::EMBEDDED_GUEST).unwrap();
         let layout = BaseLayout::new(64 << 20, elf.end).unwrap();
-        let mut tables = PageTables::new(map::PAGE_TABLES..map::PAGE_TABLES_END).unwrap();
+        let (base_pool, boot_pool) = base_pools();
+        let mut tables = PageTables::new(base_pool).unwrap();
         let base = tables.base();
-        tables.map(base, &base_mappings(&elf, &layout)).unwrap();
-        let sizes = WorkloadSizes { blob: 100, files: 10_000, payload: 3 << 20 };
+        tables.map(base, &shared_mappings(&elf)).unwrap();
+        let writable: Vec<Segment> = elf.segments.iter().filter(|s| s.access.writable).copied().collect();
+        let boot = tables.fork(boot_pool).unwrap();
+        tables.map(boot, &boot_mappings(&writable, &layout)).unwrap();
+        let data: u64 = writable.iter().map(|s| s.end - s.start).sum();
+        let sizes = WorkloadSizes { blob: 100, files: 10_000, payload: 3 << 20, kernel_data: data };
         let window = WindowLayout::new(map::window_base(0), 64 << 20, sizes).unwrap();
-        let root = tables.fork(window.tables.clone()).unwrap();
-        tables.map(root, &window_mappings(&window)).unwrap();
-        let at = |addr| tables.translate(root, addr);
-        let area = map::vcpu_area(3);
-        // Null page, page-table pool and stack guards are unmapped.
-        assert_eq!(at(0), None);
-        assert_eq!(at(map::PAGE_TABLES), None);
-        assert_eq!(at(area + map::VCPU_STACK_GUARD), None);
-        assert_eq!(at(window.stack.start - map::PAGE_SIZE), None);
-        // System pages are supervisor-only.
-        for addr in [map::GDT, map::IDT, map::EXCEPTION_STUBS, area + map::VCPU_TSS, area + map::VCPU_EXCEPTION_STACK] {
-            assert!(!at(addr).unwrap().user, "{addr:#x} must be supervisor-only");
+        let workload = tables.fork(window.tables.clone()).unwrap();
+        let space = WorkloadSpace { window: &window, vcpu: 3, console: map::MMIO_START + 3 * map::PAGE_SIZE };
+        tables.map(workload, &workload_mappings(&writable, &space)).unwrap();
+        Spaces { tables, boot, workload, elf, layout, window }
+    }
+
+    #[test]
+    fn every_address_space_is_w_xor_x_and_protects_the_system() {
+        let Spaces { tables, boot, workload, elf, window, .. } = spaces();
+        for root in [boot, workload] {
+            let at = |addr| tables.translate(root, addr);
+            // Null page and page-table pool are unmapped; system pages are supervisor-only.
+            assert_eq!(at(0), None);
+            assert_eq!(at(map::PAGE_TABLES), None);
+            for addr in [map::GDT, map::IDT, map::EXCEPTION_STUBS] {
+                assert!(!at(addr).unwrap().user, "{addr:#x} must be supervisor-only");
+            }
+            assert!(at(map::EXCEPTION_STUBS).unwrap().executable);
+            assert_eq!(at(map::BOOT_INFO), Some(PageFlags::USER_RO));
+            assert_eq!(at(elf.entry), Some(PageFlags::USER_RX));
+            for addr in (0..map::MMIO_END).step_by(map::PAGE_SIZE as usize).chain(window.range().step_by(4096)) {
+                if let Some(flags) = at(addr) {
+                    assert!(!(flags.writable && flags.executable), "{addr:#x} is writable and executable");
+                }
+            }
         }
-        assert!(at(map::EXCEPTION_STUBS).unwrap().executable);
-        // User pages: boot info and vCPU info read-only, block, stacks and heaps writable,
-        // nothing writable is executable.
-        assert_eq!(at(map::BOOT_INFO), Some(PageFlags::USER_RO));
-        assert_eq!(at(area + map::VCPU_INFO), Some(PageFlags::USER_RO));
-        assert_eq!(at(area + map::VCPU_BLOCK), Some(PageFlags::USER_RW));
-        assert_eq!(at(area + map::VCPU_AREA_SIZE - 8), Some(PageFlags::USER_RW));
-        assert_eq!(at(elf.end), Some(PageFlags::USER_RW));
-        assert_eq!(at(layout.heap.end - 8), Some(PageFlags::USER_RW));
-        assert_eq!(at(layout.heap.end), None, "nothing past the end of base RAM");
-        // The window: module read + execute, inputs read-only, stack and heap writable.
+    }
+
+    #[test]
+    fn a_vcpu_maps_its_own_area_and_no_other() {
+        let Spaces { tables, boot, workload, .. } = spaces();
+        for (root, own) in [(boot, map::BOOT_VCPU), (workload, 3)] {
+            for index in 0..map::MAX_VCPUS {
+                let area = map::vcpu_area(index);
+                let at = |offset| tables.translate(root, area + offset);
+                if index != own {
+                    assert!(
+                        (0..map::VCPU_AREA_SIZE).step_by(4096).all(|o| at(o).is_none()),
+                        "vCPU {index}'s area is mapped in vCPU {own}'s address space"
+                    );
+                    continue;
+                }
+                assert_eq!(at(map::VCPU_BLOCK), Some(PageFlags::USER_RW));
+                assert_eq!(at(map::VCPU_INFO), Some(PageFlags::USER_RO));
+                assert!(!at(map::VCPU_TSS).unwrap().user);
+                assert!(!at(map::VCPU_EXCEPTION_STACK).unwrap().user);
+                assert_eq!(at(map::VCPU_STACK_GUARD), None);
+                assert_eq!(at(map::VCPU_AREA_SIZE - 8), Some(PageFlags::USER_RW));
+            }
+        }
+    }
+
+    #[test]
+    fn a_workload_shares_no_writable_page_with_the_boot_vcpu() {
+        let Spaces { tables, boot, workload, elf, layout, window } = spaces();
+        let data = elf.segments.iter().find(|s| s.access.writable).expect("the image has data");
+        // The boot vCPU: the image's data where it was loaded, and the kernel heap.
+        assert_eq!(tables.physical(boot, data.start), Some(data.start));
+        assert_eq!(tables.translate(boot, layout.heap.start), Some(PageFlags::USER_RW));
+        assert_eq!(tables.translate(boot, layout.heap.end - 8), Some(PageFlags::USER_RW));
+        assert_eq!(tables.translate(boot, window.payload.start), None, "the boot vCPU maps no window");
+        // The workload: the same data addresses, backed by its window; no kernel heap.
+        assert_eq!(tables.physical(workload, data.start), Some(window.kernel_data.start));
+        assert_eq!(tables.translate(workload, data.start), Some(PageFlags::USER_RW));
+        assert_eq!(tables.translate(workload, layout.heap.start), None);
+        assert_eq!(tables.translate(workload, layout.heap.end - 8), None);
+        // No guest-physical page is user-writable in both.
+        let writable_pages = |root| {
+            let virtual_pages = (0..map::MMIO_END).step_by(4096).chain(window.range().step_by(4096));
+            virtual_pages
+                .filter(|&addr| tables.translate(root, addr).is_some_and(|f| f.user && f.writable))
+                .map(|addr| tables.physical(root, addr).unwrap())
+                .collect::<std::collections::BTreeSet<u64>>()
+        };
+        let (boot_pages, workload_pages) = (writable_pages(boot), writable_pages(workload));
+        assert!(boot_pages.len() > 100 && workload_pages.len() > 100);
+        assert!(boot_pages.is_disjoint(&workload_pages), "{:x?}", boot_pages.intersection(&workload_pages));
+    }
+
+    #[test]
+    fn a_workload_maps_its_window_and_console_only() {
+        let Spaces { tables, workload, window, .. } = spaces();
+        let at = |addr| tables.translate(workload, addr);
         assert_eq!(at(window.payload.start), Some(PageFlags::USER_RX));
         assert_eq!(at(window.blob.start), Some(PageFlags::USER_RO));
         assert_eq!(at(window.files.clone().unwrap().start), Some(PageFlags::USER_RO));
+        assert_eq!(at(window.kernel_data.start), None, "its data copy is reached at the image's addresses only");
+        assert_eq!(at(window.stack.start - map::PAGE_SIZE), None, "stack guard");
         assert_eq!(at(window.stack.end - 8), Some(PageFlags::USER_RW));
         assert_eq!(at(window.heap.end - 8), Some(PageFlags::USER_RW));
         assert_eq!(at(window.tables.start), None, "the window's page tables are not mapped");
         assert_eq!(at(window.tables.end), None, "nothing past the end of the window");
-        assert_eq!(at(elf.entry), Some(PageFlags::USER_RX));
-        assert_eq!(at(map::MMIO_START), Some(PageFlags::USER_MMIO));
-        for addr in (0..map::MMIO_START).step_by(map::PAGE_SIZE as usize).chain(window.range().step_by(4096)) {
-            if let Some(flags) = at(addr) {
-                assert!(!(flags.writable && flags.executable), "{addr:#x} is writable and executable");
-            }
-        }
-        assert_eq!(tables.translate(base, window.payload.start), None, "the base maps no window");
-        tables.drop_root(root);
-        assert_eq!(tables.translate(base, elf.entry), Some(PageFlags::USER_RX));
+        assert_eq!(at(map::window_base(1)), None, "no other window");
+        let console = map::MMIO_START + 3 * map::PAGE_SIZE;
+        assert_eq!(at(console), Some(PageFlags::USER_MMIO));
+        assert_eq!(at(console - map::PAGE_SIZE), None, "another vCPU's console");
+        assert_eq!(at(map::MMIO_START), None);
     }
 }

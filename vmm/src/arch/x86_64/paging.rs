@@ -81,17 +81,25 @@ impl PageFlags {
     }
 }
 
-/// An identity-mapped range `[start, end)`, page aligned.
+/// A mapped range `[start, end)` of guest-virtual addresses, page aligned, to guest-physical
+/// `phys..` (the same addresses, for an identity mapping).
 #[derive(Clone, Copy, Debug)]
 pub struct Mapping {
     pub start: u64,
     pub end: u64,
+    pub phys: u64,
     pub flags: PageFlags,
 }
 
 impl Mapping {
+    /// `[start, end)` identity-mapped.
     pub fn new(start: u64, end: u64, flags: PageFlags) -> Self {
-        Self { start, end, flags }
+        Self { start, end, phys: start, flags }
+    }
+
+    /// `[start, end)` mapped to the guest-physical pages from `phys` on.
+    pub fn to(start: u64, end: u64, phys: u64, flags: PageFlags) -> Self {
+        Self { start, end, phys, flags }
     }
 }
 
@@ -197,16 +205,21 @@ impl PageTables {
     }
 
     fn map_one(&mut self, root: u64, m: &Mapping) -> Result<(), PagingError> {
-        if !m.start.is_multiple_of(PAGE_SIZE) || !m.end.is_multiple_of(PAGE_SIZE) || m.end < m.start {
+        let aligned = [m.start, m.end, m.phys].iter().all(|a| a.is_multiple_of(PAGE_SIZE));
+        if !aligned || m.end < m.start || m.phys & !ADDRESS_MASK != 0 || m.phys.checked_add(m.end - m.start).is_none() {
             return Err(PagingError::BadMapping(m.start));
         }
         let mut addr = m.start;
         while addr < m.end {
-            if addr.is_multiple_of(LARGE_PAGE_SIZE) && m.end - addr >= LARGE_PAGE_SIZE {
-                self.set_leaf(root, addr, 2, m.flags.leaf_bits() | LARGE)?;
+            let phys = m.phys + (addr - m.start);
+            if addr.is_multiple_of(LARGE_PAGE_SIZE)
+                && phys.is_multiple_of(LARGE_PAGE_SIZE)
+                && m.end - addr >= LARGE_PAGE_SIZE
+            {
+                self.set_leaf(root, addr, phys, 2, m.flags.leaf_bits() | LARGE)?;
                 addr += LARGE_PAGE_SIZE;
             } else {
-                self.set_leaf(root, addr, 1, m.flags.leaf_bits())?;
+                self.set_leaf(root, addr, phys, 1, m.flags.leaf_bits())?;
                 addr += PAGE_SIZE;
             }
         }
@@ -259,6 +272,24 @@ impl PageTables {
     }
 
     #[cfg(test)]
+    /// Walks the tables of `root` like the MMU: the guest-physical address `addr` maps to.
+    pub fn physical(&self, root: u64, addr: u64) -> Option<u64> {
+        let mut table = root;
+        for level in (1..=4).rev() {
+            let entry = self.tables.get(&table)?[index(addr, level)];
+            if entry & PRESENT == 0 {
+                return None;
+            }
+            if level == 1 || entry & LARGE != 0 {
+                let page = if level == 1 { PAGE_SIZE } else { LARGE_PAGE_SIZE };
+                return Some((entry & ADDRESS_MASK & !(page - 1)) | (addr & (page - 1)));
+            }
+            table = entry & ADDRESS_MASK;
+        }
+        None
+    }
+
+    #[cfg(test)]
     /// Tables in use, the root included.
     pub fn table_count(&self) -> usize {
         self.tables.len()
@@ -292,9 +323,16 @@ impl PageTables {
         self.owned.get(&root).is_some_and(|tables| tables.contains(&table))
     }
 
-    /// Installs a leaf for `addr` at `leaf_level` (1 = 4 KiB page, 2 = 2 MiB page) in `root`'s
-    /// address space, giving it tables of its own on the way down.
-    fn set_leaf(&mut self, root: u64, addr: u64, leaf_level: u32, leaf_bits: u64) -> Result<(), PagingError> {
+    /// Installs a leaf mapping `addr` to `phys` at `leaf_level` (1 = 4 KiB page, 2 = 2 MiB page)
+    /// in `root`'s address space, giving it tables of its own on the way down.
+    fn set_leaf(
+        &mut self,
+        root: u64,
+        addr: u64,
+        phys: u64,
+        leaf_level: u32,
+        leaf_bits: u64,
+    ) -> Result<(), PagingError> {
         let mut table = root;
         for level in (leaf_level + 1..=4).rev() {
             let slot = index(addr, level);
@@ -318,7 +356,7 @@ impl PageTables {
         if self.tables[&table][slot] & PRESENT != 0 {
             return Err(PagingError::BadMapping(addr));
         }
-        *self.entry_mut(table, slot) = addr | leaf_bits;
+        *self.entry_mut(table, slot) = phys | leaf_bits;
         Ok(())
     }
 

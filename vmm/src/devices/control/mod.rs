@@ -1,5 +1,5 @@
 //! The control device: how a vCPU ends, marks boot done, reports panics and faults, waits for
-//! events, parks and reaches a safe point. The register map is `wasmcell_abi::control`.
+//! events and parks. The register map is `wasmcell_abi::control`.
 //!
 //! Each vCPU has its own: a register write is decoded into a [`ControlAction`] for that vCPU's
 //! loop to carry out. The only guest memory it reads, a message in the vCPU's block, is read
@@ -32,8 +32,8 @@ pub enum ControlAction {
     WorkloadError(String),
     /// Stop: the vCPU has nothing to do; the VM lives on.
     Park,
-    /// The vCPU released its last lock while a stop was requested.
-    SafePoint,
+    /// Stop: the workload drove one of its devices in a way no correct driver does.
+    DeviceError(String),
 }
 
 /// The control device of one vCPU.
@@ -65,7 +65,6 @@ impl ControlDevice {
             reg::WAIT => ControlAction::Wait(Some(Duration::from_micros(value.into()))),
             reg::FAULT => ControlAction::Fault(value),
             reg::PARK => ControlAction::Park,
-            reg::SAFE_POINT => ControlAction::SafePoint,
             _ => ControlAction::Continue,
         }
     }
@@ -108,8 +107,7 @@ mod tests {
         assert_eq!(write32(&mut dev, reg::TRAP, 11), ControlAction::Trap("unreachable".into()));
         assert_eq!(write32(&mut dev, reg::WORKLOAD_ERROR, 5), ControlAction::WorkloadError("unrea".into()));
         assert_eq!(write32(&mut dev, reg::PARK, 0), ControlAction::Park);
-        assert_eq!(write32(&mut dev, reg::SAFE_POINT, 0), ControlAction::SafePoint);
-        assert_eq!(write32(&mut dev, 0x24, 7), ControlAction::Continue);
+        assert_eq!(write32(&mut dev, 0x20, 0), ControlAction::Continue, "what was SAFE_POINT is nothing now");
         // A byte-sized write is not a register write.
         assert_eq!(dev.write(reg::EXIT, &[3]), ControlAction::Continue);
     }

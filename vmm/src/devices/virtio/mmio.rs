@@ -2,10 +2,12 @@
 //! driver programs, decoded for one [`VirtioDevice`].
 //!
 //! Every register access is a guest MMIO exit handled on the vCPU thread. The guest is hostile:
-//! queue addresses are validated by virtio-queue against guest memory before a queue is used,
-//! and a device the driver configured badly is simply never processed.
+//! a queue's size and ring addresses are frozen once it is ready (virtio 1.2 §4.2.3.2: the
+//! driver must not change them; here a write to them is ignored), and a queue is made ready
+//! only if its rings lie wholly in the memory the device may touch — otherwise the workload
+//! ends with a [`DeviceError`].
 
-use super::VirtioDevice;
+use super::{DeviceError, VirtioDevice};
 use crate::memory::GuestMemory;
 use virtio_queue::{Queue, QueueT};
 
@@ -62,7 +64,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
     }
 
     /// The device and its queues, for work that does not come from a register access (input
-    /// arriving while the guest waits).
+    /// arriving, output draining while the guest waits).
     pub fn device_and_queues(&mut self) -> (&mut D, &mut [Queue], &GuestMemory) {
         (&mut self.device, &mut self.queues, &self.memory)
     }
@@ -97,11 +99,12 @@ impl<D: VirtioDevice> MmioTransport<D> {
         write_le(data, value);
     }
 
-    /// A guest write of `data` at `offset` in the register block.
-    pub fn write(&mut self, offset: u64, data: &[u8]) {
+    /// A guest write of `data` at `offset` in the register block; an error ends the workload.
+    pub fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), DeviceError> {
         let Some(value) = read_le(data) else {
-            return; // only 32-bit register writes mean anything
+            return Ok(()); // only 32-bit register writes mean anything
         };
+        let selected_ready = self.queues.get(self.queue_select as usize).is_some_and(|q| q.ready());
         match offset {
             0x014 => self.device_features_select = value,
             0x020 => match self.driver_features_select {
@@ -111,32 +114,32 @@ impl<D: VirtioDevice> MmioTransport<D> {
             },
             0x024 => self.driver_features_select = value,
             0x030 => self.queue_select = value,
-            0x038 => {
+            0x038 if !selected_ready => {
                 if let Some(q) = self.selected_queue() {
                     q.set_size(value as u16);
                 }
             }
             0x044 => {
-                let memory = self.memory.clone();
+                let (memory, queue) = (self.memory.clone(), self.queue_select as usize);
                 if let Some(q) = self.selected_queue() {
-                    // A queue whose rings do not fit guest memory is never made ready.
                     // `is_valid` only answers for a ready queue.
                     q.set_ready(value == 1);
                     if q.ready() && !q.is_valid(&memory) {
                         q.set_ready(false);
+                        return Err(DeviceError::RingsOutside { queue });
                     }
                 }
             }
             0x050 => {
                 let queue = value as usize;
                 if self.queues.get(queue).is_some_and(|q| q.ready()) {
-                    self.device.queue_notify(queue, &mut self.queues, &self.memory);
+                    self.device.queue_notify(queue, &mut self.queues, &self.memory)?;
                     self.interrupt_status |= 1;
                 }
             }
             0x064 => self.interrupt_status &= !value,
             0x070 => self.write_status(value),
-            0x080 | 0x084 | 0x090 | 0x094 | 0x0a0 | 0x0a4 => {
+            0x080 | 0x084 | 0x090 | 0x094 | 0x0a0 | 0x0a4 if !selected_ready => {
                 let (low, high) = if offset.is_multiple_of(8) { (Some(value), None) } else { (None, Some(value)) };
                 if let Some(q) = self.selected_queue() {
                     match offset & !0x7 {
@@ -147,7 +150,8 @@ impl<D: VirtioDevice> MmioTransport<D> {
                 }
             }
             _ => {}
-        }
+        };
+        Ok(())
     }
 
     fn write_status(&mut self, value: u32) {
@@ -177,4 +181,58 @@ fn write_le(data: &mut [u8], value: u32) {
     let n = data.len().min(4);
     data[..n].copy_from_slice(&bytes[..n]);
     data[n..].fill(0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::virtio::console::{Console, Input, Output};
+    use vm_memory::GuestAddress;
+
+    const SELECT: u64 = 0x030;
+    const SIZE: u64 = 0x038;
+    const READY: u64 = 0x044;
+    const DESC_LOW: u64 = 0x080;
+    const USED_LOW: u64 = 0x0a0;
+
+    /// A console transport over 1 MiB at 1 MiB, as if that were a workload's stack and heap.
+    fn transport() -> MmioTransport<Console> {
+        let memory = GuestMemory::from_ranges(&[(GuestAddress(1 << 20), 1 << 20)]).unwrap();
+        let mut t = MmioTransport::new(Console::new(Input::Empty, Output::null(), Output::null()), memory, 0);
+        t.write(SELECT, &1u32.to_le_bytes()).unwrap();
+        t.write(SIZE, &16u32.to_le_bytes()).unwrap();
+        for (offset, addr) in [(DESC_LOW, 0x10_0000u32), (0x090, 0x10_1000), (USED_LOW, 0x10_2000)] {
+            t.write(offset, &addr.to_le_bytes()).unwrap();
+        }
+        t
+    }
+
+    fn read(t: &mut MmioTransport<Console>, offset: u64) -> u32 {
+        let mut data = [0u8; 4];
+        t.read(offset, &mut data);
+        u32::from_le_bytes(data)
+    }
+
+    #[test]
+    fn a_ready_queue_cannot_be_moved() {
+        let mut t = transport();
+        t.write(READY, &1u32.to_le_bytes()).unwrap();
+        assert_eq!(read(&mut t, READY), 1);
+        // Aim the used ring at another address (base RAM's page tables, say) and resize.
+        t.write(USED_LOW, &0x21_0000u32.to_le_bytes()).unwrap();
+        t.write(0x0a4, &0u32.to_le_bytes()).unwrap();
+        t.write(SIZE, &256u32.to_le_bytes()).unwrap();
+        let queue = &t.device_and_queues().1[1];
+        assert_eq!((queue.used_ring(), queue.size()), (0x10_2000, 16), "ignored while ready");
+    }
+
+    #[test]
+    fn rings_outside_the_device_memory_end_the_workload() {
+        for (offset, addr) in [(USED_LOW, 0x21_0000u32), (DESC_LOW, 0x1f_fff0), (DESC_LOW, 0)] {
+            let mut t = transport();
+            t.write(offset, &addr.to_le_bytes()).unwrap();
+            assert_eq!(t.write(READY, &1u32.to_le_bytes()), Err(DeviceError::RingsOutside { queue: 1 }));
+            assert_eq!(read(&mut t, READY), 0, "never made ready");
+        }
+    }
 }

@@ -4,8 +4,10 @@
 use super::*;
 use crate::devices::virtio::VirtioDevice;
 use crate::test_utils::Capture;
+use std::os::fd::{FromRawFd, OwnedFd};
 use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
 use virtio_queue::mock::MockSplitQueue;
+use vm_memory::GuestAddress;
 
 const NEXT: u16 = 1;
 const MEMORY: u64 = 1 << 20;
@@ -20,18 +22,28 @@ fn desc(addr: u64, len: u32, flags: u16, next: u16) -> RawDescriptor {
     RawDescriptor::from(SplitDescriptor::new(addr, len, flags, next))
 }
 
-/// Notifies the stdout transmitq after `setup` filled it; returns what reached stdout and the
-/// used ring's index.
-fn notify_stdout(memory: &GuestMemory, setup: impl FnOnce(&MockSplitQueue<'_, GuestMemory>)) -> (Vec<u8>, u16) {
+fn queues() -> Vec<Queue> {
+    (0..QUEUES).map(|_| Queue::new(QUEUE_MAX_SIZE).unwrap()).collect()
+}
+
+fn console_to(stdout: Output) -> Console {
+    Console::new(Input::Empty, stdout, Output::null())
+}
+
+/// Notifies the stdout transmitq after `setup` filled it; returns what reached stdout, the used
+/// ring's index, and the device's verdict.
+fn notify_stdout(
+    memory: &GuestMemory,
+    setup: impl FnOnce(&MockSplitQueue<'_, GuestMemory>),
+) -> (Vec<u8>, u16, Result<(), DeviceError>) {
     let mock = MockSplitQueue::create(memory, GuestAddress(0), 16);
     setup(&mock);
     let stdout = Capture::default();
-    let mut console = Console::new(Input::Empty, Box::new(stdout.clone()), Box::new(std::io::sink()));
-    let mut queues: Vec<Queue> = (0..QUEUES).map(|_| Queue::new(QUEUE_MAX_SIZE).unwrap()).collect();
+    let mut console = console_to(Output::writer(Box::new(stdout.clone())));
+    let mut queues = queues();
     queues[STDOUT_TRANSMITQ] = mock.create_queue().unwrap();
-    console.queue_notify(STDOUT_TRANSMITQ, &mut queues, memory);
-    let written = stdout.contents();
-    (written, mock.used().idx().load())
+    let verdict = console.queue_notify(STDOUT_TRANSMITQ, &mut queues, memory);
+    (stdout.contents(), mock.used().idx().load(), verdict)
 }
 
 #[test]
@@ -39,51 +51,114 @@ fn a_chain_of_buffers_reaches_stdout_in_order() {
     let memory = memory();
     memory.write_slice(b"hello, ", GuestAddress(DATA)).unwrap();
     memory.write_slice(b"world\n", GuestAddress(DATA + 0x100)).unwrap();
-    let (out, used) = notify_stdout(&memory, |mock| {
+    let (out, used, verdict) = notify_stdout(&memory, |mock| {
         mock.add_desc_chains(&[desc(DATA, 7, NEXT, 1), desc(DATA + 0x100, 6, 0, 0)], 0).unwrap();
     });
-    assert_eq!((out.as_slice(), used), (&b"hello, world\n"[..], 1));
+    assert_eq!((out.as_slice(), used, verdict), (&b"hello, world\n"[..], 1, Ok(())));
 }
 
 #[test]
-fn a_buffer_claiming_4_gib_is_read_in_bounded_chunks_up_to_the_end_of_memory() {
+fn a_buffer_reaching_past_the_device_memory_ends_the_workload() {
     let memory = memory();
     let start = MEMORY - 3 * 16 * 1024;
-    let (out, used) = notify_stdout(&memory, |mock| mock.add_desc_chains(&[desc(start, u32::MAX, 0, 0)], 0).unwrap());
-    assert_eq!(out.len(), 3 * 16 * 1024, "stops at the end of guest memory");
-    assert_eq!(used, 1, "the buffer is still given back");
+    let (out, used, verdict) =
+        notify_stdout(&memory, |mock| mock.add_desc_chains(&[desc(start, u32::MAX, 0, 0)], 0).unwrap());
+    assert!(out.is_empty(), "nothing of it is read");
+    assert_eq!(used, 0);
+    assert_eq!(verdict, Err(DeviceError::BufferOutside { queue: STDOUT_TRANSMITQ, addr: start, len: u32::MAX }));
 }
 
 #[test]
-fn buffers_outside_guest_memory_write_nothing() {
+fn buffers_outside_the_device_memory_end_the_workload() {
     let memory = memory();
-    let (out, used) = notify_stdout(&memory, |mock| {
-        mock.add_desc_chains(&[desc(u64::MAX - 8, 64, 0, 0)], 0).unwrap();
-        mock.add_desc_chains(&[desc(MEMORY + 4096, 64, 0, 0)], 1).unwrap();
-    });
-    assert!(out.is_empty());
-    assert_eq!(used, 2);
+    for addr in [u64::MAX - 8, MEMORY + 4096] {
+        let (out, used, verdict) =
+            notify_stdout(&memory, |mock| mock.add_desc_chains(&[desc(addr, 64, 0, 0)], 0).unwrap());
+        assert!(out.is_empty() && used == 0);
+        assert!(matches!(verdict, Err(DeviceError::BufferOutside { .. })), "{verdict:?}");
+    }
 }
 
 #[test]
-fn a_looping_chain_ends() {
+fn a_looping_chain_ends_the_workload() {
     let memory = memory();
     memory.write_slice(b"loop", GuestAddress(DATA)).unwrap();
-    let (out, used) = notify_stdout(&memory, |mock| mock.add_desc_chains(&[desc(DATA, 4, NEXT, 0)], 0).unwrap());
-    assert!(out.len() <= 16 * 4, "at most one pass per queue entry: {} bytes", out.len());
-    assert_eq!(used, 1);
+    let (out, used, verdict) =
+        notify_stdout(&memory, |mock| mock.add_desc_chains(&[desc(DATA, 4, NEXT, 0)], 0).unwrap());
+    assert!(out.is_empty() && used == 0);
+    assert_eq!(verdict, Err(DeviceError::BadChain { queue: STDOUT_TRANSMITQ }));
 }
 
 #[test]
-fn an_available_index_far_ahead_of_the_ring_is_refused() {
+fn an_available_index_far_ahead_of_the_ring_ends_the_workload() {
     let memory = memory();
     memory.write_slice(b"x", GuestAddress(DATA)).unwrap();
-    let (out, used) = notify_stdout(&memory, |mock| {
+    let (out, used, verdict) = notify_stdout(&memory, |mock| {
         mock.add_desc_chains(&[desc(DATA, 1, 0, 0)], 0).unwrap();
         mock.avail().idx().store(1000);
     });
-    assert!(out.is_empty());
-    assert_eq!(used, 0);
+    assert!(out.is_empty() && used == 0);
+    assert_eq!(verdict, Err(DeviceError::BadRing { queue: STDOUT_TRANSMITQ }));
+}
+
+#[test]
+fn one_exit_sends_at_most_its_budget_and_the_wait_sends_the_rest() {
+    // 16 chains of 1 MiB each, all pointing at the same bytes (aliasing is allowed).
+    let memory = GuestMemory::from_ranges(&[(GuestAddress(0), 4 << 20)]).unwrap();
+    let mock = MockSplitQueue::create(&memory, GuestAddress(0), 16);
+    memory.write_slice(&[b'x'; 1 << 20], GuestAddress(1 << 20)).unwrap();
+    for i in 0..16 {
+        mock.add_desc_chains(&[desc(1 << 20, 1 << 20, 0, 0)], i).unwrap();
+    }
+    let stdout = Capture::default();
+    let mut console = console_to(Output::writer(Box::new(stdout.clone())));
+    let mut queues = queues();
+    queues[STDOUT_TRANSMITQ] = mock.create_queue().unwrap();
+    console.queue_notify(STDOUT_TRANSMITQ, &mut queues, &memory).unwrap();
+    assert_eq!(stdout.contents().len(), 1 << 20, "one exit: one budget");
+    assert!(console.output_pending(&queues, &memory));
+    let mut slices = 0;
+    while console.output_pending(&queues, &memory) {
+        let progress = console.resume_output(&mut queues, &memory).unwrap();
+        assert!(progress.completed || progress.more);
+        slices += 1;
+        assert!(slices <= 16, "each slice makes progress");
+    }
+    assert_eq!(stdout.contents().len(), 16 << 20);
+    assert_eq!(mock.used().idx().load(), 16);
+}
+
+#[test]
+fn a_stalled_reader_never_blocks_the_device() {
+    let memory = memory();
+    memory.write_slice(&[b'y'; 64 * 1024], GuestAddress(DATA)).unwrap();
+    let mock = MockSplitQueue::create(&memory, GuestAddress(0), 16);
+    for i in 0..8 {
+        mock.add_desc_chains(&[desc(DATA, 64 * 1024, 0, 0)], i).unwrap();
+    }
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two fds `pipe2` writes.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both fds were just created and are owned here.
+    let (mut reader, writer) = unsafe { (std::fs::File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let mut console = console_to(Output::from_fd(writer));
+    let mut queues = queues();
+    queues[STDOUT_TRANSMITQ] = mock.create_queue().unwrap();
+    // 512 KiB queued into a 64 KiB pipe that nobody reads: the notify returns.
+    console.queue_notify(STDOUT_TRANSMITQ, &mut queues, &memory).unwrap();
+    let progress = console.resume_output(&mut queues, &memory).unwrap();
+    assert!(!progress.more && progress.blocked[0].is_some(), "{progress:?}");
+    // The reader catches up: everything arrives, in order, each chain given back once.
+    let mut received = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while received.len() < 8 * 64 * 1024 {
+        let n = std::io::Read::read(&mut reader, &mut buf).unwrap();
+        received.extend_from_slice(&buf[..n]);
+        console.resume_output(&mut queues, &memory).unwrap();
+    }
+    assert!(received.iter().all(|&b| b == b'y'));
+    assert_eq!(mock.used().idx().load(), 8);
+    assert!(!console.output_pending(&queues, &memory));
 }
 
 #[test]
@@ -93,10 +168,32 @@ fn short_or_unknown_control_messages_are_ignored() {
     memory.write_slice(&[0xff; 8], GuestAddress(DATA)).unwrap();
     mock.add_desc_chains(&[desc(DATA, 3, 0, 0)], 0).unwrap();
     mock.add_desc_chains(&[desc(DATA, 8, 0, 0)], 1).unwrap();
-    let mut console = Console::new(Input::Empty, Box::new(std::io::sink()), Box::new(std::io::sink()));
-    let mut queues: Vec<Queue> = (0..QUEUES).map(|_| Queue::new(QUEUE_MAX_SIZE).unwrap()).collect();
+    let mut console = console_to(Output::null());
+    let mut queues = queues();
     queues[CONTROL_TRANSMITQ] = mock.create_queue().unwrap();
-    console.queue_notify(CONTROL_TRANSMITQ, &mut queues, &memory);
-    assert!(console.pending.is_empty(), "nothing to answer");
+    console.queue_notify(CONTROL_TRANSMITQ, &mut queues, &memory).unwrap();
+    assert_eq!(console.pending_messages(), 0, "nothing to answer");
     assert_eq!(mock.used().idx().load(), 2);
+}
+
+#[test]
+fn a_flood_of_device_ready_messages_queues_one_answer() {
+    let memory = memory();
+    let mut console = console_to(Output::null());
+    let ready = ControlMessage::new(u32::MAX, DEVICE_READY, 1).to_bytes();
+    memory.write_slice(&ready, GuestAddress(DATA)).unwrap();
+    // Rounds of a full queue of DEVICE_READY (rings set up afresh each round, as a driver
+    // resetting its queue would), never a receive buffer posted.
+    let mut queues = queues();
+    for _ in 0..1000 {
+        let mock = MockSplitQueue::create(&memory, GuestAddress(0), 16);
+        for i in 0..16 {
+            mock.add_desc_chains(&[desc(DATA, 8, 0, 0)], i).unwrap();
+        }
+        queues[CONTROL_TRANSMITQ] = mock.create_queue().unwrap();
+        console.queue_notify(CONTROL_TRANSMITQ, &mut queues, &memory).unwrap();
+        assert_eq!(mock.used().idx().load(), 16, "every message was taken");
+        assert!(console.pending_messages() <= MAX_PENDING);
+    }
+    assert_eq!(console.pending_messages(), PORTS as usize, "one DEVICE_ADD per port");
 }
