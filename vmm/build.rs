@@ -2,6 +2,10 @@
 //! and hands its ELF to the VMM crate, which embeds it: installing wasmcell is installing one
 //! binary. The guest is always built with its release profile: a debug guest is large and slow,
 //! and the host profile says nothing about what the guest should be.
+//!
+//! The same build makes the test-only attacker's image (`wasmcell-hostile`), whose path the
+//! VMM's hostile-guest tests find in `WASMCELL_HOSTILE_GUEST` (empty when the guest was
+//! prebuilt).
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -26,13 +30,18 @@ fn main() {
 
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("wasmcell-guest.elf");
     // A prebuilt guest can be supplied (e.g. by a packager); otherwise build it.
-    let elf = match env::var_os("WASMCELL_GUEST_ELF") {
-        Some(path) => PathBuf::from(path),
-        None => build_guest(&guest_dir, &manifest_dir),
+    let (elf, hostile) = match env::var_os("WASMCELL_GUEST_ELF") {
+        Some(path) => (PathBuf::from(path), PathBuf::new()),
+        None => {
+            let release = build_guest(&guest_dir, &manifest_dir);
+            (release.join("wasmcell-guest"), release.join("wasmcell-hostile"))
+        }
     };
+    println!("cargo:rustc-env=WASMCELL_HOSTILE_GUEST={}", hostile.display());
     std::fs::copy(&elf, &out).unwrap_or_else(|e| panic!("copy {} to {}: {e}", elf.display(), out.display()));
 }
 
+/// Builds the guest workspace's images; the directory they are in.
 fn build_guest(guest_dir: &Path, manifest_dir: &Path) -> PathBuf {
     let target_dir = env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -69,5 +78,5 @@ fn build_guest(guest_dir: &Path, manifest_dir: &Path) -> PathBuf {
         }
         panic!("building the guest (guest/kernel) failed");
     }
-    target_dir.join(GUEST_TARGET).join("release").join("wasmcell-guest")
+    target_dir.join(GUEST_TARGET).join("release")
 }

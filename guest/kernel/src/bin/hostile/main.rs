@@ -1,0 +1,169 @@
+//! A test-only guest image that plays the attacker: what a tenant who broke out of Wasm has is
+//! native code at CPL 3 in the guest, with the workload's own vCPU, window and console. The
+//! VMM's hostile-guest tests (`vmm/tests/hostile*.rs`) boot it in place of the real guest and
+//! name the attack in the workload's arguments; each attack ends with what the VMM makes of it
+//! (a fault, a device error, an exit code) and the test checks that it is the safe one.
+//!
+//! It shares the real guest's entry contract (`wasmcell_abi`) and linker script, but none of its
+//! code: it is built beside it (`cargo build` of `guest/kernel` makes both) and never embedded
+//! in the `wasmcell` binary.
+//!
+//! Attacks (`argv[1]`, numbers in hex):
+//! - `write ADDR` / `read ADDR`: one 8-byte store or load.
+//! - `write-kernel-heap`: a store to the kernel heap the boot info names (the boot vCPU's).
+//! - `wrmsr`, `mov-dr`, `cli`: privileged instructions.
+//! - `ring QUEUE desc|avail|used ADDR`: set up console queue QUEUE with one ring at ADDR.
+//! - `buffer ADDR LEN`: send one stdout buffer at ADDR of LEN bytes.
+//! - `device-ready COUNT`: send COUNT DEVICE_READY control messages, never posting a buffer
+//!   for the answers, then exit 0.
+//! - `flood CHAINS LEN`: queue CHAINS stdout buffers of LEN bytes each (all the same bytes of
+//!   the heap), then wait forever for them to come back.
+//! - `data`: exit with the value of a static in the image's writable data, after setting it
+//!   to 99 (every workload must see its own, fresh copy: 7).
+//! - `cpuid-kvm`: exit 1 if CPUID shows KVM's paravirtual signature, else 0.
+//! - `cpuid-max`: exit with the highest basic CPUID leaf (low 8 bits).
+//! - `exit CODE`: exit with CODE.
+#![no_std]
+#![no_main]
+
+mod console;
+
+use core::arch::asm;
+use core::sync::atomic::{AtomicU32, Ordering};
+use wasmcell_abi::boot_info::POD;
+use wasmcell_abi::control::{self as reg, BOOT_DONE_MAGIC, X86_PORT_BASE};
+use wasmcell_abi::vcpu::VcpuInfo;
+use wasmcell_abi::workload::Workload;
+use wasmcell_abi::BootInfo;
+
+/// Exit code of an attack that got through (a test failing on it names the attack).
+const BREACH: u32 = 66;
+/// Exit code for arguments this image does not understand.
+const BAD_ARGUMENTS: u32 = 64;
+
+/// A static in the image's writable data, as it was linked.
+static DATA: AtomicU32 = AtomicU32::new(7);
+
+/// # Safety
+/// Entered by the VMM only, as the real guest is (`wasmcell_abi`).
+#[no_mangle]
+pub unsafe extern "sysv64" fn _start(boot_info: *const BootInfo, vcpu: *const VcpuInfo) -> ! {
+    // SAFETY: the VMM maps both pages readable before the first instruction.
+    let (boot, vcpu) = unsafe { (boot_info.read(), vcpu.read()) };
+    if !vcpu.has_workload() {
+        control(reg::BOOT_DONE, BOOT_DONE_MAGIC);
+        if boot.flags & POD != 0 {
+            control(reg::PARK, 0);
+        }
+        exit(0);
+    }
+    // SAFETY: the VMM maps the workload blob read-only for as long as the vCPU runs.
+    let blob = unsafe { core::slice::from_raw_parts(vcpu.workload_addr as *const u8, vcpu.workload_len as usize) };
+    let Some(workload) = Workload::parse(blob) else { exit(BAD_ARGUMENTS) };
+    let mut args = workload.args().skip(1);
+    let name = args.next().unwrap_or_default();
+    let rest: [&[u8]; 3] = core::array::from_fn(|_| args.next().unwrap_or_default());
+    let mut numbers = rest.iter().map(|a| hex(a).unwrap_or(0));
+    let mut number = || numbers.next().unwrap_or(0);
+    control(reg::BOOT_DONE, BOOT_DONE_MAGIC);
+    match name {
+        b"write" => {
+            let addr = number();
+            // SAFETY: the attack: a store the page tables must refuse (the VM stops on the fault).
+            unsafe { asm!("mov qword ptr [{}], {}", in(reg) addr, in(reg) 0x4141_4141u64, options(nostack)) };
+            exit(BREACH)
+        }
+        b"write-kernel-heap" => {
+            // SAFETY: the attack: the boot vCPU's heap must not be mapped in a workload's space.
+            unsafe { asm!("mov qword ptr [{}], {}", in(reg) boot.heap_start, in(reg) 0x4141u64, options(nostack)) };
+            exit(BREACH)
+        }
+        b"read" => {
+            let addr = number();
+            let value: u64;
+            // SAFETY: the attack: a load the page tables must refuse.
+            unsafe { asm!("mov {}, qword ptr [{}]", out(reg) value, in(reg) addr, options(nostack, readonly)) };
+            exit(BREACH ^ (value as u32 & 1))
+        }
+        b"wrmsr" => {
+            // SAFETY: the attack: IA32_LSTAR from CPL 3 must raise #GP.
+            unsafe { asm!("wrmsr", in("ecx") 0xc000_0082u32, in("eax") 0x4141u32, in("edx") 0u32, options(nostack)) };
+            exit(BREACH)
+        }
+        b"mov-dr" => {
+            // SAFETY: the attack: a hardware breakpoint from CPL 3 must raise #GP.
+            unsafe { asm!("mov dr0, {}", in(reg) 0x40_0000u64, options(nostack)) };
+            exit(BREACH)
+        }
+        b"cli" => {
+            // SAFETY: the attack: with IOPL 3, `cli` is allowed in CPL 3; interrupts are off
+            // anyway, so it changes nothing — the VM must simply go on.
+            unsafe { asm!("cli", options(nostack)) };
+            exit(0)
+        }
+        b"ring" => {
+            let (queue, which, addr) = (hex(rest[0]).unwrap_or(0) as u32, rest[1], hex(rest[2]).unwrap_or(0));
+            let mut device = console::Device::new(vcpu.console_mmio, vcpu.heap_start);
+            device.ring_at(queue, which, addr);
+            exit(BREACH)
+        }
+        b"buffer" => {
+            let (addr, len) = (number(), number() as u32);
+            let mut device = console::Device::new(vcpu.console_mmio, vcpu.heap_start);
+            device.send_stdout(&[(addr, len)]);
+            exit(BREACH)
+        }
+        b"device-ready" => {
+            let count = number();
+            let mut device = console::Device::new(vcpu.console_mmio, vcpu.heap_start);
+            device.device_ready_flood(count);
+            exit(0)
+        }
+        b"flood" => {
+            let (chains, len) = (number() as usize, number() as u32);
+            let mut device = console::Device::new(vcpu.console_mmio, vcpu.heap_start);
+            // Every buffer is the same bytes of the heap, past the rings.
+            let buffer = vcpu.heap_start + 0x10_0000;
+            device.queue_stdout(buffer, len, chains);
+            loop {
+                control(reg::WAIT, reg::WAIT_FOREVER);
+            }
+        }
+        b"data" => exit(DATA.swap(99, Ordering::Relaxed)),
+        b"cpuid-max" => exit(core::arch::x86_64::__cpuid(0).eax & 0xff),
+        b"cpuid-kvm" => {
+            let leaf = core::arch::x86_64::__cpuid(0x4000_0000);
+            let kvm = [leaf.ebx, leaf.ecx, leaf.edx] == [0x4b4d_564b, 0x564b_4d56, 0x4d];
+            exit(u32::from(kvm))
+        }
+        b"exit" => exit(number() as u32),
+        _ => exit(BAD_ARGUMENTS),
+    }
+}
+
+fn hex(text: &[u8]) -> Option<u64> {
+    let text = text.strip_prefix(b"0x").unwrap_or(text);
+    let mut value = 0u64;
+    for &c in text {
+        value = value.checked_mul(16)?.checked_add(u64::from((c as char).to_digit(16)?))?;
+    }
+    Some(value)
+}
+
+/// Writes a control-device register.
+fn control(register: u16, value: u32) {
+    // SAFETY: an `out` to the control device (IOPL 3 and the TSS bitmap allow it).
+    unsafe { asm!("out dx, eax", in("dx") X86_PORT_BASE + register, in("eax") value, options(nostack)) }
+}
+
+fn exit(code: u32) -> ! {
+    control(reg::EXIT, code);
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    exit(wasmcell_abi::exit::PANIC)
+}

@@ -1,0 +1,231 @@
+//! The VMM against a guest that plays the attacker (real KVM): native code at CPL 3 in a
+//! workload, as a tenant who broke out of Wasm would have. Every attack must end the attacker's
+//! workload with a clear outcome — a fault the page tables raised, a device error — and leave
+//! the pod's other workloads, its kernel and the host untouched.
+
+mod common;
+
+use common::{attack, eventually, pod, Capture};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+use wasmcell_abi::devices::console::mmio_base;
+use wasmcell_abi::memory_map::{self as map, window_base};
+use wasmcell_vmm::{Error, Outcome, Output};
+
+/// The outcome of `args` run in `vm`, next to whatever already runs there.
+fn outcome(vm: &wasmcell_vmm::Vm, args: &[&str]) -> Outcome {
+    vm.start(attack(args, 64, Output::null())).unwrap().join().unwrap().outcome
+}
+
+fn hex(value: u64) -> String {
+    format!("{value:#x}")
+}
+
+fn assert_page_fault(outcome: Outcome, addr: u64, what: &str) {
+    match outcome {
+        Outcome::GuestFault { vector: 14, cr2, .. } if cr2 == addr => {}
+        other => panic!("{what} at {addr:#x}: expected a page fault there, got {other:?}"),
+    }
+}
+
+#[test]
+fn other_vcpus_the_kernel_and_the_system_pages_are_out_of_reach() {
+    let vm = pod();
+    // A neighbour waits in window 0 on vCPU 0 (the boot vCPU, parked, is the first reused); each
+    // attacker then runs on vCPU 1, in window 1.
+    let neighbour_out = Capture::default();
+    let neighbour =
+        vm.start(attack(&["flood", "1", "10"], 64, Output::writer(Box::new(neighbour_out.clone())))).unwrap();
+    eventually("the neighbour wrote", || neighbour_out.len() == 0x10);
+
+    let writes = [
+        (map::vcpu_area(0) + map::VCPU_BLOCK, "the neighbour's (and boot vCPU's) block"),
+        (map::vcpu_area(5) + map::VCPU_BLOCK, "another vCPU's block"),
+        (map::PAGE_TABLES, "the page tables"),
+        (map::GDT, "the GDT"),
+        (map::IDT, "the IDT"),
+        (map::EXCEPTION_STUBS, "the exception stubs"),
+        (map::BOOT_INFO, "the boot info"),
+        (map::IMAGE_START, "the kernel's code"),
+        (window_base(0) + 0x10_0000, "the neighbour's window"),
+        (mmio_base(0), "the neighbour's console"),
+    ];
+    for (addr, what) in writes {
+        assert_page_fault(outcome(&vm, &["write", &hex(addr)]), addr, what);
+    }
+    for (addr, what) in [
+        (map::vcpu_area(0) + map::VCPU_INFO, "the neighbour's vCPU info (its random seed)"),
+        (window_base(0), "the neighbour's module"),
+    ] {
+        assert_page_fault(outcome(&vm, &["read", &hex(addr)]), addr, what);
+    }
+    match outcome(&vm, &["write-kernel-heap"]) {
+        Outcome::GuestFault { vector: 14, .. } => {}
+        other => panic!("the kernel heap: expected a page fault, got {other:?}"),
+    }
+
+    // Through it all, the neighbour waited undisturbed.
+    neighbour.stopper().stop();
+    assert_eq!(neighbour.join().unwrap().outcome, Outcome::Killed);
+    assert_eq!(neighbour_out.len(), 0x10);
+}
+
+#[test]
+fn privileged_instructions_fault_in_a_workload() {
+    let vm = pod();
+    for instruction in ["wrmsr", "mov-dr"] {
+        match outcome(&vm, &[instruction]) {
+            Outcome::GuestFault { vector: 13, .. } => {}
+            other => panic!("{instruction}: expected #GP, got {other:?}"),
+        }
+    }
+    // Allowed with IOPL 3 on real hardware, where it changes nothing (interrupts are off);
+    // nested KVM without hardware virtualisation refuses it. Either way the workload ends
+    // cleanly and the VM goes on.
+    match outcome(&vm, &["cli"]) {
+        Outcome::Exited(0) | Outcome::GuestFault { vector: 13, .. } => {}
+        other => panic!("cli: {other:?}"),
+    }
+    assert_eq!(outcome(&vm, &["exit", "4"]), Outcome::Exited(4));
+}
+
+#[test]
+fn each_workload_has_its_own_copy_of_the_kernels_data() {
+    let vm = pod();
+    // The static starts at 7 in each; each sets it to 99, which no other may see.
+    assert_eq!(outcome(&vm, &["data"]), Outcome::Exited(7));
+    assert_eq!(outcome(&vm, &["data"]), Outcome::Exited(7), "a fresh copy for the next workload");
+    let runs: Vec<_> = (0..4).map(|_| vm.start(attack(&["data"], 32, Output::null())).unwrap()).collect();
+    for run in runs {
+        assert_eq!(run.join().unwrap().outcome, Outcome::Exited(7));
+    }
+}
+
+#[test]
+fn the_guest_cpuid_is_the_template_or_the_hosts_own() {
+    let vm = pod();
+    let Outcome::Exited(max) = outcome(&vm, &["cpuid-max"]) else { panic!("cpuid-max did not exit") };
+    if max == 0xd {
+        // CPUID exits to KVM (VMX/SVM): the guest sees the VMM's template, which has no
+        // paravirtual leaves.
+        assert_eq!(outcome(&vm, &["cpuid-kvm"]), Outcome::Exited(0));
+    } else {
+        // Nested KVM without hardware virtualisation (PVM) runs CPL 3 `cpuid` natively: the
+        // guest sees exactly what this host process sees, nothing of the VMM's KVM.
+        assert_eq!(max, core::arch::x86_64::__cpuid(0).eax & 0xff, "neither the template nor the host's CPUID");
+        let host = core::arch::x86_64::__cpuid(0x4000_0000);
+        let host_kvm = [host.ebx, host.ecx, host.edx] == [0x4b4d_564b, 0x564b_4d56, 0x4d];
+        assert_eq!(outcome(&vm, &["cpuid-kvm"]), Outcome::Exited(u32::from(host_kvm)));
+    }
+}
+
+fn assert_device_error(outcome: Outcome, needle: &str, what: &str) {
+    match outcome {
+        Outcome::DeviceError(message) if message.contains(needle) => {}
+        other => panic!("{what}: expected a device error saying {needle:?}, got {other:?}"),
+    }
+}
+
+#[test]
+fn rings_aimed_outside_the_workloads_memory_end_it() {
+    let vm = pod();
+    // The attacker is in window 0 (vCPU 1) each time: the pod runs nothing else.
+    let own = window_base(0);
+    let targets = [
+        ("used", map::PAGE_TABLES, "the page tables"),
+        ("used", map::PAGE_TABLES - 4 + 0x1000, "a page-directory entry"),
+        ("desc", map::IDT, "the IDT"),
+        ("avail", map::GDT, "the GDT"),
+        ("used", map::vcpu_area(0) + map::VCPU_BLOCK, "the boot vCPU's block"),
+        ("used", map::EXCEPTION_STUBS, "the exception stubs"),
+        ("used", window_base(1), "another window"),
+        ("used", own, "its own module"),
+        ("used", own + (64 << 20) - 0x1_0000, "its own page tables"),
+    ];
+    for (ring, addr, what) in targets {
+        assert_device_error(outcome(&vm, &["ring", "1", ring, &hex(addr)]), "rings lie outside", what);
+    }
+}
+
+#[test]
+fn buffers_aimed_outside_the_workloads_memory_end_it() {
+    let vm = pod();
+    let own = window_base(0);
+    for (addr, len, what) in [
+        (map::PAGE_TABLES, 0x1000, "the page tables"),
+        (map::vcpu_area(0), 0x1000, "the boot vCPU's area"),
+        (own, 0x1000, "its own module"),
+        (own + (32 << 20), u32::MAX as u64, "past the end of its window"),
+        (window_base(1), 16, "another window"),
+    ] {
+        assert_device_error(
+            outcome(&vm, &["buffer", &hex(addr), &hex(len)]),
+            "lies outside the workload's stack and heap",
+            what,
+        );
+    }
+}
+
+#[test]
+fn a_stop_is_prompt_while_gigabytes_are_queued_to_a_stalled_reader() {
+    let vm = pod();
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two fds `pipe2` writes.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both fds were just created and are owned here; the read end is never read.
+    let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // 16 chains of 256 MiB each: 4 GiB queued.
+    let run = vm.start(attack(&["flood", "10", "10000000"], 512, Output::from_fd(writer))).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // The reader is stalled: the guest waits for its buffers, and nothing spins meanwhile.
+    let cpu = common::cpu_time();
+    std::thread::sleep(Duration::from_millis(500));
+    let spent = common::cpu_time() - cpu;
+    assert!(spent < Duration::from_millis(100), "{spent:?} of CPU in 500 ms while the reader is stalled");
+    let stopping = Instant::now();
+    run.stopper().stop();
+    let report = run.join().unwrap();
+    assert!(stopping.elapsed() < Duration::from_secs(1), "the stop took {:?}", stopping.elapsed());
+    assert_eq!(report.outcome, Outcome::Killed);
+    drop(reader);
+    // The pod goes on.
+    assert_eq!(outcome(&vm, &["exit", "5"]), Outcome::Exited(5));
+}
+
+#[test]
+fn a_crash_looping_workload_does_not_wedge_its_pod() {
+    let vm = pod();
+    for round in 0..60 {
+        let ended = match round % 3 {
+            0 => outcome(&vm, &["write", &hex(map::GDT)]),
+            1 => outcome(&vm, &["ring", "1", "used", &hex(map::PAGE_TABLES)]),
+            _ => {
+                let run = vm.start(attack(&["flood", "1", "10"], 32, Output::null())).unwrap();
+                run.stopper().stop();
+                run.join().unwrap().outcome
+            }
+        };
+        assert!(matches!(ended, Outcome::GuestFault { .. } | Outcome::DeviceError(_) | Outcome::Killed), "{ended:?}");
+    }
+    assert_eq!(outcome(&vm, &["exit", "5"]), Outcome::Exited(5), "the pod still runs workloads");
+}
+
+#[test]
+fn a_pod_full_of_workloads_refuses_one_more_clearly() {
+    let vm = pod();
+    // The boot vCPU parked and is reused: 32 workloads fit at once.
+    let runs: Vec<_> =
+        (0..map::MAX_VCPUS).map(|_| vm.start(attack(&["flood", "1", "10"], 16, Output::null())).unwrap()).collect();
+    let refused = vm.start(attack(&["exit", "0"], 16, Output::null())).err().unwrap();
+    assert!(matches!(refused, Error::TooManyVcpus), "{refused:?}");
+    assert_eq!(refused.to_string(), "The VM runs 32 vCPUs already");
+    let mut runs = runs.into_iter();
+    let first = runs.next().unwrap();
+    first.stopper().stop();
+    first.join().unwrap();
+    assert_eq!(outcome(&vm, &["exit", "3"]), Outcome::Exited(3), "a freed vCPU takes the next one");
+    for run in runs {
+        run.stopper().stop();
+        assert_eq!(run.join().unwrap().outcome, Outcome::Killed);
+    }
+}
