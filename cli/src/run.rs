@@ -20,6 +20,8 @@ fn read_module(path: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    // Before compiling, whose worker threads would otherwise take a SIGTERM and die of it.
+    signals::block_stop_signals().context("Cannot watch for SIGINT/SIGTERM")?;
     let module = read_module(&args.module)?;
     wasmcell_aot::check_imports(&module)?;
     let compiler = Compiler::for_host()?;

@@ -22,12 +22,13 @@ pub fn forward_to(handle: VmHandle) -> std::io::Result<Received> {
     on_stop_signal(move |_| handle.kill())
 }
 
-/// Blocks SIGINT/SIGTERM in this thread (and the threads it spawns later) and starts a thread
-/// that calls `stop` with the signal when one arrives. Call it before any other thread starts.
-pub fn on_stop_signal(stop: impl FnOnce(i32) + Send + 'static) -> std::io::Result<Received> {
+/// Blocks SIGINT/SIGTERM in this thread and the threads it spawns later, before anything
+/// starts threads of its own (a compiler's worker pool): a stop signal that arrives before
+/// [`forward_to`] then waits for it instead of killing the process outright.
+pub fn block_stop_signals() -> std::io::Result<libc::sigset_t> {
     // SAFETY: `set` is a local sigset_t initialised by sigemptyset before use; pthread_sigmask
     // only changes this thread's mask.
-    let set = unsafe {
+    unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
@@ -36,8 +37,15 @@ pub fn on_stop_signal(stop: impl FnOnce(i32) + Send + 'static) -> std::io::Resul
         if rc != 0 {
             return Err(std::io::Error::from_raw_os_error(rc));
         }
-        set
-    };
+        Ok(set)
+    }
+}
+
+/// Blocks SIGINT/SIGTERM in this thread (and the threads it spawns later) and starts a thread
+/// that calls `stop` with the signal when one arrives. Call it (or [`block_stop_signals`])
+/// before any other thread starts.
+pub fn on_stop_signal(stop: impl FnOnce(i32) + Send + 'static) -> std::io::Result<Received> {
+    let set = block_stop_signals()?;
     let received = Arc::new(AtomicI32::new(0));
     let flag = received.clone();
     std::thread::Builder::new().name("wasmcell-signals".into()).spawn(move || {
