@@ -7,9 +7,11 @@
 
 mod cache;
 mod imports;
+pub mod limits;
 
 pub use cache::{Cache, CacheError, Compiled};
 pub use imports::check_imports;
+pub use limits::{CompileLimits, Limits};
 
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
