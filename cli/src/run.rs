@@ -1,6 +1,7 @@
 //! `wasmcell run` and `wasmcell compile`: module → AOT (cached) → VMM → guest wasmtime → exit
 //! status, with `wasmtime run`'s conventions: the module's `proc_exit` code, 0 when `_start`
-//! returns, 134 and the trap on stderr when it traps.
+//! returns, 134 and the trap on stderr when it traps. As with `wasmtime run`, a precompiled
+//! artifact runs only with `--allow-precompiled`: it is native code that nothing checks.
 
 use crate::cli::{CompileArgs, RunArgs};
 use anyhow::{bail, Context};
@@ -21,11 +22,17 @@ fn read_module(path: &Path) -> anyhow::Result<Vec<u8>> {
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let module = read_module(&args.module)?;
-    wasmcell_aot::check_imports(&module)?;
     let compiler = Compiler::for_host()?;
     let artifact = if wasmcell_aot::is_precompiled(&module) {
+        if !args.allow_precompiled {
+            bail!(
+                "{} is a precompiled artifact (native code): run it with --allow-precompiled if you trust it",
+                args.module.display()
+            );
+        }
         module
     } else {
+        wasmcell_aot::check_imports(&module)?;
         let cache = Cache::open(args.cache_dir.unwrap_or_else(Cache::default_dir))?;
         cache.get_or_compile(&compiler, &module)?.artifact
     };

@@ -78,13 +78,16 @@ fn memory_grow_past_the_vm_budget_returns_minus_one() {
 }
 
 #[test]
-fn precompiled_modules_run_too() {
+fn precompiled_modules_run_only_when_allowed() {
     let dir = std::env::temp_dir().join(format!("wasmcell-test-cwasm-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cwasm = dir.join("exit.cwasm").to_string_lossy().into_owned();
     let out = wasmcell(&["compile", &module("exit_with_arg.wat"), "-o", &cwasm]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Native code is not run unless asked for, as `wasmtime run` does.
     let out = run(&[&cwasm, "--", "5"]);
+    assert_one_line_error(&out, "is a precompiled artifact (native code): run it with --allow-precompiled");
+    let out = run(&["--allow-precompiled", &cwasm, "--", "5"]);
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -29,6 +29,9 @@ pub enum AotError {
     /// The module imports something the guest does not link.
     #[error("Unknown import `{0}`: the guest offers only WASI preview 1 functions")]
     UnknownImport(String),
+    /// Native code where a module was expected.
+    #[error("The module is a precompiled artifact (native code), not WebAssembly")]
+    Precompiled,
 }
 
 /// A Cranelift engine configured for the guest, and the CPU features it compiles for.

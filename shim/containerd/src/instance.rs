@@ -14,7 +14,7 @@ use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use wasmcell_aot::{Cache, Compiler};
+use wasmcell_aot::{Cache, Compiler, Limits};
 
 /// What `create` is given.
 #[derive(Clone, Debug, Default)]
@@ -41,6 +41,12 @@ pub enum InstanceError {
     Cache(#[from] wasmcell_aot::CacheError),
     #[error("{0} is not a WebAssembly module")]
     NotWasm(String),
+    #[error(
+        "{0} is a precompiled artifact: wasmcell compiles images' Wasm itself and never runs native code from an image"
+    )]
+    Precompiled(String),
+    #[error(transparent)]
+    Limits(#[from] wasmcell_aot::limits::LimitError),
     #[error("A terminal (TTY) is not supported: Wasm workloads use plain stdio")]
     Terminal,
     #[error("Cannot write the VM plan {0}")]
@@ -95,26 +101,25 @@ enum Kind {
 }
 
 impl VmInstance {
-    /// Finds, checks and compiles the module.
+    /// Finds, checks and compiles the module. An image brings Wasm and nothing else: a
+    /// precompiled artifact would be native code the guest runs as it is.
     fn prepare_workload(
         request: &CreateRequest,
         spec: &ContainerSpec,
         rootfs: PathBuf,
     ) -> Result<WorkloadPlan, InstanceError> {
-        let module = rootfs::read_module(&rootfs, &spec.cwd, &spec.args[0])?;
-        // Images carry binary modules (or guest artifacts); text is not compiled as `.wat`.
-        if !module.starts_with(b"\0asm") && !wasmcell_aot::is_precompiled(&module) {
+        let limits = Limits::from_env()?;
+        let module = rootfs::read_module(&rootfs, &spec.cwd, &spec.args[0], limits.max_module_size)?;
+        if wasmcell_aot::is_precompiled(&module) {
+            return Err(InstanceError::Precompiled(spec.args[0].clone()));
+        }
+        // Images carry binary modules; text is not compiled as `.wat`.
+        if !module.starts_with(b"\0asm") {
             return Err(InstanceError::NotWasm(spec.args[0].clone()));
         }
         wasmcell_aot::check_imports(&module)?;
         let compiler = Compiler::for_host()?;
-        let artifact = if wasmcell_aot::is_precompiled(&module) {
-            let path = request.bundle.join("module.cwasm");
-            std::fs::write(&path, &module).map_err(|e| InstanceError::WritePlan(path.clone(), e))?;
-            path
-        } else {
-            Cache::open(Cache::default_dir())?.get_or_compile(&compiler, &module)?.path
-        };
+        let artifact = Cache::open(Cache::default_dir())?.get_or_compile(&compiler, &module)?.path;
         Ok(WorkloadPlan {
             artifact,
             cpu_features: compiler.cpu_features(),
@@ -295,5 +300,4 @@ pub fn cleanup_bundle(bundle: &Path) {
     }
     let _ = rootfs::unmount(bundle);
     let _ = std::fs::remove_file(bundle.join("wasmcell-plan.json"));
-    let _ = std::fs::remove_file(bundle.join("module.cwasm"));
 }
