@@ -16,7 +16,7 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Run a WebAssembly module (`.wasm`, `.wat` or `.cwasm`) in a microVM.
+    /// Run a WebAssembly module (`.wasm` or `.wat`; a `.cwasm` with --allow-precompiled) in a microVM.
     Run(RunArgs),
     /// Compile a module ahead of time for the guest (`.wasm`/`.wat` → `.cwasm`).
     Compile(CompileArgs),
@@ -95,6 +95,10 @@ pub struct RunArgs {
     /// Print the VM's boot and run times on stderr after the module ends.
     #[arg(long)]
     pub stats: bool,
+    /// Run a precompiled `.cwasm` (from `wasmcell compile`): native code that runs as it is, so
+    /// only for artifacts you trust, as with `wasmtime run --allow-precompiled`.
+    #[arg(long)]
+    pub allow_precompiled: bool,
     /// The module to run.
     pub module: PathBuf,
     /// Arguments passed to the module (after `--`).

@@ -17,6 +17,8 @@ use wasmcell_abi::boot_info::{LOG_INFO, LOG_OFF};
 use wasmcell_vmm::{Outcome, RunReport, Vm, VmConfig};
 
 fn main() -> ExitCode {
+    // Before clap: `wasmcell __compile` is a compiler process, not a command.
+    wasmcell_aot::run_if_compile_action();
     let args = match cli::Cli::try_parse() {
         Ok(args) => args,
         Err(e) => return cli::report_usage_error(e),

@@ -1,6 +1,8 @@
-//! `wasmcell run` and `wasmcell compile`: module → AOT (cached) → VMM → guest wasmtime → exit
-//! status, with `wasmtime run`'s conventions: the module's `proc_exit` code, 0 when `_start`
-//! returns, 134 and the trap on stderr when it traps.
+//! `wasmcell run` and `wasmcell compile`: module → AOT (cached; a miss compiles in a compiler
+//! process with the operator's time and memory limits) → VMM → guest wasmtime → exit status,
+//! with `wasmtime run`'s conventions: the module's `proc_exit` code, 0 when `_start` returns,
+//! 134 and the trap on stderr when it traps. As with `wasmtime run`, a precompiled artifact
+//! runs only with `--allow-precompiled`: it is native code that nothing checks.
 
 use crate::cli::{CompileArgs, RunArgs};
 use anyhow::{bail, Context};
@@ -8,7 +10,7 @@ use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::ExitCode;
 use wasmcell_abi::boot_info::LOG_OFF;
-use wasmcell_aot::{Cache, Compiler};
+use wasmcell_aot::{Cache, Compiler, Limits};
 use wasmcell_vmm::signals;
 use wasmcell_vmm::{Input, Outcome, Output, Vm, VmConfig, Workload};
 
@@ -23,12 +25,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Before compiling, whose worker threads would otherwise take a SIGTERM and die of it.
     signals::block_stop_signals().context("Cannot watch for SIGINT/SIGTERM")?;
     let module = read_module(&args.module)?;
-    wasmcell_aot::check_imports(&module)?;
     let compiler = Compiler::for_host()?;
     let artifact = if wasmcell_aot::is_precompiled(&module) {
+        if !args.allow_precompiled {
+            bail!(
+                "{} is a precompiled artifact (native code): run it with --allow-precompiled if you trust it",
+                args.module.display()
+            );
+        }
         module
     } else {
-        let cache = Cache::open(args.cache_dir.unwrap_or_else(Cache::default_dir))?;
+        wasmcell_aot::check_imports(&module)?;
+        let cache = Cache::open(args.cache_dir.unwrap_or_else(Cache::default_dir), &Limits::from_env()?)?;
         cache.get_or_compile(&compiler, &module)?.artifact
     };
     let argv0 = args.module.to_string_lossy().into_owned();
@@ -81,7 +89,7 @@ fn stdin() -> Input {
 
 pub fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
     let module = read_module(&args.module)?;
-    let artifact = Compiler::for_host()?.compile(&module)?;
+    let artifact = Compiler::for_host()?.compile_isolated(&module, Limits::from_env()?.compile)?;
     std::fs::write(&args.output, artifact).with_context(|| format!("Cannot write {}", args.output.display()))?;
     Ok(ExitCode::SUCCESS)
 }

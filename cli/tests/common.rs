@@ -19,9 +19,15 @@ pub fn require_kvm() {
 /// Runs `wasmcell` with `args` to completion. A run that outlives its watchdog is killed and
 /// fails the test, so a hang cannot block CI.
 pub fn wasmcell(args: &[&str]) -> Output {
+    wasmcell_with_env(args, &[])
+}
+
+/// [`wasmcell`] with `env` added to its environment (the operator's limits, say).
+pub fn wasmcell_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     require_kvm();
     let mut child = Command::new(env!("CARGO_BIN_EXE_wasmcell"))
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -8,7 +8,7 @@ mod common;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use wasmcell_aot::{Cache, Compiler};
+use wasmcell_aot::{Cache, Compiler, CompilerProcess, Limits};
 use wasmcell_vmm::{Error, MemorySize, Outcome, Output, Preopen, Vm, VmConfig, Workload};
 
 #[derive(Clone, Default)]
@@ -38,7 +38,10 @@ struct Samples {
 
 impl Samples {
     fn new() -> Self {
-        Self { compiler: Compiler::for_host().unwrap(), cache: Cache::open(common::cache_dir()).unwrap() }
+        // Misses compile in a compiler process: the `wasmcell` binary's, as `wasmcell run` does.
+        let process = CompilerProcess::binary(env!("CARGO_BIN_EXE_wasmcell"));
+        let cache = Cache::open(common::cache_dir(), &Limits::default()).unwrap().with_compiler_process(process);
+        Self { compiler: Compiler::for_host().unwrap(), cache }
     }
 
     /// A workload running sample `name` with `args`, its stdout and stderr captured.

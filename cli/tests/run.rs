@@ -78,15 +78,43 @@ fn memory_grow_past_the_vm_budget_returns_minus_one() {
 }
 
 #[test]
-fn precompiled_modules_run_too() {
+fn precompiled_modules_run_only_when_allowed() {
     let dir = std::env::temp_dir().join(format!("wasmcell-test-cwasm-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cwasm = dir.join("exit.cwasm").to_string_lossy().into_owned();
     let out = wasmcell(&["compile", &module("exit_with_arg.wat"), "-o", &cwasm]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Native code is not run unless asked for, as `wasmtime run` does.
     let out = run(&[&cwasm, "--", "5"]);
+    assert_one_line_error(&out, "is a precompiled artifact (native code): run it with --allow-precompiled");
+    let out = run(&["--allow-precompiled", &cwasm, "--", "5"]);
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn compiling_past_the_operators_limits_fails_clearly() {
+    // A fresh cache: a hit would not compile at all.
+    let cache = std::env::temp_dir().join(format!("wasmcell-test-limits-{}", std::process::id()));
+    let cache = cache.to_string_lossy().into_owned();
+    let hello = module("hello.wat");
+    let args = ["run", "--cache-dir", cache.as_str(), hello.as_str()];
+    let out = wasmcell_with_env(&args, &[("WASMCELL_COMPILE_TIMEOUT", "1ms")]);
+    assert_one_line_error(&out, "Compiling the module took longer than 1 ms");
+    let out = wasmcell_with_env(&args, &[("WASMCELL_COMPILE_MEMORY", "1MiB")]);
+    assert_one_line_error(&out, "Compiling the module needed more than 1 MiB");
+    let out = wasmcell_with_env(&args, &[("WASMCELL_COMPILE_TIMEOUT", "soon")]);
+    assert_one_line_error(&out, "Invalid WASMCELL_COMPILE_TIMEOUT=\"soon\"");
+    let out =
+        wasmcell_with_env(&["compile", hello.as_str(), "-o", "/dev/null"], &[("WASMCELL_COMPILE_TIMEOUT", "1ms")]);
+    assert_one_line_error(&out, "Compiling the module took longer than 1 ms");
+    // Within the limits it runs, and nothing but the entry is left in the cache.
+    let out = wasmcell(&args);
+    assert_eq!(stdout(&out), "hello from wasmcell\n", "{}", stderr(&out));
+    let left: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left.iter().filter(|n| n.to_string_lossy().ends_with(".cwasm")).count(), 1, "{left:?}");
+    assert!(left.iter().all(|n| !n.to_string_lossy().starts_with(".tmp")), "{left:?}");
+    std::fs::remove_dir_all(&cache).unwrap();
 }
 
 fn assert_one_line_error(out: &std::process::Output, needle: &str) {

@@ -38,7 +38,9 @@ impl PreparedWorkload {
             return Err(ConfigError::EmptyArtifact.into());
         }
         let blob = workload.encode()?;
-        let files = if workload.preopens.is_empty() { Vec::new() } else { files::pack(&workload.preopens)? };
+        // The archive goes into the window: the workload's memory is its budget.
+        let budget = workload.memory.bytes();
+        let files = if workload.preopens.is_empty() { Vec::new() } else { files::pack(&workload.preopens, budget)? };
         let prepared = Self {
             artifact: workload.artifact,
             cpu_features: workload.cpu_features,

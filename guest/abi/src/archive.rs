@@ -21,8 +21,10 @@ use core::ops::Range;
 
 /// `b"WCFILES1"` read as a little-endian `u64`.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"WCFILES1");
-const HEADER_LEN: usize = 16;
-const ENTRY_LEN: usize = 40;
+/// Bytes of the header.
+pub const HEADER_LEN: usize = 16;
+/// Bytes of one entry.
+pub const ENTRY_LEN: usize = 40;
 
 /// What an entry is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -187,12 +189,13 @@ fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
 }
 
 #[cfg(any(feature = "alloc", test))]
-pub use encode::{encode, Node, NodeKind};
+pub use encode::{encode, encode_arena, ArenaKind, ArenaNode, Node, NodeKind};
 
 #[cfg(any(feature = "alloc", test))]
 mod encode {
     use super::{Kind, ENTRY_LEN, HEADER_LEN, MAGIC};
     use alloc::vec::Vec;
+    use core::ops::Range;
 
     /// A file tree to pack, as the host reads it.
     #[derive(Clone, Debug, PartialEq, Eq)]
@@ -210,18 +213,59 @@ mod encode {
         Symlink(Vec<u8>),
     }
 
+    /// A file tree whose names, contents and targets are ranges of one byte buffer, the arena
+    /// ([`encode_arena`]): the host reads files straight into it, and entries may share a range
+    /// (hard links of one file are stored once).
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct ArenaNode {
+        pub name: Range<usize>,
+        pub mtime_ns: u64,
+        pub kind: ArenaKind,
+    }
+
+    /// What an [`ArenaNode`] is.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub enum ArenaKind {
+        File(Range<usize>),
+        Dir(Vec<ArenaNode>),
+        Symlink(Range<usize>),
+    }
+
     /// Packs `roots` (the preopened directories, named by guest path) into an archive.
     /// Children are laid out breadth first and sorted by name. `None` if a name or the entry
     /// count does not fit in a `u32`.
     pub fn encode(roots: &[Node]) -> Option<Vec<u8>> {
+        fn place(node: &Node, arena: &mut Vec<u8>) -> ArenaNode {
+            let mut push = |bytes: &[u8]| {
+                arena.extend_from_slice(bytes);
+                arena.len() - bytes.len()..arena.len()
+            };
+            let name = push(&node.name);
+            let kind = match &node.kind {
+                NodeKind::File(data) => ArenaKind::File(push(data)),
+                NodeKind::Symlink(target) => ArenaKind::Symlink(push(target)),
+                NodeKind::Dir(kids) => ArenaKind::Dir(kids.iter().map(|kid| place(kid, arena)).collect()),
+            };
+            ArenaNode { name, mtime_ns: node.mtime_ns, kind }
+        }
+        let mut arena = Vec::new();
+        let roots: Vec<ArenaNode> = roots.iter().map(|root| place(root, &mut arena)).collect();
+        encode_arena(&roots, arena)
+    }
+
+    /// Turns `arena` into the archive of `roots` in place: the header and the entries go in
+    /// front of it (one move of its bytes, no copy), and every range now points into the
+    /// archive. `None` if a name or the entry count does not fit in a `u32` or a range lies
+    /// outside `arena`.
+    pub fn encode_arena(roots: &[ArenaNode], mut arena: Vec<u8>) -> Option<Vec<u8>> {
         // Breadth-first order: each directory's children are contiguous and after it.
-        let mut order: Vec<&Node> = roots.iter().collect();
+        let mut order: Vec<&ArenaNode> = roots.iter().collect();
         let mut children = Vec::new();
         let mut next = 0;
         while next < order.len() {
-            if let NodeKind::Dir(kids) = &order[next].kind {
-                let mut sorted: Vec<&Node> = kids.iter().collect();
-                sorted.sort_by(|x, y| x.name.cmp(&y.name));
+            if let ArenaKind::Dir(kids) = &order[next].kind {
+                let mut sorted: Vec<&ArenaNode> = kids.iter().collect();
+                sorted.sort_by(|x, y| arena.get(x.name.clone()).cmp(&arena.get(y.name.clone())));
                 children.push((order.len() as u64, sorted.len() as u64));
                 order.extend(sorted);
             } else {
@@ -230,26 +274,34 @@ mod encode {
             next += 1;
         }
         let count = u32::try_from(order.len()).ok()?;
-        let mut out = Vec::new();
-        out.extend_from_slice(&MAGIC.to_le_bytes());
-        out.extend_from_slice(&count.to_le_bytes());
-        out.extend_from_slice(&u32::try_from(roots.len()).ok()?.to_le_bytes());
-        out.resize(HEADER_LEN + order.len() * ENTRY_LEN, 0);
+        let prefix = HEADER_LEN.checked_add(order.len().checked_mul(ENTRY_LEN)?)?;
+        let contents = arena.len();
+        arena.resize(contents.checked_add(prefix)?, 0);
+        arena.copy_within(0..contents, prefix);
+        let mut out = arena;
+        out[..prefix].fill(0);
+        out[0..8].copy_from_slice(&MAGIC.to_le_bytes());
+        out[8..12].copy_from_slice(&count.to_le_bytes());
+        out[12..16].copy_from_slice(&u32::try_from(roots.len()).ok()?.to_le_bytes());
+        let placed = |range: &Range<usize>| {
+            (range.start <= range.end && range.end <= contents).then(|| ((range.start + prefix) as u64, range.len()))
+        };
         for (index, (node, (first, len))) in order.iter().zip(children).enumerate() {
-            let name_at = out.len() as u64;
-            out.extend_from_slice(&node.name);
+            let (name_at, name_len) = placed(&node.name)?;
             let (kind, a, b) = match &node.kind {
-                NodeKind::Dir(_) => (Kind::Dir, first, len),
-                NodeKind::File(data) | NodeKind::Symlink(data) => {
-                    let at = out.len() as u64;
-                    out.extend_from_slice(data);
-                    let kind = if matches!(node.kind, NodeKind::File(_)) { Kind::File } else { Kind::Symlink };
-                    (kind, at, data.len() as u64)
+                ArenaKind::Dir(_) => (Kind::Dir, first, len),
+                ArenaKind::File(data) => {
+                    let (at, len) = placed(data)?;
+                    (Kind::File, at, len as u64)
+                }
+                ArenaKind::Symlink(target) => {
+                    let (at, len) = placed(target)?;
+                    (Kind::Symlink, at, len as u64)
                 }
             };
             let entry = &mut out[HEADER_LEN + index * ENTRY_LEN..][..ENTRY_LEN];
             entry[0..4].copy_from_slice(&(kind as u32).to_le_bytes());
-            entry[4..8].copy_from_slice(&u32::try_from(node.name.len()).ok()?.to_le_bytes());
+            entry[4..8].copy_from_slice(&u32::try_from(name_len).ok()?.to_le_bytes());
             entry[8..16].copy_from_slice(&name_at.to_le_bytes());
             entry[16..24].copy_from_slice(&a.to_le_bytes());
             entry[24..32].copy_from_slice(&b.to_le_bytes());
@@ -299,6 +351,24 @@ mod tests {
         assert_eq!((deep.name, deep.data()), (&b"deep"[..], &b"d"[..]));
         assert!(archive.entry(1).unwrap().children().is_empty());
         assert!(archive.entry(archive.len()).is_none());
+    }
+
+    #[test]
+    fn arena_entries_may_share_their_bytes() {
+        // "ab" then "same content": two files naming one range.
+        let arena = b"abxsame content".to_vec();
+        let file = |name: Range<usize>| ArenaNode { name, mtime_ns: 1, kind: ArenaKind::File(3..15) };
+        let root = ArenaNode { name: 2..3, mtime_ns: 0, kind: ArenaKind::Dir(vec![file(1..2), file(0..1)]) };
+        let bytes = encode_arena(&[root], arena.clone()).unwrap();
+        assert_eq!(bytes.len(), HEADER_LEN + 3 * ENTRY_LEN + arena.len(), "the content is there once");
+        let archive = Archive::parse(&bytes).unwrap();
+        let root = archive.entry(0).unwrap();
+        assert_eq!(names(&archive, root.children()), [b"a".to_vec(), b"b".to_vec()], "sorted");
+        let (a, b) = (archive.entry(1).unwrap(), archive.entry(2).unwrap());
+        assert_eq!((a.data(), b.data()), (&b"same content"[..], &b"same content"[..]));
+        assert_eq!(a.data().as_ptr(), b.data().as_ptr());
+        let outside = ArenaNode { name: 0..1, mtime_ns: 0, kind: ArenaKind::File(10..99) };
+        assert!(encode_arena(&[outside], arena).is_none(), "a range outside the arena");
     }
 
     #[test]

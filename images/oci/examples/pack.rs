@@ -1,13 +1,19 @@
 //! Packs any file as an image's entrypoint, without `wasmcell image build`'s Wasm check: the
 //! end-to-end tests use it for the runc side of the hybrid node (a static native binary) and for
-//! deliberately broken images.
+//! deliberately broken or hostile images (`--layer`: a tar archive added as a layer over the
+//! entrypoint's, as it is).
 //!
-//! Usage: `pack REFERENCE FILE OUTPUT.tar [ARGS...]` (platform linux/amd64).
+//! Usage: `pack [--layer LAYER.tar]... REFERENCE FILE OUTPUT.tar [ARGS...]` (platform linux/amd64).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut layers = Vec::new();
+    while argv.first().is_some_and(|a| a == "--layer") && argv.len() > 1 {
+        layers.push(std::fs::read(argv.remove(1))?);
+        argv.remove(0);
+    }
     let [reference, file, output, args @ ..] = argv.as_slice() else {
-        return Err("usage: pack REFERENCE FILE OUTPUT.tar [ARGS...]".into());
+        return Err("usage: pack [--layer LAYER.tar]... REFERENCE FILE OUTPUT.tar [ARGS...]".into());
     };
     let path = std::path::Path::new(file);
     let spec = wasmcell_image::ImageSpec {
@@ -18,6 +24,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         args: args.to_vec(),
         env: Vec::new(),
     };
-    std::fs::write(output, wasmcell_image::build(&spec)?.tarball)?;
+    std::fs::write(output, wasmcell_image::build_with_layers(&spec, &layers)?.tarball)?;
     Ok(())
 }

@@ -121,10 +121,19 @@ pub struct Image {
 
 /// Builds the OCI image layout tarball for `spec`.
 pub fn build(spec: &ImageSpec) -> Result<Image, ImageError> {
+    build_with_layers(spec, &[])
+}
+
+/// [`build`], with `extra_layers` (uncompressed tar archives, taken as they are) applied over
+/// the module's layer, in order. The end-to-end tests use it for images a hostile tenant could
+/// push: hard-link bombs, FIFOs, device nodes, symlinks out of the root filesystem.
+pub fn build_with_layers(spec: &ImageSpec, extra_layers: &[Vec<u8>]) -> Result<Image, ImageError> {
     validate(spec)?;
     let mut layer = TarWriter::default();
     layer.append(&spec.entrypoint_name, 0o755, &spec.entrypoint)?;
     let layer = Blob::new(LAYER_TYPE, layer.finish());
+    let extra: Vec<Blob> = extra_layers.iter().map(|tar| Blob::new(LAYER_TYPE, tar.clone())).collect();
+    let layers: Vec<&Blob> = std::iter::once(&layer).chain(&extra).collect();
 
     let (os, architecture) = spec.platform.os_arch();
     let entrypoint = format!("/{}", spec.entrypoint_name);
@@ -137,7 +146,7 @@ pub fn build(spec: &ImageSpec) -> Result<Image, ImageError> {
             "Env": spec.env,
             "WorkingDir": "/",
         },
-        "rootfs": { "type": "layers", "diff_ids": [layer.digest] },
+        "rootfs": { "type": "layers", "diff_ids": layers.iter().map(|l| &l.digest).collect::<Vec<_>>() },
     });
     let config = Blob::new(CONFIG_TYPE, serde_json::to_vec(&config).expect("JSON values serialize"));
 
@@ -145,7 +154,7 @@ pub fn build(spec: &ImageSpec) -> Result<Image, ImageError> {
         "schemaVersion": 2,
         "mediaType": MANIFEST_TYPE,
         "config": config.descriptor(),
-        "layers": [layer.descriptor()],
+        "layers": layers.iter().map(|l| l.descriptor()).collect::<Vec<_>>(),
     });
     let manifest = Blob::new(MANIFEST_TYPE, serde_json::to_vec(&manifest).expect("JSON values serialize"));
 
@@ -162,7 +171,7 @@ pub fn build(spec: &ImageSpec) -> Result<Image, ImageError> {
     let mut tarball = TarWriter::default();
     tarball.append("oci-layout", 0o644, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     tarball.append("index.json", 0o644, &serde_json::to_vec(&index).expect("JSON values serialize"))?;
-    for blob in [&layer, &config, &manifest] {
+    for blob in layers.iter().copied().chain([&config, &manifest]) {
         let path = format!("blobs/sha256/{}", blob.digest.trim_start_matches("sha256:"));
         tarball.append(&path, 0o644, &blob.bytes)?;
     }

@@ -63,6 +63,26 @@ fn the_layout_links_index_manifest_config_and_layer() {
 }
 
 #[test]
+fn extra_layers_follow_the_module_in_order() {
+    let extra = vec![b"first layer".to_vec(), b"second layer".to_vec()];
+    let image = build_with_layers(&spec(Platform::LinuxAmd64), &extra).unwrap();
+    let files = entries(&image.tarball);
+    let manifest = json(blob(&files, &image.manifest_digest));
+    let config = json(blob(&files, manifest["config"]["digest"].as_str().unwrap()));
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3);
+    for (i, bytes) in extra.iter().enumerate() {
+        let digest = layers[i + 1]["digest"].as_str().unwrap();
+        assert_eq!(blob(&files, digest), &bytes[..], "taken as it is");
+        assert_eq!(config["rootfs"]["diff_ids"][i + 1], digest);
+    }
+    assert_eq!(
+        build_with_layers(&spec(Platform::LinuxAmd64), &[]).unwrap().tarball,
+        build(&spec(Platform::LinuxAmd64)).unwrap().tarball
+    );
+}
+
+#[test]
 fn wasi_images_say_so_in_config_and_index() {
     let image = build(&spec(Platform::WasiWasm)).unwrap();
     let files = entries(&image.tarball);

@@ -7,11 +7,12 @@ use std::borrow::Cow;
 use wasmparser::{Parser, Payload, TypeRef};
 
 /// Checks that every function `module` (`.wasm` or `.wat`) imports is one the guest links, and
-/// that it imports nothing else (memories, tables, globals). Artifacts are not checked: the
-/// guest does when it instantiates them.
+/// that it imports nothing else (memories, tables, globals). A precompiled artifact is refused:
+/// it is native code, which nothing here can check (callers that run artifacts they trust, as
+/// `wasmcell run --allow-precompiled`, do not ask).
 pub fn check_imports(module: &[u8]) -> Result<(), AotError> {
     if crate::is_precompiled(module) {
-        return Ok(());
+        return Err(AotError::Precompiled);
     }
     let binary: Cow<'_, [u8]> = if module.starts_with(b"\0asm") {
         Cow::Borrowed(module)
@@ -53,5 +54,13 @@ mod tests {
         let memory = br#"(module (import "wasi_snapshot_preview1" "memory" (memory 1)))"#;
         assert!(check_imports(memory).is_err(), "only functions are linked");
         assert!(check_imports(b"\0asm\x01\0\0\0\x02\x05").is_err(), "truncated import section");
+    }
+
+    #[test]
+    fn precompiled_artifacts_are_refused_not_waved_through() {
+        let artifact = crate::Compiler::for_host().unwrap().compile(b"(module)").unwrap();
+        let err = check_imports(&artifact).unwrap_err();
+        assert!(matches!(err, AotError::Precompiled), "{err:?}");
+        assert_eq!(err.to_string(), "The module is a precompiled artifact (native code), not WebAssembly");
     }
 }

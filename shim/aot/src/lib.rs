@@ -4,12 +4,25 @@
 //!
 //! In the flow: `wasmcell run` / the shim → **AOT (cached)** → VMM → guest → wasmtime. This crate
 //! knows nothing about KVM.
+//!
+//! Modules come from tenants: Cranelift runs on them only in a compiler process with time and
+//! memory limits ([`child`], [`process`]), the cache is private and bounded ([`cache`]), and
+//! precompiled input is never taken for a module ([`check_imports`]). The limits are the
+//! operator's ([`limits`]).
 
 mod cache;
+mod child;
 mod imports;
+pub mod limits;
+mod private_fs;
+mod process;
 
-pub use cache::{Cache, CacheError, Compiled};
+pub use cache::{Cache, CacheError, Compiled, Pin};
+pub use child::{run_if_compile_action, COMPILE_ACTION};
 pub use imports::check_imports;
+pub use limits::{CompileLimits, Limits};
+pub use private_fs::PrivateDirError;
+pub use process::CompilerProcess;
 
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
@@ -27,6 +40,21 @@ pub enum AotError {
     /// The module imports something the guest does not link.
     #[error("Unknown import `{0}`: the guest offers only WASI preview 1 functions")]
     UnknownImport(String),
+    /// Native code where a module was expected.
+    #[error("The module is a precompiled artifact (native code), not WebAssembly")]
+    Precompiled,
+    /// The compiler process ran past its time limit.
+    #[error("Compiling the module took longer than {0}")]
+    TimeLimit(String),
+    /// The compiler process ran out of its address space.
+    #[error("Compiling the module needed more than {0}")]
+    MemoryLimit(String),
+    /// The compiler process could not be started or watched.
+    #[error("Cannot run the compiler process")]
+    Process(#[source] std::io::Error),
+    /// The compiler process died without saying why (its last words).
+    #[error("The compiler process failed: {0}")]
+    ProcessFailed(String),
 }
 
 /// A Cranelift engine configured for the guest, and the CPU features it compiles for.
@@ -53,9 +81,26 @@ impl Compiler {
         self.cpu_features
     }
 
-    /// Compiles a `.wasm` (binary) or `.wat` (text) module.
+    /// Compiles a `.wasm` (binary) or `.wat` (text) module in this process, without limits:
+    /// for modules this process trusts (and inside the compiler process). Modules from
+    /// elsewhere go through [`Cache::get_or_compile`] or [`Compiler::compile_isolated`].
     pub fn compile(&self, module: &[u8]) -> Result<Vec<u8>, AotError> {
         self.engine.precompile_module(module).map_err(|e| AotError::Compile(e.into()))
+    }
+
+    /// Compiles `module` in a compiler process of this executable, within `limits`.
+    pub fn compile_isolated(&self, module: &[u8], limits: CompileLimits) -> Result<Vec<u8>, AotError> {
+        let dir = std::env::temp_dir();
+        let (path, mut file) = private_fs::create_temp(&dir).map_err(AotError::Process)?;
+        let result = (|| {
+            let process = CompilerProcess::this_executable().map_err(AotError::Process)?;
+            process::compile(&process, self.cpu_features, module, &path, limits)?;
+            let mut artifact = Vec::new();
+            std::io::Read::read_to_end(&mut file, &mut artifact).map_err(AotError::Process)?;
+            Ok(artifact)
+        })();
+        let _ = std::fs::remove_file(&path);
+        result
     }
 
     /// What an artifact's compatibility depends on besides the module: wasmtime's own

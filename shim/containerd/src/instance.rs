@@ -14,7 +14,7 @@ use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use wasmcell_aot::{Cache, Compiler};
+use wasmcell_aot::{Cache, Compiler, Limits, Pin};
 
 /// What `create` is given.
 #[derive(Clone, Debug, Default)]
@@ -41,6 +41,12 @@ pub enum InstanceError {
     Cache(#[from] wasmcell_aot::CacheError),
     #[error("{0} is not a WebAssembly module")]
     NotWasm(String),
+    #[error(
+        "{0} is a precompiled artifact: wasmcell compiles images' Wasm itself and never runs native code from an image"
+    )]
+    Precompiled(String),
+    #[error(transparent)]
+    Limits(#[from] wasmcell_aot::limits::LimitError),
     #[error("A terminal (TTY) is not supported: Wasm workloads use plain stdio")]
     Terminal,
     #[error("Cannot write the VM plan {0}")]
@@ -83,6 +89,9 @@ pub struct VmInstance {
     bundle: PathBuf,
     process: Arc<Process>,
     kind: Kind,
+    /// Keeps the workload's artifact in the cache until the instance is gone: the plan names
+    /// it, and the VMM reads it at start, after other shims may have evicted entries.
+    _artifact: Option<Pin>,
 }
 
 enum Kind {
@@ -95,28 +104,27 @@ enum Kind {
 }
 
 impl VmInstance {
-    /// Finds, checks and compiles the module.
+    /// Finds, checks and compiles the module. An image brings Wasm and nothing else: a
+    /// precompiled artifact would be native code the guest runs as it is.
     fn prepare_workload(
         request: &CreateRequest,
         spec: &ContainerSpec,
         rootfs: PathBuf,
-    ) -> Result<WorkloadPlan, InstanceError> {
-        let module = rootfs::read_module(&rootfs, &spec.cwd, &spec.args[0])?;
-        // Images carry binary modules (or guest artifacts); text is not compiled as `.wat`.
-        if !module.starts_with(b"\0asm") && !wasmcell_aot::is_precompiled(&module) {
+    ) -> Result<(WorkloadPlan, Pin), InstanceError> {
+        let limits = Limits::from_env()?;
+        let module = rootfs::read_module(&rootfs, &spec.cwd, &spec.args[0], limits.max_module_size)?;
+        if wasmcell_aot::is_precompiled(&module) {
+            return Err(InstanceError::Precompiled(spec.args[0].clone()));
+        }
+        // Images carry binary modules; text is not compiled as `.wat`.
+        if !module.starts_with(b"\0asm") {
             return Err(InstanceError::NotWasm(spec.args[0].clone()));
         }
         wasmcell_aot::check_imports(&module)?;
         let compiler = Compiler::for_host()?;
-        let artifact = if wasmcell_aot::is_precompiled(&module) {
-            let path = request.bundle.join("module.cwasm");
-            std::fs::write(&path, &module).map_err(|e| InstanceError::WritePlan(path.clone(), e))?;
-            path
-        } else {
-            Cache::open(Cache::default_dir())?.get_or_compile(&compiler, &module)?.path
-        };
-        Ok(WorkloadPlan {
-            artifact,
+        let compiled = Cache::open(Cache::default_dir(), &limits)?.get_or_compile(&compiler, &module)?;
+        let plan = WorkloadPlan {
+            artifact: compiled.path,
             cpu_features: compiler.cpu_features(),
             args: spec.args.clone(),
             env: spec.env.clone(),
@@ -125,11 +133,12 @@ impl VmInstance {
             stdin: request.stdin.clone(),
             stdout: request.stdout.clone(),
             stderr: request.stderr.clone(),
-        })
+        };
+        Ok((plan, compiled.pin))
     }
 
     /// Mounts the root filesystem and prepares the workload; unmounts again on failure.
-    fn mount_and_prepare(request: &CreateRequest, spec: &ContainerSpec) -> Result<WorkloadPlan, InstanceError> {
+    fn mount_and_prepare(request: &CreateRequest, spec: &ContainerSpec) -> Result<(WorkloadPlan, Pin), InstanceError> {
         let rootfs = rootfs::mount(&request.bundle, &request.rootfs)?;
         Self::prepare_workload(request, spec, rootfs).inspect_err(|_| {
             let _ = rootfs::unmount(&request.bundle);
@@ -206,20 +215,22 @@ impl Instance for VmInstance {
             let plan = Plan { cgroup: spec.cgroup.clone(), netns: spec.netns.clone(), kind: PlanKind::Pod };
             let plan = Self::write_plan(request, &plan)?;
             let sandbox_id = spec.sandbox_id.clone().unwrap_or_else(|| request.id.clone());
-            return Ok(Self { bundle, process, kind: Kind::Sandbox { plan, sandbox_id, pod: Mutex::default() } });
+            let kind = Kind::Sandbox { plan, sandbox_id, pod: Mutex::default() };
+            return Ok(Self { bundle, process, kind, _artifact: None });
         }
         // A container of a pod runs in the pod's VM, which its sandbox started in this shim.
         if let Some(sandbox_id) = &spec.sandbox_id {
             let pod = pod::find(sandbox_id).ok_or_else(|| InstanceError::NoPod(sandbox_id.clone()))?;
-            let workload = Self::mount_and_prepare(request, &spec)?;
-            return Ok(Self { bundle, process, kind: Kind::PodContainer { id: request.id.clone(), pod, workload } });
+            let (workload, pin) = Self::mount_and_prepare(request, &spec)?;
+            let kind = Kind::PodContainer { id: request.id.clone(), pod, workload };
+            return Ok(Self { bundle, process, kind, _artifact: Some(pin) });
         }
-        let workload = Self::mount_and_prepare(request, &spec)?;
+        let (workload, pin) = Self::mount_and_prepare(request, &spec)?;
         let plan = Plan { cgroup: spec.cgroup.clone(), netns: spec.netns.clone(), kind: PlanKind::Container(workload) };
         let plan = Self::write_plan(request, &plan).inspect_err(|_| {
             let _ = rootfs::unmount(&request.bundle);
         })?;
-        Ok(Self { bundle, process, kind: Kind::Container { plan } })
+        Ok(Self { bundle, process, kind: Kind::Container { plan }, _artifact: Some(pin) })
     }
 
     fn start(&self) -> Result<u32, InstanceError> {
@@ -295,5 +306,4 @@ pub fn cleanup_bundle(bundle: &Path) {
     }
     let _ = rootfs::unmount(bundle);
     let _ = std::fs::remove_file(bundle.join("wasmcell-plan.json"));
-    let _ = std::fs::remove_file(bundle.join("module.cwasm"));
 }

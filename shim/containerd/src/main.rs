@@ -1,9 +1,10 @@
-//! The shim binary: containerd's actions (`start`, `delete`, serving), or `vmm PLAN` for a
-//! container's VMM process.
+//! The shim binary: containerd's actions (`start`, `delete`, serving), `vmm PLAN` for a
+//! container's VMM process, or `__compile` for a compiler process (`wasmcell_aot`).
 
 use wasmcell_shim::{shim::WasmcellShim, vmm_child, RUNTIME_ID, VMM_ACTION};
 
 fn main() {
+    wasmcell_aot::run_if_compile_action();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.len() == 3 && args[1] == VMM_ACTION {
         std::process::exit(vmm_child::run(std::path::Path::new(&args[2])));

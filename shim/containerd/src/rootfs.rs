@@ -1,7 +1,13 @@
 //! The container's root filesystem: mounted from `CreateTaskRequest.rootfs` (containerd does not
 //! mount it for a shim) at `BUNDLE/rootfs`, unmounted on delete, and searched for the module.
+//! The image is the tenant's: the module is opened without following a last symlink, must be a
+//! regular file, and its size is capped before a byte of it is read.
 
+use std::fs::OpenOptions;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
+use wasmcell_aot::limits::{describe_size, MAX_MODULE_SIZE_VAR};
 
 /// One mount from the create request (usually an overlay of the image's snapshots).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -26,6 +32,8 @@ pub enum RootfsError {
     ModuleEscapes(String),
     #[error("Cannot read the module {0}")]
     ReadModule(String, #[source] std::io::Error),
+    #[error("The module {path} is larger than {max} (the node's {MAX_MODULE_SIZE_VAR})", max = describe_size(*.limit))]
+    ModuleTooLarge { path: String, limit: u64 },
 }
 
 /// Where the root filesystem of `bundle` is.
@@ -57,8 +65,9 @@ pub fn unmount(bundle: &Path) -> Result<(), RootfsError> {
 }
 
 /// Reads the module `arg0` names: absolute inside the root filesystem, or relative to `cwd`.
-/// Symlinks are followed only while they stay inside the root filesystem.
-pub fn read_module(rootfs: &Path, cwd: &str, arg0: &str) -> Result<Vec<u8>, RootfsError> {
+/// Symlinks are followed only while they stay inside the root filesystem. A module larger than
+/// `max_size` bytes is refused before it is read (and while it is read, should it grow).
+pub fn read_module(rootfs: &Path, cwd: &str, arg0: &str, max_size: u64) -> Result<Vec<u8>, RootfsError> {
     let inside = Path::new(cwd).join(arg0);
     let relative: PathBuf = inside.components().filter(|c| matches!(c, Component::Normal(_))).collect();
     if inside.components().any(|c| c == Component::ParentDir) {
@@ -71,10 +80,28 @@ pub fn read_module(rootfs: &Path, cwd: &str, arg0: &str) -> Result<Vec<u8>, Root
     if !resolved.starts_with(&root) {
         return Err(RootfsError::ModuleEscapes(arg0.into()));
     }
-    if !resolved.is_file() {
+    let read_error = |e| RootfsError::ReadModule(inside.display().to_string(), e);
+    let too_large = || RootfsError::ModuleTooLarge { path: inside.display().to_string(), limit: max_size };
+    // The resolved path has no symlink left; O_NOFOLLOW refuses one swapped in since, and
+    // O_NONBLOCK keeps a FIFO from blocking the open (it is refused below).
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(&resolved)
+        .map_err(read_error)?;
+    let meta = file.metadata().map_err(read_error)?;
+    if !meta.is_file() {
         return Err(missing());
     }
-    std::fs::read(&resolved).map_err(|e| RootfsError::ReadModule(inside.display().to_string(), e))
+    if meta.len() > max_size {
+        return Err(too_large());
+    }
+    let mut module = Vec::with_capacity(meta.len() as usize);
+    file.take(max_size + 1).read_to_end(&mut module).map_err(read_error)?;
+    if module.len() as u64 > max_size {
+        return Err(too_large());
+    }
+    Ok(module)
 }
 
 #[cfg(test)]
@@ -90,12 +117,38 @@ mod tests {
         std::fs::write(root.join("secret"), b"no").unwrap();
         std::os::unix::fs::symlink(root.join("secret"), root.join("rootfs/out.wasm")).unwrap();
         let rootfs = root.join("rootfs");
-        assert_eq!(read_module(&rootfs, "/", "/app/hello.wasm").unwrap(), b"\0asm");
-        assert_eq!(read_module(&rootfs, "/app", "hello.wasm").unwrap(), b"\0asm");
-        assert!(matches!(read_module(&rootfs, "/", "/nope.wasm"), Err(RootfsError::ModuleMissing(_))));
-        assert!(matches!(read_module(&rootfs, "/", "/app"), Err(RootfsError::ModuleMissing(_))));
-        assert!(matches!(read_module(&rootfs, "/", "/out.wasm"), Err(RootfsError::ModuleEscapes(_))));
-        assert!(matches!(read_module(&rootfs, "/", "../secret"), Err(RootfsError::ModuleEscapes(_))));
+        let read = |cwd, arg0| read_module(&rootfs, cwd, arg0, 1 << 20);
+        assert_eq!(read("/", "/app/hello.wasm").unwrap(), b"\0asm");
+        assert_eq!(read("/app", "hello.wasm").unwrap(), b"\0asm");
+        assert!(matches!(read("/", "/nope.wasm"), Err(RootfsError::ModuleMissing(_))));
+        assert!(matches!(read("/", "/app"), Err(RootfsError::ModuleMissing(_))));
+        assert!(matches!(read("/", "/out.wasm"), Err(RootfsError::ModuleEscapes(_))));
+        assert!(matches!(read("/", "../secret"), Err(RootfsError::ModuleEscapes(_))));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn modules_are_capped_before_they_are_read_and_fifos_never_block() {
+        let root = std::env::temp_dir().join(format!("wasmcell-shim-cap-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        // 2 GiB that take no disk: reading them would take seconds and 2 GiB of memory.
+        let sparse = std::fs::File::create(root.join("huge.wasm")).unwrap();
+        sparse.set_len(2 << 30).unwrap();
+        let began = std::time::Instant::now();
+        let err = read_module(&root, "/", "/huge.wasm", 128 << 20).unwrap_err();
+        assert!(began.elapsed() < std::time::Duration::from_millis(100), "not read: {:?}", began.elapsed());
+        assert_eq!(
+            err.to_string(),
+            "The module /huge.wasm is larger than 128 MiB (the node's WASMCELL_MAX_MODULE_SIZE)"
+        );
+        std::fs::write(root.join("small.wasm"), [0u8; 100]).unwrap();
+        assert!(matches!(read_module(&root, "/", "/small.wasm", 99), Err(RootfsError::ModuleTooLarge { .. })));
+        assert_eq!(read_module(&root, "/", "/small.wasm", 100).unwrap().len(), 100, "the limit itself is allowed");
+        let fifo = std::ffi::CString::new(root.join("fifo.wasm").into_os_string().into_encoded_bytes()).unwrap();
+        // SAFETY: `fifo` is a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        assert!(matches!(read_module(&root, "/", "/fifo.wasm", 1 << 20), Err(RootfsError::ModuleMissing(_))));
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -91,6 +91,9 @@ impl Shared {
                 Event::NotReady { message } => state.boot_failure = Some(message),
             }
         }
+        // A line that is not a message (too long, not JSON) ends the channel for both sides:
+        // the VMM, reading end of file, stops what it runs and exits.
+        let _ = events.get_ref().shutdown(std::net::Shutdown::Both);
         let mut state = self.state();
         state.closed = true;
         let reason = state.gone_reason();
@@ -159,9 +162,9 @@ impl PodVm {
         self.pid
     }
 
-    fn send(&self, request: &Request) -> Result<(), String> {
+    fn send(&self, request: &Request) -> std::io::Result<()> {
         let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        protocol::send(&mut *requests, request).map_err(|e| format!("the pod's VMM cannot be reached: {e}"))
+        protocol::send(&mut *requests, request)
     }
 
     /// Starts container `id`'s workload; `process` gets its exit.
@@ -179,7 +182,11 @@ impl PodVm {
         // event reader, seeing the channel close, fails every start still waiting, with the
         // reason the VMM gave if it gave one.
         let sent = self.send(&Request::Start { id: id.to_string(), workload });
-        let answer = answered.recv_timeout(ANSWER_TIMEOUT);
+        // A request refused before it was written gets no answer: do not wait for one.
+        let answer = match &sent {
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Err(mpsc::RecvTimeoutError::Disconnected),
+            _ => answered.recv_timeout(ANSWER_TIMEOUT),
+        };
         if !matches!(answer, Ok(Ok(()))) {
             let mut state = self.shared.state();
             state.starting.remove(id);
@@ -187,14 +194,23 @@ impl PodVm {
         }
         match (answer, sent) {
             (Ok(result), _) => result,
-            (Err(_), Err(e)) => Err(e),
+            (Err(_), Err(e)) => Err(send_error(&e)),
             (Err(_), Ok(())) => Err("the pod's VMM did not answer".into()),
         }
     }
 
     /// Asks for container `id`'s workload to be stopped; its exit follows.
     pub fn kill(&self, id: &str, signal: u32) -> Result<(), String> {
-        self.send(&Request::Kill { id: id.to_string(), signal })
+        self.send(&Request::Kill { id: id.to_string(), signal }).map_err(|e| send_error(&e))
+    }
+}
+
+/// Why a request could not be sent.
+fn send_error(error: &std::io::Error) -> String {
+    match error.kind() {
+        // Refused before anything was written (`protocol::send`): the channel is fine.
+        std::io::ErrorKind::InvalidInput => format!("the request is too large for the pod's VMM: {error}"),
+        _ => format!("the pod's VMM cannot be reached: {error}"),
     }
 }
 

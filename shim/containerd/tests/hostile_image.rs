@@ -1,0 +1,93 @@
+//! `create` of the real instance on images a hostile tenant could push: a precompiled artifact
+//! as the entrypoint, a module too large to read, a FIFO where the module should be. Each fails
+//! at once with one clear line and leaves the bundle as it found it. No containerd and no KVM:
+//! all of this fails before any VM (the containerd end-to-end script runs the same images).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use wasmcell_shim::instance::{CreateRequest, Instance, VmInstance};
+
+/// A bundle as containerd lays it out (config.json, rootfs/) whose entrypoint is `/ENTRYPOINT`.
+struct Bundle(PathBuf);
+
+impl Bundle {
+    fn new(name: &str, entrypoint: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("wasmcell-hostile-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+        let config = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": { "args": [format!("/{entrypoint}")], "cwd": "/", "user": { "uid": 0, "gid": 0 } },
+            "root": { "path": "rootfs" },
+        });
+        std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+        Self(dir)
+    }
+
+    fn rootfs(&self, name: &str) -> PathBuf {
+        self.0.join("rootfs").join(name)
+    }
+
+    /// Every path in the bundle, sorted.
+    fn listing(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                out.push(path.clone());
+                if std::fs::symlink_metadata(&path).unwrap().is_dir() {
+                    walk(&path, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.0, &mut out);
+        out.sort();
+        out
+    }
+
+    /// `create` fails within a second with `message`, and the bundle is left as it was.
+    fn assert_refused(&self, message: &str) {
+        let before = self.listing();
+        let request = CreateRequest { id: "hostile".into(), bundle: self.0.clone(), ..Default::default() };
+        let began = Instant::now();
+        let err = VmInstance::create(&request).err().expect("create must fail");
+        assert!(began.elapsed() < Duration::from_secs(1), "took {:?}", began.elapsed());
+        assert_eq!(wasmcell_shim::service::error_chain(&err), message);
+        assert_eq!(self.listing(), before, "nothing left behind");
+    }
+}
+
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_precompiled_entrypoint_is_refused_at_create() {
+    let bundle = Bundle::new("cwasm", "app.cwasm");
+    // A genuine artifact for this host: exactly what the guest would have run as native code.
+    let artifact = wasmcell_aot::Compiler::for_host().unwrap().compile(b"(module)").unwrap();
+    std::fs::write(bundle.rootfs("app.cwasm"), artifact).unwrap();
+    bundle.assert_refused(
+        "/app.cwasm is a precompiled artifact: wasmcell compiles images' Wasm itself and never runs native code \
+         from an image",
+    );
+}
+
+#[test]
+fn an_oversized_module_is_refused_before_it_is_read() {
+    let bundle = Bundle::new("huge", "huge.wasm");
+    // 2 GiB that take no disk, past the default 128 MiB limit.
+    std::fs::File::create(bundle.rootfs("huge.wasm")).unwrap().set_len(2 << 30).unwrap();
+    bundle.assert_refused("The module /huge.wasm is larger than 128 MiB (the node's WASMCELL_MAX_MODULE_SIZE)");
+}
+
+#[test]
+fn a_fifo_entrypoint_is_refused_without_blocking() {
+    let bundle = Bundle::new("fifo", "app.wasm");
+    let path = std::ffi::CString::new(bundle.rootfs("app.wasm").into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: `path` is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o644) }, 0);
+    bundle.assert_refused("No Wasm module at /app.wasm in the image");
+}
