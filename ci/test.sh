@@ -10,6 +10,7 @@ echo "== fmt"
 cargo fmt --all --check
 (cd guest/kernel && cargo fmt --check)
 (cd images && cargo fmt --check)
+(cd fuzz && cargo fmt --check)
 
 echo "== clippy"
 cargo clippy --release --locked --all-targets -- -D warnings
@@ -19,6 +20,9 @@ cargo clippy --release --locked --all-targets -- -D warnings
 
 echo "== tests"
 cargo test --release --locked --workspace
+
+echo "== fuzz (a short run of every target)"
+ci/fuzz.sh
 
 echo "== end-to-end: containerd"
 ci/e2e/containerd.sh

@@ -15,11 +15,17 @@
 mod arch;
 mod boot_info;
 mod config;
+#[cfg(feature = "fuzzing")]
+pub mod devices;
+#[cfg(not(feature = "fuzzing"))]
 mod devices;
 mod files;
 mod guest_image;
 mod layout;
 mod loader;
+#[cfg(feature = "fuzzing")]
+pub mod memory;
+#[cfg(not(feature = "fuzzing"))]
 mod memory;
 mod outcome;
 mod run;

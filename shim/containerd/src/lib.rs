@@ -11,14 +11,13 @@
 
 pub mod cgroup;
 pub mod instance;
-pub mod plan;
 pub mod pod;
 pub mod process;
 pub mod rootfs;
 pub mod service;
 pub mod shim;
-pub mod spec;
 pub mod vmm_child;
+pub use wasmcell_bundle::{plan, spec};
 pub mod workload;
 
 /// containerd's name for this runtime.

@@ -5,8 +5,8 @@
 //! that shim keeps the pods it serves here, by sandbox id.
 
 pub mod client;
-pub mod protocol;
 pub mod server;
+pub use wasmcell_bundle::protocol;
 
 use client::PodVm;
 use std::collections::HashMap;

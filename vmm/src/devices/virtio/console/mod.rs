@@ -10,7 +10,7 @@ mod input;
 mod output;
 #[cfg(test)]
 mod tests;
-mod transmit;
+pub mod transmit;
 
 pub use input::Input;
 pub use output::Output;
@@ -37,7 +37,7 @@ const F_MULTIPORT: u64 = 1 << 1;
 /// Control messages waiting for the driver's receive buffers. Messages are never queued twice
 /// (a repeated request gets one answer), so a driver that asks again and again without posting
 /// buffers cannot make the list grow: only a handful of distinct answers exist.
-const MAX_PENDING: usize = 8;
+pub const MAX_PENDING: usize = 8;
 /// Bytes of stdin read per chain.
 const STDIN_CHUNK: usize = 4096;
 
@@ -216,9 +216,9 @@ impl Console {
         Ok(())
     }
 
-    /// Control messages waiting for the driver (for tests of the bound).
-    #[cfg(test)]
-    fn pending_messages(&self) -> usize {
+    /// Control messages waiting for the driver (for tests and fuzzing of the bound).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn pending_messages(&self) -> usize {
         self.pending.len()
     }
 }

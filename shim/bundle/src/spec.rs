@@ -39,11 +39,19 @@ pub const CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
 /// CRI's annotation naming a container's pod sandbox.
 pub const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 
+/// The largest `config.json` read: a spec is a few KiB; its tenant-controlled parts (arguments,
+/// environment, annotations) are bounded far below this by Kubernetes' own object size limit.
+pub const MAX_CONFIG_SIZE: u64 = 4 << 20;
+
 /// Why a bundle's spec cannot be run.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     #[error("Cannot read the bundle's config.json")]
-    Read(#[source] oci_spec::OciSpecError),
+    Read(#[source] std::io::Error),
+    #[error("The bundle's config.json is larger than {} MiB", MAX_CONFIG_SIZE >> 20)]
+    TooLarge,
+    #[error("The bundle's config.json is not a valid OCI runtime spec")]
+    Parse(#[source] serde_json::Error),
     #[error("The container spec has no process")]
     NoProcess,
     #[error("The container spec has no process arguments: args[0] must name the Wasm module")]
@@ -51,9 +59,21 @@ pub enum SpecError {
 }
 
 impl ContainerSpec {
-    /// Reads `bundle/config.json`.
+    /// Reads `bundle/config.json` (at most [`MAX_CONFIG_SIZE`] bytes of it).
     pub fn load(bundle: &Path) -> Result<Self, SpecError> {
-        let spec = Spec::load(bundle.join("config.json")).map_err(SpecError::Read)?;
+        let file = std::fs::File::open(bundle.join("config.json")).map_err(SpecError::Read)?;
+        let mut json = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_CONFIG_SIZE + 1), &mut json)
+            .map_err(SpecError::Read)?;
+        if json.len() as u64 > MAX_CONFIG_SIZE {
+            return Err(SpecError::TooLarge);
+        }
+        Self::parse(&json)
+    }
+
+    /// The spec in `json` (a `config.json`'s bytes).
+    pub fn parse(json: &[u8]) -> Result<Self, SpecError> {
+        let spec: Spec = serde_json::from_slice(json).map_err(SpecError::Parse)?;
         Self::from_spec(&spec)
     }
 
@@ -102,7 +122,7 @@ mod tests {
     use super::*;
 
     fn spec(json: &str) -> Result<ContainerSpec, SpecError> {
-        ContainerSpec::from_spec(&serde_json::from_str(json).unwrap())
+        ContainerSpec::parse(json.as_bytes())
     }
 
     #[test]
@@ -137,5 +157,16 @@ mod tests {
         );
         let tiny = r#"{"ociVersion":"1.0.2","process":{"args":["a"],"cwd":"/","user":{"uid":0,"gid":0}},"linux":{"resources":{"memory":{"limit":1048576}}}}"#;
         assert_eq!(spec(tiny).unwrap().memory_mib, MIN_MEMORY_MIB);
+    }
+
+    #[test]
+    fn a_broken_or_huge_config_is_refused_with_one_line() {
+        assert_eq!(spec("{").unwrap_err().to_string(), "The bundle's config.json is not a valid OCI runtime spec");
+        let bundle = std::env::temp_dir().join(format!("wasmcell-spec-{}", std::process::id()));
+        std::fs::create_dir_all(&bundle).unwrap();
+        let config = std::fs::File::create(bundle.join("config.json")).unwrap();
+        config.set_len(MAX_CONFIG_SIZE + 1).unwrap();
+        assert_eq!(ContainerSpec::load(&bundle).unwrap_err().to_string(), "The bundle's config.json is larger than 4 MiB");
+        std::fs::remove_dir_all(&bundle).unwrap();
     }
 }
