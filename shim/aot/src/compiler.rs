@@ -1,7 +1,7 @@
 //! The compiler itself: a Cranelift engine configured for the guest from the shared
 //! configuration (`wasmcell-engine`), and how artifacts are recognised and keyed.
 
-use crate::{process, private_fs, AotError, CompileLimits, CompilerProcess};
+use crate::{private_fs, process, AotError, CompileLimits, CompilerProcess};
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use wasmcell_engine::wasmtime::{Engine, Precompiled};

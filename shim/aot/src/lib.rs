@@ -13,9 +13,9 @@
 #[cfg(feature = "compiler")]
 mod cache;
 #[cfg(feature = "compiler")]
-mod compiler;
-#[cfg(feature = "compiler")]
 mod child;
+#[cfg(feature = "compiler")]
+mod compiler;
 mod imports;
 #[cfg(feature = "compiler")]
 pub mod limits;
@@ -37,7 +37,6 @@ pub use limits::{CompileLimits, Limits};
 pub use private_fs::PrivateDirError;
 #[cfg(feature = "compiler")]
 pub use process::CompilerProcess;
-
 
 /// Errors while compiling.
 #[derive(Debug, thiserror::Error)]

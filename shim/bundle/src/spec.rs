@@ -166,7 +166,10 @@ mod tests {
         std::fs::create_dir_all(&bundle).unwrap();
         let config = std::fs::File::create(bundle.join("config.json")).unwrap();
         config.set_len(MAX_CONFIG_SIZE + 1).unwrap();
-        assert_eq!(ContainerSpec::load(&bundle).unwrap_err().to_string(), "The bundle's config.json is larger than 4 MiB");
+        assert_eq!(
+            ContainerSpec::load(&bundle).unwrap_err().to_string(),
+            "The bundle's config.json is larger than 4 MiB"
+        );
         std::fs::remove_dir_all(&bundle).unwrap();
     }
 }
