@@ -175,7 +175,7 @@ impl Vcpu {
     pub fn run(mut self, control: &Arc<RunControl>) -> (VcpuFd, Result<VcpuStop, VcpuError>, Instant) {
         let result = self.run_loop(control);
         let stopped_at = Instant::now();
-        self.devices.flush();
+        self.devices.flush(matches!(result, Ok(VcpuStop::Guest(_))));
         (self.fd, result, stopped_at)
     }
 

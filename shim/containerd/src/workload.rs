@@ -4,7 +4,6 @@
 
 use crate::plan::WorkloadPlan;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use wasmcell_vmm::{Input, MemorySize, Outcome, Output, Preopen, Workload};
 
@@ -48,12 +47,13 @@ pub fn exit_status(outcome: Outcome, signal: Option<i32>, stderr: &str) -> i32 {
     }
 }
 
-/// Writes `line` to the stderr FIFO at `path`, if the FIFO has room for it: a full FIFO nobody
-/// reads must not hold up the report of the exit.
+/// Writes `line` to the stderr FIFO at `path`, if the FIFO has room for it (a full FIFO nobody
+/// reads must not hold up the report of the exit), and gives a reader that has not attached yet
+/// a bounded time to take it.
 pub fn report(path: &str, line: &str) {
-    let fifo = OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK).open(path);
-    if let Ok(mut err) = fifo {
-        let _ = err.write_all(format!("{line}\n").as_bytes());
+    if let Ok(mut err) = output(path) {
+        let _ = err.write(format!("{line}\n").as_bytes());
+        err.finish();
     }
 }
 
@@ -65,7 +65,7 @@ fn output(fifo: &str) -> Result<Output, String> {
     // (`ctr run -d` has none), and a reader that goes away does not end the workload with EPIPE.
     // The VMM writes it through a non-blocking description of its own.
     let file = OpenOptions::new().read(true).write(true).open(fifo).map_err(|e| format!("cannot open {fifo}: {e}"))?;
-    Ok(Output::from_fd(file.into()))
+    Ok(Output::fifo(file.into()))
 }
 
 fn input(fifo: &str) -> Result<Input, String> {

@@ -118,10 +118,15 @@ impl Devices {
         }
     }
 
-    /// Pushes buffered output out, at the end of a run (never blocks).
-    pub fn flush(&mut self) {
+    /// Pushes buffered output out, at the end of a run (never blocks); when the workload ended
+    /// by itself (`finished`), also lets late readers of its FIFOs take it (bounded).
+    pub fn flush(&mut self, finished: bool) {
         if let Some(slot) = &mut self.console {
-            slot.transport.device_and_queues().0.flush();
+            let console = slot.transport.device_and_queues().0;
+            console.flush();
+            if finished {
+                console.finish();
+            }
         }
         if let Some(serial) = &self.serial {
             serial.lock().unwrap_or_else(|e| e.into_inner()).flush();

@@ -54,4 +54,6 @@ pub trait VirtioDevice {
     fn reset(&mut self);
     /// The run is over: push out what in-process writers buffered (never blocks).
     fn flush(&mut self) {}
+    /// The workload ended by itself: let late readers take its output (bounded).
+    fn finish(&mut self) {}
 }

@@ -294,4 +294,9 @@ impl VirtioDevice for Console {
         self.stdout.flush();
         self.stderr.flush();
     }
+
+    fn finish(&mut self) {
+        self.stdout.finish();
+        self.stderr.finish();
+    }
 }

@@ -13,6 +13,7 @@
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
+use std::time::{Duration, Instant};
 
 /// What a write did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,7 +27,13 @@ pub enum Written {
 /// One output stream of a workload.
 pub struct Output {
     stream: Stream,
+    /// A FIFO whose reader may attach late (containerd's): at the workload's end, wait (bounded)
+    /// for what is in it to be read, since it is gone once nobody holds the FIFO.
+    linger: bool,
 }
+
+/// How long a finished workload's output waits for a late reader of its FIFO.
+pub const LINGER: Duration = Duration::from_secs(2);
 
 enum Stream {
     /// A file that never blocks (regular file, block device).
@@ -48,19 +55,30 @@ enum Stream {
 impl Output {
     /// Bytes go nowhere.
     pub fn null() -> Self {
-        Self { stream: Stream::Closed }
+        Self { stream: Stream::Closed, linger: false }
     }
 
     /// An in-process writer. It must never block: it is called on the vCPU thread.
     pub fn writer(writer: Box<dyn Write + Send>) -> Self {
-        Self { stream: Stream::Writer(writer) }
+        Self { stream: Stream::Writer(writer), linger: false }
+    }
+
+    /// A FIFO (containerd's stdio), open on `fd` read-write: as [`Output::from_fd`], and at a
+    /// workload's natural end [`Output::finish`] waits (at most [`LINGER`]) until its reader has
+    /// taken what was written. A FIFO's buffer lives only while someone holds it: without the
+    /// wait, a workload that ends before its reader attaches (`ctr run` opens its end
+    /// asynchronously) would lose its output.
+    pub fn fifo(fd: OwnedFd) -> Self {
+        let mut output = Self::from_fd(fd);
+        output.linger = true;
+        output
     }
 
     /// The stream `fd` is open on (a file, pipe, FIFO, terminal or socket).
     pub fn from_fd(fd: OwnedFd) -> Self {
         let file = std::fs::File::from(fd);
         let Ok(kind) = file.metadata().map(|m| m.file_type()) else {
-            return Self { stream: Stream::File(file) };
+            return Self { stream: Stream::File(file), linger: false };
         };
         let stream = if kind.is_file() || kind.is_block_device() {
             Stream::File(file)
@@ -74,7 +92,7 @@ impl Output {
                 Err(_) => borrow_nonblocking(file.into()),
             }
         };
-        Self { stream }
+        Self { stream, linger: false }
     }
 
     /// Writes some of `bytes` without blocking. A stream that fails (its reader went away)
@@ -123,6 +141,19 @@ impl Output {
             let _ = writer.flush();
         }
     }
+
+    /// The workload ended by itself: for a FIFO, waits at most [`LINGER`] for its reader to take
+    /// what is still in it. Never called for a stopped workload: a stop is immediate.
+    pub fn finish(&mut self) {
+        self.finish_by(Instant::now() + LINGER);
+    }
+
+    fn finish_by(&mut self, deadline: Instant) {
+        let Some(fd) = self.poll_fd().filter(|_| self.linger) else { return };
+        while unread(fd) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 }
 
 impl Drop for Output {
@@ -156,6 +187,18 @@ fn borrow_nonblocking(fd: OwnedFd) -> Stream {
         return Stream::Closed;
     }
     Stream::Borrowed { fd, flags }
+}
+
+/// Bytes in the pipe behind `fd` that no reader has taken yet (0 if unknown).
+fn unread(fd: RawFd) -> usize {
+    let mut count: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer, which is valid for the call.
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut count) };
+    if rc < 0 {
+        0
+    } else {
+        count.max(0) as usize
+    }
 }
 
 fn write_fd(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
@@ -233,6 +276,38 @@ mod tests {
         let mut sink = Output::writer(Box::new(std::io::sink()));
         assert_eq!(sink.write(b"x"), Written::Took(1));
         assert_eq!(Output::null().write(b"y"), Written::Took(1));
+    }
+
+    #[test]
+    fn a_finished_fifo_waits_for_its_reader_a_bounded_time() {
+        let (mut reader, writer) = pipe();
+        let mut output = Output::fifo(writer);
+        assert_eq!(output.write(b"late reader"), Written::Took(11));
+        // The reader takes the bytes meanwhile: the wait ends then, long before its bound.
+        let taker = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            let mut buf = [0u8; 11];
+            reader.read_exact(&mut buf).unwrap();
+            buf
+        });
+        let started = Instant::now();
+        output.finish_by(started + Duration::from_secs(10));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(&taker.join().unwrap(), b"late reader");
+        // Nobody reads: the wait gives up at its bound.
+        let (_reader, writer) = pipe();
+        let mut output = Output::fifo(writer);
+        output.write(b"nobody");
+        let started = Instant::now();
+        output.finish_by(started + Duration::from_millis(100));
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        // An ordinary stream never waits.
+        let (_reader, writer) = pipe();
+        let mut output = Output::from_fd(writer);
+        output.write(b"x");
+        let started = Instant::now();
+        output.finish_by(started + Duration::from_secs(10));
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 
     fn tempfile_in_tmp() -> std::fs::File {
