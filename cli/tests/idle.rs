@@ -9,17 +9,42 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn spawn(sample_name: &str, args: &[&str]) -> Child {
+/// A running `wasmcell run`, killed if the test fails before it ends (a flood left running
+/// would burn a core for ever).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+fn spawn(sample_name: &str, args: &[&str]) -> Running {
     require_kvm();
     let (module, cache) = (sample(sample_name), cache_dir());
-    Command::new(env!("CARGO_BIN_EXE_wasmcell"))
+    let child = Command::new(env!("CARGO_BIN_EXE_wasmcell"))
         .args(["run", "--cache-dir", &cache, &module, "--"])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap()
+        .unwrap();
+    Running(child)
 }
 
 /// The CPU time `pid` used (user + system), from /proc.
