@@ -57,6 +57,7 @@ hostile_layer() {
     wasm_image args args -- from-image
     wasm_image env env --env FROM_IMAGE=yes
     wasm_image spin spin
+    wasm_image log-sleep log_then_sleep -- 3000
     wasm_image unknown-import unknown_import
     native_image wasmcell.test/native:latest images/native/hello_native.rs "$DIR/images/native.tar"
     echo "not a module" >"$DIR/app.wasm" && pack not-wasm "$DIR/app.wasm"
@@ -87,6 +88,8 @@ task_status() { ctr_ task ls | awk -v id="$1" '$1 == id { print $3 }'; }
 task_pid() { ctr_ task ls | awk -v id="$1" '$1 == id { print $2 }'; }
 # cpu_ticks PID: user + system clock ticks of a process (guest time counts as user time).
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# switches PID: context switches of all of a process's threads (how often it woke).
+switches() { cat /proc/"$1"/task/*/status | awk '/ctxt_switches/ { n += $2 } END { print n }'; }
 wait_status() { # ID STATUS SECONDS
     local deadline=$((SECONDS + $3))
     while [ "$(task_status "$1")" != "$2" ]; do
@@ -167,6 +170,27 @@ t_kill_foreground_run() {
     ctr_ task kill e2e-fg
     wait "$pid" || status=$?
     [ "$status" = 143 ] || fail "ctr run returned $status, want 143"
+}
+# A task that printed and then sleeps costs nothing while it sleeps: its VMM and its shim stay
+# asleep (1.5 s measured; a spinning vCPU would use 150 ticks, a poller hundreds of switches),
+# and what it prints after the sleep still arrives.
+t_idle_after_output() {
+    local pid shim t0 v0 s0 t1 v1 s1 status=0
+    ctr_ run --rm --runtime "$RT" wasmcell.test/log-sleep:latest e2e-idle >"$DIR/idle.out" &
+    local run=$!
+    for _ in $(seq 50); do [ -s "$DIR/idle.out" ] && break; sleep 0.1; done
+    [ "$(cat "$DIR/idle.out")" = "sleeping 3000 ms" ] || fail "output before the sleep: $(cat "$DIR/idle.out")"
+    pid=$(task_pid e2e-idle)
+    shim=$(pgrep -f "containerd-shim-wasmcell-v1 -namespace $NS -id e2e-idle") || fail "no shim"
+    t0=$(cpu_ticks "$pid") v0=$(switches "$pid") s0=$(switches "$shim")
+    sleep 1.5
+    t1=$(cpu_ticks "$pid") v1=$(switches "$pid") s1=$(switches "$shim")
+    wait "$run" || status=$?
+    [ $((t1 - t0)) -le 8 ] || fail "the VMM of a sleeping workload used $((t1 - t0)) ticks in 1.5 s"
+    [ $((v1 - v0)) -lt 20 ] || fail "the VMM of a sleeping workload woke $((v1 - v0)) times in 1.5 s"
+    [ $((s1 - s0)) -lt 20 ] || fail "the shim of a sleeping workload woke $((s1 - s0)) times in 1.5 s"
+    [ "$status" = 0 ] || fail "ctr run returned $status"
+    [ "$(cat "$DIR/idle.out")" = $'sleeping 3000 ms\nwoke up' ] || fail "output: $(cat "$DIR/idle.out")"
 }
 t_hybrid_node() {
     local out
@@ -350,6 +374,7 @@ check "env from the image config and from ctr run reach the module" t_env_from_i
 check "ctr task kill (SIGTERM) stops a spinning module within 1 s: 143" t_kill_sigterm
 check "ctr task kill -s SIGKILL: 137" t_kill_sigkill
 check "ctr run returns 143 when its task is killed" t_kill_foreground_run
+check "a task that printed and then sleeps uses no CPU, nor does its shim" t_idle_after_output
 check "hybrid node: a runc container runs beside a wasmcell task" t_hybrid_node
 check "ctr task metrics reports the VMM's cgroup usage" t_metrics
 check "bad input: no module at the entrypoint" t_bad_no_module

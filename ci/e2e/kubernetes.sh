@@ -24,7 +24,7 @@ cri() { "$REPO/target/release/wasmcell-cri" --socket "$CTR_SOCK" "$@"; }
 {
     native_image wasmcell.test/pause:latest images/native/pause.rs "$DIR/images/pause.tar"
     native_image wasmcell.test/native:latest images/native/hello_native.rs "$DIR/images/native.tar"
-    for sample in hello exit_code sleep spin grow; do
+    for sample in hello exit_code sleep spin grow log_then_sleep; do
         "$REPO/target/release/wasmcell" image build -t "wasmcell.test/$sample:latest" -o "$DIR/images/$sample.tar" \
             "$SAMPLES/$sample.wasm" >/dev/null
     done
@@ -35,6 +35,10 @@ done
 
 # The VMM processes on the node (each wasmcell pod has one: its VM).
 vmms() { pgrep -c -f "containerd-shim-wasmcell-v1 vmm"; }
+
+# CPU time (clock ticks) and context switches (all threads) of a process, for idle checks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+switches() { cat /proc/"$1"/task/*/status | awk '/ctxt_switches/ { n += $2 } END { print n }'; }
 
 # What a pod can leave behind.
 footprint() {
@@ -184,11 +188,35 @@ t_ten_pods_in_parallel() {
     assert_clean "$BASELINE"
 }
 
+# An idle pod costs no CPU: a container that logged and then sleeps keeps its VMM asleep, and
+# the pod's shim does not wake at all (it used to poll containerd's event connection 100 times a
+# second). 2 s measured; a poller would show hundreds of switches, a spinning vCPU 200 ticks.
+t_idle_pod_costs_nothing() {
+    local pod c shim vmm t0 s0 v0 t1 s1 v1
+    pod=$(run_pod idle1 wasmcell) || fail "RunPodSandbox failed"
+    c=$(run_container idle1 "$pod" logger wasmcell.test/log_then_sleep:latest /log_then_sleep.wasm 60000) ||
+        fail "logger did not start"
+    for _ in $(seq 50); do [ "$(cri logs "$c" 2>&1)" = "sleeping 60000 ms" ] && break; sleep 0.1; done
+    [ "$(cri logs "$c" 2>&1)" = "sleeping 60000 ms" ] || fail "logger's log: $(cri logs "$c" 2>&1)"
+    shim=$(pgrep -f "containerd-shim-wasmcell-v1 -namespace k8s.io -id $pod") || fail "no shim for the pod"
+    vmm=$(pgrep -f "containerd-shim-wasmcell-v1 vmm .*$pod") || fail "no VMM for the pod"
+    sleep 0.5
+    t0=$(cpu_ticks "$vmm") s0=$(switches "$shim") v0=$(switches "$vmm")
+    sleep 2
+    t1=$(cpu_ticks "$vmm") s1=$(switches "$shim") v1=$(switches "$vmm")
+    [ $((t1 - t0)) -le 10 ] || fail "the VMM of a sleeping workload used $((t1 - t0)) ticks in 2 s"
+    [ $((v1 - v0)) -lt 20 ] || fail "the VMM of a sleeping workload woke $((v1 - v0)) times in 2 s"
+    [ $((s1 - s0)) -lt 20 ] || fail "the idle pod's shim woke $((s1 - s0)) times in 2 s"
+    remove_pod "$pod" || fail "stopping/removing the pod failed"
+    assert_clean "$BASELINE"
+}
+
 check "a wasmcell pod: two Wasm containers in one VM log and exit 0 and 3, one shim" t_wasm_pod_with_two_containers
 check "StopContainer stops one workload of a pod's VM, not its neighbour" t_one_container_of_a_pod_is_stopped_alone
 check "each container's memory limit sizes its workload in the pod's VM" t_memory_limits_size_each_workload
 check "hybrid node: a runc pod runs beside a wasmcell pod" t_runc_pod_beside_a_wasm_pod
 check "a non-Wasm container in a wasmcell pod is refused naming the reason (StartContainer)" t_non_wasm_container_is_refused
+check "an idle pod costs no CPU: a workload that logged then sleeps, and its shim, stay asleep" t_idle_pod_costs_nothing
 check "20 wasmcell pods in sequence leave nothing behind" t_twenty_pods_in_sequence
 check "10 wasmcell pods in parallel leave nothing behind" t_ten_pods_in_parallel
 echo "== end: $(footprint)"
