@@ -74,7 +74,11 @@ fn one_line(text: &str) -> String {
 /// The VMM's timing line.
 fn print_timings(report: &RunReport) {
     let boot = report.boot_time.map_or_else(|| "-".to_string(), millis);
-    eprintln!("wasmcell: boot {boot} (VM create → boot-done), run {} (VM create → stop)", millis(report.run_time));
+    eprintln!(
+        "wasmcell: boot {boot} (VM create → boot-done), run {} (VM create → stop), {} VM exits",
+        millis(report.run_time),
+        report.exits
+    );
 }
 
 /// The process's status: the guest's own code, 124 on timeout (as `timeout(1)`), 128 + the

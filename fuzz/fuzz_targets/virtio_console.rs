@@ -1,6 +1,7 @@
 //! The virtio-console over virtio-mmio, driven by a fuzzed driver: register writes and reads,
 //! notifies, and guest writes into the device's memory (rings, descriptors, buffers) between
-//! them, plus the VMM resuming output while the guest waits. Whatever the driver does, one
+//! them, plus the VMM resuming output while the guest waits and draining batched output on its
+//! timer. Whatever the driver does, one
 //! register access (or one resume) sends at most a budget's bytes, the control messages waiting
 //! for the driver stay bounded, and nothing panics.
 
@@ -53,6 +54,10 @@ enum Op {
     },
     /// The VMM resumes output while the guest waits.
     Resume,
+    /// A tick of the vCPU thread's drain timer (batched output).
+    Tick,
+    /// The vCPU waits: output goes back to notifies.
+    StopBatching,
 }
 
 /// Counts bytes, as stdout or stderr.
@@ -109,6 +114,14 @@ fuzz_target!(|ops: Vec<Op>| {
             Op::Resume => {
                 let (console, queues, memory) = transport.device_and_queues();
                 console.resume_output(queues, memory).is_err()
+            }
+            Op::Tick => {
+                let (console, queues, memory) = transport.device_and_queues();
+                console.tick_output(queues, memory).is_err()
+            }
+            Op::StopBatching => {
+                let (console, queues, memory) = transport.device_and_queues();
+                console.stop_batching(queues, memory).is_err()
             }
         };
         assert!(sent() - before <= Budget::PER_EXIT.bytes, "more than a budget in one exit");

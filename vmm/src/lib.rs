@@ -19,6 +19,7 @@ mod config;
 pub mod devices;
 #[cfg(not(feature = "fuzzing"))]
 mod devices;
+mod drain_timer;
 mod files;
 mod guest_image;
 mod layout;

@@ -72,4 +72,6 @@ pub struct RunReport {
     pub boot_time: Option<Duration>,
     /// → the guest stopped.
     pub run_time: Duration,
+    /// Times the workload's vCPU left the guest (`KVM_RUN` returned): what its I/O cost.
+    pub exits: u64,
 }

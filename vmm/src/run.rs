@@ -142,6 +142,7 @@ impl VcpuRun {
             outcome: outcome.expect("known when the thread ended"),
             boot_time: self.control.boot_done.get().map(|t| t.duration_since(self.origin)),
             run_time: stopped_at.duration_since(self.origin),
+            exits: self.control.exits.load(std::sync::atomic::Ordering::Relaxed),
         })
     }
 }

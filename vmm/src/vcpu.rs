@@ -13,11 +13,12 @@ use crate::arch;
 use crate::devices::control::ControlAction;
 use crate::devices::virtio::DeviceError;
 use crate::devices::Devices;
+use crate::drain_timer::DrainTimer;
 use crate::memory::GuestMemory;
 use crate::outcome::Outcome;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 use vmm_sys_util::eventfd::EventFd;
@@ -70,6 +71,8 @@ pub struct RunControl {
     pub done: EventFd,
     /// When the guest wrote the boot-done marker.
     pub boot_done: OnceLock<Instant>,
+    /// Times `KVM_RUN` returned.
+    pub exits: AtomicU64,
     /// The vCPU thread while it may be kicked (cleared before it is joined).
     thread: Mutex<Option<libc::pthread_t>>,
 }
@@ -82,6 +85,7 @@ impl RunControl {
             wake: EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)?,
             done: EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)?,
             boot_done: OnceLock::new(),
+            exits: AtomicU64::new(0),
             thread: Mutex::new(None),
         })
     }
@@ -180,11 +184,14 @@ impl Vcpu {
     }
 
     fn run_loop(&mut self, control: &Arc<RunControl>) -> Result<VcpuStop, VcpuError> {
+        let mut timer = DrainTimer::new();
         loop {
             if control.stop_requested() {
                 return Ok(VcpuStop::Stopped);
             }
-            let action = match self.fd.run() {
+            let exit = self.fd.run();
+            control.exits.fetch_add(1, Ordering::Relaxed);
+            let action = match exit {
                 Ok(VcpuExit::IoOut(port, data)) => self.devices.io_out(port, data),
                 Ok(VcpuExit::IoIn(port, data)) => {
                     self.devices.io_in(port, data);
@@ -197,19 +204,35 @@ impl Vcpu {
                 Ok(VcpuExit::MmioWrite(addr, data)) => self.devices.mmio_write(addr, data),
                 Ok(VcpuExit::Shutdown) => return Ok(VcpuStop::Guest(arch::shutdown_outcome(&self.fd))),
                 Ok(other) => return Err(VcpuError::UnexpectedExit(format!("{other:?}"))),
-                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => ControlAction::Continue,
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => match timer.armed() {
+                    // A tick of the drain timer (or a stop's kick: seen at the top).
+                    true => match self.devices.tick_console_output() {
+                        Ok(_) => ControlAction::Continue,
+                        Err(e) => ControlAction::DeviceError(format!("virtio-console: {e}")),
+                    },
+                    false => ControlAction::Continue,
+                },
                 Err(e) => return Err(VcpuError::Run(e)),
             };
             let outcome = match action {
-                ControlAction::Continue => continue,
+                ControlAction::Continue => {
+                    self.sync_timer(&mut timer);
+                    continue;
+                }
                 ControlAction::BootDone => {
                     let _ = control.boot_done.set(Instant::now());
                     continue;
                 }
-                ControlAction::Wait(timeout) => match wait(control, &mut self.devices, timeout) {
-                    Ok(()) => continue,
-                    Err(e) => Outcome::DeviceError(format!("virtio-console: {e}")),
-                },
+                ControlAction::Wait(timeout) => {
+                    // The wait drains the output itself; no ticks while the vCPU sleeps.
+                    let _ = timer.set(false);
+                    let waited =
+                        self.devices.stop_console_batching().and_then(|()| wait(control, &mut self.devices, timeout));
+                    match waited {
+                        Ok(()) => continue,
+                        Err(e) => Outcome::DeviceError(format!("virtio-console: {e}")),
+                    }
+                }
                 ControlAction::Park => return Ok(VcpuStop::Parked),
                 ControlAction::Exit(code) => Outcome::Exited(code),
                 ControlAction::Panic(message) => Outcome::GuestPanic(message),
@@ -219,6 +242,17 @@ impl Vcpu {
                 ControlAction::DeviceError(message) => Outcome::DeviceError(message),
             };
             return Ok(VcpuStop::Guest(outcome));
+        }
+    }
+}
+
+impl Vcpu {
+    /// Ticks while the console batches output, not otherwise. Without a timer the console
+    /// cannot batch: it goes back to notifies.
+    fn sync_timer(&mut self, timer: &mut DrainTimer) {
+        let batching = self.devices.console_batching();
+        if timer.set(batching).is_err() {
+            let _ = self.devices.stop_console_batching();
         }
     }
 }

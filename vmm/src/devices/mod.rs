@@ -94,6 +94,33 @@ impl Devices {
         }
     }
 
+    /// Whether the console's output is drained on the vCPU thread's timer.
+    pub fn console_batching(&self) -> bool {
+        self.console.as_ref().is_some_and(|slot| slot.transport.device().batching())
+    }
+
+    /// A tick of the vCPU thread's timer; whether the console still batches.
+    pub fn tick_console_output(&mut self) -> Result<bool, DeviceError> {
+        match &mut self.console {
+            Some(slot) => {
+                let (console, queues, memory) = slot.transport.device_and_queues();
+                console.tick_output(queues, memory)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The vCPU waits: the console's output goes back to notifies.
+    pub fn stop_console_batching(&mut self) -> Result<(), DeviceError> {
+        match &mut self.console {
+            Some(slot) => {
+                let (console, queues, memory) = slot.transport.device_and_queues();
+                console.stop_batching(queues, memory)
+            }
+            None => Ok(()),
+        }
+    }
+
     /// The console's register offset for guest-physical `addr`, if it is this vCPU's console.
     fn console_at(&mut self, addr: u64) -> Option<(&mut MmioTransport<Console>, u64)> {
         let slot = self.console.as_mut()?;

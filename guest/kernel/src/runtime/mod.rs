@@ -55,6 +55,8 @@ fn execute(info: &VcpuInfo) -> Ended {
             None => Ended::Trap(format!("{error:#}")),
         },
     };
+    // Queued output goes out before the end is reported (the VMM stops the vCPU at once).
+    let _ = store.data_mut().flush_output();
     // The store holds the instance, module and engine: freeing them would only cost time.
     core::mem::forget(store);
     ended

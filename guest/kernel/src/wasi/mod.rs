@@ -51,6 +51,14 @@ impl WasiCtx {
             rng: clock::new_rng(info),
         }
     }
+
+    /// Waits until the workload's queued output has been sent (before it waits or ends).
+    pub fn flush_output(&mut self) -> Result<(), Errno> {
+        match &mut self.console {
+            Some(console) => console.flush().map_err(|_| Errno::Io),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The calling instance's exported memory.

@@ -143,6 +143,8 @@ fn poll_oneoff(
             }
             return write_u32(caller, nevents, events.len() as u32);
         }
+        // Output queued before the sleep is out before it, and the sleep is not cut short by it.
+        caller.data_mut().flush_output()?;
         let now = caller.data().clocks.monotonic_ns().ok_or(Errno::NoSys)?;
         let micros = next_deadline.map_or(u64::from(u32::MAX), |d| d.saturating_sub(now).div_ceil(1000).max(1));
         control::wait(micros.min(u64::from(u32::MAX - 1)) as u32);

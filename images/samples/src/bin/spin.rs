@@ -1,5 +1,10 @@
-//! Prints one line, then computes forever without a WASI call: only stopping the VM ends it.
+//! Prints one line ("spinning"), then computes forever without a WASI call: only stopping the
+//! VM ends it. With a count N as its argument, first prints N numbered lines, one write each.
 fn main() {
+    let lines: u32 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(0);
+    for i in 1..=lines {
+        println!("line {i}");
+    }
     println!("spinning");
     let mut x: u64 = 1;
     loop {

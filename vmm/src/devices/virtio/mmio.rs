@@ -69,6 +69,11 @@ impl<D: VirtioDevice> MmioTransport<D> {
         (&mut self.device, &mut self.queues, &self.memory)
     }
 
+    /// The device, for questions about its state.
+    pub fn device(&self) -> &D {
+        &self.device
+    }
+
     fn selected_queue(&mut self) -> Option<&mut Queue> {
         self.queues.get_mut(self.queue_select as usize)
     }

@@ -119,6 +119,26 @@ impl Console {
         Ok(progress)
     }
 
+    /// Whether an output queue is drained on the vCPU thread's timer (`transmit`'s batching).
+    pub fn batching(&self) -> bool {
+        self.stdout_queue.batching() || self.stderr_queue.batching()
+    }
+
+    /// A tick of the vCPU thread's timer: drains batched output, one budget for both streams.
+    /// Whether a queue is still batching (the timer goes on).
+    pub fn tick_output(&mut self, queues: &mut [Queue], memory: &GuestMemory) -> Result<bool, DeviceError> {
+        let mut budget = Budget::PER_EXIT;
+        let stdout = self.stdout_queue.tick(&mut queues[STDOUT_TRANSMITQ], memory, &mut self.stdout, &mut budget)?;
+        let stderr = self.stderr_queue.tick(&mut queues[STDERR_TRANSMITQ], memory, &mut self.stderr, &mut budget)?;
+        Ok(stdout || stderr)
+    }
+
+    /// The vCPU waits: output goes back to notifies (the wait drains what is queued).
+    pub fn stop_batching(&mut self, queues: &mut [Queue], memory: &GuestMemory) -> Result<(), DeviceError> {
+        self.stdout_queue.stop_batching(&mut queues[STDOUT_TRANSMITQ], memory)?;
+        self.stderr_queue.stop_batching(&mut queues[STDERR_TRANSMITQ], memory)
+    }
+
     /// Moves what stdin has ready into the guest's stdin buffers (never blocks).
     pub fn fill_stdin(&mut self, queues: &mut [Queue], memory: &GuestMemory) -> Result<(), DeviceError> {
         if self.stdin_closed {
@@ -267,11 +287,20 @@ impl VirtioDevice for Console {
     fn queue_notify(&mut self, queue: usize, queues: &mut [Queue], memory: &GuestMemory) -> Result<(), DeviceError> {
         let mut budget = Budget::PER_EXIT;
         match queue {
+            // All sent: the driver need not notify again while the vCPU runs (`transmit`).
             STDOUT_TRANSMITQ => {
-                self.stdout_queue.drain(&mut queues[queue], memory, &mut self.stdout, &mut budget)?;
+                let (drained, _) =
+                    self.stdout_queue.drain(&mut queues[queue], memory, &mut self.stdout, &mut budget)?;
+                if drained == Drained::Idle {
+                    self.stdout_queue.start_batching(&mut queues[queue], memory)?;
+                }
             }
             STDERR_TRANSMITQ => {
-                self.stderr_queue.drain(&mut queues[queue], memory, &mut self.stderr, &mut budget)?;
+                let (drained, _) =
+                    self.stderr_queue.drain(&mut queues[queue], memory, &mut self.stderr, &mut budget)?;
+                if drained == Drained::Idle {
+                    self.stderr_queue.start_batching(&mut queues[queue], memory)?;
+                }
             }
             CONTROL_TRANSMITQ => {
                 self.drain_control(&mut queues[queue], memory)?;

@@ -197,3 +197,73 @@ fn a_flood_of_device_ready_messages_queues_one_answer() {
     }
     assert_eq!(console.pending_messages(), PORTS as usize, "one DEVICE_ADD per port");
 }
+
+/// The used ring's flags (`VRING_USED_F_NO_NOTIFY` = 1: the driver need not notify).
+fn used_flags(memory: &GuestMemory, mock: &MockSplitQueue<'_, GuestMemory>) -> u16 {
+    // The mock's `start` is where the ring's elements begin, after `flags` and `idx`.
+    memory.read_obj::<u16>(GuestAddress(mock.used().start().0 - 4)).unwrap()
+}
+
+#[test]
+fn after_a_notify_that_drained_the_queue_output_is_batched_until_a_tick_finds_nothing() {
+    let memory = memory();
+    memory.write_slice(b"ab", GuestAddress(DATA)).unwrap();
+    let mock = MockSplitQueue::create(&memory, GuestAddress(0), 16);
+    mock.add_desc_chains(&[desc(DATA, 1, 0, 0)], 0).unwrap();
+    let stdout = Capture::default();
+    let mut console = console_to(Output::writer(Box::new(stdout.clone())));
+    let mut queues = queues();
+    queues[STDOUT_TRANSMITQ] = mock.create_queue().unwrap();
+    console.queue_notify(STDOUT_TRANSMITQ, &mut queues, &memory).unwrap();
+    assert!(console.batching());
+    assert_eq!(used_flags(&memory, &mock), 1, "the driver is told not to notify");
+    // Queued without a notify: the next tick sends it.
+    mock.add_desc_chains(&[desc(DATA + 1, 1, 0, 0)], 1).unwrap();
+    assert!(console.tick_output(&mut queues, &memory).unwrap());
+    assert_eq!((stdout.contents().as_slice(), mock.used().idx().load()), (&b"ab"[..], 2));
+    // A tick with nothing to send asks for notifies again and ends the batching.
+    assert!(!console.tick_output(&mut queues, &memory).unwrap());
+    assert!(!console.batching());
+    assert_eq!(used_flags(&memory, &mock), 0);
+}
+
+#[test]
+fn a_wait_ends_the_batching_and_a_chain_queued_meanwhile_is_still_sent() {
+    let memory = memory();
+    memory.write_slice(b"xy", GuestAddress(DATA)).unwrap();
+    let mock = MockSplitQueue::create(&memory, GuestAddress(0), 16);
+    mock.add_desc_chains(&[desc(DATA, 1, 0, 0)], 0).unwrap();
+    let stdout = Capture::default();
+    let mut console = console_to(Output::writer(Box::new(stdout.clone())));
+    let mut queues = queues();
+    queues[STDOUT_TRANSMITQ] = mock.create_queue().unwrap();
+    console.queue_notify(STDOUT_TRANSMITQ, &mut queues, &memory).unwrap();
+    mock.add_desc_chains(&[desc(DATA + 1, 1, 0, 0)], 1).unwrap();
+    console.stop_batching(&mut queues, &memory).unwrap();
+    assert!(!console.batching());
+    assert_eq!(used_flags(&memory, &mock), 0);
+    // The wait's resume drains what the driver queued before it saw the flag cleared.
+    assert!(console.output_pending(&queues, &memory));
+    assert!(console.resume_output(&mut queues, &memory).unwrap().completed);
+    assert_eq!(stdout.contents(), b"xy");
+}
+
+#[test]
+fn a_notify_that_could_not_send_everything_keeps_notifies_on() {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two fds `pipe2` writes.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both fds were just created and are owned here.
+    let (_reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let stdout = Output::from_fd(writer);
+    let memory = memory();
+    let mock = MockSplitQueue::create(&memory, GuestAddress(0), 16);
+    // 256 KiB into a 64 KiB pipe nobody reads.
+    mock.add_desc_chains(&[desc(DATA, 256 * 1024, 0, 0)], 0).unwrap();
+    let mut console = console_to(stdout);
+    let mut queues = queues();
+    queues[STDOUT_TRANSMITQ] = mock.create_queue().unwrap();
+    console.queue_notify(STDOUT_TRANSMITQ, &mut queues, &memory).unwrap();
+    assert!(!console.batching());
+    assert_eq!(used_flags(&memory, &mock), 0);
+}

@@ -5,11 +5,18 @@
 //! where it is, with the device's place in it kept ([`Transmit`]'s cursor), and the rest is done
 //! while the guest waits in the VMM for its buffer to come back. So a stop request is seen
 //! within one budget's work, and a stalled reader costs the VMM nothing but a poll.
+//!
+//! Batching: once a notify has drained the queue, the device tells the driver not to notify
+//! (`VRING_USED_F_NO_NOTIFY`) and the vCPU's thread drains it on a timer while the vCPU runs
+//! ([`Transmit::tick`]); the first tick that finds nothing asks for notifies again. So a
+//! workload that writes often pays a copy per write instead of a VM exit, and one that stopped
+//! writing costs no timer. Every drain is bounded by the same [`Budget`].
 
 use super::output::{Output, Written};
 use crate::devices::virtio::chain::{self, Chain, Direction};
 use crate::devices::virtio::DeviceError;
 use crate::memory::GuestMemory;
+use std::sync::atomic::Ordering;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Address, Bytes};
 
@@ -45,6 +52,8 @@ pub enum Drained {
 pub struct Transmit {
     queue: usize,
     current: Option<Cursor>,
+    /// The driver was told not to notify: the queue is drained on the vCPU thread's timer.
+    batching: bool,
 }
 
 /// A chain being sent: the buffer and the offset in it where sending resumes.
@@ -57,21 +66,71 @@ struct Cursor {
 impl Transmit {
     /// The transmitter of queue number `queue`.
     pub fn new(queue: usize) -> Self {
-        Self { queue, current: None }
+        Self { queue, current: None, batching: false }
+    }
+
+    /// Whether the queue is drained on a timer rather than on notifies.
+    pub fn batching(&self) -> bool {
+        self.batching
+    }
+
+    /// After a notify that drained the queue: the driver need not notify any more, the timer
+    /// drains the queue from now on.
+    pub fn start_batching(&mut self, queue: &mut Queue, memory: &GuestMemory) -> Result<(), DeviceError> {
+        if !self.batching {
+            queue.disable_notification(memory).map_err(|_| DeviceError::BadRing { queue: self.queue })?;
+            self.batching = true;
+        }
+        Ok(())
+    }
+
+    /// Notifies again (the vCPU waits: its wait drains the queue). What the driver queued before
+    /// it saw the change is still on the ring, and is drained by whoever drains next.
+    pub fn stop_batching(&mut self, queue: &mut Queue, memory: &GuestMemory) -> Result<(), DeviceError> {
+        if self.batching {
+            queue.enable_notification(memory).map_err(|_| DeviceError::BadRing { queue: self.queue })?;
+            self.batching = false;
+        }
+        Ok(())
+    }
+
+    /// A timer tick: drains what `budget` allows; when there was nothing to drain, asks for
+    /// notifies again (unless a chain arrived meanwhile). Whether the queue is still batching.
+    pub fn tick(
+        &mut self,
+        queue: &mut Queue,
+        memory: &GuestMemory,
+        out: &mut Output,
+        budget: &mut Budget,
+    ) -> Result<bool, DeviceError> {
+        if !self.batching {
+            return Ok(false);
+        }
+        let (drained, completed) = self.drain(queue, memory, out, budget)?;
+        if drained == Drained::Idle && !completed {
+            // `enable_notification` orders the flag's write before the ring's read: a chain the
+            // driver queued without notifying is seen here, or the driver sees the flag clear.
+            let raced = queue.enable_notification(memory).map_err(|_| DeviceError::BadRing { queue: self.queue })?;
+            if !raced {
+                self.batching = false;
+                return Ok(false);
+            }
+            queue.disable_notification(memory).map_err(|_| DeviceError::BadRing { queue: self.queue })?;
+        }
+        Ok(true)
     }
 
     /// Whether a chain is under way or waiting on the available ring.
     pub fn pending(&self, queue: &Queue, memory: &GuestMemory) -> bool {
         self.current.is_some()
             || queue.ready()
-                && queue
-                    .avail_idx(memory, std::sync::atomic::Ordering::Acquire)
-                    .is_ok_and(|avail| avail.0 != queue.next_avail())
+                && queue.avail_idx(memory, Ordering::Acquire).is_ok_and(|avail| avail.0 != queue.next_avail())
     }
 
     /// Forgets the chain under way (the driver reset the device).
     pub fn reset(&mut self) {
         self.current = None;
+        self.batching = false;
     }
 
     /// Sends what `budget` allows from `queue` to `out`; whether any chain was completed (and

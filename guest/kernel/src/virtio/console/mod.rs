@@ -1,12 +1,16 @@
 //! The guest's side of the virtio-console (multiport) that carries the workload's stdio: port 0
 //! is stdin and stdout, port 1 is stderr (`wasmcell_abi::devices::console`). End of file on
-//! stdin arrives as the device closing port 0.
+//! stdin arrives as the device closing port 0. Output is staged and queued without a VM exit
+//! where the device allows it (`transmit`).
+
+mod transmit;
 
 use super::transport::FreshTransport;
 use super::IdentityHal;
 use crate::control;
 use alloc::boxed::Box;
 use core::ptr::NonNull;
+use transmit::Transmit;
 use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::{DeviceStatus, Transport};
@@ -47,8 +51,8 @@ type Queue = VirtQueue<IdentityHal, QUEUE_SIZE>;
 pub struct Console {
     transport: FreshTransport,
     stdin: Queue,
-    stdout: Queue,
-    stderr: Queue,
+    stdout: Transmit,
+    stderr: Transmit,
     control_rx: Queue,
     control_tx: Queue,
     control_buffers: Box<[[u8; 8]; CONTROL_BUFFERS]>,
@@ -60,9 +64,8 @@ pub struct Console {
     stdin_open: bool,
 }
 
-/// Hands `bytes` to the device on transmit queue `index` and waits until it gave them back. The
-/// device usually has, when the notify's VM exit returns; if not (a stalled reader on the host),
-/// the vCPU waits in the VMM, which sends the rest meanwhile and returns once it has.
+/// Hands `bytes` to the device on queue `index` and waits until it gave them back (control
+/// messages). The device has, when the notify's VM exit returns.
 fn send(queue: &mut Queue, index: usize, bytes: &[u8], transport: &mut FreshTransport) -> Result<(), ConsoleError> {
     // SAFETY: `bytes` outlives the buffer's time in the queue: this function pops it before
     // returning, and nothing else touches the queue meanwhile.
@@ -103,12 +106,14 @@ impl Console {
         if !transport.get_status().contains(DeviceStatus::FEATURES_OK) {
             return Err(ConsoleError::Init);
         }
-        let mut queue = |index: usize| Queue::new(&mut transport, index as u16, false, false);
-        let stdin = queue(STDIN_RECEIVEQ).map_err(|_| ConsoleError::Init)?;
-        let stdout = queue(STDOUT_TRANSMITQ).map_err(|_| ConsoleError::Init)?;
-        let control_rx = queue(CONTROL_RECEIVEQ).map_err(|_| ConsoleError::Init)?;
-        let control_tx = queue(CONTROL_TRANSMITQ).map_err(|_| ConsoleError::Init)?;
-        let stderr = queue(STDERR_TRANSMITQ).map_err(|_| ConsoleError::Init)?;
+        let queue = |transport: &mut FreshTransport, index: usize| {
+            Queue::new(transport, index as u16, false, false).map_err(|_| ConsoleError::Init)
+        };
+        let stdin = queue(&mut transport, STDIN_RECEIVEQ)?;
+        let stdout = Transmit::new(&mut transport, STDOUT_TRANSMITQ)?;
+        let control_rx = queue(&mut transport, CONTROL_RECEIVEQ)?;
+        let control_tx = queue(&mut transport, CONTROL_TRANSMITQ)?;
+        let stderr = Transmit::new(&mut transport, STDERR_TRANSMITQ)?;
         transport.finish_init();
         let mut console = Self {
             transport,
@@ -130,21 +135,33 @@ impl Console {
         Ok(console)
     }
 
-    /// Writes all of `bytes` to stdout or stderr: one VM exit, unless the host's reader is slow
-    /// (then the vCPU sleeps in the VMM until the device has sent them).
+    /// Writes all of `bytes` to stdout or stderr. Usually queued without a VM exit
+    /// (`transmit`); whatever the other stream has queued is sent first, so the two streams
+    /// keep the order the workload wrote them in.
     pub fn write(&mut self, output: Output, bytes: &[u8]) -> Result<(), ConsoleError> {
         if bytes.is_empty() {
             return Ok(());
         }
-        let (queue, index) = match output {
-            Output::Stdout => (&mut self.stdout, STDOUT_TRANSMITQ),
-            Output::Stderr => (&mut self.stderr, STDERR_TRANSMITQ),
+        let (this, other) = match output {
+            Output::Stdout => (&mut self.stdout, &mut self.stderr),
+            Output::Stderr => (&mut self.stderr, &mut self.stdout),
         };
-        send(queue, index, bytes, &mut self.transport)
+        if !other.is_empty() {
+            other.flush(&mut self.transport)?;
+        }
+        this.write(bytes, &mut self.transport)
+    }
+
+    /// Returns once the device has sent all queued output (before the workload ends or waits).
+    pub fn flush(&mut self) -> Result<(), ConsoleError> {
+        self.stdout.flush(&mut self.transport)?;
+        self.stderr.flush(&mut self.transport)
     }
 
     /// Reads stdin into `buf`, sleeping in the VMM until something arrives; 0 is end of file.
     pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, ConsoleError> {
+        // A prompt written before the read is out before the workload blocks on the answer.
+        self.flush()?;
         loop {
             if let Some(n) = self.take_pending(buf) {
                 return Ok(n);
