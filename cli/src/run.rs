@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use wasmcell_abi::boot_info::LOG_OFF;
 use wasmcell_aot::{Cache, Compiler, Limits};
 use wasmcell_vmm::signals;
-use wasmcell_vmm::{Input, Outcome, Output, Vm, VmConfig, Workload};
+use wasmcell_vmm::{Artifact, Input, Outcome, Output, Vm, VmConfig, Workload};
 
 /// The status `wasmtime run` gives a trap on Unix (128 + SIGABRT).
 const TRAP_STATUS: u8 = 134;
@@ -26,6 +26,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     signals::block_stop_signals().context("Cannot watch for SIGINT/SIGTERM")?;
     let module = read_module(&args.module)?;
     let compiler = Compiler::for_host()?;
+    let mut _pin = None;
     let artifact = if wasmcell_aot::is_precompiled(&module) {
         if !args.allow_precompiled {
             bail!(
@@ -33,11 +34,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 args.module.display()
             );
         }
-        module
+        Artifact::from(module)
     } else {
         wasmcell_aot::check_imports(&module)?;
         let cache = Cache::open(args.cache_dir.unwrap_or_else(Cache::default_dir), &Limits::from_env()?)?;
-        cache.get_or_compile(&compiler, &module)?.artifact
+        let compiled = cache.get_or_compile(&compiler, &module)?;
+        // Mapped into the VM, not read: the pin (and the mapping) keep the entry while it runs.
+        let file = compiled.file().context("Cannot open the compiled module")?;
+        _pin = Some(compiled.pin);
+        Artifact::map(file).context("Cannot open the compiled module")?
     };
     let argv0 = args.module.to_string_lossy().into_owned();
     let workload = Workload {

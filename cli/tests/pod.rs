@@ -9,7 +9,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmcell_aot::{Cache, Compiler, CompilerProcess, Limits};
-use wasmcell_vmm::{Error, MemorySize, Outcome, Output, Preopen, Vm, VmConfig, Workload};
+use wasmcell_vmm::{Artifact, Error, MemorySize, Outcome, Output, Preopen, Vm, VmConfig, Workload};
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -47,7 +47,8 @@ impl Samples {
     /// A workload running sample `name` with `args`, its stdout and stderr captured.
     fn workload(&self, name: &str, args: &[&str]) -> (Workload, Capture, Capture) {
         let module = std::fs::read(common::sample(name)).unwrap();
-        let artifact = self.cache.get_or_compile(&self.compiler, &module).unwrap().artifact;
+        let compiled = self.cache.get_or_compile(&self.compiler, &module).unwrap();
+        let artifact = Artifact::map(compiled.file().unwrap()).unwrap();
         let (out, err) = (Capture::default(), Capture::default());
         let workload = Workload {
             artifact,
@@ -167,7 +168,7 @@ fn a_pod_vm_runs_workloads_side_by_side_and_gives_everything_back() {
 
     // Bad workloads are refused before they touch the VM, which stays usable.
     let too_small =
-        Workload { artifact: vec![0; 16 << 20], memory: MemorySize::from_mib(8).unwrap(), ..Default::default() };
+        Workload { artifact: vec![0; 16 << 20].into(), memory: MemorySize::from_mib(8).unwrap(), ..Default::default() };
     assert!(matches!(vm.start(too_small), Err(Error::Workload(_))));
     assert!(matches!(vm.start(Workload::default()), Err(Error::Workload(_))));
 

@@ -2,6 +2,7 @@
 //! validation, done before any KVM resource exists so that bad input fails early and leaves
 //! nothing behind.
 
+use crate::artifact::Artifact;
 use crate::devices::virtio::console::{Input, Output};
 use crate::files::Preopen;
 use std::fmt;
@@ -107,7 +108,7 @@ impl GuestImage {
 /// linear memory).
 pub struct Workload {
     /// The precompiled module (`Engine::precompile_module` output for the guest target).
-    pub artifact: Vec<u8>,
+    pub artifact: Artifact,
     /// CPU features the artifact was compiled for (`wasmcell_abi::cpu_features` bits).
     pub cpu_features: u64,
     /// `argv`, program name first.
@@ -129,7 +130,7 @@ pub struct Workload {
 impl Default for Workload {
     fn default() -> Self {
         Self {
-            artifact: Vec::new(),
+            artifact: Artifact::default(),
             cpu_features: 0,
             args: Vec::new(),
             env: Vec::new(),

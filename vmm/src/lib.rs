@@ -13,6 +13,7 @@
 //! touched through vm-memory's bounds-checked accessors.
 
 mod arch;
+mod artifact;
 mod boot_info;
 mod config;
 #[cfg(feature = "fuzzing")]
@@ -37,6 +38,7 @@ mod vcpu;
 mod vm;
 mod window;
 
+pub use artifact::Artifact;
 pub use config::{ConfigError, GuestImage, MemorySize, VmConfig, Workload};
 pub use devices::virtio::console::{Input, Output};
 pub use files::{FilesError, Preopen};

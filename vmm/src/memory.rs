@@ -31,6 +31,9 @@ pub enum MemoryError {
     /// vm-memory refused a view of part of a region.
     #[error("Cannot make a view of guest memory: {0}")]
     SubRegion(String),
+    /// A file could not be mapped into guest memory.
+    #[error("Cannot map a file into guest memory")]
+    MapFile(#[source] std::io::Error),
 }
 
 /// Maps `size` bytes at guest-physical `base` and registers them with KVM as `slot`.
@@ -89,6 +92,42 @@ pub fn device_view(region: &Arc<Region>, range: std::ops::Range<u64>) -> Result<
     GuestMemory::from_regions(vec![sub]).map_err(MemoryError::Combine)
 }
 
+/// Maps the first `len` bytes of `file` at guest-physical `at` (page aligned), in place of the
+/// anonymous pages there, private and copy-on-write: the guest reads the file's pages from the
+/// host's page cache, shared with every other mapping of the file, and nothing reaches the
+/// file. Bytes after `len` up to the next page boundary read as the file has them (zeros past
+/// its end). Call it before any vCPU can reach the range.
+pub fn map_file(memory: &GuestMemory, at: u64, file: &std::fs::File, len: u64) -> Result<(), MemoryError> {
+    use std::os::fd::AsRawFd;
+    let page = wasmcell_abi::memory_map::PAGE_SIZE;
+    let mapped = len.next_multiple_of(page);
+    let outside = || MemoryError::OutsideRegion(at, at.saturating_add(mapped));
+    let end = at.checked_add(mapped).ok_or_else(outside)?;
+    let region = memory.find_region(GuestAddress(at)).ok_or_else(outside)?;
+    if at % page != 0 || len == 0 || end > region.start_addr().0 + region.len() {
+        return Err(outside());
+    }
+    let host = memory.get_host_address(GuestAddress(at)).map_err(|_| outside())?;
+    // SAFETY: `[at, end)` lies inside one region's host mapping (checked above), which the
+    // caller owns and no vCPU uses yet; MAP_FIXED replaces exactly those pages with a private
+    // mapping of `file` (a live descriptor), so no other memory of the process is touched, and
+    // the region's unmapping later removes it with the rest.
+    let mapping = unsafe {
+        libc::mmap(
+            host.cast(),
+            mapped as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_FIXED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    if mapping == libc::MAP_FAILED {
+        return Err(MemoryError::MapFile(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 /// Asks the host to back guest range `range` with transparent huge pages. On nested KVM every
 /// first touch of a 4 KiB guest page is a shadow-paging exit; a big linear memory touched page
 /// by page pays that thousands of times. Best effort: without THP nothing changes.
@@ -107,4 +146,49 @@ pub fn advise_huge_pages(memory: &GuestMemory, range: std::ops::Range<u64>) {
     // SAFETY: `[start, end)` lies inside one guest memory region's mapping (both ends checked
     // above); MADV_HUGEPAGE changes only how the host backs it, never its contents.
     unsafe { libc::madvise(host.cast(), (end - start) as usize, libc::MADV_HUGEPAGE) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use vm_memory::Bytes;
+
+    fn file_of(bytes: &[u8]) -> std::fs::File {
+        let path = std::env::temp_dir().join(format!("wasmcell-map-{}-{}", std::process::id(), bytes.len()));
+        let mut file = std::fs::File::create(&path).unwrap();
+        file.write_all(bytes).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        file
+    }
+
+    #[test]
+    fn a_mapped_file_reads_through_guest_memory_and_writes_never_reach_it() {
+        let region = Region::from_range(GuestAddress(0x10_0000), 0x10_000, None).unwrap();
+        let memory = GuestMemory::from_regions(vec![region]).unwrap();
+        let contents: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+        let file = file_of(&contents);
+        map_file(&memory, 0x10_1000, &file, contents.len() as u64).unwrap();
+        let mut read = vec![0u8; contents.len()];
+        memory.read_slice(&mut read, GuestAddress(0x10_1000)).unwrap();
+        assert_eq!(read, contents);
+        // The rest of the last page is past the file's end: zeros.
+        assert_eq!(memory.read_obj::<u8>(GuestAddress(0x10_1000 + 5000)).unwrap(), 0);
+        memory.write_slice(b"changed", GuestAddress(0x10_1000)).unwrap();
+        let mut again = Vec::new();
+        std::io::Read::read_to_end(&mut &file, &mut again).unwrap();
+        assert_eq!(again, contents, "the file changed");
+    }
+
+    #[test]
+    fn a_file_is_mapped_only_page_aligned_and_inside_one_region() {
+        let region = Region::from_range(GuestAddress(0x10_0000), 0x4000, None).unwrap();
+        let memory = GuestMemory::from_regions(vec![region]).unwrap();
+        let file = file_of(&[7; 100]);
+        for (at, len) in [(0x10_0800, 100), (0x10_3000, 0x2000), (0x20_0000, 100), (0x10_0000, 0)] {
+            assert!(map_file(&memory, at, &file, len).is_err(), "mapped {len} bytes at {at:#x}");
+        }
+        map_file(&memory, 0x10_3000, &file, 100).unwrap();
+    }
 }

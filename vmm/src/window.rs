@@ -6,6 +6,7 @@
 //! else writable), so when the window goes, nothing of the workload is left, however it ended:
 //! window addresses ([`WindowSlots`]) are always reused.
 
+use crate::artifact::Artifact;
 use crate::config::{ConfigError, Workload};
 use crate::devices::virtio::console::Console;
 use crate::files::{self, FilesError};
@@ -19,7 +20,7 @@ use wasmcell_abi::vcpu::{VcpuInfo, HAS_WORKLOAD, VCPU_INFO_MAGIC};
 
 /// A workload checked and encoded, ready to be placed in a window.
 pub struct PreparedWorkload {
-    artifact: Vec<u8>,
+    artifact: Artifact,
     cpu_features: u64,
     blob: Vec<u8>,
     files: Vec<u8>,
@@ -59,7 +60,7 @@ impl PreparedWorkload {
         WorkloadSizes {
             blob: self.blob.len() as u64,
             files: self.files.len() as u64,
-            payload: self.artifact.len() as u64,
+            payload: self.artifact.len(),
             kernel_data: self.kernel_data,
         }
     }
@@ -124,7 +125,10 @@ impl Window {
         let memory = self.memory()?;
         let layout = &self.layout;
         let write = |bytes: &[u8], at: u64| memory.write_slice(bytes, GuestAddress(at)).map_err(WindowError::Write);
-        write(&workload.artifact, layout.payload.start)?;
+        match &workload.artifact {
+            Artifact::Bytes(bytes) => write(bytes, layout.payload.start)?,
+            Artifact::File { file, len } => memory::map_file(&memory, layout.payload.start, file, *len)?,
+        }
         write(&workload.blob, layout.blob.start)?;
         if let Some(files) = &layout.files {
             write(&workload.files, files.start)?;
@@ -240,7 +244,7 @@ mod tests {
         let empty = PreparedWorkload::new(Workload::default(), 4096).err().unwrap();
         assert!(matches!(empty, PrepareError::Config(ConfigError::EmptyArtifact)), "{empty:?}");
         let workload = Workload {
-            artifact: vec![1; 64 << 20],
+            artifact: vec![1; 64 << 20].into(),
             memory: crate::MemorySize::from_mib(32).unwrap(),
             ..Default::default()
         };

@@ -27,7 +27,7 @@ use crate::process::CompilerProcess;
 use crate::{AotError, Compiler};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek};
+use std::io::{self, Read, Seek};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -58,11 +58,28 @@ pub enum CacheError {
 
 /// An artifact, from the cache or freshly compiled.
 pub struct Compiled {
-    pub artifact: Vec<u8>,
     pub cache_hit: bool,
     /// Where the entry is; it stays there while [`Compiled::pin`] lives.
     pub path: PathBuf,
     pub pin: Pin,
+}
+
+impl Compiled {
+    /// The entry, open (another descriptor of the pinned file): what a VM maps, so that every
+    /// VM running the module shares its pages.
+    pub fn file(&self) -> io::Result<File> {
+        self.pin._file.try_clone()
+    }
+
+    /// The artifact's bytes.
+    pub fn read(&self) -> io::Result<Vec<u8>> {
+        // The descriptors share one offset: read from the start whoever read before.
+        let mut file = self.file()?;
+        file.rewind()?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        Ok(bytes)
+    }
 }
 
 /// Keeps a cache entry from being evicted while it lives (a shared `flock` on the entry; see
@@ -130,16 +147,14 @@ impl Cache {
     /// Compiles `module` into a temporary file and renames it to `path`, pinned.
     fn insert(&self, compiler: &Compiler, module: &[u8], path: PathBuf) -> Result<Compiled, CacheError> {
         let write_error = |source| CacheError::Write { path: self.dir.clone(), source };
-        let (temp, mut file) = private_fs::create_temp(&self.dir).map_err(write_error)?;
+        let (temp, file) = private_fs::create_temp(&self.dir).map_err(write_error)?;
         let result = (|| {
             let process = match &self.process {
                 Some(process) => process.clone(),
                 None => CompilerProcess::this_executable().map_err(AotError::Process)?,
             };
             crate::process::compile(&process, compiler.cpu_features(), module, &temp, self.compile)?;
-            let mut artifact = Vec::new();
-            file.rewind().and_then(|()| file.read_to_end(&mut artifact)).map_err(write_error)?;
-            if !crate::is_precompiled(&artifact) {
+            if !file_is_precompiled(&file) {
                 return Err(AotError::ProcessFailed("it wrote no artifact".into()).into());
             }
             file.sync_data().map_err(write_error)?;
@@ -147,10 +162,10 @@ impl Cache {
             private_fs::flock(&file, libc::LOCK_SH).map_err(write_error)?;
             let _renaming = self.lock_dir(libc::LOCK_SH).map_err(write_error)?;
             fs::rename(&temp, &path).map_err(write_error)?;
-            Ok(artifact)
+            Ok(())
         })();
         match result {
-            Ok(artifact) => Ok(Compiled { artifact, cache_hit: false, path, pin: Pin { _file: file } }),
+            Ok(()) => Ok(Compiled { cache_hit: false, path, pin: Pin { _file: file } }),
             Err(e) => {
                 let _ = fs::remove_file(&temp);
                 Err(e)
@@ -215,21 +230,41 @@ impl Cache {
 
 /// The entry at `path`, pinned, if it is there and an artifact.
 fn lookup(path: &Path) -> Option<Compiled> {
-    let mut file = private_fs::open_no_follow(path).ok()?;
+    let file = private_fs::open_no_follow(path).ok()?;
     private_fs::flock(&file, libc::LOCK_SH).ok()?;
     // Evicted (or replaced) between the open and the pin: not a hit.
     if !file.metadata().ok()?.is_file() || !private_fs::still_names(path, &file) {
         return None;
     }
-    let mut artifact = Vec::new();
-    file.read_to_end(&mut artifact).ok()?;
     // A file that is not an artifact (damaged, foreign) is recompiled over.
-    if !crate::is_precompiled(&artifact) {
+    if !file_is_precompiled(&file) {
         return None;
     }
     // The LRU clock; failing to tick it only makes the entry look older.
     let _ = file.set_modified(SystemTime::now());
-    Some(Compiled { artifact, cache_hit: true, path: path.to_path_buf(), pin: Pin { _file: file } })
+    Some(Compiled { cache_hit: true, path: path.to_path_buf(), pin: Pin { _file: file } })
+}
+
+/// Whether `file` holds a wasmtime module artifact. Looked at through a read-only mapping, so
+/// that a hit touches only the pages of the ELF headers, not the whole artifact.
+fn file_is_precompiled(file: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(len) = file.metadata().map(|m| m.len() as usize) else { return false };
+    if len == 0 {
+        return false;
+    }
+    // SAFETY: a fresh private read-only mapping of `len` bytes of a file we hold open; nothing
+    // else in the process refers to it, and it is unmapped below.
+    let map = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, file.as_raw_fd(), 0) };
+    if map == libc::MAP_FAILED {
+        return false;
+    }
+    // SAFETY: `map` is `len` readable bytes until the munmap below. Cache files are written
+    // once and never truncated (eviction unlinks), so the pages stay backed.
+    let precompiled = crate::is_precompiled(unsafe { std::slice::from_raw_parts(map.cast::<u8>(), len) });
+    // SAFETY: the mapping made above, no longer referenced.
+    unsafe { libc::munmap(map, len) };
+    precompiled
 }
 
 /// Removes the entry at `path` (last seen as `seen`) unless it is pinned or changed.
@@ -294,8 +329,12 @@ mod tests {
         assert!(!first.cache_hit);
         let second = cache.get_or_compile(&compiler, MODULE.as_bytes()).unwrap();
         assert!(second.cache_hit);
-        assert_eq!(first.artifact, second.artifact);
-        assert_eq!(first.artifact, compiler.compile(MODULE.as_bytes()).unwrap(), "the process compiles as we do");
+        assert_eq!(first.read().unwrap(), second.read().unwrap());
+        assert_eq!(
+            first.read().unwrap(),
+            compiler.compile(MODULE.as_bytes()).unwrap(),
+            "the process compiles as we do"
+        );
         assert_eq!(first.path, second.path);
         // Only the artifact is left: no temporary files.
         assert_eq!(files(&dir), 1);
@@ -352,7 +391,7 @@ mod tests {
                 let cache = cache.clone();
                 std::thread::spawn(move || {
                     let compiler = Compiler::for_host().unwrap();
-                    cache.get_or_compile(&compiler, MODULE.as_bytes()).unwrap().artifact
+                    cache.get_or_compile(&compiler, MODULE.as_bytes()).unwrap().read().unwrap()
                 })
             })
             .collect();

@@ -5,15 +5,17 @@
 use crate::plan::WorkloadPlan;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
-use wasmcell_vmm::{Input, MemorySize, Outcome, Output, Preopen, Workload};
+use wasmcell_vmm::{Artifact, Input, MemorySize, Outcome, Output, Preopen, Workload};
 
 /// The status of a workload that trapped, as `wasmtime run` gives it (128 + SIGABRT).
 const TRAP_STATUS: i32 = 134;
 
 /// The VMM library's workload for `plan`.
 pub fn load(plan: &WorkloadPlan) -> Result<Workload, String> {
-    let artifact =
-        std::fs::read(&plan.artifact).map_err(|e| format!("cannot read {}: {e}", plan.artifact.display()))?;
+    // Mapped, not read: the pod's containers running one module share its pages.
+    let artifact = File::open(&plan.artifact)
+        .and_then(Artifact::map)
+        .map_err(|e| format!("cannot read {}: {e}", plan.artifact.display()))?;
     Ok(Workload {
         artifact,
         cpu_features: plan.cpu_features,

@@ -24,7 +24,7 @@ pub fn hostile_image() -> GuestImage {
 pub fn attack(args: &[&str], mib: u64, stdout: Output) -> Workload {
     Workload {
         // The hostile guest never loads it; the VMM only needs something to place.
-        artifact: vec![0x90; 4096],
+        artifact: vec![0x90; 4096].into(),
         args: std::iter::once("hostile").chain(args.iter().copied()).map(String::from).collect(),
         memory: MemorySize::from_mib(mib).unwrap(),
         stdout,
