@@ -104,7 +104,7 @@ pub fn map_file(memory: &GuestMemory, at: u64, file: &std::fs::File, len: u64) -
     let outside = || MemoryError::OutsideRegion(at, at.saturating_add(mapped));
     let end = at.checked_add(mapped).ok_or_else(outside)?;
     let region = memory.find_region(GuestAddress(at)).ok_or_else(outside)?;
-    if at % page != 0 || len == 0 || end > region.start_addr().0 + region.len() {
+    if !at.is_multiple_of(page) || len == 0 || end > region.start_addr().0 + region.len() {
         return Err(outside());
     }
     let host = memory.get_host_address(GuestAddress(at)).map_err(|_| outside())?;
