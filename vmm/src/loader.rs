@@ -52,13 +52,32 @@ pub struct Segment {
     pub access: SegmentAccess,
 }
 
+/// Where a segment's bytes are in the image file and go in guest memory (the rest of its
+/// memory size is zeros).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileRange {
+    pub addr: u64,
+    pub offset: u64,
+    pub size: u64,
+    pub writable: bool,
+}
+
 /// What the loader learned about a valid image.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GuestElf {
     pub entry: u64,
     pub segments: Vec<Segment>,
+    /// The segments' file contents.
+    pub contents: Vec<FileRange>,
     /// One past the last byte of the image, page aligned.
     pub end: u64,
+}
+
+/// The image as a file the VMM can map (the binary's own, for the embedded image): the file and
+/// where the image starts in it.
+pub struct ImageFile<'a> {
+    pub file: &'a std::fs::File,
+    pub offset: u64,
 }
 
 fn read<T: ByteValued + Default>(image: &[u8], offset: u64) -> Result<T, LoadError> {
@@ -80,6 +99,7 @@ pub fn parse(image: &[u8]) -> Result<GuestElf, LoadError> {
         return Err(LoadError::NotElf);
     }
     let mut segments = Vec::new();
+    let mut contents = Vec::new();
     for i in 0..u64::from(ehdr.e_phnum) {
         let phdr: Elf64_Phdr = read(image, ehdr.e_phoff.saturating_add(i * size_of::<Elf64_Phdr>() as u64))?;
         if phdr.p_type != PT_LOAD || phdr.p_memsz == 0 {
@@ -95,6 +115,7 @@ pub fn parse(image: &[u8]) -> Result<GuestElf, LoadError> {
             return Err(LoadError::BadSegment(start));
         }
         let access = SegmentAccess { writable: phdr.p_flags & PF_W != 0, executable: phdr.p_flags & PF_X != 0 };
+        contents.push(FileRange { addr: start, offset: phdr.p_offset, size: phdr.p_filesz, writable: access.writable });
         segments.push(Segment { start: start & !(PAGE_SIZE - 1), end: end.next_multiple_of(PAGE_SIZE), access });
     }
     if segments.is_empty() {
@@ -109,12 +130,38 @@ pub fn parse(image: &[u8]) -> Result<GuestElf, LoadError> {
         return Err(LoadError::BadEntry(entry));
     }
     let end = segments.last().map(|s| s.end).unwrap_or(IMAGE_START);
-    Ok(GuestElf { entry, segments, end })
+    Ok(GuestElf { entry, segments, contents, end })
 }
 
 /// Copies the (already parsed) image's segments into guest memory.
 pub fn load(memory: &GuestMemory, image: &[u8]) -> Result<(), LoadError> {
     Elf::load(memory, None, &mut Cursor::new(image), Some(GuestAddress(IMAGE_START))).map_err(LoadError::Load)?;
+    Ok(())
+}
+
+/// Places the (already parsed) image's segments in guest memory, mapping the whole pages of its
+/// read-only segments from `source` (the same bytes as `image`) instead of copying them: every
+/// VM of the host then shares them in the page cache. What is not a whole read-only page (the
+/// writable data, a segment's last partial page) is copied, so guest memory holds exactly what
+/// `load` would put there.
+pub fn load_mapped(
+    memory: &GuestMemory,
+    image: &[u8],
+    elf: &GuestElf,
+    source: &ImageFile<'_>,
+) -> Result<(), LoadError> {
+    use vm_memory::Bytes;
+    for range in &elf.contents {
+        let aligned = range.addr.is_multiple_of(PAGE_SIZE) && (source.offset + range.offset).is_multiple_of(PAGE_SIZE);
+        let mapped = if range.writable || !aligned { 0 } else { range.size / PAGE_SIZE * PAGE_SIZE };
+        if mapped > 0 {
+            crate::memory::map_file_at(memory, range.addr, source.file, source.offset + range.offset, mapped)
+                .map_err(|_| LoadError::BadSegment(range.addr))?;
+        }
+        let rest = (range.offset + mapped) as usize..(range.offset + range.size) as usize;
+        let bytes = image.get(rest).ok_or(LoadError::BadSegment(range.addr))?;
+        memory.write_slice(bytes, GuestAddress(range.addr + mapped)).map_err(|_| LoadError::BadSegment(range.addr))?;
+    }
     Ok(())
 }
 
@@ -128,6 +175,26 @@ mod tests {
         assert!(elf.end > IMAGE_START && elf.end <= IMAGE_LIMIT);
         assert!(elf.segments.iter().all(|s| !(s.access.writable && s.access.executable)));
         assert!(elf.segments.iter().any(|s| s.access.executable));
+    }
+
+    #[test]
+    fn a_mapped_image_is_byte_for_byte_the_copied_one() {
+        use vm_memory::Bytes;
+        let image = crate::EMBEDDED_GUEST;
+        let elf = parse(image).unwrap();
+        let (file, offset) = crate::guest_image::embedded_guest_file().expect("the executable holds the image");
+        let fresh = || {
+            let region = crate::memory::Region::from_range(GuestAddress(0), IMAGE_LIMIT as usize, None).unwrap();
+            GuestMemory::from_regions(vec![region]).unwrap()
+        };
+        let (copied, mapped) = (fresh(), fresh());
+        load(&copied, image).unwrap();
+        load_mapped(&mapped, image, &elf, &ImageFile { file, offset: *offset }).unwrap();
+        let size = (elf.end - IMAGE_START) as usize;
+        let (mut a, mut b) = (vec![0u8; size], vec![0u8; size]);
+        copied.read_slice(&mut a, GuestAddress(IMAGE_START)).unwrap();
+        mapped.read_slice(&mut b, GuestAddress(IMAGE_START)).unwrap();
+        assert!(a == b, "the mapped image differs from the copied one");
     }
 
     #[test]

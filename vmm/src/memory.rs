@@ -98,6 +98,17 @@ pub fn device_view(region: &Arc<Region>, range: std::ops::Range<u64>) -> Result<
 /// file. Bytes after `len` up to the next page boundary read as the file has them (zeros past
 /// its end). Call it before any vCPU can reach the range.
 pub fn map_file(memory: &GuestMemory, at: u64, file: &std::fs::File, len: u64) -> Result<(), MemoryError> {
+    map_file_at(memory, at, file, 0, len)
+}
+
+/// [`map_file`] of the bytes of `file` from `offset` (page aligned) on.
+pub fn map_file_at(
+    memory: &GuestMemory,
+    at: u64,
+    file: &std::fs::File,
+    offset: u64,
+    len: u64,
+) -> Result<(), MemoryError> {
     use std::os::fd::AsRawFd;
     let page = wasmcell_abi::memory_map::PAGE_SIZE;
     let mapped = len.next_multiple_of(page);
@@ -107,6 +118,7 @@ pub fn map_file(memory: &GuestMemory, at: u64, file: &std::fs::File, len: u64) -
     if !at.is_multiple_of(page) || len == 0 || end > region.start_addr().0 + region.len() {
         return Err(outside());
     }
+    let offset = libc::off_t::try_from(offset).ok().filter(|o| o % page as libc::off_t == 0).ok_or_else(outside)?;
     let host = memory.get_host_address(GuestAddress(at)).map_err(|_| outside())?;
     // SAFETY: `[at, end)` lies inside one region's host mapping (checked above), which the
     // caller owns and no vCPU uses yet; MAP_FIXED replaces exactly those pages with a private
@@ -119,7 +131,7 @@ pub fn map_file(memory: &GuestMemory, at: u64, file: &std::fs::File, len: u64) -
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_FIXED,
             file.as_raw_fd(),
-            0,
+            offset,
         )
     };
     if mapping == libc::MAP_FAILED {

@@ -5,7 +5,7 @@
 
 use crate::arch::{self, AddressSpace, AddressSpaceError, VcpuEntry, VcpuPristine, VcpuSetupError, WorkloadSpace};
 use crate::boot_info::{self, BootInfoError};
-use crate::config::{ConfigError, VmConfig};
+use crate::config::{ConfigError, GuestImage, VmConfig};
 use crate::devices::control::ControlDevice;
 use crate::devices::serial::SerialConsole;
 use crate::devices::virtio::mmio::MmioTransport;
@@ -159,7 +159,12 @@ impl TryFrom<VmConfig> for Vm {
 
         // 3. Guest image and address spaces (page tables, GDT/IDT, exception stubs); the image's
         //    writable data as loaded, for each workload's private copy.
-        loader::load(&base_memory, &image)?;
+        match (&config.guest_image, crate::guest_image::embedded_guest_file()) {
+            (GuestImage::Embedded, Some((file, offset))) => {
+                loader::load_mapped(&base_memory, &image, &elf, &loader::ImageFile { file, offset: *offset })?
+            }
+            _ => loader::load(&base_memory, &image)?,
+        }
         let space = AddressSpace::build(&base_memory, &elf, &layout)?;
         let kernel_data = space.read_kernel_data(&base_memory)?;
 
