@@ -16,6 +16,16 @@ pub mod console {
     pub const QUEUES: usize = 6;
     /// Every queue's `QueueNumMax`. Fixed, so the driver need not read it (a VM exit).
     pub const QUEUE_MAX_SIZE: u16 = 256;
+    /// A wasmcell register (outside virtio-mmio's): a 32-bit write of `low` makes the device
+    /// apply a batch of register writes in one VM exit. The batch is at guest-physical
+    /// `queue_address_high(heap_start) << 32 | low`, in memory the device may read (the
+    /// workload's stack and heap): a `u32` count (at most [`BATCH_MAX`]), then that many
+    /// `{ u32 offset, u32 value }` pairs, applied in order exactly as 32-bit writes of `value` at
+    /// `offset` (a pair naming this register is skipped). A batch the device cannot read, or a
+    /// longer one, ends the workload.
+    pub const BATCH_REGISTER: u64 = 0x0e0;
+    /// Most writes in one batch.
+    pub const BATCH_MAX: u32 = 64;
 
     /// What the high halves of every queue address (`QueueDescHigh`, `QueueDriverHigh`,
     /// `QueueDeviceHigh`) hold after a reset, for a workload whose heap starts at `heap_start`:

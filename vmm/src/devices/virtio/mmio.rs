@@ -10,12 +10,15 @@
 use super::{DeviceError, VirtioDevice};
 use crate::memory::GuestMemory;
 use virtio_queue::{Queue, QueueT};
+use vm_memory::{Address, Bytes, GuestAddress};
+use wasmcell_abi::devices::console::{BATCH_MAX, BATCH_REGISTER};
 
 const MAGIC: u32 = 0x7472_6976; // "virt"
 const VERSION: u32 = 2;
 const VENDOR_ID: u32 = 0x6c63_7377; // "wscl"
 
 const STATUS_FEATURES_OK: u32 = 8;
+const QUEUE_NOTIFY: u64 = 0x050;
 
 /// One device and its transport state.
 pub struct MmioTransport<D> {
@@ -135,13 +138,14 @@ impl<D: VirtioDevice> MmioTransport<D> {
                     }
                 }
             }
-            0x050 => {
+            QUEUE_NOTIFY => {
                 let queue = value as usize;
                 if self.queues.get(queue).is_some_and(|q| q.ready()) {
                     self.device.queue_notify(queue, &mut self.queues, &self.memory)?;
                     self.interrupt_status |= 1;
                 }
             }
+            BATCH_REGISTER => return self.write_batch(value),
             0x064 => self.interrupt_status &= !value,
             0x070 => self.write_status(value),
             0x080 | 0x084 | 0x090 | 0x094 | 0x0a0 | 0x0a4 if !selected_ready => {
@@ -156,6 +160,33 @@ impl<D: VirtioDevice> MmioTransport<D> {
             }
             _ => {}
         };
+        Ok(())
+    }
+
+    /// Applies the batch of register writes at `low` (`BATCH_REGISTER`): each pair as the
+    /// 32-bit write it stands for, with the same checks, in order.
+    fn write_batch(&mut self, low: u32) -> Result<(), DeviceError> {
+        let addr = u64::from(self.address_high) << 32 | u64::from(low);
+        let bad = DeviceError::BadBatch { addr };
+        let count: u32 = self.memory.read_obj(GuestAddress(addr)).map_err(|_| bad.clone())?;
+        if count > BATCH_MAX {
+            return Err(bad);
+        }
+        let mut pairs = [0u8; 8 * BATCH_MAX as usize];
+        let pairs = &mut pairs[..8 * count as usize];
+        let at = GuestAddress(addr).checked_add(4).ok_or_else(|| bad.clone())?;
+        self.memory.read_slice(pairs, at).map_err(|_| bad.clone())?;
+        // One notify's work per exit, batched or not.
+        let offset_of = |pair: &[u8]| u64::from(u32::from_le_bytes(pair[..4].try_into().expect("4 bytes")));
+        if pairs.chunks_exact(8).filter(|pair| offset_of(pair) == QUEUE_NOTIFY).count() > 1 {
+            return Err(bad);
+        }
+        for pair in pairs.chunks_exact(8) {
+            let offset = offset_of(pair);
+            if offset != BATCH_REGISTER {
+                self.write(offset, &pair[4..])?;
+            }
+        }
         Ok(())
     }
 
@@ -239,5 +270,56 @@ mod tests {
             assert_eq!(t.write(READY, &1u32.to_le_bytes()), Err(DeviceError::RingsOutside { queue: 1 }));
             assert_eq!(read(&mut t, READY), 0, "never made ready");
         }
+    }
+
+    /// Writes a batch of `pairs` at guest-physical `at` in the transport's memory.
+    fn put_batch(t: &mut MmioTransport<Console>, at: u64, count: u32, pairs: &[(u64, u32)]) {
+        let mut bytes = count.to_le_bytes().to_vec();
+        for &(offset, value) in pairs {
+            bytes.extend_from_slice(&(offset as u32).to_le_bytes());
+            bytes.extend_from_slice(&value.to_le_bytes());
+        }
+        t.device_and_queues().2.write_slice(&bytes, GuestAddress(at)).unwrap();
+    }
+
+    #[test]
+    fn a_batch_applies_its_writes_in_order_with_the_same_checks() {
+        let mut t = transport();
+        // Queue 0 set up and made ready, all in one write; the batch register inside is skipped.
+        let pairs = [
+            (SELECT, 0),
+            (SIZE, 8),
+            (DESC_LOW, 0x10_4000),
+            (0x090, 0x10_5000),
+            (USED_LOW, 0x10_6000),
+            (BATCH_REGISTER, 0x10_8000),
+            (READY, 1),
+        ];
+        put_batch(&mut t, 0x10_8000, pairs.len() as u32, &pairs);
+        t.write(BATCH_REGISTER, &0x10_8000u32.to_le_bytes()).unwrap();
+        let queue = &t.device_and_queues().1[0];
+        assert!(queue.ready());
+        assert_eq!((queue.desc_table(), queue.used_ring(), queue.size()), (0x10_4000, 0x10_6000, 8));
+        // Rings outside the device's memory are refused inside a batch as outside one.
+        let mut t = transport();
+        put_batch(&mut t, 0x10_8000, 2, &[(USED_LOW, 0x21_0000), (READY, 1)]);
+        assert_eq!(t.write(BATCH_REGISTER, &0x10_8000u32.to_le_bytes()), Err(DeviceError::RingsOutside { queue: 1 }));
+    }
+
+    #[test]
+    fn a_batch_out_of_reach_too_long_or_notifying_twice_ends_the_workload() {
+        let bad = |addr: u64| Err(DeviceError::BadBatch { addr });
+        let mut t = transport();
+        // Outside the device's memory (base RAM's page tables, say), or running off its end.
+        assert_eq!(t.write(BATCH_REGISTER, &0x1000u32.to_le_bytes()), bad(0x1000));
+        put_batch(&mut t, 0x1f_fff8, 4, &[]);
+        assert_eq!(t.write(BATCH_REGISTER, &0x1f_fff8u32.to_le_bytes()), bad(0x1f_fff8));
+        // Longer than BATCH_MAX: refused before any of it is applied.
+        put_batch(&mut t, 0x10_8000, BATCH_MAX + 1, &[(SIZE, 8)]);
+        assert_eq!(t.write(BATCH_REGISTER, &0x10_8000u32.to_le_bytes()), bad(0x10_8000));
+        assert_eq!(t.device_and_queues().1[1].size(), 16, "nothing applied");
+        // Two notifies would be two exits' work in one.
+        put_batch(&mut t, 0x10_8000, 2, &[(QUEUE_NOTIFY, 1), (QUEUE_NOTIFY, 1)]);
+        assert_eq!(t.write(BATCH_REGISTER, &0x10_8000u32.to_le_bytes()), bad(0x10_8000));
     }
 }

@@ -19,7 +19,7 @@ use crate::memory::GuestMemory;
 use virtio_queue::Queue;
 
 /// A driver did something no well-behaved driver does: the workload is stopped with this as its
-/// outcome (`crate::Outcome::DeviceError`). Every variant names the queue.
+/// outcome (`crate::Outcome::DeviceError`). Every variant names the queue or the address.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DeviceError {
     #[error("queue {queue}'s rings lie outside the workload's stack and heap")]
@@ -32,6 +32,8 @@ pub enum DeviceError {
     BufferOutside { queue: usize, addr: u64, len: u32 },
     #[error("a buffer of queue {queue} points the wrong way for the queue")]
     WrongDirection { queue: usize },
+    #[error("a batch of register writes at {addr:#x} lies outside the workload's stack and heap, is too long or notifies twice")]
+    BadBatch { addr: u64 },
 }
 
 /// `VIRTIO_F_VERSION_1`: the device speaks virtio 1.x (required for virtio-mmio version 2).
