@@ -49,13 +49,14 @@ fn wasmtime_cli() -> String {
 }
 
 /// Runs a command to its end with stdout to /dev/null: (wall ms, max RSS in KiB).
+#[allow(clippy::zombie_processes)] // reaped by wait4, which also gives its peak memory
 fn measure(program: &str, args: &[&str]) -> (f64, u64) {
     let began = Instant::now();
     let child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn");
     let mut status = 0;
