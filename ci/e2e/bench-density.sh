@@ -92,7 +92,7 @@ in_batches() {
 measure() {
     local side=$1 shims vmms workloads before after t0 t1 failed=0
     case $side in
-        wasmcell) shims="containerd-shim-wasmcell-v1 -namespace" vmms="containerd-shim-wasmcell-v1 vmm" workloads="" ;;
+        wasmcell) shims="containerd-shim-wasmcell-v1 -namespace" vmms="wasmcell-vmm" workloads="" ;;
         runc) shims="containerd-shim-runc-v2" vmms="" workloads="/pause$" ;;
     esac
     sync && echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true

@@ -34,7 +34,7 @@ for tar in "$DIR"/images/*.tar; do
 done
 
 # The VMM processes on the node (each wasmcell pod has one: its VM).
-vmms() { pgrep -c -f "containerd-shim-wasmcell-v1 vmm"; }
+vmms() { pgrep -c -x wasmcell-vmm; }
 
 # CPU time (clock ticks) and context switches (all threads) of a process, for idle checks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
@@ -91,7 +91,7 @@ t_wasm_pod_with_two_containers() {
     out=$(cri inspect "$c1")
     [[ "$out" == "state=CONTAINER_RUNNING"* ]] || fail "the sleeper should still run: $out"
     # Both containers ran in the pod's one VM: one VMM process, no other.
-    [ "$(vmms)" = 1 ] || fail "$(vmms) VMM processes for one pod: $(pgrep -a -f 'containerd-shim-wasmcell-v1 vmm')"
+    [ "$(vmms)" = 1 ] || fail "$(vmms) VMM processes for one pod: $(pgrep -a -f 'wasmcell-vmm')"
     code=$(cri wait "$c1") && [ "$code" = 0 ] || fail "sleeper exit code: $code"
     out=$(cri inspect "$c2")
     [[ "$out" == "state=CONTAINER_EXITED exit_code=3 reason=Error"* ]] || fail "exit3 status: $out"
@@ -199,7 +199,7 @@ t_idle_pod_costs_nothing() {
     for _ in $(seq 50); do [ "$(cri logs "$c" 2>&1)" = "sleeping 60000 ms" ] && break; sleep 0.1; done
     [ "$(cri logs "$c" 2>&1)" = "sleeping 60000 ms" ] || fail "logger's log: $(cri logs "$c" 2>&1)"
     shim=$(pgrep -f "containerd-shim-wasmcell-v1 -namespace k8s.io -id $pod") || fail "no shim for the pod"
-    vmm=$(pgrep -f "containerd-shim-wasmcell-v1 vmm .*$pod") || fail "no VMM for the pod"
+    vmm=$(pgrep -f "wasmcell-vmm .*$pod") || fail "no VMM for the pod"
     sleep 0.5
     t0=$(cpu_ticks "$vmm") s0=$(switches "$shim") v0=$(switches "$vmm")
     sleep 2

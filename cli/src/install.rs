@@ -10,6 +10,8 @@ use std::process::ExitCode;
 
 /// The shim binary containerd looks up for `io.containerd.wasmcell.v1`.
 const SHIM_BINARY: &str = "containerd-shim-wasmcell-v1";
+/// The VMM binary the shim spawns, next to it.
+const VMM_BINARY: &str = "wasmcell-vmm";
 
 /// Pod overhead the RuntimeClass declares: what a pod costs beyond its containers' requests.
 /// Measured (RSS, docs/kubernetes.md), a pod with one running container: the pod's serving shim
@@ -92,17 +94,23 @@ fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> 
     result.with_context(|| format!("Cannot write {}", path.display()))
 }
 
-fn shim_source() -> anyhow::Result<PathBuf> {
+/// The binaries to install: the shim and the VMM it spawns, from next to this executable.
+fn sources() -> anyhow::Result<Vec<PathBuf>> {
     let exe = std::env::current_exe().context("Cannot find the wasmcell binary")?;
-    let shim = exe.with_file_name(SHIM_BINARY);
-    if !shim.is_file() {
-        bail!("{SHIM_BINARY} is not next to {} (build it: cargo build --release -p wasmcell-shim)", exe.display());
-    }
-    Ok(shim)
+    [SHIM_BINARY, VMM_BINARY]
+        .iter()
+        .map(|name| {
+            let path = exe.with_file_name(name);
+            if !path.is_file() {
+                bail!("{name} is not next to {} (build it: cargo build --release -p wasmcell-shim)", exe.display());
+            }
+            Ok(path)
+        })
+        .collect()
 }
 
 pub fn install(args: InstallArgs) -> anyhow::Result<ExitCode> {
-    let source = shim_source()?;
+    let sources = sources()?;
     let text = match std::fs::read_to_string(&args.config) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -110,19 +118,23 @@ pub fn install(args: InstallArgs) -> anyhow::Result<ExitCode> {
     };
     let updated = register_handler(&text, &args.handler)?;
     if args.dry_run {
-        eprintln!("wasmcell: would install {} into {}", source.display(), args.bin_dir.display());
+        for source in &sources {
+            eprintln!("wasmcell: would install {} into {}", source.display(), args.bin_dir.display());
+        }
         match &updated {
             Some(_) => eprintln!("wasmcell: would register handler {:?} in {}", args.handler, args.config.display()),
             None => eprintln!("wasmcell: handler {:?} is already in {}", args.handler, args.config.display()),
         }
     } else {
-        let target = args.bin_dir.join(SHIM_BINARY);
-        let same = std::fs::canonicalize(&target).ok() == std::fs::canonicalize(&source).ok();
-        if !same {
-            let bytes = std::fs::read(&source).with_context(|| format!("Cannot read {}", source.display()))?;
-            write_atomically(&target, &bytes, 0o755)?;
+        for source in &sources {
+            let target = args.bin_dir.join(source.file_name().expect("a binary's name"));
+            let same = std::fs::canonicalize(&target).ok() == std::fs::canonicalize(source).ok();
+            if !same {
+                let bytes = std::fs::read(source).with_context(|| format!("Cannot read {}", source.display()))?;
+                write_atomically(&target, &bytes, 0o755)?;
+            }
+            eprintln!("wasmcell: installed {}", target.display());
         }
-        eprintln!("wasmcell: installed {}", target.display());
         match updated {
             Some(new_text) => {
                 write_atomically(&args.config, new_text.as_bytes(), 0o644)?;

@@ -1,5 +1,5 @@
 //! The process plan: everything a VMM child needs, written by `create` into the bundle and read
-//! by `containerd-shim-wasmcell-v1 vmm PLAN`. Compilation and every check happened in `create`;
+//! by `wasmcell-vmm PLAN`. Compilation and every check happened in `create`;
 //! the child only joins its cgroup and network namespace and boots. A pod's workloads are not in
 //! its plan: the shim sends each one over the pod VMM's control channel ([`crate::protocol`]).
 

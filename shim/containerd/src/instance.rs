@@ -151,9 +151,9 @@ impl VmInstance {
         Ok(path)
     }
 
-    /// Spawns `containerd-shim-wasmcell-v1 vmm PLAN` in the bundle; its exit goes to `process`.
+    /// Spawns `wasmcell-vmm PLAN` in the bundle; its exit goes to `process`.
     fn spawn_vmm(&self, plan: &Path) -> Result<u32, InstanceError> {
-        let exe = std::env::current_exe().map_err(InstanceError::Spawn)?;
+        let exe = crate::vmm_binary().map_err(InstanceError::Spawn)?;
         // Subscribe before spawning: the shim's reaper reports the exit to subscribers only.
         let subscription = containerd_shim::monitor::monitor_subscribe(containerd_shim::monitor::Topic::Pid)
             .map_err(|e| InstanceError::Monitor(e.to_string()))?;
@@ -175,7 +175,6 @@ impl VmInstance {
             }
             _ => {
                 let child = Command::new(exe)
-                    .arg(crate::VMM_ACTION)
                     .arg(plan)
                     .current_dir(&self.bundle)
                     .stdin(Stdio::null())

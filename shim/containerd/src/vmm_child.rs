@@ -1,4 +1,4 @@
-//! `containerd-shim-wasmcell-v1 vmm PLAN`: a VMM process, a child of the shim. It joins its
+//! `wasmcell-vmm PLAN`: a VMM process, a child of the shim. It joins its
 //! cgroup and network namespace, then either runs one container's VM and exits with the
 //! workload's status — containerd sees this process as the task's pid — or, for a Kubernetes
 //! pod, boots the pod's VM and serves its workloads ([`crate::pod::server`]) until the pod is

@@ -1,5 +1,5 @@
 //! A pod's VMM process on real KVM, driven by the shim's client as the task service drives it,
-//! without containerd: the real binary (`containerd-shim-wasmcell-v1 vmm PLAN`) spawned with its
+//! without containerd: the real binary (`wasmcell-vmm PLAN`) spawned with its
 //! control channel, workloads started side by side in its one VM, one stopped, a bad one
 //! refused, and the process ending on SIGTERM — or when the shim's end of the channel closes.
 
@@ -80,7 +80,7 @@ fn spawn_with(dir: &Path, netns: Option<PathBuf>) -> (Arc<PodVm>, u32) {
     Plan { cgroup: None, netns, kind: PlanKind::Pod }.write(&plan).unwrap();
     let pid = Arc::new(Mutex::new(0));
     let seen = pid.clone();
-    let exe = Path::new(env!("CARGO_BIN_EXE_containerd-shim-wasmcell-v1"));
+    let exe = Path::new(env!("CARGO_BIN_EXE_wasmcell-vmm"));
     let pod = PodVm::spawn(exe, &plan, dir, move |p| *seen.lock().unwrap() = p).unwrap();
     let pid = *pid.lock().unwrap();
     assert_eq!(pod.pid(), pid);

@@ -107,7 +107,7 @@ impl Shared {
 }
 
 impl PodVm {
-    /// Spawns `exe vmm PLAN` in `bundle` (the sandbox's) with the control channel as its fd 3.
+    /// Spawns `exe PLAN` (the VMM binary) in `bundle` (the sandbox's) with the control channel as its fd 3.
     /// `on_spawn` gets the pid right after the spawn (to watch for its exit).
     pub fn spawn(
         exe: &Path,
@@ -119,13 +119,7 @@ impl PodVm {
         let events = BufReader::new(ours.try_clone().map_err(InstanceError::Spawn)?);
         let their_fd = theirs.as_raw_fd();
         let mut command = Command::new(exe);
-        command
-            .arg(crate::VMM_ACTION)
-            .arg(plan)
-            .current_dir(bundle)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+        command.arg(plan).current_dir(bundle).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
         // SAFETY: `dup2` and `fcntl` are async-signal-safe and the only calls made between fork
         // and exec; they give the child its end of the channel as fd 3, without close-on-exec
         // (which `dup2` onto itself would not clear).
