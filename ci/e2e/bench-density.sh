@@ -26,8 +26,16 @@ mkdir -p "$DIR/pods"
 start_containerd "$DIR/containerd" "$DIR/bin"
 ctr_() { ctr --address "$CTR_SOCK" --namespace k8s.io "$@"; }
 cri() { "$REPO/target/release/wasmcell-cri" --socket "$CTR_SOCK" "$@"; }
-# Enough descriptors and processes for containerd and the CRI client at 1000 pods.
+# Enough descriptors and processes for containerd and the CRI client at 1000 pods, and PIDs for
+# their threads (a wasmcell pod's shim and VMM have ~30, a runc pod's ~15): kernel.pid_max is
+# raised for the run if it is too small, and put back.
 ulimit -n 1048576 2>/dev/null || true
+PID_MAX=$(cat /proc/sys/kernel/pid_max)
+if [ "$PID_MAX" -lt $((PODS * 40 + 10000)) ]; then
+    echo "== kernel.pid_max $PID_MAX is too small for $PODS pods: 4194304 for this run"
+    echo 4194304 >/proc/sys/kernel/pid_max
+    trap 'echo "$PID_MAX" >/proc/sys/kernel/pid_max; e2e_cleanup' EXIT
+fi
 
 native_image wasmcell.test/pause:latest images/native/pause.rs "$DIR/pause.tar"
 "$REPO/target/release/wasmcell" image build -t wasmcell.test/sleep:latest -o "$DIR/sleep.tar" \
