@@ -210,3 +210,47 @@ fn traps_have_the_same_status() {
         assert_eq!(host.status, 134);
     }
 }
+
+/// Accesses at the edge of linear memory, each a module of its own: what is in bounds runs, the
+/// first byte out of bounds traps — loads, stores, accesses straddling the end, a constant offset
+/// past 4 GiB, bulk memory, and the edge moved by `memory.grow` — exactly where host wasmtime
+/// traps, and with wasmtime's message. (The guest checks bounds explicitly today; this is the
+/// regression test for guard regions.)
+#[test]
+fn memory_edges_trap_where_host_wasmtime_traps() {
+    let cases = [
+        ("last byte", "(drop (i32.load8_u (i32.const 65535)))", 0),
+        ("first byte past the end", "(drop (i32.load8_u (i32.const 65536)))", 134),
+        ("load straddling the end", "(drop (i32.load (i32.const 65533)))", 134),
+        ("i64 load ending at the end", "(drop (i64.load (i32.const 65528)))", 0),
+        ("i64 store straddling the end", "(i64.store (i32.const 65529) (i64.const 1))", 134),
+        ("store past the end", "(i32.store8 (i32.const 65536) (i32.const 1))", 134),
+        ("offset past 4 GiB", "(drop (i32.load offset=4294967295 (i32.const 1)))", 134),
+        ("fill to the end", "(memory.fill (i32.const 65000) (i32.const 7) (i32.const 536))", 0),
+        ("fill one past the end", "(memory.fill (i32.const 65000) (i32.const 7) (i32.const 537))", 134),
+        ("copy from past the end", "(memory.copy (i32.const 0) (i32.const 65535) (i32.const 2))", 134),
+        (
+            "grown: the old end is in bounds",
+            "(drop (memory.grow (i32.const 1))) (drop (i32.load (i32.const 65536)))",
+            0,
+        ),
+        (
+            "grown: the new end is not",
+            "(drop (memory.grow (i32.const 1))) (drop (i32.load8_u (i32.const 131072)))",
+            134,
+        ),
+    ];
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("edges-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, (what, body, status)) in cases.iter().enumerate() {
+        let path = dir.join(format!("edge{i}.wat"));
+        std::fs::write(&path, format!("(module (memory 1) (func (export \"_start\") {body}))")).unwrap();
+        let case = Case::new(path.to_string_lossy().into_owned());
+        let (host, guest) = (on_host(&case), in_microvm(&case));
+        assert_eq!((host.status, guest.status), (*status, *status), "{what}: {}", guest.stderr);
+        if *status == 134 {
+            assert!(guest.stderr.contains("out of bounds memory access"), "{what}: {}", guest.stderr);
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -183,3 +183,26 @@ fn a_pod_vm_runs_workloads_side_by_side_and_gives_everything_back() {
     assert!(running.0 > baseline.0, "the VM holds fds while it lives");
     assert_eq!(resources(), baseline, "a pod VM leaves no fd or thread behind");
 }
+
+#[test]
+fn a_workload_that_faults_never_disturbs_its_neighbour() {
+    common::require_kvm();
+    let samples = Samples::new();
+    let vm = Vm::try_from(VmConfig::default()).unwrap();
+    vm.boot().unwrap();
+    let (sleeper, slept, _) = samples.workload("sleep", &["300"]);
+    let sleeper = vm.start(sleeper).unwrap();
+    let (faulter, printed, _) = samples.workload("oob", &[]);
+    let report = vm.start(faulter).unwrap().join().unwrap();
+    match report.outcome {
+        Outcome::WasmTrap(message) => assert!(message.contains("out of bounds memory access"), "{message}"),
+        other => panic!("the out-of-bounds read should trap: {other:?}"),
+    }
+    assert_eq!(printed.text(), "reading at 0xfffffff0\n");
+    // The neighbour sleeps on to its own end, and the VM takes the next workload.
+    assert!(matches!(sleeper.join().unwrap().outcome, Outcome::Exited(0)));
+    assert_eq!(slept.text(), "slept at least 300 ms\n");
+    let (hello, out, _) = samples.workload("hello", &[]);
+    assert!(matches!(vm.start(hello).unwrap().join().unwrap().outcome, Outcome::Exited(0)));
+    assert_eq!(out.text(), "Hello, world!\n");
+}
