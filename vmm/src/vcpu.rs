@@ -179,6 +179,9 @@ impl Vcpu {
     pub fn run(mut self, control: &Arc<RunControl>) -> (VcpuFd, Result<VcpuStop, VcpuError>, Instant) {
         let result = self.run_loop(control);
         let stopped_at = Instant::now();
+        // Output the guest queued without a notify (batched) goes out even if the run was
+        // stopped before a tick took it: one budget's worth, never blocking.
+        self.devices.send_queued_output();
         self.devices.flush(matches!(result, Ok(VcpuStop::Guest(_))));
         (self.fd, result, stopped_at)
     }

@@ -213,6 +213,18 @@ fn a_stop_is_prompt_while_gigabytes_are_queued_to_a_stalled_reader() {
 }
 
 #[test]
+fn output_queued_without_a_notify_is_sent_when_the_workload_is_stopped() {
+    let vm = pod();
+    let stdout = Capture::default();
+    let run = vm.start(attack(&["queue-and-spin", "1000"], 32, Output::writer(Box::new(stdout.clone())))).unwrap();
+    // Ample time to queue one buffer; nothing notifies, so nothing is sent while it spins.
+    std::thread::sleep(Duration::from_millis(300));
+    run.stopper().stop();
+    assert_eq!(run.join().unwrap().outcome, Outcome::Killed);
+    assert_eq!(stdout.len(), 0x1000, "the queued buffer was not sent at the stop");
+}
+
+#[test]
 fn a_crash_looping_workload_does_not_wedge_its_pod() {
     let vm = pod();
     for round in 0..60 {

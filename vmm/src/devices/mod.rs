@@ -121,6 +121,12 @@ impl Devices {
         }
     }
 
+    /// Sends one budget's worth of output the guest queued and the device has not taken yet
+    /// (the end of a run; errors of a guest that broke its rings change nothing then).
+    pub fn send_queued_output(&mut self) {
+        let _ = self.resume_console_output();
+    }
+
     /// The console's register offset for guest-physical `addr`, if it is this vCPU's console.
     fn console_at(&mut self, addr: u64) -> Option<(&mut MmioTransport<Console>, u64)> {
         let slot = self.console.as_mut()?;

@@ -163,6 +163,12 @@ impl Device {
         self.notify(STDOUT_TRANSMITQ);
     }
 
+    /// Makes one stdout buffer of `len` bytes at `addr` available without ever notifying.
+    pub fn queue_silently(&mut self, addr: u64, len: u32) {
+        self.setup_in_heap(STDOUT_TRANSMITQ as u32);
+        self.post(STDOUT_TRANSMITQ, addr, len);
+    }
+
     /// Sends `count` DEVICE_READY messages, a queue's worth per notify.
     pub fn device_ready_flood(&mut self, count: u64) {
         self.setup_in_heap(CONTROL_TRANSMITQ as u32);

@@ -139,6 +139,13 @@ pub unsafe extern "sysv64" fn _start(boot_info: *const BootInfo, vcpu: *const Vc
                 control(reg::WAIT, reg::WAIT_FOREVER);
             }
         }
+        b"queue-and-spin" => {
+            let mut device = console::Device::new(vcpu.console_mmio, vcpu.heap_start);
+            device.queue_silently(vcpu.heap_start + 0x10_0000, number() as u32);
+            loop {
+                core::hint::spin_loop();
+            }
+        }
         b"data" => exit(DATA.swap(99, Ordering::Relaxed)),
         b"cpuid-max" => exit(core::arch::x86_64::__cpuid(0).eax & 0xff),
         b"cpuid-kvm" => {
