@@ -83,6 +83,9 @@ fn rss_mib() -> u64 {
     memory_mib("VmRSS:")
 }
 
+/// The tests of this file run one at a time: one counts this process's fds and threads.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 /// Waits (bounded) until `check` holds.
 fn eventually(what: &str, check: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -94,6 +97,7 @@ fn eventually(what: &str, check: impl Fn() -> bool) {
 
 #[test]
 fn a_pod_vm_runs_workloads_side_by_side_and_gives_everything_back() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     common::require_kvm();
     let samples = Samples::new();
     // Warm up lazily created process-wide state (the CPUID cache, the kick handler, the
@@ -186,6 +190,7 @@ fn a_pod_vm_runs_workloads_side_by_side_and_gives_everything_back() {
 
 #[test]
 fn a_workload_that_faults_never_disturbs_its_neighbour() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     common::require_kvm();
     let samples = Samples::new();
     let vm = Vm::try_from(VmConfig::default()).unwrap();

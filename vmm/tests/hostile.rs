@@ -119,6 +119,10 @@ fn the_guest_cpuid_is_the_template_or_the_hosts_own() {
     }
 }
 
+/// Held by the tests that keep a CPU busy and by the one that measures this process's CPU time:
+/// they never overlap.
+static BUSY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn assert_device_error(outcome: Outcome, needle: &str, what: &str) {
     match outcome {
         Outcome::DeviceError(message) if message.contains(needle) => {}
@@ -188,6 +192,7 @@ fn buffers_aimed_outside_the_workloads_memory_end_it() {
 
 #[test]
 fn a_stop_is_prompt_while_gigabytes_are_queued_to_a_stalled_reader() {
+    let _quiet = BUSY.lock().unwrap_or_else(|e| e.into_inner());
     let vm = pod();
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for the two fds `pipe2` writes.
@@ -214,6 +219,7 @@ fn a_stop_is_prompt_while_gigabytes_are_queued_to_a_stalled_reader() {
 
 #[test]
 fn output_queued_without_a_notify_is_sent_when_the_workload_is_stopped() {
+    let _busy = BUSY.lock().unwrap_or_else(|e| e.into_inner());
     let vm = pod();
     let stdout = Capture::default();
     let run = vm.start(attack(&["queue-and-spin", "1000"], 32, Output::writer(Box::new(stdout.clone())))).unwrap();
@@ -226,6 +232,7 @@ fn output_queued_without_a_notify_is_sent_when_the_workload_is_stopped() {
 
 #[test]
 fn a_crash_looping_workload_does_not_wedge_its_pod() {
+    let _busy = BUSY.lock().unwrap_or_else(|e| e.into_inner());
     let vm = pod();
     for round in 0..60 {
         let ended = match round % 3 {
