@@ -207,14 +207,12 @@ impl Vcpu {
                 Ok(VcpuExit::MmioWrite(addr, data)) => self.devices.mmio_write(addr, data),
                 Ok(VcpuExit::Shutdown) => return Ok(VcpuStop::Guest(arch::shutdown_outcome(&self.fd))),
                 Ok(other) => return Err(VcpuError::UnexpectedExit(format!("{other:?}"))),
-                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => match timer.armed() {
-                    // A tick of the drain timer (or a stop's kick: seen at the top).
-                    true => match self.devices.tick_console_output() {
-                        Ok(_) => ControlAction::Continue,
-                        Err(e) => ControlAction::DeviceError(format!("virtio-console: {e}")),
-                    },
-                    false => ControlAction::Continue,
+                // A tick of the drain timer (or a stop's kick: seen at the top).
+                Err(e) if interrupted(&e) && timer.armed() => match self.devices.tick_console_output() {
+                    Ok(_) => ControlAction::Continue,
+                    Err(e) => ControlAction::DeviceError(format!("virtio-console: {e}")),
                 },
+                Err(e) if interrupted(&e) => ControlAction::Continue,
                 Err(e) => return Err(VcpuError::Run(e)),
             };
             let outcome = match action {
@@ -247,9 +245,7 @@ impl Vcpu {
             return Ok(VcpuStop::Guest(outcome));
         }
     }
-}
 
-impl Vcpu {
     /// Ticks while the console batches output, not otherwise. Without a timer the console
     /// cannot batch: it goes back to notifies.
     fn sync_timer(&mut self, timer: &mut DrainTimer) {
@@ -258,6 +254,11 @@ impl Vcpu {
             let _ = self.devices.stop_console_batching();
         }
     }
+}
+
+/// Whether `KVM_RUN` came back without an exit: a signal (a kick or a tick) or nothing to do.
+fn interrupted(e: &kvm_ioctls::Error) -> bool {
+    e.errno() == libc::EINTR || e.errno() == libc::EAGAIN
 }
 
 /// Sleeps until `control.wake` is written, a stop is requested, `timeout` passes, input the

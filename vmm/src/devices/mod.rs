@@ -11,12 +11,14 @@ pub mod control;
 pub mod serial;
 pub mod virtio;
 
+use crate::memory::GuestMemory;
 use control::{ControlAction, ControlDevice};
 use serial::SerialConsole;
 use std::sync::{Arc, Mutex};
 use virtio::console::{Console, OutputProgress};
 use virtio::mmio::MmioTransport;
 use virtio::{DeviceError, VirtioDevice};
+use virtio_queue::Queue;
 use wasmcell_abi::control::{X86_PORT_BASE, X86_PORT_COUNT};
 use wasmcell_abi::devices::console::MMIO_SIZE as CONSOLE_SIZE;
 
@@ -69,29 +71,34 @@ impl Devices {
         console.wants_input(queues, memory).then(|| console.input_fd()).flatten()
     }
 
-    /// Delivers stdin that became readable while the guest waited.
-    pub fn deliver_console_input(&mut self) -> Result<(), DeviceError> {
+    /// `work` on the console, its queues and its memory; `Ok(idle)` without a console.
+    fn with_console<T>(
+        &mut self,
+        idle: T,
+        work: impl FnOnce(&mut Console, &mut [Queue], &GuestMemory) -> Result<T, DeviceError>,
+    ) -> Result<T, DeviceError> {
         match &mut self.console {
             Some(slot) => {
                 let (console, queues, memory) = slot.transport.device_and_queues();
-                console.fill_stdin(queues, memory)
+                work(console, queues, memory)
             }
-            None => Ok(()),
+            None => Ok(idle),
         }
+    }
+
+    /// Delivers stdin that became readable while the guest waited.
+    pub fn deliver_console_input(&mut self) -> Result<(), DeviceError> {
+        self.with_console((), |console, queues, memory| console.fill_stdin(queues, memory))
     }
 
     /// Sends one budget's worth of the output the guest is waiting on, if any.
     pub fn resume_console_output(&mut self) -> Result<OutputProgress, DeviceError> {
-        match &mut self.console {
-            Some(slot) => {
-                let (console, queues, memory) = slot.transport.device_and_queues();
-                if !console.output_pending(queues, memory) {
-                    return Ok(OutputProgress::default());
-                }
-                console.resume_output(queues, memory)
+        self.with_console(OutputProgress::default(), |console, queues, memory| {
+            if !console.output_pending(queues, memory) {
+                return Ok(OutputProgress::default());
             }
-            None => Ok(OutputProgress::default()),
-        }
+            console.resume_output(queues, memory)
+        })
     }
 
     /// Whether the console's output is drained on the vCPU thread's timer.
@@ -101,24 +108,12 @@ impl Devices {
 
     /// A tick of the vCPU thread's timer; whether the console still batches.
     pub fn tick_console_output(&mut self) -> Result<bool, DeviceError> {
-        match &mut self.console {
-            Some(slot) => {
-                let (console, queues, memory) = slot.transport.device_and_queues();
-                console.tick_output(queues, memory)
-            }
-            None => Ok(false),
-        }
+        self.with_console(false, |console, queues, memory| console.tick_output(queues, memory))
     }
 
     /// The vCPU waits: the console's output goes back to notifies.
     pub fn stop_console_batching(&mut self) -> Result<(), DeviceError> {
-        match &mut self.console {
-            Some(slot) => {
-                let (console, queues, memory) = slot.transport.device_and_queues();
-                console.stop_batching(queues, memory)
-            }
-            None => Ok(()),
-        }
+        self.with_console((), |console, queues, memory| console.stop_batching(queues, memory))
     }
 
     /// Sends one budget's worth of output the guest queued and the device has not taken yet
