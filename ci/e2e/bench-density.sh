@@ -49,22 +49,19 @@ meminfo_snapshot() {
     awk -v names="$MEMINFO_FIELDS" '{ v[substr($1, 1, length($1) - 1)] = $2 }
         END { n = split(names, k, " "); for (i = 1; i <= n; i++) printf "%d ", v[k[i]] }' /proc/meminfo
 }
-# Sum of CPU ticks (user + system) of the processes whose command line matches $1.
-ticks_of() {
-    local total=0 pid t
-    for pid in $(pgrep -f "$1"); do
-        t=$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null) && total=$((total + t))
-    done
+# sum_over PATTERN FILE AWK: the sum, over the processes whose command line matches PATTERN
+# (none for an empty one), of what AWK prints from their /proc/PID/FILE.
+sum_over() {
+    local total=0 pid n
+    if [ -n "$1" ]; then
+        for pid in $(pgrep -f "$1"); do
+            n=$(awk "$3" "/proc/$pid/$2" 2>/dev/null) && total=$((total + ${n:-0}))
+        done
+    fi
     echo "$total"
 }
-# Sum of PSS (KiB) of the processes whose command line matches $1.
-pss_of() {
-    local total=0 pid p
-    for pid in $(pgrep -f "$1"); do
-        p=$(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup" 2>/dev/null) && total=$((total + p))
-    done
-    echo "$total"
-}
+ticks_of() { sum_over "$1" stat '{ print $14 + $15 }'; }    # CPU ticks, user + system
+pss_of() { sum_over "$1" smaps_rollup '/^Pss:/ { print $2 }'; }    # PSS, KiB
 
 # idle_pod SIDE I: a pod with one idle container, started.
 idle_pod() {
@@ -117,13 +114,13 @@ measure() {
     local started=$((PODS - failed))
     local c0 s0 v0 w0 c1 s1 v1 w1
     c0=$(awk '{ print $14 + $15 }' "/proc/$CONTAINERD_PID/stat") s0=$(ticks_of "$shims")
-    v0=$([ -n "$vmms" ] && ticks_of "$vmms" || echo 0) w0=$([ -n "$workloads" ] && ticks_of "$workloads" || echo 0)
+    v0=$(ticks_of "$vmms") w0=$(ticks_of "$workloads")
     sleep "$IDLE_SECONDS"
     c1=$(awk '{ print $14 + $15 }' "/proc/$CONTAINERD_PID/stat") s1=$(ticks_of "$shims")
-    v1=$([ -n "$vmms" ] && ticks_of "$vmms" || echo 0) w1=$([ -n "$workloads" ] && ticks_of "$workloads" || echo 0)
+    v1=$(ticks_of "$vmms") w1=$(ticks_of "$workloads")
     local shim_pss vmm_pss
     shim_pss=$(pss_of "$shims")
-    vmm_pss=$([ -n "$vmms" ] && pss_of "$vmms" || pss_of "$workloads")
+    vmm_pss=$(pss_of "${vmms:-$workloads}")
     local hz
     hz=$(getconf CLK_TCK)
     echo "$side: $started of $PODS idle pods started"

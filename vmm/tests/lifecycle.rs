@@ -2,24 +2,12 @@
 //! kills a running guest, and neither a run nor a refused config leaves a thread or an fd
 //! behind. One test function, so that nothing else in this process changes the counts.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod common;
+
+use common::Capture;
 use std::time::Duration;
 use wasmcell_abi::SelfTest;
 use wasmcell_vmm::{ConfigError, Error, GuestImage, LoadError, MemorySize, Outcome, Vm, VmConfig};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn count(dir: &str) -> usize {
     std::fs::read_dir(dir).unwrap().count()
@@ -48,7 +36,7 @@ fn in_process_lifecycle() {
     assert_eq!(report.outcome, Outcome::Exited(9));
     let boot = report.boot_time.expect("boot-done marker");
     assert!(boot <= report.run_time);
-    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let text = log.text();
     assert!(text.contains(": ready ("), "{text:?}");
     assert_eq!(resources(), baseline, "a finished run leaves no fd or thread");
 

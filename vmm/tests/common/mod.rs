@@ -47,6 +47,10 @@ impl Capture {
     pub fn len(&self) -> usize {
         self.0.lock().unwrap().len()
     }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).expect("UTF-8 output")
+    }
 }
 
 impl Write for Capture {

@@ -255,8 +255,8 @@ impl PageTables {
     }
 
     #[cfg(test)]
-    /// Walks the tables of `root` like the MMU: the rights of the page holding `addr`, if mapped.
-    pub fn translate(&self, root: u64, addr: u64) -> Option<PageFlags> {
+    /// Walks the tables of `root` like the MMU: the leaf entry mapping `addr` and its level.
+    fn leaf(&self, root: u64, addr: u64) -> Option<(u64, u32)> {
         let mut table = root;
         for level in (1..=4).rev() {
             let entry = self.tables.get(&table)?[index(addr, level)];
@@ -264,7 +264,7 @@ impl PageTables {
                 return None;
             }
             if level == 1 || entry & LARGE != 0 {
-                return Some(PageFlags::from_leaf(entry));
+                return Some((entry, level));
             }
             table = entry & ADDRESS_MASK;
         }
@@ -272,21 +272,17 @@ impl PageTables {
     }
 
     #[cfg(test)]
-    /// Walks the tables of `root` like the MMU: the guest-physical address `addr` maps to.
+    /// The rights of the page holding `addr` in `root`'s tables, if mapped.
+    pub fn translate(&self, root: u64, addr: u64) -> Option<PageFlags> {
+        self.leaf(root, addr).map(|(entry, _)| PageFlags::from_leaf(entry))
+    }
+
+    #[cfg(test)]
+    /// The guest-physical address `addr` maps to in `root`'s tables.
     pub fn physical(&self, root: u64, addr: u64) -> Option<u64> {
-        let mut table = root;
-        for level in (1..=4).rev() {
-            let entry = self.tables.get(&table)?[index(addr, level)];
-            if entry & PRESENT == 0 {
-                return None;
-            }
-            if level == 1 || entry & LARGE != 0 {
-                let page = if level == 1 { PAGE_SIZE } else { LARGE_PAGE_SIZE };
-                return Some((entry & ADDRESS_MASK & !(page - 1)) | (addr & (page - 1)));
-            }
-            table = entry & ADDRESS_MASK;
-        }
-        None
+        let (entry, level) = self.leaf(root, addr)?;
+        let page = if level == 1 { PAGE_SIZE } else { LARGE_PAGE_SIZE };
+        Some((entry & ADDRESS_MASK & !(page - 1)) | (addr & (page - 1)))
     }
 
     #[cfg(test)]

@@ -204,21 +204,31 @@ fn used_flags(memory: &GuestMemory, mock: &MockSplitQueue<'_, GuestMemory>) -> u
     memory.read_obj::<u16>(GuestAddress(mock.used().start().0 - 4)).unwrap()
 }
 
-#[test]
-fn after_a_notify_that_drained_the_queue_output_is_batched_until_a_tick_finds_nothing() {
-    let memory = memory();
-    memory.write_slice(b"ab", GuestAddress(DATA)).unwrap();
-    let mock = MockSplitQueue::create(&memory, GuestAddress(0), 16);
+/// A console whose stdout queue has taken one notify (of the first of `bytes`, one byte a
+/// chain), and a second chain queued after it without one; what reached stdout is captured.
+fn notified_then_queued<'a>(
+    memory: &'a GuestMemory,
+    bytes: &[u8; 2],
+) -> (MockSplitQueue<'a, GuestMemory>, Console, Vec<Queue>, Capture) {
+    memory.write_slice(bytes, GuestAddress(DATA)).unwrap();
+    let mock = MockSplitQueue::create(memory, GuestAddress(0), 16);
     mock.add_desc_chains(&[desc(DATA, 1, 0, 0)], 0).unwrap();
     let stdout = Capture::default();
     let mut console = console_to(Output::writer(Box::new(stdout.clone())));
     let mut queues = queues();
     queues[STDOUT_TRANSMITQ] = mock.create_queue().unwrap();
-    console.queue_notify(STDOUT_TRANSMITQ, &mut queues, &memory).unwrap();
+    console.queue_notify(STDOUT_TRANSMITQ, &mut queues, memory).unwrap();
+    mock.add_desc_chains(&[desc(DATA + 1, 1, 0, 0)], 1).unwrap();
+    (mock, console, queues, stdout)
+}
+
+#[test]
+fn after_a_notify_that_drained_the_queue_output_is_batched_until_a_tick_finds_nothing() {
+    let memory = memory();
+    let (mock, mut console, mut queues, stdout) = notified_then_queued(&memory, b"ab");
     assert!(console.batching());
     assert_eq!(used_flags(&memory, &mock), 1, "the driver is told not to notify");
     // Queued without a notify: the next tick sends it.
-    mock.add_desc_chains(&[desc(DATA + 1, 1, 0, 0)], 1).unwrap();
     assert!(console.tick_output(&mut queues, &memory).unwrap());
     assert_eq!((stdout.contents().as_slice(), mock.used().idx().load()), (&b"ab"[..], 2));
     // A tick with nothing to send asks for notifies again and ends the batching.
@@ -230,15 +240,7 @@ fn after_a_notify_that_drained_the_queue_output_is_batched_until_a_tick_finds_no
 #[test]
 fn a_wait_ends_the_batching_and_a_chain_queued_meanwhile_is_still_sent() {
     let memory = memory();
-    memory.write_slice(b"xy", GuestAddress(DATA)).unwrap();
-    let mock = MockSplitQueue::create(&memory, GuestAddress(0), 16);
-    mock.add_desc_chains(&[desc(DATA, 1, 0, 0)], 0).unwrap();
-    let stdout = Capture::default();
-    let mut console = console_to(Output::writer(Box::new(stdout.clone())));
-    let mut queues = queues();
-    queues[STDOUT_TRANSMITQ] = mock.create_queue().unwrap();
-    console.queue_notify(STDOUT_TRANSMITQ, &mut queues, &memory).unwrap();
-    mock.add_desc_chains(&[desc(DATA + 1, 1, 0, 0)], 1).unwrap();
+    let (mock, mut console, mut queues, stdout) = notified_then_queued(&memory, b"xy");
     console.stop_batching(&mut queues, &memory).unwrap();
     assert!(!console.batching());
     assert_eq!(used_flags(&memory, &mock), 0);
