@@ -27,7 +27,7 @@ use crate::process::CompilerProcess;
 use crate::{AotError, Compiler};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek};
+use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -69,16 +69,6 @@ impl Compiled {
     /// VM running the module shares its pages.
     pub fn file(&self) -> io::Result<File> {
         self.pin._file.try_clone()
-    }
-
-    /// The artifact's bytes.
-    pub fn read(&self) -> io::Result<Vec<u8>> {
-        // The descriptors share one offset: read from the start whoever read before.
-        let mut file = self.file()?;
-        file.rewind()?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        Ok(bytes)
     }
 }
 
@@ -285,7 +275,17 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Seek};
     use std::os::unix::fs::PermissionsExt;
+
+    /// The artifact's bytes (from the start: the descriptors share one offset).
+    fn contents(compiled: &Compiled) -> Vec<u8> {
+        let mut file = compiled.file().unwrap();
+        file.rewind().unwrap();
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).unwrap();
+        bytes
+    }
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("wasmcell-aot-{name}-{}", std::process::id()));
@@ -329,12 +329,8 @@ mod tests {
         assert!(!first.cache_hit);
         let second = cache.get_or_compile(&compiler, MODULE.as_bytes()).unwrap();
         assert!(second.cache_hit);
-        assert_eq!(first.read().unwrap(), second.read().unwrap());
-        assert_eq!(
-            first.read().unwrap(),
-            compiler.compile(MODULE.as_bytes()).unwrap(),
-            "the process compiles as we do"
-        );
+        assert_eq!(contents(&first), contents(&second));
+        assert_eq!(contents(&first), compiler.compile(MODULE.as_bytes()).unwrap(), "the process compiles as we do");
         assert_eq!(first.path, second.path);
         // Only the artifact is left: no temporary files.
         assert_eq!(files(&dir), 1);
@@ -391,7 +387,7 @@ mod tests {
                 let cache = cache.clone();
                 std::thread::spawn(move || {
                     let compiler = Compiler::for_host().unwrap();
-                    cache.get_or_compile(&compiler, MODULE.as_bytes()).unwrap().read().unwrap()
+                    contents(&cache.get_or_compile(&compiler, MODULE.as_bytes()).unwrap())
                 })
             })
             .collect();
