@@ -143,14 +143,15 @@ pub fn load(memory: &GuestMemory, image: &[u8]) -> Result<(), LoadError> {
 /// read-only segments from `source` (the same bytes as `image`) instead of copying them: every
 /// VM of the host then shares them in the page cache. What is not a whole read-only page (the
 /// writable data, a segment's last partial page) is copied, so guest memory holds exactly what
-/// `load` would put there.
+/// `load` would put there. Returns how many bytes were mapped.
 pub fn load_mapped(
     memory: &GuestMemory,
     image: &[u8],
     elf: &GuestElf,
     source: &ImageFile<'_>,
-) -> Result<(), LoadError> {
+) -> Result<u64, LoadError> {
     use vm_memory::Bytes;
+    let mut total = 0;
     for range in &elf.contents {
         let aligned = range.addr.is_multiple_of(PAGE_SIZE) && (source.offset + range.offset).is_multiple_of(PAGE_SIZE);
         let mapped = if range.writable || !aligned { 0 } else { range.size / PAGE_SIZE * PAGE_SIZE };
@@ -161,8 +162,9 @@ pub fn load_mapped(
         let rest = (range.offset + mapped) as usize..(range.offset + range.size) as usize;
         let bytes = image.get(rest).ok_or(LoadError::BadSegment(range.addr))?;
         memory.write_slice(bytes, GuestAddress(range.addr + mapped)).map_err(|_| LoadError::BadSegment(range.addr))?;
+        total += mapped;
     }
-    Ok(())
+    Ok(total)
 }
 
 #[cfg(test)]
@@ -189,7 +191,10 @@ mod tests {
         };
         let (copied, mapped) = (fresh(), fresh());
         load(&copied, image).unwrap();
-        load_mapped(&mapped, image, &elf, &ImageFile { file, offset: *offset }).unwrap();
+        let shared = load_mapped(&mapped, image, &elf, &ImageFile { file, offset: *offset }).unwrap();
+        // Every whole page of the read-only segments was mapped, not copied.
+        let read_only: u64 = elf.contents.iter().filter(|r| !r.writable).map(|r| r.size / PAGE_SIZE * PAGE_SIZE).sum();
+        assert!(shared > 0 && shared == read_only, "{shared} of {read_only} bytes mapped");
         let size = (elf.end - IMAGE_START) as usize;
         let (mut a, mut b) = (vec![0u8; size], vec![0u8; size]);
         copied.read_slice(&mut a, GuestAddress(IMAGE_START)).unwrap();

@@ -161,7 +161,7 @@ impl TryFrom<VmConfig> for Vm {
         //    writable data as loaded, for each workload's private copy.
         match (&config.guest_image, crate::guest_image::embedded_guest_file()) {
             (GuestImage::Embedded, Some((file, offset))) => {
-                loader::load_mapped(&base_memory, &image, &elf, &loader::ImageFile { file, offset: *offset })?
+                loader::load_mapped(&base_memory, &image, &elf, &loader::ImageFile { file, offset: *offset })?;
             }
             _ => loader::load(&base_memory, &image)?,
         }
