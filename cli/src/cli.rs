@@ -92,7 +92,7 @@ pub struct RunArgs {
     /// Directory for cached compiled modules [default: $WASMCELL_CACHE_DIR, else ~/.cache/wasmcell].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Print the VM's boot and run times on stderr after the module ends.
+    /// Print the VM's boot and run times and the workload vCPU's VM exits on stderr after the module ends.
     #[arg(long)]
     pub stats: bool,
     /// Run a precompiled `.cwasm` (from `wasmcell compile`): native code that runs as it is, so
