@@ -239,12 +239,30 @@ fn memory_edges_trap_where_host_wasmtime_traps() {
             "(drop (memory.grow (i32.const 1))) (drop (i32.load8_u (i32.const 131072)))",
             134,
         ),
+        // The guard region: everything of the 4 GiB reservation past the end, and the 32 MiB
+        // after it, is unmapped; offsets beyond that are checked by the compiled code.
+        ("deep in the reservation", "(drop (i32.load (i32.const 0x10000000)))", 134),
+        ("store in the reservation", "(i32.store (i32.const 0x7fff0000) (i32.const 1))", 134),
+        ("the last bytes of the 4 GiB index space", "(drop (i32.load (i32.const -4)))", 134),
+        ("into the guard region", "(drop (i64.load offset=0x1000000 (i32.const -1)))", 134),
+        ("past the guard region", "(drop (i32.load offset=0x2000000 (i32.const -1)))", 134),
+        ("vector load straddling the end", "(drop (v128.load (i32.const 65521)))", 134),
+        ("vector store ending at the end", "(v128.store (i32.const 65520) (v128.const i64x2 1 2))", 0),
+        // A second memory: its own span, its own guard.
+        ("second memory's last word", "(i32.store $second (i32.const 65532) (i32.const 7))", 0),
+        ("past the second memory's end", "(drop (i32.load $second (i32.const 65534)))", 134),
+        (
+            "second memory grown",
+            "(drop (memory.grow $second (i32.const 2))) (i32.store $second (i32.const 196604) (i32.const 7))",
+            0,
+        ),
     ];
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("edges-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for (i, (what, body, status)) in cases.iter().enumerate() {
         let path = dir.join(format!("edge{i}.wat"));
-        std::fs::write(&path, format!("(module (memory 1) (func (export \"_start\") {body}))")).unwrap();
+        std::fs::write(&path, format!("(module (memory 1) (memory $second 1) (func (export \"_start\") {body}))"))
+            .unwrap();
         let case = Case::new(path.to_string_lossy().into_owned());
         let (host, guest) = (on_host(&case), in_microvm(&case));
         assert_eq!((host.status, guest.status), (*status, *status), "{what}: {}", guest.stderr);

@@ -11,21 +11,31 @@
 //! mapped at the image's addresses in the workload's address space.
 //!
 //! A window's stack ends on a 2 MiB boundary, so its heap — where the linear memory grows —
-//! starts on one and is mapped with large pages. Its last [`WINDOW_TABLES`] bytes hold the page
+//! starts on one and is mapped with large pages. Its last [`window_tables`] bytes hold the page
 //! tables of the workload's address space, not mapped for the guest.
 
 use std::ops::Range;
-use wasmcell_abi::memory_map::{LARGE_PAGE_SIZE, PAGE_SIZE, WINDOW_MAX};
+use wasmcell_abi::memory_map::{LARGE_PAGE_SIZE, MAX_GUARDED_MEMORIES, PAGE_SIZE, WINDOW_MAX};
 
 /// The least heap the kernel or a workload is given.
 pub const MIN_HEAP: u64 = 1 << 20;
 /// A workload's stack: wasm may use `wasmcell_engine::MAX_WASM_STACK` of it, the runtime and
 /// WASI the rest.
 pub const WORKLOAD_STACK: u64 = 2 << 20;
-/// The window's page-table pool: the workload's own root, copies of the base's tables on the way
-/// to its vCPU area and to the kernel's data, the tables of its console page, a PDPT, a PD per
-/// GiB and the page tables of the parts' 4 KiB edges take at most 24 pages.
-pub const WINDOW_TABLES: u64 = 128 << 10;
+/// The part of a window's page-table pool for its identity map: the workload's own root, copies
+/// of the base's tables on the way to its vCPU area and to the kernel's data, the tables of its
+/// console page, a PDPT, a PD per GiB and the page tables of the parts' 4 KiB edges take at most
+/// 24 pages.
+const IDENTITY_TABLES: u64 = 128 << 10;
+
+/// The page-table pool of a window of `size` bytes: its identity map's, plus what its guarded
+/// memories can need when they map all of its heap with 4 KiB pages (a page table per 2 MiB and
+/// a directory per GiB, one more of each per memory for its ends, and one directory-pointer
+/// table: every guarded memory is in the same 512 GiB).
+pub fn window_tables(size: u64) -> u64 {
+    let guarded = size / LARGE_PAGE_SIZE + size / (1 << 30) + 2 * u64::from(MAX_GUARDED_MEMORIES) + 1;
+    IDENTITY_TABLES + guarded * PAGE_SIZE
+}
 
 /// Errors while placing things in RAM.
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +108,8 @@ impl WindowLayout {
             .saturating_add(pages(sizes.files))
             .saturating_add(pages(sizes.kernel_data));
         let stack_top = inputs.saturating_add(PAGE_SIZE + WORKLOAD_STACK).next_multiple_of(LARGE_PAGE_SIZE);
-        let needed = stack_top.saturating_add(MIN_HEAP).saturating_add(WINDOW_TABLES);
+        let tables = window_tables(size);
+        let needed = stack_top.saturating_add(MIN_HEAP).saturating_add(tables);
         if needed > size || size > WINDOW_MAX {
             return Err(LayoutError::TooSmall { ram_mib: size >> 20, needed_mib: needed.div_ceil(1 << 20) });
         }
@@ -114,8 +125,8 @@ impl WindowLayout {
             files: (sizes.files > 0).then_some(files_start..files_start + sizes.files),
             kernel_data: data_start..data_start + pages(sizes.kernel_data),
             stack: base + stack_top - WORKLOAD_STACK..base + stack_top,
-            heap: base + stack_top..base + size - WINDOW_TABLES,
-            tables: base + size - WINDOW_TABLES..base + size,
+            heap: base + stack_top..base + size - tables,
+            tables: base + size - tables..base + size,
         })
     }
 
@@ -165,10 +176,18 @@ mod tests {
         assert!(w.kernel_data.end + PAGE_SIZE <= w.stack.start, "a guard page between the inputs and the stack");
         assert_eq!(w.stack.end - w.stack.start, WORKLOAD_STACK);
         assert_eq!(w.stack.end % LARGE_PAGE_SIZE, 0);
-        assert_eq!(w.heap, w.stack.end..base + (16 << 20) - WINDOW_TABLES);
+        assert_eq!(w.heap, w.stack.end..base + (16 << 20) - window_tables(16 << 20));
         assert_eq!(w.tables, w.heap.end..base + (16 << 20));
         assert_eq!(w.range(), base..base + (16 << 20));
         assert_eq!(WindowLayout::new(base, 16 << 20, WorkloadSizes { files: 0, ..sizes }).unwrap().files, None);
+    }
+
+    #[test]
+    fn the_table_pool_grows_with_the_window() {
+        // 16 MiB: 8 page tables, no whole GiB, 33 for the memories' ends and the PDPT.
+        assert_eq!(window_tables(16 << 20), (128 << 10) + (8 + 33) * PAGE_SIZE);
+        // 3 GiB: 1536 page tables and 3 directories.
+        assert_eq!(window_tables(3 << 30), (128 << 10) + (1536 + 3 + 33) * PAGE_SIZE);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::devices::Devices;
 use crate::drain_timer::DrainTimer;
 use crate::memory::GuestMemory;
 use crate::outcome::Outcome;
+use crate::vm::WindowPager;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -171,6 +172,8 @@ pub struct Vcpu {
     pub devices: Devices,
     /// Base RAM, where the CPU leaves a fault's frame (the exception stacks).
     pub memory: GuestMemory,
+    /// Maps a workload's guarded memories as they grow (none for a vCPU without a workload).
+    pub pager: Option<WindowPager>,
 }
 
 impl Vcpu {
@@ -234,6 +237,15 @@ impl Vcpu {
                         Err(e) => Outcome::DeviceError(format!("virtio-console: {e}")),
                     }
                 }
+                ControlAction::MapMemory(request) => {
+                    let mapped = self.pager.as_ref().map(|pager| pager.map(&request));
+                    match mapped {
+                        Some(Ok(())) => continue,
+                        Some(Err(e)) => Outcome::DeviceError(format!("memory: {e}")),
+                        None => Outcome::DeviceError(String::from("memory: a vCPU without a workload maps nothing")),
+                    }
+                }
+                ControlAction::FaultReport(report) => arch::reported_fault_outcome(&report),
                 ControlAction::Park => return Ok(VcpuStop::Parked),
                 ControlAction::Exit(code) => Outcome::Exited(code),
                 ControlAction::Panic(message) => Outcome::GuestPanic(message),

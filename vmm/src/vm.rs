@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::EventFd;
 use wasmcell_abi::boot_info::LOG_INFO;
+use wasmcell_abi::control::MapRequest;
 use wasmcell_abi::devices::console::{mmio_base, queue_address_high};
 use wasmcell_abi::memory_map::{self as map, BOOT_VCPU, MAX_VCPUS, MAX_WINDOWS};
 use wasmcell_abi::vcpu::{VcpuBlock, VcpuInfo, VCPU_INFO_MAGIC};
@@ -265,7 +266,8 @@ impl VmInner {
                         return Err(e);
                     }
                 };
-                let running = Vcpu { fd, devices, memory: inner.base_memory.clone() };
+                let pager = window.as_ref().and_then(|w| WindowPager::new(inner, w));
+                let running = Vcpu { fd, devices, memory: inner.base_memory.clone(), pager };
                 let vcpu = run::RunningVcpu { index, starts: starts + 1, pristine };
                 run::spawn(inner.clone(), vcpu, running, Arc::new(control), window, origin)
             }
@@ -401,6 +403,27 @@ impl VmInner {
 
     pub(crate) fn created(&self) -> Instant {
         self.created
+    }
+}
+
+/// What a workload's vCPU needs to map its guarded memories' pages as they grow
+/// (`MAP_MEMORY`): the VM's page tables, its address space, its heap and its window's RAM.
+pub(crate) struct WindowPager {
+    vm: Arc<VmInner>,
+    root: u64,
+    heap: std::ops::Range<u64>,
+    memory: GuestMemory,
+}
+
+impl WindowPager {
+    fn new(vm: &Arc<VmInner>, window: &Window) -> Option<Self> {
+        let memory = window.memory().ok()?;
+        Some(Self { vm: vm.clone(), root: window.root?, heap: window.layout.heap.clone(), memory })
+    }
+
+    /// Maps the pages `request` names, if they are the workload's to map.
+    pub fn map(&self, request: &MapRequest) -> Result<(), AddressSpaceError> {
+        self.vm.lock().space.map_guarded(&self.memory, self.root, &self.heap, request)
     }
 }
 

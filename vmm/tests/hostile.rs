@@ -268,3 +268,35 @@ fn a_pod_full_of_workloads_refuses_one_more_clearly() {
         assert_eq!(run.join().unwrap().outcome, Outcome::Killed);
     }
 }
+
+#[test]
+fn a_workload_maps_its_own_heap_into_its_guarded_memories_and_nothing_else() {
+    let vm = pod();
+    let g = map::guarded_memory;
+    let last = map::MAX_GUARDED_MEMORIES - 1;
+    let map_heap = |virt: u64, len: u64, offset: u64| outcome(&vm, &["map-heap", &hex(virt), &hex(len), &hex(offset)]);
+    // Its own heap's pages, anywhere in a guarded memory's mappable part: a store through the
+    // new address lands in the heap.
+    assert_eq!(map_heap(g(0), 0x1_0000, 0), Outcome::Exited(0));
+    assert_eq!(map_heap(g(last) + map::GUARDED_MEMORY_MAX - 0x1000, 0x1000, 0x20_0000), Outcome::Exited(0));
+    let refused = [
+        (g(0) + map::GUARDED_MEMORY_MAX, 0x1000, 0, "the guard region"),
+        (g(0) + map::GUARDED_MEMORY_MAX - 0x1000, 0x2000, 0, "a range running into the guard region"),
+        (g(map::MAX_GUARDED_MEMORIES), 0x1000, 0, "past the last guarded memory"),
+        (map::GUARDED_MEMORIES - 0x1000, 0x1000, 0, "below the first"),
+        (g(1) + 0x800, 0x1000, 0, "an unaligned address"),
+        (g(1), 0, 0, "nothing"),
+        (g(1), 0x1000, 0u64.wrapping_sub(0x10_0000), "a page below the heap"),
+        (g(1), 64 << 20, 0, "more than the heap"),
+        (g(1), !0xfff, 0, "a length that wraps"),
+    ];
+    for (virt, len, offset, what) in refused {
+        assert_device_error(map_heap(virt, len, offset), "Refused to map", what);
+    }
+    assert_device_error(outcome(&vm, &["map-twice", &hex(g(2)), "0x2000"]), "Refused to map", "a page mapped twice");
+    for what in ["payload", "tables", "base-tables", "boot-heap"] {
+        assert_device_error(outcome(&vm, &["map-at", what, &hex(g(3))]), "Refused to map", what);
+    }
+    // The pod's kernel lived through it all: a workload still runs.
+    assert_eq!(outcome(&vm, &["exit", "5"]), Outcome::Exited(5));
+}

@@ -37,6 +37,16 @@ pub const WORKLOAD_ERROR: u16 = 0x18;
 /// VM lives on (a pod's boot vCPU, once the kernel is up).
 pub const PARK: u16 = 0x1c;
 
+/// Write 0 after placing a [`MapRequest`] in the vCPU block's `message`: the VMM maps the pages
+/// it names into the vCPU's address space (user read-write, no-execute) and resumes it. This is
+/// how a guarded linear memory grows: the guest cannot write page tables. A request the VMM
+/// refuses (outside the workload's heap or its guarded spans, already mapped) stops the vCPU.
+pub const MAP_MEMORY: u16 = 0x20;
+/// Write 0 after placing a [`FaultReport`] in the vCPU block's `message`: a fault the CPL 0 stub
+/// sent to the guest's trap entry was not a Wasm trap. The vCPU stops with a guest-fault outcome
+/// (the report is the guest's word, used for the message only).
+pub const FAULT_REPORT: u16 = 0x24;
+
 /// The value that marks the end of boot on [`BOOT_DONE`].
 pub const BOOT_DONE_MAGIC: u32 = 0xb007_d0e5;
 /// [`WAIT`] value meaning "until an event arrives".
@@ -45,4 +55,78 @@ pub const WAIT_FOREVER: u32 = u32::MAX;
 /// Bytes of message the VMM reads at most.
 pub const MESSAGE_MAX: usize = 3072;
 
-const _: () = assert!(PARK + 4 <= X86_PORT_COUNT);
+/// [`MAP_MEMORY`]'s arguments: map `len` bytes of guest-virtual memory at `virt` to the
+/// guest-physical pages from `phys` on. All three page aligned.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MapRequest {
+    pub virt: u64,
+    pub len: u64,
+    pub phys: u64,
+}
+
+/// [`FAULT_REPORT`]'s arguments: the fault as the CPU described it to the CPL 0 stub.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultReport {
+    pub vector: u64,
+    pub error_code: u64,
+    pub rip: u64,
+    pub cr2: u64,
+}
+
+/// The `i`th little-endian `u64` of `bytes` (both requests are words in the block's `message`).
+fn word(bytes: &[u8], i: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
+    u64::from_le_bytes(word)
+}
+
+fn put_words(bytes: &mut [u8], words: &[u64]) {
+    for (chunk, word) in bytes.chunks_exact_mut(8).zip(words) {
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+}
+
+impl MapRequest {
+    pub const SIZE: usize = 24;
+
+    pub fn to_bytes(self) -> [u8; Self::SIZE] {
+        let mut bytes = [0; Self::SIZE];
+        put_words(&mut bytes, &[self.virt, self.len, self.phys]);
+        bytes
+    }
+
+    pub fn from_bytes(raw: &[u8; Self::SIZE]) -> Self {
+        Self { virt: word(raw, 0), len: word(raw, 1), phys: word(raw, 2) }
+    }
+}
+
+impl FaultReport {
+    pub const SIZE: usize = 32;
+
+    pub fn to_bytes(self) -> [u8; Self::SIZE] {
+        let mut bytes = [0; Self::SIZE];
+        put_words(&mut bytes, &[self.vector, self.error_code, self.rip, self.cr2]);
+        bytes
+    }
+
+    pub fn from_bytes(raw: &[u8; Self::SIZE]) -> Self {
+        Self { vector: word(raw, 0), error_code: word(raw, 1), rip: word(raw, 2), cr2: word(raw, 3) }
+    }
+}
+
+const _: () = assert!(FAULT_REPORT + 4 <= X86_PORT_COUNT);
+const _: () = assert!(MapRequest::SIZE <= MESSAGE_MAX && FaultReport::SIZE <= MESSAGE_MAX);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_through_their_bytes() {
+        let map = MapRequest { virt: 0x4000_0000_0000, len: 0x1_0000, phys: 0x1_0040_0000 };
+        assert_eq!(MapRequest::from_bytes(&map.to_bytes()), map);
+        let fault = FaultReport { vector: 14, error_code: 6, rip: 0x40_1234, cr2: 0xdead_0000 };
+        assert_eq!(FaultReport::from_bytes(&fault.to_bytes()), fault);
+        assert_eq!(&fault.to_bytes()[..8], &14u64.to_le_bytes());
+    }
+}

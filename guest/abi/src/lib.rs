@@ -31,4 +31,4 @@ pub mod workload;
 pub use boot_info::{BootInfo, SelfTest};
 
 /// Version of every layout in this crate. Bumped on any incompatible change.
-pub const ABI_VERSION: u32 = 6;
+pub const ABI_VERSION: u32 = 7;

@@ -13,6 +13,7 @@
 //! image end    kernel heap, up to the end of RAM   user rw, boot vCPU only
 //! 0xc000_0000  MMIO window (1 GiB)                 a workload's own console page only
 //! 0x1_0000_0000 + k × 4 GiB   workload window k    per part (a KVM memory slot of its own)
+//! 0x4000_0000_0000 + k × 8 GiB guarded memory k    virtual only: its heap pages, as it grows
 //! ```
 //!
 //! Every vCPU runs in an address space of its own that maps only what it needs: the shared,
@@ -32,8 +33,14 @@
 //! +0x3000  double-fault/NMI/MC stack (IST1)        supervisor rw
 //! +0x4000  exception stack (RSP0), 8 KiB           supervisor rw
 //! +0x6000  boot-stack guard page                   unmapped
-//! +0x7000  boot stack, 36 KiB                      user rw   (for a vCPU without a workload)
+//! +0x7000  boot stack, 36 KiB                      user rw   (a workload's vCPU: its trap stack)
 //! ```
+//!
+//! Guarded linear memories are virtual ranges of a workload's address space only, far above
+//! every physical address: memory `k` starts at [`guarded_memory`]`(k)` and the VMM maps its
+//! pages, at the guest's request (`crate::control::MAP_MEMORY`), to pages of the workload's own
+//! heap as it grows. The rest of each [`GUARDED_MEMORY_SPAN`] stays unmapped, so an access past
+//! a memory's end faults, and compiled Wasm needs no bounds checks.
 //!
 //! A workload brings its own RAM: a window the VMM maps when it adds the workload and removes
 //! when the workload ends, holding its module, inputs, kernel data, stack and heap
@@ -55,7 +62,7 @@ pub const IDT: u64 = 0x2000;
 /// The CPL 0 exception stubs, [`EXCEPTION_STUB_SIZE`] bytes per vector.
 pub const EXCEPTION_STUBS: u64 = 0x4000;
 /// Bytes per exception stub.
-pub const EXCEPTION_STUB_SIZE: u64 = 16;
+pub const EXCEPTION_STUB_SIZE: u64 = 128;
 /// Number of exception vectors with a stub (all architectural exceptions).
 pub const EXCEPTION_VECTORS: u64 = 32;
 /// The [`crate::BootInfo`] page.
@@ -110,9 +117,23 @@ pub const WINDOW_MAX: u64 = 3 << 30;
 /// address space).
 pub const MAX_WINDOWS: u32 = 1024;
 
+/// Guest-virtual base of the guarded linear memories.
+pub const GUARDED_MEMORIES: u64 = 0x4000_0000_0000;
+/// Distance between two guarded memories: at most [`GUARDED_MEMORY_MAX`] mapped, the rest guard.
+pub const GUARDED_MEMORY_SPAN: u64 = 8 << 30;
+/// Most bytes of a guarded memory the VMM maps (wasmtime's 4 GiB reservation).
+pub const GUARDED_MEMORY_MAX: u64 = 4 << 30;
+/// Guarded memories a workload may have.
+pub const MAX_GUARDED_MEMORIES: u32 = 16;
+
 /// The base address of vCPU `index`'s area.
 pub const fn vcpu_area(index: u32) -> u64 {
     VCPU_AREAS + index as u64 * VCPU_AREA_SIZE
+}
+
+/// The guest-virtual base of guarded memory `index`.
+pub const fn guarded_memory(index: u32) -> u64 {
+    GUARDED_MEMORIES + index as u64 * GUARDED_MEMORY_SPAN
 }
 
 /// The guest-physical base of workload window `index`.
@@ -128,4 +149,8 @@ const _: () = {
     assert!(IMAGE_LIMIT <= RAM_MAX);
     assert!(WINDOW_MAX <= WINDOW_SPAN && MMIO_END <= WINDOWS_START);
     assert!(window_base(MAX_WINDOWS) <= 1 << 46);
+    assert!(window_base(MAX_WINDOWS) <= GUARDED_MEMORIES);
+    // The guard after the last memory's reservation stays in the lower canonical half.
+    assert!(guarded_memory(MAX_GUARDED_MEMORIES) <= 1 << 47);
+    assert!(GUARDED_MEMORY_MAX + (1 << 30) <= GUARDED_MEMORY_SPAN);
 };

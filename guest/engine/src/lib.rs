@@ -11,6 +11,11 @@ pub use wasmtime;
 /// The target triple modules are compiled for: the guest is a freestanding x86-64 unikernel.
 pub const TARGET: &str = "x86_64-unknown-none";
 
+/// Each linear memory's virtual reservation (host wasmtime's default on 64-bit).
+pub const MEMORY_RESERVATION: u64 = 4 << 30;
+/// The unmapped region after each reservation (host wasmtime's default).
+pub const MEMORY_GUARD: u64 = 32 << 20;
+
 /// Largest native stack wasm may use in the guest; the guest's boot stack is 2 MiB.
 pub const MAX_WASM_STACK: usize = 1 << 20;
 
@@ -31,9 +36,11 @@ pub const PINNED_OFF: wasmtime::WasmFeatures = wasmtime::WasmFeatures::GC_TYPES
 
 /// The shared configuration.
 ///
-/// - No signal handlers exist in the guest: traps are explicit checks.
-/// - No virtual memory tricks: linear memories are plain heap allocations with explicit bounds
-///   checks (no reservation, no guard pages, no copy-on-write initialisation).
+/// - Traps by fault, as host wasmtime does: each linear memory has a 4 GiB reservation and a
+///   32 MiB guard region after it in the guest's address space, so compiled code needs no
+///   bounds checks for 32-bit memories; an out-of-bounds access, a division by zero and
+///   `unreachable` fault, and the guest's trap entry hands the fault to wasmtime. No
+///   copy-on-write initialisation (the guest cannot remap pages).
 /// - Relaxed SIMD off: its fused multiply-add would need AVX state or a float libcall, and the
 ///   guest has neither.
 /// - Every proposal whose default follows a cargo feature of wasmtime is pinned off
@@ -45,10 +52,11 @@ pub fn config() -> wasmtime::Config {
     config
         .wasm_features(PINNED_OFF, false)
         .concurrency_support(false)
-        .signals_based_traps(false)
-        .memory_reservation(0)
-        .memory_guard_size(0)
+        .signals_based_traps(true)
+        .memory_reservation(MEMORY_RESERVATION)
+        .memory_guard_size(MEMORY_GUARD)
         .memory_reservation_for_growth(0)
+        .guard_before_linear_memory(false)
         .memory_init_cow(false)
         .max_wasm_stack(MAX_WASM_STACK);
     config

@@ -3,7 +3,7 @@
 //! write concerns the vCPU that makes it.
 
 use crate::{arch, vcpu};
-use wasmcell_abi::control::{self as reg, BOOT_DONE_MAGIC, MESSAGE_MAX};
+use wasmcell_abi::control::{self as reg, FaultReport, MapRequest, BOOT_DONE_MAGIC, MESSAGE_MAX};
 
 /// Ends this vCPU's work with `code`. The VMM never resumes the vCPU after this write.
 pub fn exit(code: u32) -> ! {
@@ -27,6 +27,32 @@ pub fn wait(micros: u32) {
 /// Tells the VMM this vCPU has nothing to do; it is not resumed.
 pub fn park() -> ! {
     arch::control_write(reg::PARK, 0);
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// Places `bytes` at the start of this vCPU's message buffer (a request's arguments).
+fn put_arguments(bytes: &[u8]) {
+    // SAFETY: the vCPU's block is mapped user read-write for the VM's whole life and only this
+    // vCPU writes its message buffer; every request is far shorter than the buffer.
+    unsafe {
+        let dst = (&raw mut (*vcpu::block()).message).cast::<u8>();
+        core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len().min(MESSAGE_MAX));
+    }
+}
+
+/// Asks the VMM to map `request`'s pages (a guarded memory grows). Returns once they are
+/// mapped; a request the VMM refuses stops the vCPU.
+pub fn map_memory(request: MapRequest) {
+    put_arguments(&request.to_bytes());
+    arch::control_write(reg::MAP_MEMORY, 0);
+}
+
+/// Reports a fault that was no Wasm trap; the vCPU stops.
+pub fn report_fault(report: FaultReport) -> ! {
+    put_arguments(&report.to_bytes());
+    arch::control_write(reg::FAULT_REPORT, 0);
     loop {
         core::hint::spin_loop();
     }

@@ -2,9 +2,11 @@
 //!
 //! The VMM has already built this guest's whole address space (page tables, GDT/IDT, each
 //! vCPU's TSS, stacks and info, the boot info; see `wasmcell_abi::memory_map`) and enters
-//! [`_start`] on every vCPU directly in 64-bit CPL 3 with `RDI` = the boot info, `RSI` = the
-//! vCPU's info and interrupts off. Nothing here ever runs in CPL 0: on nested KVM without
-//! hardware virtualisation CPL 0 code is emulated, CPL 3 code runs natively.
+//! `_start` (`arch`) on every vCPU directly in 64-bit CPL 3 with `RDI` = the boot info, `RSI` =
+//! the vCPU's info and interrupts off: [`boot`]. The CPL 0 stubs enter it again for a fault
+//! compiled Wasm may have raised on purpose, with `RDI` = the vector: [`trap`]. Nothing here
+//! ever runs in CPL 0: on nested KVM without hardware virtualisation CPL 0 code is emulated,
+//! CPL 3 code runs natively.
 //!
 //! Each vCPU runs in an address space of its own, with a private copy of this image's writable
 //! data (its statics: the allocator, the log, wasmtime's globals): nothing here is shared with
@@ -25,6 +27,7 @@ mod panic;
 mod runtime;
 mod selftest;
 mod sync;
+mod trap;
 mod vcpu;
 mod virtio;
 mod wasi;
@@ -33,13 +36,12 @@ use wasmcell_abi::boot_info::{BootInfoError, LOG_INFO, POD};
 use wasmcell_abi::vcpu::VcpuInfo;
 use wasmcell_abi::{exit, BootInfo};
 
-/// The guest's entry point on every vCPU, called by nobody: the VMM points `RIP` here.
+/// Where every vCPU starts, from `_start`.
 ///
 /// # Safety
 /// `boot_info` and `vcpu` must point to readable pages holding a `BootInfo` and a `VcpuInfo`,
 /// and the GS base must be the vCPU's block, which the VMM guarantees before entry.
-#[no_mangle]
-pub unsafe extern "sysv64" fn _start(boot_info: *const BootInfo, vcpu: *const VcpuInfo) -> ! {
+pub unsafe extern "sysv64" fn boot(boot_info: *const BootInfo, vcpu: *const VcpuInfo) -> ! {
     // SAFETY: the caller (the VMM) maps the whole boot-info page; `BootInfo` is plain data, so
     // any bytes there form a value, which `check_boot_info` validates before anything else is used.
     let info = unsafe { boot_info.read() };

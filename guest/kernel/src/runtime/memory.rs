@@ -1,58 +1,136 @@
-//! Linear memories for wasmtime (its `MemoryCreator`). The module's memory is the heap's arena
-//! (`crate::heap`): RAM nobody has written, so it starts zeroed without a zeroing pass, grows in
-//! place up to the VM's budget and never moves. When the arena is gone (a second memory) or
-//! too small, a memory is an ordinary zeroed heap allocation that moves when it grows.
+//! Linear memories for wasmtime (its `MemoryCreator`), each in a guarded span of the workload's
+//! address space (`wasmcell_abi::memory_map::guarded_memory`). wasmtime reserves 4 GiB and a
+//! guard region after it for every memory, so compiled code leaves out bounds checks; only the
+//! pages a memory has are mapped, so an access past its end faults and becomes a trap
+//! (`crate::trap`).
+//!
+//! The pages are the workload heap's. The first memory takes the heap's arena (`crate::heap`):
+//! RAM nobody has written, zero without a zeroing pass, growing in place up to the budget;
+//! later memories take zeroed chunks from the allocator as they grow. The guest cannot write
+//! page tables: the VMM maps each new range at the guest's request (`MAP_MEMORY`, one exit per
+//! growth). Nothing is ever unmapped: a memory's span and pages stay its own until the
+//! workload ends, even if wasmtime drops it first (an unmapped page could live on in KVM's
+//! shadow page tables and reach whatever the heap put there next).
 
-use crate::heap;
-use alloc::alloc::{alloc_zeroed, dealloc, realloc, Layout};
+use crate::{control, heap};
+use alloc::alloc::{alloc_zeroed, Layout};
 use alloc::boxed::Box;
 use alloc::string::String;
+use core::sync::atomic::{AtomicU32, Ordering};
+use wasmcell_abi::control::MapRequest;
+use wasmcell_abi::memory_map::{
+    guarded_memory, GUARDED_MEMORY_MAX, GUARDED_MEMORY_SPAN, MAX_GUARDED_MEMORIES, PAGE_SIZE,
+};
 use wasmtime::{bail, LinearMemory, MemoryCreator, MemoryType};
 
-/// Alignment of heap-allocated memories (wasmtime wants page-aligned bases).
-const ALIGN: usize = 4096;
+const PAGE: usize = PAGE_SIZE as usize;
+
+/// The next guarded span to hand out in this address space.
+static NEXT_SPAN: AtomicU32 = AtomicU32::new(0);
 
 pub struct GuestMemoryCreator;
 
-// SAFETY: every memory returned is zero-filled, at least `minimum` bytes, exclusively owned by
-// the returned object, and stays valid until it is dropped.
+// SAFETY: every memory returned is zero-filled, at least `minimum` bytes, at the start of a
+// span of its own with `reserved` bytes (at most `GUARDED_MEMORY_MAX`) and the guard after them
+// inside the span; it never moves and its pages stay mapped until the workload ends.
 unsafe impl MemoryCreator for GuestMemoryCreator {
     fn new_memory(
         &self,
         _ty: MemoryType,
         minimum: usize,
         _maximum: Option<usize>,
-        _reserved_size_in_bytes: Option<usize>,
-        _guard_size_in_bytes: usize,
+        reserved: Option<usize>,
+        guard: usize,
     ) -> Result<Box<dyn LinearMemory>, String> {
-        if let Some(base) = heap::claim_linear_memory(minimum) {
-            return Ok(Box::new(ArenaMemory { base, size: minimum }));
+        let capacity = reserved.unwrap_or(GUARDED_MEMORY_MAX as usize);
+        if capacity as u64 > GUARDED_MEMORY_MAX || (capacity as u64).saturating_add(guard as u64) > GUARDED_MEMORY_SPAN
+        {
+            return Err(alloc::format!("a reservation of {capacity:#x} bytes and a guard of {guard:#x} do not fit"));
         }
-        HeapMemory::new(minimum).map(|m| Box::new(m) as Box<dyn LinearMemory>).ok_or_else(|| {
+        let span = NEXT_SPAN.fetch_add(1, Ordering::Relaxed);
+        if span >= MAX_GUARDED_MEMORIES {
+            return Err(alloc::format!("a workload has at most {MAX_GUARDED_MEMORIES} linear memories"));
+        }
+        let backing = match heap::claim_linear_memory(minimum) {
+            Some(base) => Backing::Arena { base },
+            None => Backing::Chunks,
+        };
+        let mut memory = GuardedMemory { base: guarded_memory(span) as usize, size: 0, mapped: 0, capacity, backing };
+        memory.map_to(minimum).map_err(|()| {
             alloc::format!("the module's initial memory ({} KiB) does not fit in the VM's memory", minimum / 1024)
-        })
+        })?;
+        memory.size = minimum;
+        Ok(Box::new(memory))
     }
 }
 
-/// The linear memory in the heap's arena.
-struct ArenaMemory {
-    base: usize,
-    size: usize,
+/// Where a memory's pages come from.
+enum Backing {
+    /// The heap's arena from `base` on, growing in place.
+    Arena { base: usize },
+    /// A zeroed allocation per growth.
+    Chunks,
 }
 
-// SAFETY: the arena range `[base, base + size)` belongs to this memory alone (the heap hands it
-// out once) and `grow_to` extends it in place, so the base never moves.
-unsafe impl LinearMemory for ArenaMemory {
+struct GuardedMemory {
+    /// The start of its span.
+    base: usize,
+    size: usize,
+    /// Bytes mapped from `base` (`size` rounded up to a page).
+    mapped: usize,
+    capacity: usize,
+    backing: Backing,
+}
+
+impl GuardedMemory {
+    /// Maps pages until `size` bytes are: new pages from the backing, mapped by the VMM.
+    fn map_to(&mut self, size: usize) -> Result<(), ()> {
+        let end = size.checked_next_multiple_of(PAGE).ok_or(())?;
+        if end <= self.mapped {
+            return Ok(());
+        }
+        if end > self.capacity {
+            return Err(());
+        }
+        let len = end - self.mapped;
+        let phys = match self.backing {
+            Backing::Arena { base } => {
+                if !heap::grow_linear_memory(base, end) {
+                    return Err(());
+                }
+                base + self.mapped
+            }
+            Backing::Chunks => {
+                let layout = Layout::from_size_align(len, PAGE).map_err(|_| ())?;
+                // SAFETY: `len` is non-zero (`end > mapped`).
+                let chunk = unsafe { alloc_zeroed(layout) };
+                if chunk.is_null() {
+                    return Err(());
+                }
+                chunk as usize
+            }
+        };
+        // Heap addresses are identity-mapped: the pointer is the guest-physical address.
+        control::map_memory(MapRequest { virt: (self.base + self.mapped) as u64, len: len as u64, phys: phys as u64 });
+        self.mapped = end;
+        Ok(())
+    }
+}
+
+// SAFETY: `[base, base + size)` is mapped read-write to zeroed heap pages owned by this memory
+// alone, `[base + capacity, base + capacity + guard)` is never mapped, and growth maps more
+// pages in place: the base never moves.
+unsafe impl LinearMemory for GuardedMemory {
     fn byte_size(&self) -> usize {
         self.size
     }
 
     fn byte_capacity(&self) -> usize {
-        self.size
+        self.capacity
     }
 
     fn grow_to(&mut self, new_size: usize) -> wasmtime::Result<()> {
-        if !heap::grow_linear_memory(self.base, new_size) {
+        if self.map_to(new_size).is_err() {
             bail!("the VM's memory budget is exhausted");
         }
         self.size = new_size;
@@ -61,70 +139,5 @@ unsafe impl LinearMemory for ArenaMemory {
 
     fn as_ptr(&self) -> *mut u8 {
         self.base as *mut u8
-    }
-}
-
-/// A linear memory allocated from the heap, reallocated (and so moved) to grow.
-struct HeapMemory {
-    ptr: *mut u8,
-    size: usize,
-}
-
-// SAFETY: `ptr` is owned by this memory alone; wasmtime serialises all access to a memory.
-unsafe impl Send for HeapMemory {}
-// SAFETY: as above.
-unsafe impl Sync for HeapMemory {}
-
-impl HeapMemory {
-    fn layout(size: usize) -> Option<Layout> {
-        Layout::from_size_align(size.max(1), ALIGN).ok()
-    }
-
-    fn new(size: usize) -> Option<Self> {
-        // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { alloc_zeroed(Self::layout(size)?) };
-        (!ptr.is_null()).then_some(Self { ptr, size })
-    }
-}
-
-// SAFETY: `[ptr, ptr + size)` is a live, zero-initialised allocation owned by this memory;
-// `byte_capacity` equals `byte_size`, so wasmtime expects any growth to possibly move it.
-unsafe impl LinearMemory for HeapMemory {
-    fn byte_size(&self) -> usize {
-        self.size
-    }
-
-    fn byte_capacity(&self) -> usize {
-        self.size
-    }
-
-    fn grow_to(&mut self, new_size: usize) -> wasmtime::Result<()> {
-        let (Some(old), Some(_)) = (Self::layout(self.size), Self::layout(new_size)) else {
-            bail!("memory size overflows");
-        };
-        // SAFETY: `ptr` was allocated with `old`; the new size is non-zero and, rounded to the
-        // alignment, does not overflow (checked by `layout`).
-        let ptr = unsafe { realloc(self.ptr, old, new_size.max(1)) };
-        if ptr.is_null() {
-            bail!("the VM's memory budget is exhausted");
-        }
-        // SAFETY: the realloc'd block is `new_size` bytes; the tail past the old size is fresh.
-        unsafe { ptr.add(self.size).write_bytes(0, new_size.saturating_sub(self.size)) };
-        self.ptr = ptr;
-        self.size = new_size;
-        Ok(())
-    }
-
-    fn as_ptr(&self) -> *mut u8 {
-        self.ptr
-    }
-}
-
-impl Drop for HeapMemory {
-    fn drop(&mut self) {
-        if let Some(layout) = Self::layout(self.size) {
-            // SAFETY: allocated with this layout (size as last grown) and not freed before.
-            unsafe { dealloc(self.ptr, layout) };
-        }
     }
 }

@@ -5,12 +5,20 @@
 //! a stack). These tables exist for the CPU's own use when an exception leaves CPL 3: it reads
 //! the IDT gate, switches to the TSS's stack and runs a stub. Each stub reports its vector on the
 //! control device's FAULT register and halts; the VMM reads the rest of the fault from the vCPU.
-//! The stubs are the only CPL 0 code there is, a handful of instructions run once per VM at most.
+//!
+//! The faults compiled Wasm uses as traps — #DE (division), #UD (`ud2`) and #PF (a guard
+//! region) — are sent back to CPL 3 instead: their stub rewrites the exception frame so that
+//! `iretq` enters the guest's entry point on the vCPU's trap stack (its area's boot stack) with
+//! `RDI` = the vector, `RSI` = the faulting `RIP`, `RDX` = `CR2`, `RCX` = the error code and
+//! the other registers as they were; the guest's runtime decides whether it was a Wasm trap. A
+//! fault on the trap stack itself, or in CPL 0, is reported as any other. The stubs are the only
+//! CPL 0 code there is, a few instructions per fault.
 
 use crate::devices::serial::SerialConsole;
 use crate::memory::GuestMemory;
 use vm_memory::{Bytes, GuestAddress};
 use wasmcell_abi::control::{FAULT, X86_PORT_BASE, X86_PORT_COUNT};
+use wasmcell_abi::exit::x86_has_error_code;
 use wasmcell_abi::memory_map as map;
 
 pub const KERNEL_CODE_SELECTOR: u16 = 0x08;
@@ -101,15 +109,72 @@ fn idt() -> Vec<u8> {
     idt
 }
 
-/// One stub per vector: `mov dx, FAULT; mov eax, vector; out dx, eax; 1: hlt; jmp 1b`.
-fn exception_stubs() -> Vec<u8> {
+/// Vectors sent back to the guest's trap entry: #DE, #UD, #PF.
+pub const REDIRECTED_VECTORS: [u8; 3] = [0, 6, 14];
+
+/// `mov dx, FAULT; mov eax, vector; out dx, eax; 1: hlt; jmp 1b`.
+fn report_stub(vector: u8) -> [u8; 13] {
     let port = (X86_PORT_BASE + FAULT).to_le_bytes();
+    [0x66, 0xba, port[0], port[1], 0xb8, vector, 0, 0, 0, 0xef, 0xf4, 0xeb, 0xfd]
+}
+
+/// The stub that sends `vector` back to `entry` in CPL 3, on the trap stack (see the module
+/// doc), or reports it when it came from CPL 0 or from the trap stack itself.
+fn redirect_stub(vector: u8, entry: u64) -> Vec<u8> {
+    // Offset of the frame's RIP: the CPU pushes an error code below it for some vectors.
+    let e = if x86_has_error_code(vector) { 8u8 } else { 0 };
+    let trap_stack = map::VCPU_STACK as u32;
+    let trap_stack_len = (map::VCPU_AREA_SIZE - map::VCPU_STACK) as u32;
+    let mut s = Vec::with_capacity(map::EXCEPTION_STUB_SIZE as usize);
+    s.extend([0x48, 0x89, 0xe0]); // mov rax, rsp
+    s.extend([0x48, 0x25, 0x00, 0x00, 0xff, 0xff]); // and rax, -0x10000: the vCPU's area
+    s.extend([0x48, 0x8b, 0x4c, 0x24, e + 24]); // mov rcx, [rsp+e+24]: the interrupted RSP
+    s.extend([0x48, 0x29, 0xc1]); // sub rcx, rax
+    s.extend([0x48, 0x81, 0xe9]); // sub rcx, VCPU_STACK
+    s.extend(trap_stack.to_le_bytes());
+    s.extend([0x48, 0x81, 0xf9]); // cmp rcx, trap stack length
+    s.extend(trap_stack_len.to_le_bytes());
+    let on_trap_stack = s.len();
+    s.extend([0x76, 0]); // jbe report: a fault while handling one
+    s.extend([0xf6, 0x44, 0x24, e + 8, 0x03]); // test byte [rsp+e+8], 3: the interrupted CS's RPL
+    let from_cpl0 = s.len();
+    s.extend([0x74, 0]); // je report: a fault in CPL 0
+    s.extend([0x48, 0x8b, 0x74, 0x24, e]); // mov rsi, [rsp+e]: the faulting RIP
+    s.extend([0x0f, 0x20, 0xd2]); // mov rdx, cr2
+    if e != 0 {
+        s.push(0x59); // pop rcx: the error code (iretq wants the frame without it)
+    } else {
+        s.extend([0x31, 0xc9]); // xor ecx, ecx
+    }
+    s.push(0xbf); // mov edi, vector
+    s.extend(u32::from(vector).to_le_bytes());
+    s.extend([0x48, 0x05]); // add rax, VCPU_AREA_SIZE - 8: the trap stack's top, as after a call
+    s.extend((map::VCPU_AREA_SIZE as u32 - 8).to_le_bytes());
+    s.extend([0x48, 0x89, 0x44, 0x24, 0x18]); // mov [rsp+24], rax: the new RSP
+    s.extend([0x48, 0xb8]); // movabs rax, entry
+    s.extend(entry.to_le_bytes());
+    s.extend([0x48, 0x89, 0x04, 0x24]); // mov [rsp], rax: the new RIP
+    s.extend([0x48, 0xcf]); // iretq
+    let report = s.len();
+    for jump in [on_trap_stack, from_cpl0] {
+        s[jump + 1] = (report - (jump + 2)) as u8;
+    }
+    s.extend(report_stub(vector));
+    s
+}
+
+/// One stub per vector, [`map::EXCEPTION_STUB_SIZE`] bytes each, padded with `int3`.
+fn exception_stubs(entry: u64) -> Vec<u8> {
     let mut stubs = Vec::with_capacity((map::EXCEPTION_VECTORS * map::EXCEPTION_STUB_SIZE) as usize);
-    for vector in 0..map::EXCEPTION_VECTORS as u32 {
-        let v = vector.to_le_bytes();
-        let stub = [0x66, 0xba, port[0], port[1], 0xb8, v[0], v[1], v[2], v[3], 0xef, 0xf4, 0xeb, 0xfd];
-        stubs.extend_from_slice(&stub);
-        stubs.resize(stubs.len() + map::EXCEPTION_STUB_SIZE as usize - stub.len(), 0xcc);
+    for vector in 0..map::EXCEPTION_VECTORS as u8 {
+        let start = stubs.len();
+        if REDIRECTED_VECTORS.contains(&vector) {
+            stubs.extend(redirect_stub(vector, entry));
+        } else {
+            stubs.extend(report_stub(vector));
+        }
+        debug_assert!(stubs.len() - start <= map::EXCEPTION_STUB_SIZE as usize);
+        stubs.resize(start + map::EXCEPTION_STUB_SIZE as usize, 0xcc);
     }
     stubs
 }
@@ -117,12 +182,13 @@ fn exception_stubs() -> Vec<u8> {
 /// Number of bytes of IDT, for `IDTR.limit`.
 pub const IDT_BYTES: u16 = (map::EXCEPTION_VECTORS * 16) as u16;
 
-/// Writes the GDT, IDT and stubs at their places in the memory map.
-pub fn write(memory: &GuestMemory) -> Result<(), vm_memory::GuestMemoryError> {
+/// Writes the GDT, IDT and stubs at their places in the memory map; `entry` is the guest's
+/// entry point, where redirected faults go.
+pub fn write(memory: &GuestMemory, entry: u64) -> Result<(), vm_memory::GuestMemoryError> {
     let gdt: Vec<u8> = gdt().iter().flat_map(|d| d.to_le_bytes()).collect();
     memory.write_slice(&gdt, GuestAddress(map::GDT))?;
     memory.write_slice(&idt(), GuestAddress(map::IDT))?;
-    memory.write_slice(&exception_stubs(), GuestAddress(map::EXCEPTION_STUBS))
+    memory.write_slice(&exception_stubs(entry), GuestAddress(map::EXCEPTION_STUBS))
 }
 
 /// Writes vCPU `index`'s TSS (once, when the vCPU is created: only then is its page touched).
@@ -136,11 +202,29 @@ mod tests {
 
     #[test]
     fn stubs_fit_their_slots_and_report_their_vector() {
-        let stubs = exception_stubs();
+        let entry = 0x40_1230;
+        let stubs = exception_stubs(entry);
         assert_eq!(stubs.len() as u64, map::EXCEPTION_VECTORS * map::EXCEPTION_STUB_SIZE);
-        let stub14 = &stubs[14 * 16..15 * 16];
-        assert_eq!(&stub14[5..9], &14u32.to_le_bytes());
-        assert_eq!(&stub14[2..4], &(X86_PORT_BASE + FAULT).to_le_bytes());
+        let stub = |v: usize| &stubs[v * 128..(v + 1) * 128];
+        let report = |v: u8| report_stub(v).to_vec();
+        // A plain stub is the report alone.
+        assert_eq!(&stub(13)[..13], report(13).as_slice());
+        assert_eq!(&stub(13)[2..4], &(X86_PORT_BASE + FAULT).to_le_bytes());
+        // A redirecting stub ends in the report, and both of its jumps land on it.
+        for v in REDIRECTED_VECTORS {
+            let code = redirect_stub(v, entry);
+            let report_at = code.len() - 13;
+            assert_eq!(&code[report_at..], report(v).as_slice());
+            assert_eq!(&stub(v.into())[..code.len()], code.as_slice());
+            let jumps: Vec<usize> = (0..report_at - 1).filter(|&i| matches!(code[i], 0x74 | 0x76)).collect();
+            assert!(jumps.iter().any(|&j| j + 2 + code[j + 1] as usize == report_at), "vector {v}");
+            let at = code.windows(8).position(|w| w == entry.to_le_bytes()).expect("the entry");
+            assert_eq!(&code[at - 2..at], &[0x48, 0xb8]);
+            assert_eq!(&code[report_at - 2..report_at], &[0x48, 0xcf], "iretq before the report");
+        }
+        // #PF pops its error code before iretq; #UD has none to pop.
+        assert!(redirect_stub(14, entry).contains(&0x59));
+        assert!(!redirect_stub(6, entry).contains(&0x59));
     }
 
     #[test]
@@ -148,7 +232,7 @@ mod tests {
         let idt = idt();
         let gate = |v: usize| u64::from_le_bytes(idt[v * 16..v * 16 + 8].try_into().unwrap());
         let handler = |g: u64| (g & 0xffff) | ((g >> 48) << 16);
-        assert_eq!(handler(gate(6)), map::EXCEPTION_STUBS + 6 * 16);
+        assert_eq!(handler(gate(6)), map::EXCEPTION_STUBS + 6 * map::EXCEPTION_STUB_SIZE);
         assert_eq!((gate(8) >> 32) & 7, 1);
         assert_eq!((gate(14) >> 32) & 7, 0);
         assert_eq!((gate(14) >> 40) & 0xff, 0x8e);

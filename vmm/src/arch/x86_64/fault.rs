@@ -8,6 +8,7 @@ use crate::memory::GuestMemory;
 use crate::outcome::Outcome;
 use kvm_ioctls::VcpuFd;
 use vm_memory::{Bytes, GuestAddress};
+use wasmcell_abi::control::FaultReport;
 use wasmcell_abi::exit::{x86_has_error_code, VECTOR_TRIPLE_FAULT};
 
 /// The fault reported on the FAULT register with `vector`.
@@ -18,6 +19,12 @@ pub fn fault_outcome(vcpu: &VcpuFd, memory: &GuestMemory, vector: u32) -> Outcom
     let word = |i: u64| memory.read_obj::<u64>(GuestAddress(rsp.wrapping_add(i * 8))).unwrap_or(0);
     let (error_code, rip) = if x86_has_error_code(vector) { (word(0), word(1)) } else { (0, word(0)) };
     Outcome::GuestFault { vector, error_code, rip, cr2 }
+}
+
+/// A fault the guest's trap entry found was no Wasm trap (the guest's own account of it).
+pub fn reported_fault_outcome(report: &FaultReport) -> Outcome {
+    let vector = u8::try_from(report.vector).unwrap_or(VECTOR_TRIPLE_FAULT);
+    Outcome::GuestFault { vector, error_code: report.error_code, rip: report.rip, cr2: report.cr2 }
 }
 
 /// The guest could not deliver an exception at all (KVM reports a shutdown).

@@ -10,7 +10,7 @@ mod fault;
 mod paging;
 mod regs;
 
-pub use fault::{fault_outcome, shutdown_outcome};
+pub use fault::{fault_outcome, reported_fault_outcome, shutdown_outcome};
 pub use regs::{clock_sample, configure_vcpu, create_vcpu, guest_phys_bits, VcpuEntry, VcpuPristine, VcpuSetupError};
 
 use crate::layout::{BaseLayout, WindowLayout};
@@ -18,6 +18,7 @@ use crate::loader::{GuestElf, Segment};
 use crate::memory::GuestMemory;
 use paging::{Mapping, PageFlags, PageTables, PagingError};
 use vm_memory::{Bytes, GuestAddress};
+use wasmcell_abi::control::MapRequest;
 use wasmcell_abi::memory_map as map;
 
 /// Errors while building or changing the guest's address space.
@@ -29,6 +30,11 @@ pub enum AddressSpaceError {
     /// A write into guest memory failed (the layout does not fit the RAM).
     #[error("Cannot write the guest's system tables")]
     Write(#[source] vm_memory::GuestMemoryError),
+    /// The guest asked to map pages outside its guarded memories or its heap.
+    #[error(
+        "Refused to map {len:#x} bytes at {virt:#x} to {phys:#x}: outside the workload's guarded memories or heap"
+    )]
+    BadMapRequest { virt: u64, len: u64, phys: u64 },
 }
 
 /// The guest's page tables, owned by the VMM for the VM's life. Every vCPU runs in an address
@@ -139,7 +145,7 @@ impl AddressSpace {
         tables.map(boot_root, &boot_mappings(&writable, layout))?;
         let mut space = Self { tables, boot_root, writable };
         space.write_tables(memory)?;
-        descriptors::write(memory).map_err(AddressSpaceError::Write)?;
+        descriptors::write(memory, elf.entry).map_err(AddressSpaceError::Write)?;
         Ok(space)
     }
 
@@ -173,6 +179,42 @@ impl AddressSpace {
             return Err(e);
         }
         Ok(root)
+    }
+
+    /// Maps what a workload's vCPU asked for (`MAP_MEMORY`: a guarded memory grows) in its
+    /// address space `root`: pages of its own `heap`, user read-write and no-execute, inside one
+    /// guarded memory's mappable part, none mapped already. The guest gains nothing it could not
+    /// write before (a second address for its own heap pages); what it asks for is checked all
+    /// the same, and a request that is refused changes nothing.
+    ///
+    /// The tables change while KVM may shadow them: only empty entries are filled, so a stale
+    /// shadow entry can only be a missing one, which KVM fills from the guest's tables on the
+    /// next access.
+    pub fn map_guarded(
+        &mut self,
+        memory: &GuestMemory,
+        root: u64,
+        heap: &std::ops::Range<u64>,
+        request: &MapRequest,
+    ) -> Result<(), AddressSpaceError> {
+        let MapRequest { virt, len, phys } = *request;
+        let refused = AddressSpaceError::BadMapRequest { virt, len, phys };
+        let aligned = [virt, len, phys].iter().all(|a| a.is_multiple_of(map::PAGE_SIZE));
+        let slot = virt.checked_sub(map::GUARDED_MEMORIES).map(|o| o / map::GUARDED_MEMORY_SPAN);
+        let in_memory = slot.is_some_and(|slot| {
+            let offset = virt - map::GUARDED_MEMORIES - slot * map::GUARDED_MEMORY_SPAN;
+            slot < u64::from(map::MAX_GUARDED_MEMORIES)
+                && offset.checked_add(len).is_some_and(|end| end <= map::GUARDED_MEMORY_MAX)
+        });
+        let in_heap = phys >= heap.start && phys.checked_add(len).is_some_and(|end| end <= heap.end);
+        if !aligned || len == 0 || !in_memory || !in_heap {
+            return Err(refused);
+        }
+        match self.tables.map(root, &[Mapping::to(virt, virt + len, phys, PageFlags::USER_RW)]) {
+            Ok(()) => self.write_tables(memory),
+            Err(PagingError::BadMapping(_)) => Err(refused),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Drops a workload's address space (its vCPU has stopped), returning its tables to its pool.
@@ -323,5 +365,82 @@ mod tests {
         assert_eq!(at(console), Some(PageFlags::USER_MMIO));
         assert_eq!(at(console - map::PAGE_SIZE), None, "another vCPU's console");
         assert_eq!(at(map::MMIO_START), None);
+    }
+
+    #[test]
+    fn guarded_memories_map_heap_pages_only_and_a_refusal_changes_nothing() {
+        use std::collections::BTreeMap;
+        use vm_memory::GuestAddress;
+        let elf = loader::parse(crate::EMBEDDED_GUEST).unwrap();
+        let layout = BaseLayout::new(64 << 20, elf.end).unwrap();
+        let base = map::window_base(0);
+        let memory = GuestMemory::from_ranges(&[(GuestAddress(0), 64 << 20), (GuestAddress(base), 64 << 20)]).unwrap();
+        let mut space = AddressSpace::build(&memory, &elf, &layout).unwrap();
+        let sizes = WorkloadSizes { blob: 100, files: 0, payload: 1 << 20, kernel_data: space.kernel_data_len() };
+        let window = WindowLayout::new(base, 64 << 20, sizes).unwrap();
+        let workload = WorkloadSpace { window: &window, vcpu: 1, console: map::MMIO_START + map::PAGE_SIZE };
+        let root = space.map_workload(&memory, &workload).unwrap();
+        let heap = window.heap.clone();
+
+        // Random requests, most of them near valid ones; a model of what must be mapped.
+        let mut model: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |bound: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % bound
+        };
+        let (mut accepted, mut refused) = (0, 0);
+        for _ in 0..3000 {
+            let memory_index = next(u64::from(map::MAX_GUARDED_MEMORIES) + 2) as u32;
+            let offset = match next(3) {
+                0 => next(64) * map::PAGE_SIZE,
+                1 => map::GUARDED_MEMORY_MAX - next(64) * map::PAGE_SIZE,
+                _ if next(10) == 0 => next(map::GUARDED_MEMORY_SPAN / map::PAGE_SIZE) * map::PAGE_SIZE,
+                _ => next(64) * map::PAGE_SIZE,
+            };
+            let virt = map::guarded_memory(memory_index) + offset + if next(20) == 0 { 8 } else { 0 };
+            let len = next(16) * map::PAGE_SIZE;
+            let phys = match next(8) {
+                0 => next(base + (64 << 20)) / map::PAGE_SIZE * map::PAGE_SIZE,
+                _ => heap.start + next((heap.end - heap.start) / map::PAGE_SIZE) * map::PAGE_SIZE,
+            };
+            let request = MapRequest { virt, len, phys };
+            let pages: Vec<u64> = (0..len / map::PAGE_SIZE).map(|i| virt + i * map::PAGE_SIZE).collect();
+            let valid = virt.is_multiple_of(map::PAGE_SIZE)
+                && len > 0
+                && memory_index < map::MAX_GUARDED_MEMORIES
+                && offset + len <= map::GUARDED_MEMORY_MAX
+                && phys + len <= heap.end
+                && phys >= heap.start
+                && pages.iter().all(|p| !model.contains_key(p));
+            let result = space.map_guarded(&memory, root, &heap, &request);
+            // Scattered pages each need tables of their own: the pool is sized for memories
+            // that grow from their start, and running out of it is a refusal like any other.
+            let exhausted = matches!(result, Err(AddressSpaceError::Paging(PagingError::PoolExhausted)));
+            assert_eq!(result.is_ok() || exhausted, valid, "{request:x?}: {result:?}");
+            if result.is_ok() {
+                accepted += 1;
+                for (i, page) in pages.iter().enumerate() {
+                    model.insert(*page, phys + i as u64 * map::PAGE_SIZE);
+                }
+            } else {
+                refused += 1;
+            }
+            for page in pages.iter().take(4).chain(pages.last()) {
+                if page.is_multiple_of(map::PAGE_SIZE) {
+                    assert_eq!(space.tables.physical(root, *page), model.get(page).copied(), "{page:#x}");
+                }
+            }
+        }
+        assert!(accepted > 200 && refused > 500, "{accepted} accepted, {refused} refused");
+        for (&virt, &phys) in &model {
+            assert_eq!(space.tables.physical(root, virt), Some(phys));
+            assert_eq!(space.tables.translate(root, virt), Some(PageFlags::USER_RW));
+        }
+        // The boot vCPU's address space maps none of it.
+        let some = *model.keys().next().unwrap();
+        assert_eq!(space.tables.translate(space.boot_root(), some), None);
     }
 }

@@ -191,37 +191,38 @@ impl PageTables {
     }
 
     /// Maps every mapping of `mappings` in the address space of `root`. On error nothing is
-    /// left half mapped.
+    /// left half mapped, and nothing that was mapped before is touched.
     pub fn map(&mut self, root: u64, mappings: &[Mapping]) -> Result<(), PagingError> {
         for (i, m) in mappings.iter().enumerate() {
-            if let Err(e) = self.map_one(root, m) {
-                for done in &mappings[..=i] {
+            if let Err((reached, e)) = self.map_one(root, m) {
+                for done in &mappings[..i] {
                     self.unmap(root, done.start..done.end);
                 }
+                self.unmap(root, m.start..reached);
                 return Err(e);
             }
         }
         Ok(())
     }
 
-    fn map_one(&mut self, root: u64, m: &Mapping) -> Result<(), PagingError> {
+    /// Maps `m`; on error, how far it got (everything from `m.start` up to there is mapped).
+    fn map_one(&mut self, root: u64, m: &Mapping) -> Result<(), (u64, PagingError)> {
         let aligned = [m.start, m.end, m.phys].iter().all(|a| a.is_multiple_of(PAGE_SIZE));
         if !aligned || m.end < m.start || m.phys & !ADDRESS_MASK != 0 || m.phys.checked_add(m.end - m.start).is_none() {
-            return Err(PagingError::BadMapping(m.start));
+            return Err((m.start, PagingError::BadMapping(m.start)));
         }
         let mut addr = m.start;
         while addr < m.end {
             let phys = m.phys + (addr - m.start);
-            if addr.is_multiple_of(LARGE_PAGE_SIZE)
+            let large = addr.is_multiple_of(LARGE_PAGE_SIZE)
                 && phys.is_multiple_of(LARGE_PAGE_SIZE)
-                && m.end - addr >= LARGE_PAGE_SIZE
-            {
-                self.set_leaf(root, addr, phys, 2, m.flags.leaf_bits() | LARGE)?;
-                addr += LARGE_PAGE_SIZE;
+                && m.end - addr >= LARGE_PAGE_SIZE;
+            let mapped = if large {
+                self.set_leaf(root, addr, phys, 2, m.flags.leaf_bits() | LARGE).map(|()| LARGE_PAGE_SIZE)
             } else {
-                self.set_leaf(root, addr, phys, 1, m.flags.leaf_bits())?;
-                addr += PAGE_SIZE;
-            }
+                self.set_leaf(root, addr, phys, 1, m.flags.leaf_bits()).map(|()| PAGE_SIZE)
+            };
+            addr += mapped.map_err(|e| (addr, e))?;
         }
         Ok(())
     }
@@ -447,6 +448,21 @@ mod tests {
         assert_eq!(t.table_count(), 1);
         let unaligned = [Mapping::new(0x1001, 0x2000, PageFlags::USER_RO)];
         assert!(matches!(t.map(base, &unaligned), Err(PagingError::BadMapping(0x1001))));
+    }
+
+    #[test]
+    fn a_refused_mapping_leaves_what_was_mapped_before() {
+        let mut t = build(&[Mapping::new(0x1000, 0x2000, PageFlags::SUPERVISOR_RW)]);
+        let base = t.base();
+        t.map(base, &[Mapping::to(0x40_0000_3000, 0x40_0000_5000, 0x9000, PageFlags::USER_RW)]).unwrap();
+        // Overlaps the page at +0x3000 after mapping +0x1000 and +0x2000: those two are undone.
+        let overlapping = [Mapping::to(0x40_0000_1000, 0x40_0000_6000, 0x2_0000, PageFlags::USER_RW)];
+        assert!(matches!(t.map(base, &overlapping), Err(PagingError::BadMapping(0x40_0000_3000))));
+        assert_eq!(t.translate(base, 0x40_0000_1000), None);
+        assert_eq!(t.translate(base, 0x40_0000_2000), None);
+        assert_eq!(t.physical(base, 0x40_0000_3000), Some(0x9000), "mapped before: untouched");
+        assert_eq!(t.physical(base, 0x40_0000_4000), Some(0xa000));
+        assert_eq!(t.translate(base, 0x40_0000_5000), None);
     }
 
     #[test]

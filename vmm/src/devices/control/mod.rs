@@ -8,7 +8,7 @@
 use crate::memory::GuestMemory;
 use std::time::Duration;
 use vm_memory::{Bytes, GuestAddress};
-use wasmcell_abi::control::{self as reg, BOOT_DONE_MAGIC, MESSAGE_MAX, WAIT_FOREVER};
+use wasmcell_abi::control::{self as reg, FaultReport, MapRequest, BOOT_DONE_MAGIC, MESSAGE_MAX, WAIT_FOREVER};
 use wasmcell_abi::vcpu::VcpuBlock;
 
 /// What the vCPU loop must do after a control-register write.
@@ -26,6 +26,10 @@ pub enum ControlAction {
     Panic(String),
     /// Stop: a CPL 0 stub reported this exception vector.
     Fault(u32),
+    /// Stop: the guest's trap entry reported a fault that was no Wasm trap.
+    FaultReport(FaultReport),
+    /// Map these pages for the guest (a guarded memory grows), then resume.
+    MapMemory(MapRequest),
     /// Stop: the Wasm module trapped (message with backtrace).
     Trap(String),
     /// Stop: the workload could not start.
@@ -65,8 +69,18 @@ impl ControlDevice {
             reg::WAIT => ControlAction::Wait(Some(Duration::from_micros(value.into()))),
             reg::FAULT => ControlAction::Fault(value),
             reg::PARK => ControlAction::Park,
+            reg::MAP_MEMORY => ControlAction::MapMemory(MapRequest::from_bytes(&self.words())),
+            reg::FAULT_REPORT => ControlAction::FaultReport(FaultReport::from_bytes(&self.words())),
             _ => ControlAction::Continue,
         }
+    }
+
+    /// The start of the message buffer, where requests put their words (zeros if unreadable,
+    /// which no request accepts).
+    fn words<const N: usize>(&self) -> [u8; N] {
+        let mut words = [0u8; N];
+        let _ = self.memory.read_slice(&mut words, GuestAddress(self.messages));
+        words
     }
 
     /// The first `len` bytes (capped) of the vCPU's message, as lossy UTF-8.
@@ -107,9 +121,23 @@ mod tests {
         assert_eq!(write32(&mut dev, reg::TRAP, 11), ControlAction::Trap("unreachable".into()));
         assert_eq!(write32(&mut dev, reg::WORKLOAD_ERROR, 5), ControlAction::WorkloadError("unrea".into()));
         assert_eq!(write32(&mut dev, reg::PARK, 0), ControlAction::Park);
-        assert_eq!(write32(&mut dev, 0x20, 0), ControlAction::Continue, "what was SAFE_POINT is nothing now");
+        assert_eq!(write32(&mut dev, 0x30, 0), ControlAction::Continue, "no register there");
         // A byte-sized write is not a register write.
         assert_eq!(dev.write(reg::EXIT, &[3]), ControlAction::Continue);
+    }
+
+    #[test]
+    fn requests_are_read_from_the_message_buffer() {
+        let mut dev = device(4 << 20);
+        let map = MapRequest { virt: 1 << 46, len: 0x2_0000, phys: 0x1_0020_0000 };
+        dev.memory.write_slice(&map.to_bytes(), GuestAddress(MESSAGES)).unwrap();
+        assert_eq!(write32(&mut dev, reg::MAP_MEMORY, 0), ControlAction::MapMemory(map));
+        let fault = FaultReport { vector: 14, error_code: 4, rip: 0x40_2000, cr2: 1 << 46 };
+        dev.memory.write_slice(&fault.to_bytes(), GuestAddress(MESSAGES)).unwrap();
+        assert_eq!(write32(&mut dev, reg::FAULT_REPORT, 0), ControlAction::FaultReport(fault));
+        // A block outside guest memory reads as zeros.
+        let mut short = device(BLOCK as usize + 16);
+        assert_eq!(write32(&mut short, reg::MAP_MEMORY, 0), ControlAction::MapMemory(MapRequest::default()));
     }
 
     #[test]

@@ -1,9 +1,28 @@
-//! x86-64: port I/O for the control device and the 16550 console, and the few instructions the
-//! self-tests need. Everything here runs in CPL 3; `in`/`out` are allowed because the VMM
-//! starts the guest with `RFLAGS.IOPL = 3`.
+//! x86-64: the entry point, port I/O for the control device and the 16550 console, and the few
+//! instructions the self-tests need. Everything here runs in CPL 3; `in`/`out` are allowed
+//! because the VMM starts the guest with `RFLAGS.IOPL = 3`.
 
-use core::arch::asm;
+use core::arch::{asm, global_asm};
 use wasmcell_abi::control::X86_PORT_BASE;
+
+// `_start`, the image's entry point, first in its code segment. The VMM enters it to boot a vCPU
+// with `RDI` = the boot info (an address far above 32), and a CPL 0 stub enters it for a
+// redirected fault with `RDI` = the vector (below 32), `RSI` = the faulting RIP, `RDX` = CR2,
+// `RCX` = the error code, `RBP` as the fault left it, on the vCPU's trap stack; both with the
+// stack aligned as after a call. The frame pointer goes to `trap` as its fifth argument.
+global_asm!(
+    ".section .text._start, \"ax\"",
+    ".global _start",
+    "_start:",
+    "cmp rdi, 32",
+    "jb 2f",
+    "jmp {boot}",
+    "2:",
+    "mov r8, rbp",
+    "jmp {trap}",
+    boot = sym crate::boot,
+    trap = sym crate::trap::trap,
+);
 
 /// The 16550's transmit register (COM1).
 const COM1: u16 = 0x3f8;

@@ -22,7 +22,16 @@
 //!   to 99 (every workload must see its own, fresh copy: 7).
 //! - `cpuid-kvm`: exit 1 if CPUID shows KVM's paravirtual signature, else 0.
 //! - `cpuid-max`: exit with the highest basic CPUID leaf (low 8 bits).
+//! - `map-heap VIRT LEN OFFSET`: ask the VMM to map LEN bytes at VIRT to the heap's pages from
+//!   OFFSET on; if it does, store through VIRT and exit 0 if the store shows in the heap.
+//! - `map-twice VIRT LEN`: map the heap's first LEN bytes at VIRT twice.
+//! - `map-at WHAT VIRT`: map one page at VIRT to a page that is not the heap's: `payload`
+//!   (the module's code), `tables` (the window's page tables), `base-tables` (the VM's),
+//!   `boot-heap` (the kernel heap).
 //! - `exit CODE`: exit with CODE.
+//!
+//! A fault the CPL 0 stubs send back to `_start` (`RDI` below 32) is reported with
+//! FAULT_REPORT as the real guest reports one that is no Wasm trap.
 #![no_std]
 #![no_main]
 
@@ -31,7 +40,8 @@ mod console;
 use core::arch::asm;
 use core::sync::atomic::{AtomicU32, Ordering};
 use wasmcell_abi::boot_info::POD;
-use wasmcell_abi::control::{self as reg, BOOT_DONE_MAGIC, X86_PORT_BASE};
+use wasmcell_abi::control::{self as reg, FaultReport, MapRequest, BOOT_DONE_MAGIC, X86_PORT_BASE};
+use wasmcell_abi::memory_map::{PAGE_SIZE, PAGE_TABLES};
 use wasmcell_abi::vcpu::VcpuInfo;
 use wasmcell_abi::workload::Workload;
 use wasmcell_abi::BootInfo;
@@ -45,9 +55,16 @@ const BAD_ARGUMENTS: u32 = 64;
 static DATA: AtomicU32 = AtomicU32::new(7);
 
 /// # Safety
-/// Entered by the VMM only, as the real guest is (`wasmcell_abi`).
+/// Entered by the VMM only, as the real guest is (`wasmcell_abi`); or by a CPL 0 stub for a
+/// fault, with the vector, RIP, CR2 and error code in the argument registers.
 #[no_mangle]
-pub unsafe extern "sysv64" fn _start(boot_info: *const BootInfo, vcpu: *const VcpuInfo) -> ! {
+pub unsafe extern "sysv64" fn _start(boot_info: *const BootInfo, vcpu: *const VcpuInfo, cr2: u64, error: u64) -> ! {
+    if (boot_info as u64) < 32 {
+        let report = FaultReport { vector: boot_info as u64, error_code: error, rip: vcpu as u64, cr2 };
+        put(&report.to_bytes());
+        control(reg::FAULT_REPORT, 0);
+        exit(BREACH);
+    }
     // SAFETY: the VMM maps both pages readable before the first instruction.
     let (boot, vcpu) = unsafe { (boot_info.read(), vcpu.read()) };
     if !vcpu.has_workload() {
@@ -153,6 +170,33 @@ pub unsafe extern "sysv64" fn _start(boot_info: *const BootInfo, vcpu: *const Vc
             let kvm = [leaf.ebx, leaf.ecx, leaf.edx] == [0x4b4d_564b, 0x564b_4d56, 0x4d];
             exit(u32::from(kvm))
         }
+        b"map-heap" => {
+            let (virt, len, offset) = (number(), number(), number());
+            map(virt, len, vcpu.heap_start.wrapping_add(offset));
+            let probe = virt as *mut u64;
+            // SAFETY: the VMM just mapped `virt` to heap memory this vCPU owns (or stopped it).
+            unsafe { probe.write_volatile(0x5a5a_5a5a) };
+            // SAFETY: the heap is mapped at its own addresses too.
+            let seen = unsafe { (vcpu.heap_start.wrapping_add(offset) as *const u64).read_volatile() };
+            exit(if seen == 0x5a5a_5a5a { 0 } else { 65 })
+        }
+        b"map-twice" => {
+            let (virt, len) = (number(), number());
+            map(virt, len, vcpu.heap_start);
+            map(virt, len, vcpu.heap_start);
+            exit(BREACH)
+        }
+        b"map-at" => {
+            let phys = match rest[0] {
+                b"payload" => vcpu.payload_addr,
+                b"tables" => vcpu.heap_end,
+                b"base-tables" => PAGE_TABLES,
+                b"boot-heap" => boot.heap_start,
+                _ => exit(BAD_ARGUMENTS),
+            };
+            map(hex(rest[1]).unwrap_or(0), PAGE_SIZE, phys / PAGE_SIZE * PAGE_SIZE);
+            exit(BREACH)
+        }
         b"exit" => exit(number() as u32),
         _ => exit(BAD_ARGUMENTS),
     }
@@ -165,6 +209,22 @@ fn hex(text: &[u8]) -> Option<u64> {
         value = value.checked_mul(16)?.checked_add(u64::from((c as char).to_digit(16)?))?;
     }
     Some(value)
+}
+
+/// Places `bytes` at the start of the vCPU block's message buffer.
+fn put(bytes: &[u8]) {
+    let block: u64;
+    // SAFETY: a GS-relative load of the block's own address, which the VMM writes there.
+    unsafe { asm!("mov {}, gs:[0]", out(reg) block, options(nostack, readonly)) };
+    let message = block + core::mem::offset_of!(wasmcell_abi::vcpu::VcpuBlock, message) as u64;
+    // SAFETY: the block is mapped read-write for this vCPU; the bytes fit its message buffer.
+    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), message as *mut u8, bytes.len()) };
+}
+
+/// Asks the VMM to map `len` bytes at `virt` to `phys`.
+fn map(virt: u64, len: u64, phys: u64) {
+    put(&MapRequest { virt, len, phys }.to_bytes());
+    control(reg::MAP_MEMORY, 0);
 }
 
 /// Writes a control-device register.
