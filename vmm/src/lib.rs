@@ -31,6 +31,7 @@ pub mod memory;
 mod memory;
 mod outcome;
 mod run;
+pub mod seccomp;
 pub mod signals;
 #[cfg(test)]
 mod test_utils;

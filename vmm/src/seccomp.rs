@@ -1,0 +1,267 @@
+//! Seccomp filters, one per kind of VMM thread (Firecracker's model, built with seccompiler):
+//! the smallest allow-list each thread needs, installed by the thread itself before it does
+//! anything the guest can influence, with `ioctl` narrowed by its request number.
+//!
+//! - [`ThreadKind::Vcpu`]: a vCPU thread, the one that decodes every exit of a possibly hostile
+//!   guest. Installed first thing on every vCPU thread, in every process that runs a VM
+//!   (`wasmcell run` as much as a pod's VMM): KVM_RUN and the two register reads of a fault
+//!   report, the console's reads and writes, its timer, memory for the allocator, and nothing
+//!   that opens, creates, maps executable memory or talks to another process.
+//! - [`ThreadKind::Vmm`]: everything else in a jailed VMM process (`crate::jail`), installed on
+//!   all of its threads at once when the jail closes: what creates vCPUs and windows, serves a
+//!   pod's control channel and watches signals.
+//!
+//! A thread that makes any other system call gets `SIGSYS`; the handler (installed with the
+//! first filter) writes one line naming the call to stderr and ends the process with status
+//! [`VIOLATION_STATUS`], which the shim reports as the workload's failure. Filters can only be
+//! added to, never removed, and `rt_sigaction` is in no list: a compromised thread cannot put
+//! its own handler in place.
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen as Len, SeccompCmpOp as Op, SeccompCondition as Cond, SeccompFilter,
+    SeccompRule,
+};
+use std::collections::BTreeMap;
+use std::sync::{Once, OnceLock};
+
+/// Exit status of a process one of whose threads broke its filter (128 + SIGSYS, as if the
+/// signal had killed it).
+pub const VIOLATION_STATUS: i32 = 128 + libc::SIGSYS;
+
+/// Which allow-list a thread gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadKind {
+    Vcpu,
+    Vmm,
+}
+
+/// Errors while installing a filter.
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    #[error("Cannot build the {0:?} seccomp filter: {1}")]
+    Build(ThreadKind, String),
+    #[error("Cannot install the {0:?} seccomp filter")]
+    Install(ThreadKind, #[source] seccompiler::Error),
+}
+
+const KVMIO: u32 = 0xae;
+
+vmm_sys_util::ioctl_io_nr!(KVM_RUN, KVMIO, 0x80);
+vmm_sys_util::ioctl_ior_nr!(KVM_GET_REGS, KVMIO, 0x81, kvm_bindings::kvm_regs);
+vmm_sys_util::ioctl_ior_nr!(KVM_GET_SREGS, KVMIO, 0x83, kvm_bindings::kvm_sregs);
+
+/// Installs `kind`'s filter on the calling thread (and the threads it starts from now on).
+pub fn apply(kind: ThreadKind) -> Result<(), SeccompError> {
+    seccompiler::apply_filter(program(kind)?).map_err(|e| SeccompError::Install(kind, e))
+}
+
+/// Installs `kind`'s filter on every thread of the process at once.
+pub fn apply_to_all_threads(kind: ThreadKind) -> Result<(), SeccompError> {
+    seccompiler::apply_filter_all_threads(program(kind)?).map_err(|e| SeccompError::Install(kind, e))
+}
+
+/// `kind`'s program, built once per process (and the SIGSYS handler installed with it).
+fn program(kind: ThreadKind) -> Result<&'static BpfProgram, SeccompError> {
+    static VCPU: OnceLock<Result<BpfProgram, String>> = OnceLock::new();
+    static VMM: OnceLock<Result<BpfProgram, String>> = OnceLock::new();
+    install_violation_handler();
+    let cell = match kind {
+        ThreadKind::Vcpu => &VCPU,
+        ThreadKind::Vmm => &VMM,
+    };
+    cell.get_or_init(|| build(kind)).as_ref().map_err(|e| SeccompError::Build(kind, e.clone()))
+}
+
+fn build(kind: ThreadKind) -> Result<BpfProgram, String> {
+    let rules = match kind {
+        ThreadKind::Vcpu => vcpu_rules(),
+        ThreadKind::Vmm => vmm_rules(),
+    }
+    .map_err(|e| e.to_string())?;
+    let arch = std::env::consts::ARCH.try_into().map_err(|e: seccompiler::BackendError| e.to_string())?;
+    let filter =
+        SeccompFilter::new(rules, SeccompAction::Trap, SeccompAction::Allow, arch).map_err(|e| e.to_string())?;
+    BpfProgram::try_from(filter).map_err(|e| e.to_string())
+}
+
+type Rules = BTreeMap<i64, Vec<SeccompRule>>;
+
+/// A rule matching when argument `index` equals one of `values`.
+fn any_of(index: u8, values: &[u64]) -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
+    values.iter().map(|&v| SeccompRule::new(vec![Cond::new(index, Len::Qword, Op::Eq, v)?])).collect()
+}
+
+/// A rule matching when argument `index` has none of the bits of `mask`.
+fn without_bits(index: u8, mask: u64) -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
+    Ok(vec![SeccompRule::new(vec![Cond::new(index, Len::Qword, Op::MaskedEq(mask), 0)?])?])
+}
+
+/// System calls every thread needs, whatever it does: memory for the allocator (never
+/// executable), futexes, signals it is sent (a kick, a tick) and their return, leaving.
+fn common_rules() -> Result<Rules, seccompiler::BackendError> {
+    let exec = libc::PROT_EXEC as u64;
+    let mut rules: Rules = [
+        libc::SYS_brk,
+        libc::SYS_munmap,
+        libc::SYS_madvise,
+        libc::SYS_mremap,
+        libc::SYS_futex,
+        libc::SYS_sched_yield,
+        libc::SYS_rt_sigprocmask,
+        libc::SYS_rt_sigreturn,
+        libc::SYS_sigaltstack,
+        libc::SYS_clock_gettime,
+        libc::SYS_clock_nanosleep,
+        libc::SYS_nanosleep,
+        libc::SYS_getrandom,
+        libc::SYS_gettid,
+        libc::SYS_close,
+        libc::SYS_read,
+        libc::SYS_write,
+        libc::SYS_exit,
+        libc::SYS_exit_group,
+    ]
+    .into_iter()
+    .map(|call| (call, vec![]))
+    .collect();
+    rules.insert(libc::SYS_mmap, without_bits(2, exec)?);
+    rules.insert(libc::SYS_mprotect, without_bits(2, exec)?);
+    let fcntl = [libc::F_GETFD, libc::F_GETFL, libc::F_SETFL].map(|c| c as u64);
+    rules.insert(libc::SYS_fcntl, any_of(1, &fcntl)?);
+    // The violation handler names the thread.
+    rules.insert(libc::SYS_prctl, any_of(0, &[libc::PR_GET_NAME as u64])?);
+    Ok(rules)
+}
+
+fn vcpu_rules() -> Result<Rules, seccompiler::BackendError> {
+    let mut rules = common_rules()?;
+    for call in [
+        libc::SYS_ppoll,
+        libc::SYS_poll,
+        libc::SYS_sendto,
+        libc::SYS_timer_create,
+        libc::SYS_timer_settime,
+        libc::SYS_timer_delete,
+    ] {
+        rules.insert(call, vec![]);
+    }
+    let ioctls = [KVM_RUN(), KVM_GET_REGS(), KVM_GET_SREGS(), libc::FIONREAD].map(u64::from);
+    rules.insert(libc::SYS_ioctl, any_of(1, &ioctls)?);
+    Ok(rules)
+}
+
+fn vmm_rules() -> Result<Rules, seccompiler::BackendError> {
+    common_rules()
+}
+
+/// Installs the SIGSYS handler, once per process.
+fn install_violation_handler() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: a zeroed sigaction is a valid starting point; the handler only calls
+        // async-signal-safe functions (`write`, `_exit`) on stack buffers.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_violation as *const () as usize;
+            action.sa_flags = libc::SA_SIGINFO;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(libc::SIGSYS, &action, std::ptr::null_mut());
+        }
+    });
+}
+
+/// SIGSYS from a filter: says which call on which thread, then ends the process.
+extern "C" fn on_violation(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo; for SIGSYS the system call number is the int
+    // at offset 24 (`si_syscall` of the `_sigsys` member, after `si_call_addr`).
+    let call = unsafe { info.cast::<u8>().add(24).cast::<libc::c_int>().read() };
+    let mut name = [0u8; 16];
+    // SAFETY: PR_GET_NAME writes at most 16 bytes, NUL included, into `name`.
+    unsafe { libc::prctl(libc::PR_GET_NAME, name.as_mut_ptr()) };
+    let mut line = [0u8; 160];
+    let mut len = 0;
+    for part in [
+        &b"wasmcell: VMM thread "[..],
+        name.split(|&b| b == 0).next().unwrap_or(&[]),
+        b" made system call ",
+        decimal(call, &mut [0u8; 12]),
+        b", which its seccomp filter forbids: the VMM stopped\n",
+    ] {
+        let take = part.len().min(line.len() - len);
+        line[len..len + take].copy_from_slice(&part[..take]);
+        len += take;
+    }
+    // SAFETY: `write` and `_exit` are async-signal-safe; `line` is valid for `len` bytes.
+    unsafe {
+        libc::write(libc::STDERR_FILENO, line.as_ptr().cast(), len);
+        libc::_exit(VIOLATION_STATUS);
+    }
+}
+
+/// `value` in decimal, in `buffer`, without allocating (for a signal handler).
+fn decimal(value: libc::c_int, buffer: &mut [u8; 12]) -> &[u8] {
+    let mut at = buffer.len();
+    let mut rest = i64::from(value).unsigned_abs();
+    loop {
+        at -= 1;
+        buffer[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if value < 0 {
+        at -= 1;
+        buffer[at] = b'-';
+    }
+    &buffer[at..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// The child half of the tests below: set by the parent, never by a user.
+    const CHILD: &str = "WASMCELL_SECCOMP_TEST_CHILD";
+
+    #[test]
+    fn every_filter_builds() {
+        for kind in [ThreadKind::Vcpu, ThreadKind::Vmm] {
+            assert!(!program(kind).unwrap().is_empty());
+        }
+        assert_eq!(decimal(41, &mut [0; 12]), b"41");
+        assert_eq!(decimal(-7, &mut [0; 12]), b"-7");
+    }
+
+    /// In the child: a vCPU-filtered thread does what a vCPU thread does, then what it must
+    /// not (opening a socket); the process must end on the second.
+    #[test]
+    #[ignore = "the child half of a_vcpu_thread_that_breaks_its_filter_stops_the_process_saying_why"]
+    fn child_breaks_the_vcpu_filter() {
+        assert!(std::env::var_os(CHILD).is_some(), "run by its parent test only");
+        let thread = std::thread::Builder::new().name("wasmcell-vcpu9".into()).spawn(|| {
+            apply(ThreadKind::Vcpu).unwrap();
+            let allowed = vec![7u8; 1 << 20];
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            drop(allowed);
+            // SAFETY: the forbidden call itself; it never returns.
+            unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+        });
+        thread.unwrap().join().unwrap();
+        std::process::exit(0);
+    }
+
+    #[test]
+    fn a_vcpu_thread_that_breaks_its_filter_stops_the_process_saying_why() {
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "seccomp::tests::child_breaks_the_vcpu_filter", "--ignored", "--nocapture"])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&child.stderr);
+        assert_eq!(child.status.code(), Some(VIOLATION_STATUS), "{stderr}");
+        let expected = format!("wasmcell: VMM thread wasmcell-vcpu9 made system call {}", libc::SYS_socket);
+        assert!(stderr.contains(&expected), "{stderr}");
+    }
+}
