@@ -51,6 +51,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         args: std::iter::once(argv0).chain(args.args).collect(),
         env: args.env,
         preopens: args.dirs,
+        archive: None,
         memory: args.memory,
         stdin: stdin(),
         stdout: output(std::io::stdout().as_fd()),

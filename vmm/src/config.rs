@@ -117,6 +117,9 @@ pub struct Workload {
     pub env: Vec<String>,
     /// Host directories the workload sees, packed read-only into guest memory.
     pub preopens: Vec<Preopen>,
+    /// Or those directories packed already ([`crate::pack_files`], by a process that may read
+    /// them when this one may not): the archive's bytes. The guest checks every offset in it.
+    pub archive: Option<Vec<u8>>,
     /// The workload's memory.
     pub memory: MemorySize,
     /// The workload's stdin.
@@ -135,6 +138,7 @@ impl Default for Workload {
             args: Vec::new(),
             env: Vec::new(),
             preopens: Vec::new(),
+            archive: None,
             memory: MemorySize::WORKLOAD,
             stdin: Input::Empty,
             stdout: Output::null(),
@@ -150,6 +154,7 @@ impl fmt::Debug for Workload {
             .field("args", &self.args)
             .field("env", &self.env)
             .field("preopens", &self.preopens)
+            .field("archive_len", &self.archive.as_ref().map(Vec::len))
             .field("memory", &self.memory)
             .finish_non_exhaustive()
     }

@@ -23,6 +23,7 @@ mod devices;
 mod drain_timer;
 mod files;
 mod guest_image;
+pub mod jail;
 mod layout;
 mod loader;
 #[cfg(feature = "fuzzing")]
@@ -42,7 +43,7 @@ mod window;
 pub use artifact::Artifact;
 pub use config::{ConfigError, GuestImage, MemorySize, VmConfig, Workload};
 pub use devices::virtio::console::{Input, Output};
-pub use files::{FilesError, Preopen};
+pub use files::{pack as pack_files, FilesError, Preopen};
 pub use guest_image::EMBEDDED_GUEST;
 pub use layout::LayoutError;
 pub use loader::LoadError;

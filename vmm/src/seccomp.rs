@@ -7,9 +7,15 @@
 //!   (`wasmcell run` as much as a pod's VMM): KVM_RUN and the two register reads of a fault
 //!   report, the console's reads and writes, its timer, memory for the allocator, and nothing
 //!   that opens, creates, maps executable memory or talks to another process.
-//! - [`ThreadKind::Vmm`]: everything else in a jailed VMM process (`crate::jail`), installed on
-//!   all of its threads at once when the jail closes: what creates vCPUs and windows, serves a
-//!   pod's control channel and watches signals.
+//! - [`ThreadKind::Vmm`]: everything else in a jailed VMM process (`crate::jail`), installed
+//!   when the jail closes, before any other thread exists: what creates vCPUs and windows,
+//!   serves a pod's control channel and watches signals. KVM ioctls only; new threads only
+//!   (`clone` with `CLONE_THREAD`; `clone3`, whose flags a filter cannot see, fails with
+//!   ENOSYS and glibc falls back to `clone`); `open`/`openat` fail with EACCES (the jail has
+//!   nothing to open, and code that tries, such as a `/proc` lookup, copes with an error);
+//!   `rt_sigaction` for glibc's two internal signals only.
+//! - [`ThreadKind::Packer`]: the process that reads a tenant's root filesystem into an archive:
+//!   read-only opens, directory listings, reads, its output.
 //!
 //! A thread that makes any other system call gets `SIGSYS`; the handler (installed with the
 //! first filter) writes one line naming the call to stderr and ends the process with status
@@ -33,6 +39,7 @@ pub const VIOLATION_STATUS: i32 = 128 + libc::SIGSYS;
 pub enum ThreadKind {
     Vcpu,
     Vmm,
+    Packer,
 }
 
 /// Errors while installing a filter.
@@ -50,38 +57,55 @@ vmm_sys_util::ioctl_io_nr!(KVM_RUN, KVMIO, 0x80);
 vmm_sys_util::ioctl_ior_nr!(KVM_GET_REGS, KVMIO, 0x81, kvm_bindings::kvm_regs);
 vmm_sys_util::ioctl_ior_nr!(KVM_GET_SREGS, KVMIO, 0x83, kvm_bindings::kvm_sregs);
 
-/// Installs `kind`'s filter on the calling thread (and the threads it starts from now on).
+/// Installs `kind`'s filters on the calling thread (and the threads it starts from now on).
 pub fn apply(kind: ThreadKind) -> Result<(), SeccompError> {
-    seccompiler::apply_filter(program(kind)?).map_err(|e| SeccompError::Install(kind, e))
+    for program in programs(kind)? {
+        seccompiler::apply_filter(program).map_err(|e| SeccompError::Install(kind, e))?;
+    }
+    Ok(())
 }
 
-/// Installs `kind`'s filter on every thread of the process at once.
-pub fn apply_to_all_threads(kind: ThreadKind) -> Result<(), SeccompError> {
-    seccompiler::apply_filter_all_threads(program(kind)?).map_err(|e| SeccompError::Install(kind, e))
-}
-
-/// `kind`'s program, built once per process (and the SIGSYS handler installed with it).
-fn program(kind: ThreadKind) -> Result<&'static BpfProgram, SeccompError> {
-    static VCPU: OnceLock<Result<BpfProgram, String>> = OnceLock::new();
-    static VMM: OnceLock<Result<BpfProgram, String>> = OnceLock::new();
+/// `kind`'s programs, built once per process (and the SIGSYS handler installed with them): an
+/// allow-list, and for some kinds filters that make a few allowed calls fail with an error
+/// instead (the kernel applies the most restrictive answer of all filters).
+fn programs(kind: ThreadKind) -> Result<&'static [BpfProgram], SeccompError> {
+    static VCPU: OnceLock<Result<Vec<BpfProgram>, String>> = OnceLock::new();
+    static VMM: OnceLock<Result<Vec<BpfProgram>, String>> = OnceLock::new();
+    static PACKER: OnceLock<Result<Vec<BpfProgram>, String>> = OnceLock::new();
     install_violation_handler();
     let cell = match kind {
         ThreadKind::Vcpu => &VCPU,
         ThreadKind::Vmm => &VMM,
+        ThreadKind::Packer => &PACKER,
     };
-    cell.get_or_init(|| build(kind)).as_ref().map_err(|e| SeccompError::Build(kind, e.clone()))
+    cell.get_or_init(|| build(kind).map_err(|e| e.to_string()))
+        .as_deref()
+        .map_err(|e| SeccompError::Build(kind, e.clone()))
 }
 
-fn build(kind: ThreadKind) -> Result<BpfProgram, String> {
-    let rules = match kind {
-        ThreadKind::Vcpu => vcpu_rules(),
-        ThreadKind::Vmm => vmm_rules(),
+fn build(kind: ThreadKind) -> Result<Vec<BpfProgram>, seccompiler::Error> {
+    let arch: seccompiler::TargetArch = std::env::consts::ARCH.try_into()?;
+    let (allowed, failing) = match kind {
+        ThreadKind::Vcpu => (vcpu_rules()?, vec![]),
+        ThreadKind::Vmm => {
+            let failing = vec![
+                (libc::SYS_clone3, libc::ENOSYS),
+                (libc::SYS_open, libc::EACCES),
+                (libc::SYS_openat, libc::EACCES),
+            ];
+            (vmm_rules()?, failing)
+        }
+        ThreadKind::Packer => (packer_rules()?, vec![]),
+    };
+    let mut programs = Vec::new();
+    for (call, errno) in failing {
+        let rules = BTreeMap::from([(call, vec![])]);
+        let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(errno as u32), arch)?;
+        programs.push(BpfProgram::try_from(filter)?);
     }
-    .map_err(|e| e.to_string())?;
-    let arch = std::env::consts::ARCH.try_into().map_err(|e: seccompiler::BackendError| e.to_string())?;
-    let filter =
-        SeccompFilter::new(rules, SeccompAction::Trap, SeccompAction::Allow, arch).map_err(|e| e.to_string())?;
-    BpfProgram::try_from(filter).map_err(|e| e.to_string())
+    let filter = SeccompFilter::new(allowed, SeccompAction::Trap, SeccompAction::Allow, arch)?;
+    programs.push(BpfProgram::try_from(filter)?);
+    Ok(programs)
 }
 
 type Rules = BTreeMap<i64, Vec<SeccompRule>>;
@@ -151,7 +175,87 @@ fn vcpu_rules() -> Result<Rules, seccompiler::BackendError> {
 }
 
 fn vmm_rules() -> Result<Rules, seccompiler::BackendError> {
-    common_rules()
+    let mut rules = vcpu_rules()?;
+    for call in [
+        // Threads (clone3 is answered ENOSYS by the other filter) and their start.
+        libc::SYS_clone3,
+        libc::SYS_set_robust_list,
+        libc::SYS_rseq,
+        libc::SYS_sched_getaffinity,
+        // Descriptors: events, timers, epoll, the control channel, passed files.
+        libc::SYS_eventfd2,
+        libc::SYS_timerfd_create,
+        libc::SYS_timerfd_settime,
+        libc::SYS_epoll_create1,
+        libc::SYS_epoll_ctl,
+        libc::SYS_epoll_wait,
+        libc::SYS_epoll_pwait,
+        libc::SYS_recvfrom,
+        libc::SYS_recvmsg,
+        libc::SYS_sendmsg,
+        libc::SYS_shutdown,
+        libc::SYS_fstat,
+        libc::SYS_statx,
+        libc::SYS_newfstatat,
+        libc::SYS_lseek,
+        libc::SYS_pread64,
+        libc::SYS_open,
+        libc::SYS_openat,
+        // Signals: the stop-signal watcher, and kicks to this process's own threads.
+        libc::SYS_rt_sigtimedwait,
+        libc::SYS_getpid,
+    ] {
+        rules.insert(call, vec![]);
+    }
+    let thread = libc::CLONE_THREAD as u64;
+    rules.insert(
+        libc::SYS_clone,
+        vec![SeccompRule::new(vec![Cond::new(0, Len::Qword, Op::MaskedEq(thread), thread)?])?],
+    );
+    // glibc installs its own handlers for its two internal real-time signals (32, 33: thread
+    // cancellation and set*id broadcast) when the first thread starts; no other signal's.
+    rules.insert(libc::SYS_rt_sigaction, any_of(0, &[32, 33])?);
+    // New threads name themselves; vCPU threads add their own filter (which only ever
+    // restricts further).
+    let prctl = [libc::PR_GET_NAME, libc::PR_SET_NAME, libc::PR_SET_NO_NEW_PRIVS].map(|c| c as u64);
+    rules.insert(libc::SYS_prctl, any_of(0, &prctl)?);
+    rules.insert(libc::SYS_seccomp, any_of(0, &[libc::SECCOMP_SET_MODE_FILTER as u64])?);
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() } as u64;
+    rules.insert(libc::SYS_tgkill, any_of(0, &[pid])?);
+    let fcntl = [libc::F_GETFD, libc::F_SETFD, libc::F_GETFL, libc::F_SETFL, libc::F_DUPFD_CLOEXEC].map(|c| c as u64);
+    rules.insert(libc::SYS_fcntl, any_of(1, &fcntl)?);
+    // Every KVM ioctl (type 0xAE), on whichever KVM descriptor, and FIONREAD.
+    rules.insert(
+        libc::SYS_ioctl,
+        vec![
+            SeccompRule::new(vec![Cond::new(1, Len::Dword, Op::MaskedEq(0xff00), u64::from(KVMIO) << 8)?])?,
+            SeccompRule::new(vec![Cond::new(1, Len::Qword, Op::Eq, libc::FIONREAD)?])?,
+        ],
+    );
+    Ok(rules)
+}
+
+fn packer_rules() -> Result<Rules, seccompiler::BackendError> {
+    let mut rules = common_rules()?;
+    for call in [
+        libc::SYS_getdents64,
+        libc::SYS_readlinkat,
+        libc::SYS_fstat,
+        libc::SYS_newfstatat,
+        libc::SYS_statx,
+        libc::SYS_lseek,
+        libc::SYS_dup,
+    ] {
+        rules.insert(call, vec![]);
+    }
+    // Opens for reading only (its root is read-only as well).
+    let writing = (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC | libc::O_APPEND) as u64;
+    rules.insert(libc::SYS_open, without_bits(1, writing)?);
+    rules.insert(libc::SYS_openat, without_bits(2, writing)?);
+    let fcntl = [libc::F_GETFD, libc::F_SETFD, libc::F_GETFL, libc::F_DUPFD_CLOEXEC].map(|c| c as u64);
+    rules.insert(libc::SYS_fcntl, any_of(1, &fcntl)?);
+    Ok(rules)
 }
 
 /// Installs the SIGSYS handler, once per process.
@@ -227,8 +331,8 @@ mod tests {
 
     #[test]
     fn every_filter_builds() {
-        for kind in [ThreadKind::Vcpu, ThreadKind::Vmm] {
-            assert!(!program(kind).unwrap().is_empty());
+        for kind in [ThreadKind::Vcpu, ThreadKind::Vmm, ThreadKind::Packer] {
+            assert!(programs(kind).unwrap().iter().all(|p| !p.is_empty()));
         }
         assert_eq!(decimal(41, &mut [0; 12]), b"41");
         assert_eq!(decimal(-7, &mut [0; 12]), b"-7");

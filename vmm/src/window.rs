@@ -41,7 +41,12 @@ impl PreparedWorkload {
         let blob = workload.encode()?;
         // The archive goes into the window: the workload's memory is its budget.
         let budget = workload.memory.bytes();
-        let files = if workload.preopens.is_empty() { Vec::new() } else { files::pack(&workload.preopens, budget)? };
+        let files = match workload.archive {
+            Some(archive) if archive.len() as u64 > budget => return Err(FilesError::TooLarge.into()),
+            Some(archive) => archive,
+            None if workload.preopens.is_empty() => Vec::new(),
+            None => files::pack(&workload.preopens, budget)?,
+        };
         let prepared = Self {
             artifact: workload.artifact,
             cpu_features: workload.cpu_features,

@@ -1,7 +1,8 @@
 //! The process plan: everything a VMM child needs, written by `create` into the bundle and read
-//! by `wasmcell-vmm PLAN`. Compilation and every check happened in `create`;
-//! the child only joins its cgroup and network namespace and boots. A pod's workloads are not in
-//! its plan: the shim sends each one over the pod VMM's control channel ([`crate::protocol`]).
+//! by `wasmcell-vmm PLAN`. Compilation, packing the root filesystem and every check happened in
+//! `create`; the child only joins its cgroup and network namespace, opens what it was given,
+//! builds its VM and closes its jail. A pod's workloads are not in its plan: the shim sends each
+//! one over the pod VMM's control channel ([`crate::protocol`]), with its files as descriptors.
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -13,6 +14,9 @@ pub struct Plan {
     pub cgroup: Option<String>,
     /// The network namespace to join (the pod's), if the spec names one.
     pub netns: Option<PathBuf>,
+    /// The jail the process closes itself into once its VM exists; `None` runs it unjailed
+    /// (never chosen by the shim).
+    pub jail: Option<JailPlan>,
     /// What the process runs.
     pub kind: PlanKind,
 }
@@ -28,6 +32,17 @@ pub enum PlanKind {
     Pod,
 }
 
+/// Who a jailed VMM runs as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JailPlan {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The descriptor a container's VMM finds its root filesystem's archive on ([`WorkloadPlan`]'s
+/// `files`): a sealed memfd the shim's packer filled.
+pub const FILES_FD: i32 = 4;
+
 /// One Wasm workload: what the VMM needs to give it its window and its stdio.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkloadPlan {
@@ -39,12 +54,47 @@ pub struct WorkloadPlan {
     pub env: Vec<String>,
     /// The workload's memory (its container's memory limit).
     pub memory_mib: u64,
-    /// The mounted root filesystem, which the workload sees as `/`.
-    pub rootfs: PathBuf,
+    /// Whether the workload has a root filesystem (seen as `/`): its archive comes as a
+    /// descriptor, [`FILES_FD`] for a container's VMM, with the start request in a pod.
+    pub files: bool,
     /// containerd's stdio FIFOs ("" for none).
     pub stdin: String,
     pub stdout: String,
     pub stderr: String,
+}
+
+impl WorkloadPlan {
+    /// What a pod's start request carries as descriptors, in order: the module, the files'
+    /// archive if it has files, then each stream that has a path.
+    pub fn descriptor_order(&self) -> Vec<Descriptor> {
+        let mut order = vec![Descriptor::Artifact];
+        if self.files {
+            order.push(Descriptor::Files);
+        }
+        for (path, which) in
+            [(&self.stdin, Descriptor::Stdin), (&self.stdout, Descriptor::Stdout), (&self.stderr, Descriptor::Stderr)]
+        {
+            if !path.is_empty() {
+                order.push(which);
+            }
+        }
+        order
+    }
+
+    /// How many descriptors a pod's start request carries.
+    pub fn descriptors(&self) -> usize {
+        self.descriptor_order().len()
+    }
+}
+
+/// One of a workload's descriptors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Descriptor {
+    Artifact,
+    Files,
+    Stdin,
+    Stdout,
+    Stderr,
 }
 
 impl Plan {

@@ -5,12 +5,15 @@
 //! - a Kubernetes pod's sandbox: its VMM child is the pod's VM, which runs no workload itself;
 //! - a container of a pod: a workload in its pod's VM, started over the VMM's control channel.
 
-use crate::plan::{Plan, PlanKind, WorkloadPlan};
+use crate::plan::{JailPlan, Plan, PlanKind, WorkloadPlan, FILES_FD};
 use crate::pod::{self, client::PodVm};
 use crate::process::Process;
 use crate::rootfs::{self, RootfsMount};
 use crate::spec::ContainerSpec;
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -53,6 +56,12 @@ pub enum InstanceError {
     WritePlan(PathBuf, #[source] std::io::Error),
     #[error("Cannot start the VMM process")]
     Spawn(#[source] std::io::Error),
+    #[error("Cannot pack the root filesystem")]
+    Pack(#[source] std::io::Error),
+    #[error("Cannot pack the root filesystem: {0}")]
+    Files(String),
+    #[error("WASMCELL_VMM_USER must be UID:GID (numbers), not {0:?}")]
+    VmmUser(String),
     #[error("Cannot watch the VMM process")]
     Monitor(String),
     #[error("Cannot signal the VMM process")]
@@ -95,12 +104,21 @@ pub struct VmInstance {
 }
 
 enum Kind {
-    /// Its own VMM child, running `plan`.
-    Container { plan: PathBuf },
+    /// Its own VMM child, running `plan`, with its root filesystem's archive.
+    Container { plan: PathBuf, files: Option<File> },
     /// The pod's VMM child; `pod` once its VM is up.
     Sandbox { plan: PathBuf, sandbox_id: String, pod: Mutex<Option<Arc<PodVm>>> },
-    /// A workload in the pod's VM.
-    PodContainer { id: String, pod: Arc<PodVm>, workload: WorkloadPlan },
+    /// A workload in the pod's VM, with its root filesystem's archive.
+    PodContainer { id: String, pod: Arc<PodVm>, workload: WorkloadPlan, files: Option<File> },
+}
+
+/// Who jailed VMMs run as: `WASMCELL_VMM_USER=UID:GID` in the shim's environment (containerd's),
+/// by default nobody (65534:65534). The VMM needs no file of the host's once jailed: any
+/// unprivileged ids do, and ids no other process uses are best.
+pub fn jail_plan() -> Result<JailPlan, InstanceError> {
+    let Ok(user) = std::env::var("WASMCELL_VMM_USER") else { return Ok(JailPlan { uid: 65534, gid: 65534 }) };
+    let parsed = user.split_once(':').and_then(|(u, g)| Some(JailPlan { uid: u.parse().ok()?, gid: g.parse().ok()? }));
+    parsed.ok_or(InstanceError::VmmUser(user))
 }
 
 impl VmInstance {
@@ -110,7 +128,7 @@ impl VmInstance {
         request: &CreateRequest,
         spec: &ContainerSpec,
         rootfs: PathBuf,
-    ) -> Result<(WorkloadPlan, Pin), InstanceError> {
+    ) -> Result<(WorkloadPlan, Pin, File), InstanceError> {
         let limits = Limits::from_env()?;
         let module = rootfs::read_module(&rootfs, &spec.cwd, &spec.args[0], limits.max_module_size)?;
         if wasmcell_aot::is_precompiled(&module) {
@@ -123,22 +141,26 @@ impl VmInstance {
         wasmcell_aot::check_imports(&module)?;
         let compiler = Compiler::for_host()?;
         let compiled = Cache::open(Cache::default_dir(), &limits)?.get_or_compile(&compiler, &module)?;
+        let files = crate::packer::pack(&request.bundle, &rootfs, spec.memory_mib << 20)?;
         let plan = WorkloadPlan {
             artifact: compiled.path,
             cpu_features: compiler.cpu_features(),
             args: spec.args.clone(),
             env: spec.env.clone(),
             memory_mib: spec.memory_mib,
-            rootfs,
+            files: true,
             stdin: request.stdin.clone(),
             stdout: request.stdout.clone(),
             stderr: request.stderr.clone(),
         };
-        Ok((plan, compiled.pin))
+        Ok((plan, compiled.pin, files))
     }
 
     /// Mounts the root filesystem and prepares the workload; unmounts again on failure.
-    fn mount_and_prepare(request: &CreateRequest, spec: &ContainerSpec) -> Result<(WorkloadPlan, Pin), InstanceError> {
+    fn mount_and_prepare(
+        request: &CreateRequest,
+        spec: &ContainerSpec,
+    ) -> Result<(WorkloadPlan, Pin, File), InstanceError> {
         let rootfs = rootfs::mount(&request.bundle, &request.rootfs)?;
         Self::prepare_workload(request, spec, rootfs).inspect_err(|_| {
             let _ = rootfs::unmount(&request.bundle);
@@ -173,21 +195,42 @@ impl VmInstance {
                 *pod.lock().unwrap_or_else(|e| e.into_inner()) = Some(vm);
                 Ok(pid)
             }
-            _ => {
-                let child = Command::new(exe)
+            Kind::Container { files, .. } => {
+                let mut command = Command::new(exe);
+                command
                     .arg(plan)
                     .current_dir(&self.bundle)
+                    .env_clear()
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
-                    .stderr(Stdio::inherit())
-                    .spawn()
-                    .map_err(InstanceError::Spawn)?;
+                    .stderr(Stdio::inherit());
+                if let Some(files) = files {
+                    let fd = files.as_raw_fd();
+                    // SAFETY: `dup2` and `fcntl` are async-signal-safe and the only calls made
+                    // between fork and exec; they give the child the archive as FILES_FD,
+                    // without close-on-exec.
+                    unsafe {
+                        command.pre_exec(move || {
+                            let done = if fd == FILES_FD {
+                                libc::fcntl(fd, libc::F_SETFD, 0)
+                            } else {
+                                libc::dup2(fd, FILES_FD)
+                            };
+                            if done == -1 {
+                                return Err(std::io::Error::last_os_error());
+                            }
+                            Ok(())
+                        });
+                    }
+                }
+                let child = command.spawn().map_err(InstanceError::Spawn)?;
                 let pid = child.id();
                 // The reaper waits for it, not `child`: dropping `child` neither waits nor kills.
                 drop(child);
                 watch(pid);
                 Ok(pid)
             }
+            Kind::PodContainer { .. } => unreachable!("a pod's container runs in its pod's VMM"),
         }
     }
 
@@ -210,8 +253,9 @@ impl Instance for VmInstance {
         let process = Arc::default();
         let bundle = request.bundle.clone();
         // A pod's sandbox runs no image (CRI's pause container): its VMM is the pod's VM.
+        let jail = Some(jail_plan()?);
         if spec.sandbox {
-            let plan = Plan { cgroup: spec.cgroup.clone(), netns: spec.netns.clone(), kind: PlanKind::Pod };
+            let plan = Plan { cgroup: spec.cgroup.clone(), netns: spec.netns.clone(), jail, kind: PlanKind::Pod };
             let plan = Self::write_plan(request, &plan)?;
             let sandbox_id = spec.sandbox_id.clone().unwrap_or_else(|| request.id.clone());
             let kind = Kind::Sandbox { plan, sandbox_id, pod: Mutex::default() };
@@ -220,23 +264,26 @@ impl Instance for VmInstance {
         // A container of a pod runs in the pod's VM, which its sandbox started in this shim.
         if let Some(sandbox_id) = &spec.sandbox_id {
             let pod = pod::find(sandbox_id).ok_or_else(|| InstanceError::NoPod(sandbox_id.clone()))?;
-            let (workload, pin) = Self::mount_and_prepare(request, &spec)?;
-            let kind = Kind::PodContainer { id: request.id.clone(), pod, workload };
+            let (workload, pin, files) = Self::mount_and_prepare(request, &spec)?;
+            let kind = Kind::PodContainer { id: request.id.clone(), pod, workload, files: Some(files) };
             return Ok(Self { bundle, process, kind, _artifact: Some(pin) });
         }
-        let (workload, pin) = Self::mount_and_prepare(request, &spec)?;
-        let plan = Plan { cgroup: spec.cgroup.clone(), netns: spec.netns.clone(), kind: PlanKind::Container(workload) };
+        let (workload, pin, files) = Self::mount_and_prepare(request, &spec)?;
+        let kind = PlanKind::Container(workload);
+        let plan = Plan { cgroup: spec.cgroup.clone(), netns: spec.netns.clone(), jail, kind };
         let plan = Self::write_plan(request, &plan).inspect_err(|_| {
             let _ = rootfs::unmount(&request.bundle);
         })?;
-        Ok(Self { bundle, process, kind: Kind::Container { plan }, _artifact: Some(pin) })
+        Ok(Self { bundle, process, kind: Kind::Container { plan, files: Some(files) }, _artifact: Some(pin) })
     }
 
     fn start(&self) -> Result<u32, InstanceError> {
         match &self.kind {
-            Kind::Container { plan } | Kind::Sandbox { plan, .. } => self.spawn_vmm(plan),
-            Kind::PodContainer { id, pod, workload } => {
-                pod.start(id, workload.clone(), self.process.clone()).map_err(InstanceError::PodWorkload)?;
+            Kind::Container { plan, .. } | Kind::Sandbox { plan, .. } => self.spawn_vmm(plan),
+            Kind::PodContainer { id, pod, workload, files } => {
+                let files = files.as_ref().map(File::try_clone).transpose().map_err(InstanceError::Spawn)?;
+                let opened = crate::workload::Opened::open(workload, files).map_err(InstanceError::PodWorkload)?;
+                pod.start(id, workload.clone(), opened, self.process.clone()).map_err(InstanceError::PodWorkload)?;
                 self.process.started(pod.pid());
                 Ok(pod.pid())
             }

@@ -11,6 +11,7 @@
 
 pub mod cgroup;
 pub mod instance;
+pub mod packer;
 pub mod pod;
 pub mod process;
 pub mod rootfs;

@@ -1,18 +1,27 @@
-//! `wasmcell-vmm PLAN`: a VMM process, a child of the shim. It joins its
-//! cgroup and network namespace, then either runs one container's VM and exits with the
+//! `wasmcell-vmm PLAN`: a VMM process, a child of the shim. It closes what it inherited by
+//! accident, joins its cgroup and network namespace, opens what it was given, builds its VM,
+//! and then closes its jail (`wasmcell_vmm::jail`, then the VMM seccomp filter) before the
+//! guest runs a single instruction. Then it either runs one container's VM and exits with the
 //! workload's status — containerd sees this process as the task's pid — or, for a Kubernetes
 //! pod, boots the pod's VM and serves its workloads ([`crate::pod::server`]) until the pod is
-//! stopped. SIGTERM/SIGINT stop the guest (status 128 + signal); SIGKILL kills the process (137,
-//! reported by the shim's reaper).
+//! stopped. SIGTERM/SIGINT stop the guest (status 128 + signal); SIGKILL kills the process
+//! (137, reported by the shim's reaper); a thread that breaks its seccomp filter ends it with
+//! 159 (`wasmcell_vmm::seccomp::VIOLATION_STATUS`) and a line on stderr.
 
-use crate::plan::{Plan, PlanKind, WorkloadPlan};
+use crate::plan::{JailPlan, Plan, PlanKind, WorkloadPlan, FILES_FD};
+use crate::pod::protocol::CHANNEL_FD;
 use crate::service::error_chain;
-use crate::workload;
+use crate::workload::{self, Opened};
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::Path;
 use wasmcell_abi::boot_info::LOG_OFF;
+use wasmcell_vmm::jail::{Jail, JailRoot};
+use wasmcell_vmm::seccomp::{self, ThreadKind};
 use wasmcell_vmm::{Vm, VmConfig};
+
+/// Descriptors a VMM may hold: a pod's 32 workloads with a handful each, and the VM's own.
+const MAX_FDS: u64 = 1024;
 
 /// Runs the plan at `path`; returns the exit status.
 pub fn run(path: &Path) -> i32 {
@@ -23,6 +32,17 @@ pub fn run(path: &Path) -> i32 {
             return 1;
         }
     };
+    // Before anything else is opened: the standard streams, and the pod's channel or the
+    // container's archive, are the only descriptors this process was meant to get.
+    let given = match &plan.kind {
+        PlanKind::Pod => Some(CHANNEL_FD),
+        PlanKind::Container(w) => w.files.then_some(FILES_FD),
+    };
+    let keep: Vec<i32> = [0, 1, 2].into_iter().chain(given).collect();
+    if let Err(e) = wasmcell_vmm::jail::close_inherited_descriptors(&keep) {
+        eprintln!("wasmcell: {}", error_chain(&e));
+        return 1;
+    }
     let stderr = match &plan.kind {
         PlanKind::Container(w) => Some(w.stderr.clone()),
         PlanKind::Pod => None,
@@ -33,7 +53,7 @@ pub fn run(path: &Path) -> i32 {
             eprintln!("wasmcell: {message}");
             match stderr {
                 // Where the container's user looks (`ctr run`, `kubectl logs`).
-                Some(stderr) => workload::report(&stderr, &format!("wasmcell: {message}")),
+                Some(stderr) => workload::report_to_path(&stderr, &format!("wasmcell: {message}")),
                 // A pod's VM has no stdio of its own: its containers' starts say why.
                 None => crate::pod::server::not_ready(&message),
             }
@@ -53,18 +73,32 @@ fn boot(plan: Plan) -> Result<i32, String> {
         join_network_namespace(netns)?;
     }
     match plan.kind {
-        PlanKind::Container(workload) => run_container(workload),
-        PlanKind::Pod => Ok(crate::pod::server::serve()),
+        PlanKind::Container(workload) => run_container(workload, plan.jail),
+        PlanKind::Pod => Ok(crate::pod::server::serve(plan.jail)),
     }
 }
 
 /// A container's VM, to the end of its workload.
-fn run_container(plan: WorkloadPlan) -> Result<i32, String> {
-    let config = VmConfig { workload: Some(workload::load(&plan)?), log_level: LOG_OFF, ..Default::default() };
+fn run_container(plan: WorkloadPlan, jail: Option<JailPlan>) -> Result<i32, String> {
+    // SAFETY: the shim hands the archive over as FILES_FD when the plan has files, and nothing
+    // else in this process uses that number.
+    let files = plan.files.then(|| unsafe { File::from_raw_fd(FILES_FD) });
+    let (workload, reporter) = workload::load(&plan, Opened::open(&plan, files)?)?;
+    let config = VmConfig { workload: Some(workload), log_level: LOG_OFF, ..Default::default() };
     let vm = Vm::try_from(config).map_err(|e| error_chain(&e))?;
+    close_jail(jail)?;
     let signals = wasmcell_vmm::signals::forward_to(vm.handle()).map_err(|e| e.to_string())?;
     let report = vm.run().map_err(|e| error_chain(&e))?;
-    Ok(workload::exit_status(report.outcome, signals.received(), &plan.stderr))
+    Ok(workload::exit_status(report.outcome, signals.received(), reporter))
+}
+
+/// Closes the jail around this process (its VM exists, no guest instruction has run, no other
+/// thread exists yet), then confines every thread it will start to the VMM filter.
+pub fn close_jail(jail: Option<JailPlan>) -> Result<(), String> {
+    let Some(JailPlan { uid, gid }) = jail else { return Ok(()) };
+    let jail = Jail { root: JailRoot::Empty, uid, gid, keep_caps: Vec::new(), max_fds: MAX_FDS };
+    jail.enter().map_err(|e| error_chain(&e))?;
+    seccomp::apply(ThreadKind::Vmm).map_err(|e| error_chain(&e))
 }
 
 /// Moves this process into the network namespace at `path` (the pod's).

@@ -1,15 +1,17 @@
 //! A pod's VMM process on real KVM, driven by the shim's client as the task service drives it,
 //! without containerd: the real binary (`wasmcell-vmm PLAN`) spawned with its
-//! control channel, workloads started side by side in its one VM, one stopped, a bad one
-//! refused, and the process ending on SIGTERM — or when the shim's end of the channel closes.
+//! control channel and jailed as the shim jails it, workloads started side by side in its one
+//! VM (their files passed as descriptors), one stopped, a bad one refused, and the process
+//! ending on SIGTERM — or when the shim's end of the channel closes.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmcell_aot::Compiler;
-use wasmcell_shim::plan::{Plan, PlanKind, WorkloadPlan};
+use wasmcell_shim::plan::{JailPlan, Plan, PlanKind, WorkloadPlan};
 use wasmcell_shim::pod::client::PodVm;
 use wasmcell_shim::process::Process;
+use wasmcell_shim::workload::Opened;
 
 // Small WASI modules with known behaviour: a line on stdout, exit code 7, an endless loop.
 const HELLO: &str = r#"(module
@@ -52,7 +54,7 @@ impl Scratch {
             args: vec![name.into()],
             env: vec![],
             memory_mib: 32,
-            rootfs: self.0.join("rootfs"),
+            files: false,
             stdin: String::new(),
             stdout: stdout.to_string_lossy().into_owned(),
             stderr: stderr.to_string_lossy().into_owned(),
@@ -77,7 +79,8 @@ impl Drop for Scratch {
 /// Spawns the pod VMM for a pod plan (joining `netns`, if any) in `dir`; its pid.
 fn spawn_with(dir: &Path, netns: Option<PathBuf>) -> (Arc<PodVm>, u32) {
     let plan = dir.join("plan.json");
-    Plan { cgroup: None, netns, kind: PlanKind::Pod }.write(&plan).unwrap();
+    let jail = Some(JailPlan { uid: 65534, gid: 65534 });
+    Plan { cgroup: None, netns, jail, kind: PlanKind::Pod }.write(&plan).unwrap();
     let pid = Arc::new(Mutex::new(0));
     let seen = pid.clone();
     let exe = Path::new(env!("CARGO_BIN_EXE_wasmcell-vmm"));
@@ -89,6 +92,12 @@ fn spawn_with(dir: &Path, netns: Option<PathBuf>) -> (Arc<PodVm>, u32) {
 
 fn spawn(dir: &Path) -> (Arc<PodVm>, u32) {
     spawn_with(dir, None)
+}
+
+/// Starts `plan` in `pod` as the shim does: its files opened here and sent as descriptors.
+fn start(pod: &PodVm, id: &str, plan: WorkloadPlan, process: Arc<Process>) -> Result<(), String> {
+    let opened = Opened::open(&plan, None)?;
+    pod.start(id, plan, opened, process)
 }
 
 /// Waits (bounded) for child `pid` to exit; its exit status or terminating signal + 128.
@@ -116,9 +125,9 @@ fn a_pod_vmm_runs_workloads_and_ends_with_its_pod() {
     // Two workloads side by side, and a third stopped while it spins.
     let (hello, exit7, spin) =
         (Arc::new(Process::default()), Arc::new(Process::default()), Arc::new(Process::default()));
-    pod.start("spin", scratch.workload(&compiler, "spin", SPIN), spin.clone()).unwrap();
-    pod.start("hello", scratch.workload(&compiler, "hello", HELLO), hello.clone()).unwrap();
-    pod.start("exit7", scratch.workload(&compiler, "exit7", EXIT_7), exit7.clone()).unwrap();
+    start(&pod, "spin", scratch.workload(&compiler, "spin", SPIN), spin.clone()).unwrap();
+    start(&pod, "hello", scratch.workload(&compiler, "hello", HELLO), hello.clone()).unwrap();
+    start(&pod, "exit7", scratch.workload(&compiler, "exit7", EXIT_7), exit7.clone()).unwrap();
     assert_eq!((hello.wait(), exit7.wait()), (0, 7), "{} {}", scratch.errors("hello"), scratch.errors("exit7"));
     assert_eq!(scratch.output("hello"), "hello from a pod\n");
     assert!(!spin.has_exited(), "the spinning workload runs on");
@@ -128,20 +137,20 @@ fn a_pod_vmm_runs_workloads_and_ends_with_its_pod() {
     // A workload that cannot start is refused with its reason; the VM carries on.
     let mut bad = scratch.workload(&compiler, "bad", HELLO);
     bad.artifact = scratch.0.join("missing.cwasm");
-    let err = pod.start("bad", bad, Arc::default()).unwrap_err();
+    let err = start(&pod, "bad", bad, Arc::default()).unwrap_err();
     assert!(err.contains("missing.cwasm"), "{err}");
     let again = Arc::new(Process::default());
-    pod.start("again", scratch.workload(&compiler, "again", HELLO), again.clone()).unwrap();
+    start(&pod, "again", scratch.workload(&compiler, "again", HELLO), again.clone()).unwrap();
     assert_eq!(again.wait(), 0);
 
     // Stopping the pod stops what still runs in it, which exits as if SIGKILLed.
     let last = Arc::new(Process::default());
-    pod.start("last", scratch.workload(&compiler, "last", SPIN), last.clone()).unwrap();
+    start(&pod, "last", scratch.workload(&compiler, "last", SPIN), last.clone()).unwrap();
     // SAFETY: kill(2) on our own child.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
     assert_eq!(last.wait(), 137);
     assert_eq!(reap(pid), 143);
-    assert!(pod.start("late", scratch.workload(&compiler, "late", HELLO), Arc::default()).is_err());
+    assert!(start(&pod, "late", scratch.workload(&compiler, "late", HELLO), Arc::default()).is_err());
 }
 
 #[test]
@@ -150,7 +159,7 @@ fn a_pod_vmm_ends_when_its_shim_goes_away() {
     let compiler = Compiler::for_host().unwrap();
     let (pod, pid) = spawn(&scratch.0);
     let spin = Arc::new(Process::default());
-    pod.start("spin", scratch.workload(&compiler, "spin", SPIN), spin.clone()).unwrap();
+    start(&pod, "spin", scratch.workload(&compiler, "spin", SPIN), spin.clone()).unwrap();
     // Dropping the client closes the shim's end of the channel, as the shim's death would.
     drop(pod);
     assert_eq!(spin.wait(), 137, "the workload of a VMM whose shim is gone counts as killed");
@@ -162,7 +171,7 @@ fn a_pod_vm_that_cannot_come_up_fails_its_first_start_with_the_reason() {
     let scratch = Scratch::new("no-netns");
     let compiler = Compiler::for_host().unwrap();
     let (pod, pid) = spawn_with(&scratch.0, Some("/nonexistent/netns".into()));
-    let err = pod.start("hello", scratch.workload(&compiler, "hello", HELLO), Arc::default()).unwrap_err();
+    let err = start(&pod, "hello", scratch.workload(&compiler, "hello", HELLO), Arc::default()).unwrap_err();
     assert!(err.starts_with("the pod's VM did not start: cannot open network namespace /nonexistent/netns"), "{err}");
     assert_eq!(reap(pid), 1);
 }

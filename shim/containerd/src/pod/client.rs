@@ -10,9 +10,10 @@ use super::protocol::{self, Event, Request, CHANNEL_FD};
 use crate::instance::InstanceError;
 use crate::plan::WorkloadPlan;
 use crate::process::Process;
+use crate::workload::Opened;
 use std::collections::HashMap;
 use std::io::BufReader;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -119,7 +120,13 @@ impl PodVm {
         let events = BufReader::new(ours.try_clone().map_err(InstanceError::Spawn)?);
         let their_fd = theirs.as_raw_fd();
         let mut command = Command::new(exe);
-        command.arg(plan).current_dir(bundle).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
+        command
+            .arg(plan)
+            .current_dir(bundle)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
         // SAFETY: `dup2` and `fcntl` are async-signal-safe and the only calls made between fork
         // and exec; they give the child its end of the channel as fd 3, without close-on-exec
         // (which `dup2` onto itself would not clear).
@@ -156,13 +163,14 @@ impl PodVm {
         self.pid
     }
 
-    fn send(&self, request: &Request) -> std::io::Result<()> {
-        let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        protocol::send(&mut *requests, request)
+    fn send(&self, request: &Request, fds: &[BorrowedFd<'_>]) -> std::io::Result<()> {
+        let requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        protocol::send_with_fds(&requests, request, fds)
     }
 
-    /// Starts container `id`'s workload; `process` gets its exit.
-    pub fn start(&self, id: &str, workload: WorkloadPlan, process: Arc<Process>) -> Result<(), String> {
+    /// Starts container `id`'s workload with its files (`opened`, sent as descriptors: the VMM
+    /// opens nothing by name); `process` gets its exit.
+    pub fn start(&self, id: &str, workload: WorkloadPlan, opened: Opened, process: Arc<Process>) -> Result<(), String> {
         let (answer, answered) = mpsc::sync_channel(1);
         {
             let mut state = self.shared.state();
@@ -175,7 +183,8 @@ impl PodVm {
         // A request the VMM cannot take any more (its end closed) is answered all the same: the
         // event reader, seeing the channel close, fails every start still waiting, with the
         // reason the VMM gave if it gave one.
-        let sent = self.send(&Request::Start { id: id.to_string(), workload });
+        let sent = self.send(&Request::Start { id: id.to_string(), workload }, &opened.fds());
+        drop(opened);
         // A request refused before it was written gets no answer: do not wait for one.
         let answer = match &sent {
             Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Err(mpsc::RecvTimeoutError::Disconnected),
@@ -195,7 +204,7 @@ impl PodVm {
 
     /// Asks for container `id`'s workload to be stopped; its exit follows.
     pub fn kill(&self, id: &str, signal: u32) -> Result<(), String> {
-        self.send(&Request::Kill { id: id.to_string(), signal }).map_err(|e| send_error(&e))
+        self.send(&Request::Kill { id: id.to_string(), signal }, &[]).map_err(|e| send_error(&e))
     }
 }
 

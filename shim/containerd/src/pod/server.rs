@@ -2,14 +2,15 @@
 //! each workload the shim sends in that VM (a vCPU and a window of its own), stops one when
 //! asked, and reports each exit. It ends when the pod is stopped (SIGTERM/SIGINT: every workload
 //! still running is stopped first) or when the shim goes away (its end of the channel closes).
+//! Its jail closes once the VM exists, before the VM boots: each workload's files come as
+//! descriptors with its start request.
 
-use super::protocol::{self, Event, Request, CHANNEL_FD};
-use crate::plan::WorkloadPlan;
+use super::protocol::{self, Event, Receiver, Request, CHANNEL_FD};
+use crate::plan::{JailPlan, WorkloadPlan};
 use crate::service::error_chain;
-use crate::workload;
+use crate::workload::{self, Opened};
 use std::collections::HashMap;
-use std::io::BufReader;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -69,9 +70,9 @@ pub fn not_ready(message: &str) {
 
 /// Serves the pod until it is stopped; the process's exit status. A pod that cannot come up
 /// says why on the channel (`NotReady`) and ends with status 1.
-pub fn serve() -> i32 {
+pub fn serve(jail: Option<JailPlan>) -> i32 {
     let channel = channel();
-    match boot(&channel) {
+    match boot(&channel, jail) {
         Ok((vm, pod, stopped)) => run(vm, pod, channel, stopped),
         Err(message) => {
             eprintln!("wasmcell: {message}");
@@ -83,8 +84,10 @@ pub fn serve() -> i32 {
 
 type Booted = (Vm, Arc<Pod>, signals::Received);
 
-/// Everything up to `Ready`: signals, the VM, and SIGTERM/SIGINT ending the request loop.
-fn boot(channel: &UnixStream) -> Result<Booted, String> {
+/// Everything up to `Ready`: the VM, the jail, SIGTERM/SIGINT ending the request loop, boot.
+fn boot(channel: &UnixStream, jail: Option<JailPlan>) -> Result<Booted, String> {
+    let vm = Vm::try_from(VmConfig { log_level: LOG_OFF, ..Default::default() }).map_err(|e| error_chain(&e))?;
+    crate::vmm_child::close_jail(jail)?;
     // Before the VM starts any thread, so that all of them leave the signals to the watcher.
     let channel_fd = channel.as_raw_fd();
     let stopped = signals::on_stop_signal(move |_| {
@@ -94,7 +97,6 @@ fn boot(channel: &UnixStream) -> Result<Booted, String> {
         unsafe { libc::shutdown(channel_fd, libc::SHUT_RD) };
     })
     .map_err(|e| format!("cannot watch for signals: {e}"))?;
-    let vm = Vm::try_from(VmConfig { log_level: LOG_OFF, ..Default::default() }).map_err(|e| error_chain(&e))?;
     let boot = vm.boot().map_err(|e| error_chain(&e))?;
     let events = channel.try_clone().map_err(|e| format!("cannot use the control channel: {e}"))?;
     let pod = Arc::new(Pod { events: Mutex::new(events), running: Mutex::default() });
@@ -105,11 +107,12 @@ fn boot(channel: &UnixStream) -> Result<Booted, String> {
 /// The request loop, then the pod's end: what still runs is stopped and its exit reported.
 fn run(vm: Vm, pod: Arc<Pod>, channel: UnixStream, stopped: signals::Received) -> i32 {
     let mut reporters = Vec::new();
-    let mut requests = BufReader::new(channel);
+    let mut requests = Receiver::new(channel);
     loop {
-        match protocol::receive::<Request>(&mut requests) {
+        match requests.receive::<Request>() {
             Ok(Some(Request::Start { id, workload })) => {
-                if let Some(reporter) = start(&vm, &pod, id, workload) {
+                let fds = requests.take_fds(workload.descriptors());
+                if let Some(reporter) = start(&vm, &pod, id, workload, fds) {
                     reporters.push(reporter);
                 }
             }
@@ -125,10 +128,13 @@ fn run(vm: Vm, pod: Arc<Pod>, channel: UnixStream, stopped: signals::Received) -
     128 + stopped.received().unwrap_or(libc::SIGKILL)
 }
 
-/// Starts a workload; the thread that will report its exit.
-fn start(vm: &Vm, pod: &Arc<Pod>, id: String, plan: WorkloadPlan) -> Option<JoinHandle<()>> {
-    let run = workload::load(&plan).and_then(|w| vm.start(w).map_err(|e| error_chain(&e)));
-    let run = match run {
+/// Starts a workload with the files that came with its request; the thread that will report
+/// its exit.
+fn start(vm: &Vm, pod: &Arc<Pod>, id: String, plan: WorkloadPlan, fds: Option<Vec<OwnedFd>>) -> Option<JoinHandle<()>> {
+    let fds = fds.ok_or_else(|| String::from("the start request came without the workload's files"));
+    let loaded = fds.and_then(|fds| workload::load(&plan, Opened::from_fds(&plan, fds)?));
+    let run = loaded.and_then(|(w, reporter)| Ok((vm.start(w).map_err(|e| error_chain(&e))?, reporter)));
+    let (run, exit_reporter) = match run {
         Ok(run) => run,
         Err(message) => {
             pod.send(&Event::Failed { id, message });
@@ -145,10 +151,10 @@ fn start(vm: &Vm, pod: &Arc<Pod>, id: String, plan: WorkloadPlan) -> Option<Join
         let status = match run.join() {
             Ok(report) => {
                 let signal = Some(signal.load(Ordering::Acquire)).filter(|&s| s != 0);
-                workload::exit_status(report.outcome, signal, &plan.stderr)
+                workload::exit_status(report.outcome, signal, exit_reporter)
             }
             Err(e) => {
-                workload::report(&plan.stderr, &format!("wasmcell: {}", error_chain(&e)));
+                exit_reporter.report(&format!("wasmcell: {}", error_chain(&e)));
                 1
             }
         };

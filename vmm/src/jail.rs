@@ -1,0 +1,193 @@
+//! The jail a process that handles a tenant's input closes itself into, Firecracker's jailer
+//! done from inside: a VMM process once its VM exists and before the guest's first
+//! instruction, and the packer that reads a tenant's root filesystem. [`Jail::enter`], while
+//! the process is still single-threaded:
+//!
+//! 1. a mount namespace of its own whose root is an empty, read-only tmpfs (or a read-only view
+//!    of one directory, for the packer), reached with `pivot_root`: no host path is left to open;
+//! 2. resource limits: no core dumps, a bounded descriptor table (no file-size limit: a
+//!    workload's stdout may be a regular file its user chose, written through a descriptor);
+//! 3. an unprivileged uid and gid with no supplementary groups, no capabilities (but those
+//!    named, for the packer), an empty bounding set and `no_new_privs`.
+//!
+//! The caller adds its seccomp filter (`crate::seccomp`) right after. Descriptors it inherited
+//! but was not meant to have it closes first thing, [`close_inherited_descriptors`]: what it
+//! opens itself afterwards is its own.
+
+use std::ffi::CString;
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+
+/// The highest capability number the kernel may know (`CAP_LAST_CAP` is 40 on 6.x); dropping
+/// one it does not know fails harmlessly.
+const LAST_CAP: u32 = 63;
+/// `CAP_DAC_READ_SEARCH`: read any file, for the packer.
+pub const CAP_DAC_READ_SEARCH: u32 = 2;
+
+/// Where the jail's root comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JailRoot {
+    /// An empty, read-only tmpfs.
+    Empty,
+    /// A read-only view of this directory (and what is mounted below it).
+    ReadOnly(PathBuf),
+}
+
+/// What a jailed process keeps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Jail {
+    pub root: JailRoot,
+    pub uid: u32,
+    pub gid: u32,
+    /// Capabilities kept (numbers); none for a VMM.
+    pub keep_caps: Vec<u32>,
+    /// The most descriptors the process may hold.
+    pub max_fds: u64,
+}
+
+/// Errors while closing the jail: the process must not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum JailError {
+    #[error("The jail must be entered while the process has one thread (it has {0})")]
+    Threads(usize),
+    #[error("Cannot set up the jail: {step}")]
+    Step {
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn check(step: &'static str, rc: libc::c_long) -> Result<(), JailError> {
+    if rc < 0 {
+        return Err(JailError::Step { step, source: std::io::Error::last_os_error() });
+    }
+    Ok(())
+}
+
+fn c_path(path: &Path) -> CString {
+    CString::new(path.as_os_str().as_encoded_bytes()).unwrap_or_default()
+}
+
+impl Jail {
+    /// Closes the jail around the calling process (see the module doc).
+    pub fn enter(&self) -> Result<(), JailError> {
+        let threads = std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0);
+        if threads != 1 {
+            return Err(JailError::Threads(threads));
+        }
+        self.pivot()?;
+        self.limit()?;
+        self.drop_privileges()
+    }
+
+    fn pivot(&self) -> Result<(), JailError> {
+        // The new root is mounted over the working directory (the bundle, for a shim's child):
+        // a directory that exists, shadowed in this namespace only.
+        let here = std::env::current_dir().map_err(|source| JailError::Step { step: "getcwd", source })?;
+        let here = c_path(&here);
+        let none = std::ptr::null::<libc::c_char>();
+        // SAFETY: plain system calls on NUL-terminated paths that outlive them; they change this
+        // process's mount namespace only (a new one, private from the first mount on).
+        unsafe {
+            check("unshare", libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWIPC).into())?;
+            check(
+                "private mounts",
+                libc::mount(none, c"/".as_ptr(), none, libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()).into(),
+            )?;
+            let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+            match &self.root {
+                JailRoot::Empty => {
+                    let options = c"size=4k,nr_inodes=4,mode=0555";
+                    let rc = libc::mount(
+                        c"tmpfs".as_ptr(),
+                        here.as_ptr(),
+                        c"tmpfs".as_ptr(),
+                        flags,
+                        options.as_ptr().cast(),
+                    );
+                    check("mount the root", rc.into())?;
+                }
+                JailRoot::ReadOnly(dir) => {
+                    let dir = c_path(dir);
+                    let rc =
+                        libc::mount(dir.as_ptr(), here.as_ptr(), none, libc::MS_BIND | libc::MS_REC, std::ptr::null());
+                    check("bind the root", rc.into())?;
+                }
+            }
+            let read_only = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | flags;
+            check(
+                "remount the root read-only",
+                libc::mount(none, here.as_ptr(), none, read_only, std::ptr::null()).into(),
+            )?;
+            check("enter the root", libc::chdir(here.as_ptr()).into())?;
+            // The old root goes on top of the new one and is then detached: nothing else stays.
+            check("pivot_root", libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()))?;
+            check("detach the old root", libc::umount2(c".".as_ptr(), libc::MNT_DETACH).into())?;
+            check("chdir /", libc::chdir(c"/".as_ptr()).into())?;
+        }
+        Ok(())
+    }
+
+    fn limit(&self) -> Result<(), JailError> {
+        let set = |step, resource, value: u64| {
+            let limit = libc::rlimit { rlim_cur: value, rlim_max: value };
+            // SAFETY: setrlimit reads the struct, which lives for the call.
+            check(step, unsafe { libc::setrlimit(resource, &limit) }.into())
+        };
+        set("RLIMIT_CORE", libc::RLIMIT_CORE, 0)?;
+        // Lowered only: raising a hard limit needs a capability the node may not grant.
+        let mut current = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit writes the struct, which lives for the call.
+        check("getrlimit", unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut current) }.into())?;
+        set("RLIMIT_NOFILE", libc::RLIMIT_NOFILE, self.max_fds.min(current.rlim_max))
+    }
+
+    fn drop_privileges(&self) -> Result<(), JailError> {
+        let keep: u64 = self.keep_caps.iter().fold(0, |bits, &cap| bits | 1 << cap);
+        // SAFETY: prctl, setgroups, setresgid, setresuid and capset only change this process's
+        // credentials; the capset structs live for the call.
+        unsafe {
+            for cap in (0..=LAST_CAP).filter(|cap| keep & (1 << cap) == 0) {
+                // EINVAL for a capability this kernel does not know: nothing to drop.
+                libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0);
+            }
+            check(
+                "clear ambient capabilities",
+                libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0).into(),
+            )?;
+            if keep != 0 {
+                check("keep capabilities", libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0).into())?;
+            }
+            check("setgroups", libc::setgroups(0, std::ptr::null()).into())?;
+            check("setresgid", libc::setresgid(self.gid, self.gid, self.gid).into())?;
+            check("setresuid", libc::setresuid(self.uid, self.uid, self.uid).into())?;
+            // Version 3 capability sets: two 32-bit words each.
+            let header = [0x2008_0522u32, 0];
+            let low = keep as u32;
+            let high = (keep >> 32) as u32;
+            let data = [low, low, 0, high, high, 0];
+            check("capset", libc::syscall(libc::SYS_capset, header.as_ptr(), data.as_ptr()))?;
+            check("no_new_privs", libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0).into())?;
+        }
+        Ok(())
+    }
+}
+
+/// Closes every descriptor but those in `keep`: what the process inherited without being meant
+/// to (its parent's listeners, sockets, files), before it opens anything of its own.
+pub fn close_inherited_descriptors(keep: &[RawFd]) -> Result<(), JailError> {
+    let mut keep: Vec<u32> = keep.iter().filter_map(|&fd| u32::try_from(fd).ok()).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut from = 0u32;
+    for fd in keep.iter().copied().chain([u32::MAX]) {
+        if fd > from {
+            // SAFETY: closes descriptors nothing in this process uses: it has opened none yet,
+            // and the caller named every inherited one it keeps.
+            check("close descriptors", unsafe { libc::syscall(libc::SYS_close_range, from, fd - 1, 0) })?;
+        }
+        from = fd.saturating_add(1);
+    }
+    Ok(())
+}
