@@ -219,6 +219,39 @@ t_metrics() {
     [ -n "$usage" ] && [ "$usage" -gt 0 ] && [ "$usage" -lt $((320 << 20)) ] || fail "memory usage '$usage' in: $out"
     [ ! -e "/sys/fs/cgroup/memory/$NS/e2e-metrics" ] || fail "the task's cgroup is still there"
 }
+t_vmm_jailed() {
+    local pid task fd target bad=""
+    ctr_ run -d --runtime "$RT" wasmcell.test/spin:latest e2e-jail >/dev/null || fail "wasmcell task did not start"
+    wait_status e2e-jail RUNNING 5 || fail "never RUNNING"
+    pid=$(task_pid e2e-jail)
+    # Every thread: nobody, no groups, no capabilities at all, no_new_privs, a seccomp filter.
+    for task in /proc/"$pid"/task/*; do
+        awk '
+            $1 == "Uid:" || $1 == "Gid:" { if ($2 != 65534 || $3 != 65534 || $4 != 65534 || $5 != 65534) bad = bad " " $0 }
+            $1 == "Groups:" { if (NF != 1) bad = bad " " $0 }
+            $1 ~ /^Cap(Inh|Prm|Eff|Bnd|Amb):$/ { if ($2 != "0000000000000000") bad = bad " " $0 }
+            $1 == "NoNewPrivs:" { if ($2 != 1) bad = bad " " $0 }
+            $1 == "Seccomp:" { if ($2 != 2) bad = bad " " $0 }
+            END { if (bad != "") { print FILENAME ":" bad; exit 1 } }' "$task/status" || bad="$bad $task"
+    done
+    [ -z "$bad" ] || fail "not jailed: $bad"
+    [ ! -s "/proc/$pid/environ" ] || fail "environment: $(tr '\0' ' ' <"/proc/$pid/environ")"
+    [ -z "$(ls -A "/proc/$pid/root/")" ] || fail "its root is not the empty jail: $(ls -A "/proc/$pid/root/")"
+    # Descriptors: /dev/null, /dev/kvm, KVM's and its own anonymous ones, its binary (the guest
+    # image's pages), containerd's FIFOs for this task; nothing else of the host's.
+    for fd in /proc/"$pid"/fd/*; do
+        target=$(readlink "$fd")
+        case $target in
+            /dev/null | /dev/kvm | anon_inode:* | socket:* | pipe:* | */wasmcell-vmm | *e2e-jail-std*) ;;
+            *) bad="$bad $target" ;;
+        esac
+    done
+    ctr_ task kill -s SIGKILL e2e-jail
+    wait_status e2e-jail STOPPED 5
+    ctr_ task delete e2e-jail >/dev/null 2>&1
+    ctr_ containers delete e2e-jail
+    [ -z "$bad" ] || fail "unexpected descriptors:$bad"
+}
 # bad_input ID IMAGE EXPECTED [COMMAND...]: `ctr run` fails within 5 s naming the cause, and
 # leaves nothing.
 bad_input() {
@@ -377,6 +410,7 @@ check "ctr run returns 143 when its task is killed" t_kill_foreground_run
 check "a task that printed and then sleeps uses no CPU, nor does its shim" t_idle_after_output
 check "hybrid node: a runc container runs beside a wasmcell task" t_hybrid_node
 check "ctr task metrics reports the VMM's cgroup usage" t_metrics
+check "a task's VMM is jailed: nobody, no capabilities, no_new_privs, seccomp on every thread, empty root and environment, only its own descriptors" t_vmm_jailed
 check "bad input: no module at the entrypoint" t_bad_no_module
 check "bad input: entrypoint is not Wasm" t_bad_not_wasm
 check "bad input: corrupt module" t_bad_corrupt

@@ -18,8 +18,9 @@
 //!   read-only opens, directory listings, reads, its output.
 //!
 //! A thread that makes any other system call gets `SIGSYS`; the handler (installed with the
-//! first filter) writes one line naming the call to stderr and ends the process with status
-//! [`VIOLATION_STATUS`], which the shim reports as the workload's failure. Filters can only be
+//! first filter) writes one line naming the call to stderr — and to the descriptor given to
+//! [`report_violations_to`], a container's stderr, where its user looks — and ends the process
+//! with status [`VIOLATION_STATUS`]. Filters can only be
 //! added to, never removed, and `rt_sigaction` is in no list: a compromised thread cannot put
 //! its own handler in place.
 
@@ -28,11 +29,22 @@ use seccompiler::{
     SeccompRule,
 };
 use std::collections::BTreeMap;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Once, OnceLock};
 
 /// Exit status of a process one of whose threads broke its filter (128 + SIGSYS, as if the
 /// signal had killed it).
 pub const VIOLATION_STATUS: i32 = 128 + libc::SIGSYS;
+
+/// Where the violation handler also writes, if anywhere (-1: nowhere).
+static REPORT_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// Has a violation reported on `fd` too (best effort, never blocking: `fd` should be
+/// non-blocking). The descriptor must stay open for the process's life.
+pub fn report_violations_to(fd: RawFd) {
+    REPORT_FD.store(fd, Ordering::Relaxed);
+}
 
 /// Which allow-list a thread gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -298,6 +310,10 @@ extern "C" fn on_violation(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut l
     // SAFETY: `write` and `_exit` are async-signal-safe; `line` is valid for `len` bytes.
     unsafe {
         libc::write(libc::STDERR_FILENO, line.as_ptr().cast(), len);
+        let report = REPORT_FD.load(Ordering::Relaxed);
+        if report >= 0 {
+            libc::write(report, line.as_ptr().cast(), len);
+        }
         libc::_exit(VIOLATION_STATUS);
     }
 }
@@ -326,7 +342,8 @@ mod tests {
     use super::*;
     use std::process::Command;
 
-    /// The child half of the tests below: set by the parent, never by a user.
+    /// The child half of the tests below: set by the parent, never by a user; names the file
+    /// the child reports its violation to.
     const CHILD: &str = "WASMCELL_SECCOMP_TEST_CHILD";
 
     #[test]
@@ -343,7 +360,9 @@ mod tests {
     #[test]
     #[ignore = "the child half of a_vcpu_thread_that_breaks_its_filter_stops_the_process_saying_why"]
     fn child_breaks_the_vcpu_filter() {
-        assert!(std::env::var_os(CHILD).is_some(), "run by its parent test only");
+        let report = std::env::var_os(CHILD).expect("run by its parent test only");
+        let report = std::fs::OpenOptions::new().append(true).open(report).unwrap();
+        report_violations_to(std::os::fd::IntoRawFd::into_raw_fd(report));
         let thread = std::thread::Builder::new().name("wasmcell-vcpu9".into()).spawn(|| {
             apply(ThreadKind::Vcpu).unwrap();
             let allowed = vec![7u8; 1 << 20];
@@ -358,14 +377,19 @@ mod tests {
 
     #[test]
     fn a_vcpu_thread_that_breaks_its_filter_stops_the_process_saying_why() {
+        let report = std::env::temp_dir().join(format!("wasmcell-seccomp-report-{}", std::process::id()));
+        std::fs::write(&report, "").unwrap();
         let child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "seccomp::tests::child_breaks_the_vcpu_filter", "--ignored", "--nocapture"])
-            .env(CHILD, "1")
+            .env(CHILD, &report)
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&child.stderr);
         assert_eq!(child.status.code(), Some(VIOLATION_STATUS), "{stderr}");
         let expected = format!("wasmcell: VMM thread wasmcell-vcpu9 made system call {}", libc::SYS_socket);
         assert!(stderr.contains(&expected), "{stderr}");
+        let reported = std::fs::read_to_string(&report).unwrap();
+        std::fs::remove_file(&report).unwrap();
+        assert!(reported.starts_with(&expected), "the report descriptor got the line too: {reported:?}");
     }
 }

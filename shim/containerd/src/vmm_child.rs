@@ -14,6 +14,7 @@ use crate::service::error_chain;
 use crate::workload::{self, Opened};
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use wasmcell_abi::boot_info::LOG_OFF;
 use wasmcell_vmm::jail::{Jail, JailRoot};
@@ -84,6 +85,7 @@ fn run_container(plan: WorkloadPlan, jail: Option<JailPlan>) -> Result<i32, Stri
     // else in this process uses that number.
     let files = plan.files.then(|| unsafe { File::from_raw_fd(FILES_FD) });
     let (workload, reporter) = workload::load(&plan, Opened::open(&plan, files)?)?;
+    report_violations_to_container(&plan.stderr);
     let config = VmConfig { workload: Some(workload), log_level: LOG_OFF, ..Default::default() };
     let vm = Vm::try_from(config).map_err(|e| error_chain(&e))?;
     close_jail(jail)?;
@@ -99,6 +101,18 @@ pub fn close_jail(jail: Option<JailPlan>) -> Result<(), String> {
     let jail = Jail { root: JailRoot::Empty, uid, gid, keep_caps: Vec::new(), max_fds: MAX_FDS };
     jail.enter().map_err(|e| error_chain(&e))?;
     seccomp::apply(ThreadKind::Vmm).map_err(|e| error_chain(&e))
+}
+
+/// Has a seccomp violation reported on the container's stderr too, where its user looks,
+/// through a non-blocking description of our own (a full FIFO must not hold up the exit).
+fn report_violations_to_container(stderr: &str) {
+    if stderr.is_empty() {
+        return;
+    }
+    let fifo = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(stderr);
+    if let Ok(fifo) = fifo {
+        seccomp::report_violations_to(std::os::fd::IntoRawFd::into_raw_fd(fifo));
+    }
 }
 
 /// Moves this process into the network namespace at `path` (the pod's).

@@ -175,3 +175,74 @@ fn a_pod_vm_that_cannot_come_up_fails_its_first_start_with_the_reason() {
     assert!(err.starts_with("the pod's VM did not start: cannot open network namespace /nonexistent/netns"), "{err}");
     assert_eq!(reap(pid), 1);
 }
+
+/// The fields of `/proc/PID/task/TID/status` a jail sets.
+fn jail_fields(status: &str) -> Vec<(String, String)> {
+    let wanted = ["Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp"];
+    status
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| wanted.contains(k))
+        .map(|(k, v)| (k.to_string(), v.split_whitespace().collect::<Vec<_>>().join(" ")))
+        .collect()
+}
+
+#[test]
+fn a_pod_vmm_is_jailed_on_every_thread() {
+    let scratch = Scratch::new("jailed");
+    let compiler = Compiler::for_host().unwrap();
+    let (pod, pid) = spawn(&scratch.0);
+    // A workload running, so that its vCPU thread and the exit reporter exist too.
+    let spin = Arc::new(Process::default());
+    start(&pod, "spin", scratch.workload(&compiler, "spin", SPIN), spin.clone()).unwrap();
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+
+    let mut threads = 0;
+    for task in std::fs::read_dir(proc.join("task")).unwrap() {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        let zero = "0000000000000000".to_string();
+        let expected: Vec<(String, String)> = [
+            ("Uid", "65534 65534 65534 65534".to_string()),
+            ("Gid", "65534 65534 65534 65534".to_string()),
+            ("Groups", String::new()),
+            ("CapInh", zero.clone()),
+            ("CapPrm", zero.clone()),
+            ("CapEff", zero.clone()),
+            ("CapBnd", zero.clone()),
+            ("CapAmb", zero),
+            ("NoNewPrivs", "1".to_string()),
+            ("Seccomp", "2".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        assert_eq!(jail_fields(&status), expected, "{status}");
+        threads += 1;
+    }
+    assert!(threads >= 3, "the main thread, the signal watcher and the vCPU: {threads}");
+    assert_eq!(std::fs::read(proc.join("environ")).unwrap(), b"", "an empty environment");
+    // Its root is the jail's: empty.
+    assert_eq!(std::fs::read_dir(proc.join("root")).unwrap().count(), 0, "the VMM's / is empty");
+    // Its descriptors: the standard streams, the channel, KVM's, events and timers, the
+    // workload's files it was handed (here in the scratch directory); no other file of the
+    // host's but /dev/null, /dev/kvm and its own binary (read-only: the guest image's pages are
+    // mapped from it), and nothing it inherited by accident.
+    let exe = env!("CARGO_BIN_EXE_wasmcell-vmm");
+    for fd in std::fs::read_dir(proc.join("fd")).unwrap() {
+        let fd = fd.unwrap();
+        let target = std::fs::read_link(fd.path()).unwrap().to_string_lossy().into_owned();
+        if target == exe {
+            let info = std::fs::read_to_string(proc.join("fdinfo").join(fd.file_name())).unwrap();
+            let flags = info.lines().find_map(|l| l.strip_prefix("flags:")).unwrap().trim();
+            assert_eq!(u32::from_str_radix(flags, 8).unwrap() & 3, 0, "its binary is open read-only");
+            continue;
+        }
+        let handed = scratch.0.to_string_lossy();
+        let expected = ["/dev/null", "/dev/kvm", "anon_inode:", "socket:", "pipe:", &handed];
+        assert!(expected.iter().any(|e| target.starts_with(e)), "unexpected descriptor: {target}");
+    }
+    pod.kill("spin", libc::SIGKILL as u32).unwrap();
+    assert_eq!(spin.wait(), 137);
+    drop(pod);
+    assert_eq!(reap(pid), 137);
+}
