@@ -57,6 +57,7 @@ hostile_layer() {
     wasm_image args args -- from-image
     wasm_image env env --env FROM_IMAGE=yes
     wasm_image spin spin
+    wasm_image grow grow
     wasm_image log-sleep log_then_sleep -- 3000
     wasm_image unknown-import unknown_import
     native_image wasmcell.test/native:latest images/native/hello_native.rs "$DIR/images/native.tar"
@@ -220,21 +221,11 @@ t_metrics() {
     [ ! -e "/sys/fs/cgroup/memory/$NS/e2e-metrics" ] || fail "the task's cgroup is still there"
 }
 t_vmm_jailed() {
-    local pid task fd target bad=""
+    local pid fd target bad=""
     ctr_ run -d --runtime "$RT" wasmcell.test/spin:latest e2e-jail >/dev/null || fail "wasmcell task did not start"
     wait_status e2e-jail RUNNING 5 || fail "never RUNNING"
     pid=$(task_pid e2e-jail)
-    # Every thread: nobody, no groups, no capabilities at all, no_new_privs, a seccomp filter.
-    for task in /proc/"$pid"/task/*; do
-        awk '
-            $1 == "Uid:" || $1 == "Gid:" { if ($2 != 65534 || $3 != 65534 || $4 != 65534 || $5 != 65534) bad = bad " " $0 }
-            $1 == "Groups:" { if (NF != 1) bad = bad " " $0 }
-            $1 ~ /^Cap(Inh|Prm|Eff|Bnd|Amb):$/ { if ($2 != "0000000000000000") bad = bad " " $0 }
-            $1 == "NoNewPrivs:" { if ($2 != 1) bad = bad " " $0 }
-            $1 == "Seccomp:" { if ($2 != 2) bad = bad " " $0 }
-            END { if (bad != "") { print FILENAME ":" bad; exit 1 } }' "$task/status" || bad="$bad $task"
-    done
-    [ -z "$bad" ] || fail "not jailed: $bad"
+    assert_jailed "$pid"
     [ ! -s "/proc/$pid/environ" ] || fail "environment: $(tr '\0' ' ' <"/proc/$pid/environ")"
     [ -z "$(ls -A "/proc/$pid/root/")" ] || fail "its root is not the empty jail: $(ls -A "/proc/$pid/root/")"
     # Descriptors: /dev/null, /dev/kvm, KVM's and its own anonymous ones, its binary (the guest
@@ -251,6 +242,55 @@ t_vmm_jailed() {
     ctr_ task delete e2e-jail >/dev/null 2>&1
     ctr_ containers delete e2e-jail
     [ -z "$bad" ] || fail "unexpected descriptors:$bad"
+}
+# cgroup_of PID CONTROLLER: the process's cgroup path in that v1 hierarchy.
+cgroup_of() { awk -F: -v c="$2" '$2 ~ "(^|,)" c "(,|$)" { print $3 }' "/proc/$1/cgroup"; }
+t_cgroup_systemd_path() {
+    local pid path
+    ctr_ run -d --runtime "$RT" --cgroup "system.slice:wasmcell:e2e-sd" wasmcell.test/spin:latest e2e-sd >/dev/null ||
+        fail "wasmcell task did not start"
+    wait_status e2e-sd RUNNING 5 || fail "never RUNNING"
+    pid=$(task_pid e2e-sd)
+    path=$(cgroup_of "$pid" memory)
+    ctr_ task kill -s SIGKILL e2e-sd
+    wait_status e2e-sd STOPPED 5
+    ctr_ task delete e2e-sd >/dev/null 2>&1
+    ctr_ containers delete e2e-sd
+    [ "$path" = /system.slice/wasmcell-e2e-sd.scope ] || fail "the VMM is in $path"
+    [ ! -e /sys/fs/cgroup/memory/system.slice/wasmcell-e2e-sd.scope ] || fail "the scope's cgroup is still there"
+}
+t_cpu_limit() {
+    local pid path u0 u1
+    ctr_ run -d --runtime "$RT" --cpus 0.5 wasmcell.test/spin:latest e2e-cpu >/dev/null || fail "did not start"
+    wait_status e2e-cpu RUNNING 5 || fail "never RUNNING"
+    pid=$(task_pid e2e-cpu)
+    path=/sys/fs/cgroup/cpuacct$(cgroup_of "$pid" cpuacct)
+    sleep 0.5
+    u0=$(cat "$path/cpuacct.usage")
+    sleep 2
+    u1=$(cat "$path/cpuacct.usage")
+    ctr_ task kill -s SIGKILL e2e-cpu
+    wait_status e2e-cpu STOPPED 5
+    ctr_ task delete e2e-cpu >/dev/null 2>&1
+    ctr_ containers delete e2e-cpu
+    # 0.5 CPU for 2 s is 1 s of CPU time; a spinning guest unlimited would take 2 s.
+    local ms=$(((u1 - u0) / 1000000))
+    [ "$ms" -le 1150 ] || fail "a 0.5-CPU container spinning used $ms ms of CPU in 2 s"
+    [ "$ms" -ge 700 ] || fail "it barely ran: $ms ms of CPU in 2 s"
+}
+t_memory_limit() {
+    local pid path limit peak out
+    ctr_ run -d --runtime "$RT" --memory-limit $((64 << 20)) wasmcell.test/grow:latest e2e-mem >/dev/null ||
+        fail "did not start"
+    wait_status e2e-mem STOPPED 5 || fail "the grower did not end"
+    path=/sys/fs/cgroup/memory/$NS/e2e-mem
+    limit=$(cat "$path/memory.limit_in_bytes") peak=$(cat "$path/memory.max_usage_in_bytes")
+    out=$(ctr_ task delete e2e-mem 2>&1)
+    ctr_ containers delete e2e-mem
+    # The guest is held to its 64 MiB (memory.grow refuses); the cgroup to that and the VMM's
+    # 32 MiB allowance, which the VMM stayed under.
+    [ "$limit" = $((96 << 20)) ] || fail "cgroup limit $limit, want $((96 << 20))"
+    [ "$peak" -le "$limit" ] || fail "peak $peak over the limit $limit"
 }
 # bad_input ID IMAGE EXPECTED [COMMAND...]: `ctr run` fails within 5 s naming the cause, and
 # leaves nothing.
@@ -411,6 +451,9 @@ check "a task that printed and then sleeps uses no CPU, nor does its shim" t_idl
 check "hybrid node: a runc container runs beside a wasmcell task" t_hybrid_node
 check "ctr task metrics reports the VMM's cgroup usage" t_metrics
 check "a task's VMM is jailed: nobody, no capabilities, no_new_privs, seccomp on every thread, empty root and environment, only its own descriptors" t_vmm_jailed
+check "a systemd-style cgroupsPath puts the VMM in the slice's scope, removed on delete" t_cgroup_systemd_path
+check "a 0.5-CPU limit holds a spinning workload to half a CPU" t_cpu_limit
+check "a memory limit sizes the guest and caps its VMM's cgroup" t_memory_limit
 check "bad input: no module at the entrypoint" t_bad_no_module
 check "bad input: entrypoint is not Wasm" t_bad_not_wasm
 check "bad input: corrupt module" t_bad_corrupt

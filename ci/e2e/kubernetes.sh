@@ -211,6 +211,26 @@ t_idle_pod_costs_nothing() {
     assert_clean "$BASELINE"
 }
 
+# CRI asks -998 for a sandbox and containerd here restricts it to its own score (0), which the
+# VMM would inherit anyway: this checks that the spec's value is what the VMM has; that the VMM
+# applies a different one is `shim/containerd/tests/pod_vmm.rs`'s.
+t_pod_vmm_jailed_with_its_oom_score() {
+    local pod c vmm plan want got
+    pod=$(run_pod jail1 wasmcell) || fail "RunPodSandbox failed"
+    c=$(run_container jail1 "$pod" sleeper wasmcell.test/sleep:latest /sleep.wasm 60000) || fail "sleeper did not start"
+    vmm=$(pgrep -f "wasmcell-vmm .*$pod") || fail "no VMM for the pod"
+    assert_jailed "$vmm"
+    [ -z "$(ls -A "/proc/$vmm/root/")" ] || fail "its root is not the empty jail"
+    plan=$(tr '\0' '\n' <"/proc/$vmm/cmdline" | tail -n 1)
+    want=$(grep -o '"oomScoreAdj": *-\?[0-9]*' "$(dirname "$plan")/config.json" | grep -o -- '-\?[0-9]*$')
+    got=$(cat "/proc/$vmm/oom_score_adj")
+    remove_pod "$pod" || fail "stopping/removing the pod failed"
+    [ -n "$want" ] || fail "the sandbox's spec sets no oomScoreAdj"
+    [ "$got" = "$want" ] || fail "the VMM's oom_score_adj is $got, the sandbox's spec says $want"
+    assert_clean "$BASELINE"
+}
+
+check "a pod's VMM is jailed (nobody, no capabilities, seccomp, empty root) and takes the sandbox's oomScoreAdj" t_pod_vmm_jailed_with_its_oom_score
 check "a wasmcell pod: two Wasm containers in one VM log and exit 0 and 3, one shim" t_wasm_pod_with_two_containers
 check "StopContainer stops one workload of a pod's VM, not its neighbour" t_one_container_of_a_pod_is_stopped_alone
 check "each container's memory limit sizes its workload in the pod's VM" t_memory_limits_size_each_workload

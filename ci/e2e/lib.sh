@@ -28,6 +28,22 @@ fail() {
     exit 1
 }
 
+# assert_jailed PID — inside a check: every thread of PID is the jailed VMM's: uid and gid
+# 65534, no groups, no capabilities at all, no_new_privs, a seccomp filter.
+assert_jailed() {
+    local task bad=""
+    for task in /proc/"$1"/task/*; do
+        awk '
+            $1 == "Uid:" || $1 == "Gid:" { if ($2 != 65534 || $3 != 65534 || $4 != 65534 || $5 != 65534) bad = bad " " $0 }
+            $1 == "Groups:" { if (NF != 1) bad = bad " " $0 }
+            $1 ~ /^Cap(Inh|Prm|Eff|Bnd|Amb):$/ { if ($2 != "0000000000000000") bad = bad " " $0 }
+            $1 == "NoNewPrivs:" { if ($2 != 1) bad = bad " " $0 }
+            $1 == "Seccomp:" { if ($2 != 2) bad = bad " " $0 }
+            END { if (bad != "") { print FILENAME ":" bad; exit 1 } }' "$task/status" || bad="$bad $task"
+    done
+    [ -z "$bad" ] || fail "not jailed: $bad"
+}
+
 # assert_clean BASELINE — inside a check: the script's `footprint` is back to BASELINE.
 assert_clean() {
     # containerd finishes some cleanup after the call that caused it returns (the shim's exit,

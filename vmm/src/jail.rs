@@ -149,8 +149,10 @@ impl Jail {
         // credentials; the capset structs live for the call.
         unsafe {
             for cap in (0..=LAST_CAP).filter(|cap| keep & (1 << cap) == 0) {
-                // EINVAL for a capability this kernel does not know: nothing to drop.
-                libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0);
+                // EINVAL past the last capability this kernel knows: nothing more to drop.
+                if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) < 0 {
+                    break;
+                }
             }
             check(
                 "clear ambient capabilities",

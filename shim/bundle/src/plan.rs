@@ -14,6 +14,11 @@ pub struct Plan {
     pub cgroup: Option<String>,
     /// The network namespace to join (the pod's), if the spec names one.
     pub netns: Option<PathBuf>,
+    /// What the cgroup is held to (set when the VMM joins it; a limit that cannot be set fails
+    /// the start).
+    pub limits: CgroupLimits,
+    /// The OOM score the VMM process takes (`process.oomScoreAdj`).
+    pub oom_score_adj: Option<i32>,
     /// The jail the process closes itself into once its VM exists; `None` runs it unjailed
     /// (never chosen by the shim).
     pub jail: Option<JailPlan>,
@@ -30,6 +35,17 @@ pub enum PlanKind {
     /// A Kubernetes pod's VM: it boots, then runs the workloads the shim sends it until it is
     /// stopped. No pause binary runs: the VM is the sandbox.
     Pod,
+}
+
+/// A cgroup's limits, from the container's `linux.resources`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupLimits {
+    /// The container's memory limit; the cgroup gets it plus the VMM's own allowance.
+    pub memory_bytes: Option<u64>,
+    pub cpu_shares: Option<u64>,
+    /// CFS quota and period, µs.
+    pub cpu_quota: Option<i64>,
+    pub cpu_period: Option<u64>,
 }
 
 /// Who a jailed VMM runs as.

@@ -1,13 +1,16 @@
 //! The OCI runtime spec of a bundle (`config.json`), reduced to what a Wasm workload needs:
-//! arguments, environment, working directory and memory limit. Anything that cannot run as
-//! Wasm is refused here, in `create`, with a message that names it.
+//! arguments, environment, working directory, its cgroup's limits (memory, CPU) and OOM score.
+//! Anything that cannot run as Wasm is refused here, in `create`, with a message that names it.
 
 use oci_spec::runtime::LinuxNamespaceType;
 use oci_spec::runtime::Spec;
 use std::path::{Path, PathBuf};
 
-/// Smallest VM the shim starts, MiB; a container with a lower limit gets this.
+/// Smallest memory limit a container may have, MiB: a workload's window holds its module, a
+/// 2 MiB stack and a heap of a few MiB before any linear memory.
 pub const MIN_MEMORY_MIB: u64 = 32;
+/// Largest memory limit a container may have, MiB (a workload's window is at most 3 GiB).
+pub const MAX_MEMORY_MIB: u64 = 3 << 10;
 /// VM size when the container sets no memory limit, MiB.
 pub const DEFAULT_MEMORY_MIB: u64 = 256;
 
@@ -24,8 +27,13 @@ pub struct ContainerSpec {
     pub memory_mib: u64,
     /// Whether the container asked for a terminal (not supported).
     pub terminal: bool,
-    /// The container's cgroup (`linux.cgroupsPath`, cgroupfs form), which the VMM process joins.
+    /// The container's cgroup (`linux.cgroupsPath`, cgroupfs or systemd form), which the VMM
+    /// process joins.
     pub cgroup: Option<String>,
+    /// What the cgroup is held to (`linux.resources`).
+    pub limits: crate::plan::CgroupLimits,
+    /// `process.oomScoreAdj`, applied to the VMM process.
+    pub oom_score_adj: Option<i32>,
     /// The network namespace the spec asks to join (`linux.namespaces`, type network, a path).
     pub netns: Option<PathBuf>,
     /// Whether this is a Kubernetes pod's sandbox (CRI's pause container).
@@ -56,6 +64,8 @@ pub enum SpecError {
     NoProcess,
     #[error("The container spec has no process arguments: args[0] must name the Wasm module")]
     NoArgs,
+    #[error("The container's memory limit ({0} MiB) is outside the {MIN_MEMORY_MIB}..={MAX_MEMORY_MIB} MiB a wasmcell workload can have")]
+    MemoryLimit(u64),
 }
 
 impl ContainerSpec {
@@ -92,12 +102,25 @@ impl ContainerSpec {
             .and_then(|r| r.memory().as_ref())
             .and_then(|m| m.limit())
             .filter(|&bytes| bytes > 0);
-        let memory_mib = limit.map_or(DEFAULT_MEMORY_MIB, |bytes| (bytes as u64 >> 20).max(MIN_MEMORY_MIB));
+        let memory_mib = limit.map_or(DEFAULT_MEMORY_MIB, |bytes| bytes as u64 >> 20);
+        // A pod's sandbox runs no workload: its limit, if any, is the kubelet's business.
+        if !sandbox && !(MIN_MEMORY_MIB..=MAX_MEMORY_MIB).contains(&memory_mib) {
+            return Err(SpecError::MemoryLimit(memory_mib));
+        }
+        let cpu = spec.linux().as_ref().and_then(|l| l.resources().as_ref()).and_then(|r| r.cpu().as_ref());
+        let limits = crate::plan::CgroupLimits {
+            memory_bytes: limit.map(|bytes| bytes as u64),
+            cpu_shares: cpu.and_then(|c| c.shares()).filter(|&s| s > 0),
+            cpu_quota: cpu.and_then(|c| c.quota()).filter(|&q| q > 0),
+            cpu_period: cpu.and_then(|c| c.period()).filter(|&p| p > 0),
+        };
         Ok(Self {
             args,
             env: process.env().clone().unwrap_or_default(),
             cwd: process.cwd().to_string_lossy().into_owned(),
             memory_mib,
+            limits,
+            oom_score_adj: process.oom_score_adj(),
             terminal: process.terminal().unwrap_or(false),
             cgroup: spec
                 .linux()
@@ -135,6 +158,7 @@ mod tests {
             (&["/app.wasm".to_string(), "x".into()][..], &["A=1".to_string()][..], "/data", 128)
         );
         assert_eq!(s.cgroup.as_deref(), Some("/ns/c1"));
+        assert_eq!(s.limits.memory_bytes, Some(128 << 20));
         assert_eq!((s.netns, s.sandbox, s.sandbox_id), (None, false, None));
     }
 
@@ -155,8 +179,23 @@ mod tests {
             spec(json).unwrap_err().to_string(),
             "The container spec has no process arguments: args[0] must name the Wasm module"
         );
-        let tiny = r#"{"ociVersion":"1.0.2","process":{"args":["a"],"cwd":"/","user":{"uid":0,"gid":0}},"linux":{"resources":{"memory":{"limit":1048576}}}}"#;
-        assert_eq!(spec(tiny).unwrap().memory_mib, MIN_MEMORY_MIB);
+    }
+
+    #[test]
+    fn memory_limits_a_workload_cannot_have_are_refused_naming_the_range() {
+        let with = |limit: u64| {
+            let json = format!(
+                r#"{{"ociVersion":"1.0.2","process":{{"args":["a"],"cwd":"/","user":{{"uid":0,"gid":0}}}},"linux":{{"resources":{{"memory":{{"limit":{limit}}}}}}}}}"#
+            );
+            spec(&json)
+        };
+        assert_eq!(
+            with(16 << 20).unwrap_err().to_string(),
+            "The container's memory limit (16 MiB) is outside the 32..=3072 MiB a wasmcell workload can have"
+        );
+        assert!(with(4 << 30).is_err());
+        assert_eq!(with(32 << 20).unwrap().memory_mib, 32);
+        assert_eq!(with(3 << 30).unwrap().memory_mib, 3072);
     }
 
     #[test]

@@ -255,7 +255,14 @@ impl Instance for VmInstance {
         // A pod's sandbox runs no image (CRI's pause container): its VMM is the pod's VM.
         let jail = Some(jail_plan()?);
         if spec.sandbox {
-            let plan = Plan { cgroup: spec.cgroup.clone(), netns: spec.netns.clone(), jail, kind: PlanKind::Pod };
+            let plan = Plan {
+                cgroup: spec.cgroup.clone(),
+                limits: spec.limits,
+                oom_score_adj: spec.oom_score_adj,
+                netns: spec.netns.clone(),
+                jail,
+                kind: PlanKind::Pod,
+            };
             let plan = Self::write_plan(request, &plan)?;
             let sandbox_id = spec.sandbox_id.clone().unwrap_or_else(|| request.id.clone());
             let kind = Kind::Sandbox { plan, sandbox_id, pod: Mutex::default() };
@@ -270,7 +277,14 @@ impl Instance for VmInstance {
         }
         let (workload, pin, files) = Self::mount_and_prepare(request, &spec)?;
         let kind = PlanKind::Container(workload);
-        let plan = Plan { cgroup: spec.cgroup.clone(), netns: spec.netns.clone(), jail, kind };
+        let plan = Plan {
+            cgroup: spec.cgroup.clone(),
+            limits: spec.limits,
+            oom_score_adj: spec.oom_score_adj,
+            netns: spec.netns.clone(),
+            jail,
+            kind,
+        };
         let plan = Self::write_plan(request, &plan).inspect_err(|_| {
             let _ = rootfs::unmount(&request.bundle);
         })?;

@@ -68,7 +68,11 @@ fn boot(plan: Plan) -> Result<i32, String> {
     // joins happen while the process is single-threaded: every thread the VMM starts inherits
     // them.
     if let Some(cgroup) = &plan.cgroup {
-        crate::cgroup::join(cgroup)?;
+        crate::cgroup::join(cgroup, &plan.limits)?;
+    }
+    if let Some(score) = plan.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", score.to_string())
+            .map_err(|e| format!("cannot set the OOM score adjustment to {score}: {e}"))?;
     }
     if let Some(netns) = &plan.netns {
         join_network_namespace(netns)?;

@@ -76,11 +76,14 @@ impl Drop for Scratch {
     }
 }
 
-/// Spawns the pod VMM for a pod plan (joining `netns`, if any) in `dir`; its pid.
-fn spawn_with(dir: &Path, netns: Option<PathBuf>) -> (Arc<PodVm>, u32) {
+/// Spawns the pod VMM for a pod plan (joining `netns`, if any; taking `oom_score_adj`) in
+/// `dir`; its pid.
+fn spawn_with(dir: &Path, netns: Option<PathBuf>, oom_score_adj: Option<i32>) -> (Arc<PodVm>, u32) {
     let plan = dir.join("plan.json");
     let jail = Some(JailPlan { uid: 65534, gid: 65534 });
-    Plan { cgroup: None, netns, jail, kind: PlanKind::Pod }.write(&plan).unwrap();
+    Plan { cgroup: None, limits: Default::default(), oom_score_adj, netns, jail, kind: PlanKind::Pod }
+        .write(&plan)
+        .unwrap();
     let pid = Arc::new(Mutex::new(0));
     let seen = pid.clone();
     let exe = Path::new(env!("CARGO_BIN_EXE_wasmcell-vmm"));
@@ -91,7 +94,7 @@ fn spawn_with(dir: &Path, netns: Option<PathBuf>) -> (Arc<PodVm>, u32) {
 }
 
 fn spawn(dir: &Path) -> (Arc<PodVm>, u32) {
-    spawn_with(dir, None)
+    spawn_with(dir, None, None)
 }
 
 /// Starts `plan` in `pod` as the shim does: its files opened here and sent as descriptors.
@@ -170,7 +173,7 @@ fn a_pod_vmm_ends_when_its_shim_goes_away() {
 fn a_pod_vm_that_cannot_come_up_fails_its_first_start_with_the_reason() {
     let scratch = Scratch::new("no-netns");
     let compiler = Compiler::for_host().unwrap();
-    let (pod, pid) = spawn_with(&scratch.0, Some("/nonexistent/netns".into()));
+    let (pod, pid) = spawn_with(&scratch.0, Some("/nonexistent/netns".into()), None);
     let err = start(&pod, "hello", scratch.workload(&compiler, "hello", HELLO), Arc::default()).unwrap_err();
     assert!(err.starts_with("the pod's VM did not start: cannot open network namespace /nonexistent/netns"), "{err}");
     assert_eq!(reap(pid), 1);
@@ -191,7 +194,7 @@ fn jail_fields(status: &str) -> Vec<(String, String)> {
 fn a_pod_vmm_is_jailed_on_every_thread() {
     let scratch = Scratch::new("jailed");
     let compiler = Compiler::for_host().unwrap();
-    let (pod, pid) = spawn(&scratch.0);
+    let (pod, pid) = spawn_with(&scratch.0, None, Some(654));
     // A workload running, so that its vCPU thread and the exit reporter exist too.
     let spin = Arc::new(Process::default());
     start(&pod, "spin", scratch.workload(&compiler, "spin", SPIN), spin.clone()).unwrap();
@@ -221,6 +224,7 @@ fn a_pod_vmm_is_jailed_on_every_thread() {
     }
     assert!(threads >= 3, "the main thread, the signal watcher and the vCPU: {threads}");
     assert_eq!(std::fs::read(proc.join("environ")).unwrap(), b"", "an empty environment");
+    assert_eq!(std::fs::read_to_string(proc.join("oom_score_adj")).unwrap().trim(), "654", "the spec's OOM score");
     // Its root is the jail's: empty.
     assert_eq!(std::fs::read_dir(proc.join("root")).unwrap().count(), 0, "the VMM's / is empty");
     // Its descriptors: the standard streams, the channel, KVM's, events and timers, the
