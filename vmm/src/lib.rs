@@ -23,7 +23,6 @@ mod devices;
 mod drain_timer;
 mod files;
 mod guest_image;
-pub mod jail;
 mod layout;
 mod loader;
 #[cfg(feature = "fuzzing")]
@@ -32,7 +31,6 @@ pub mod memory;
 mod memory;
 mod outcome;
 mod run;
-pub mod seccomp;
 pub mod signals;
 #[cfg(test)]
 mod test_utils;
@@ -50,4 +48,5 @@ pub use loader::LoadError;
 pub use outcome::{Outcome, RunReport};
 pub use run::{Stopper, VcpuRun};
 pub use vm::{Error, Vm, VmHandle};
+pub use wasmcell_jail::{jail, seccomp};
 pub use window::PrepareError;

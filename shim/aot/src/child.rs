@@ -1,25 +1,33 @@
 //! The compiler process (`BINARY __compile`): Cranelift runs on a tenant's module here, in a
-//! child of the shim or of `wasmcell run`, under limits it sets on itself before it reads the
-//! module — address space (`RLIMIT_AS`), CPU time (`RLIMIT_CPU`), no core dump — so that a
+//! child of the shim or of `wasmcell run`, confined before it reads the module: limits it sets
+//! on itself — address space (`RLIMIT_AS`), CPU time (`RLIMIT_CPU`), no core dump — so that a
 //! module that makes the compiler loop or balloon costs a dead child, never a wedged or
-//! exhausted shim. The parent ([`crate::process`]) also stops it at a wall-clock deadline.
+//! exhausted shim; when the parent asks (it runs as root: the shim), the jail of
+//! `wasmcell_jail` (an empty root of its own, uid and gid 65534, no capabilities); and always
+//! the compiler's seccomp filter (read the module, write the artifact, threads, memory). The
+//! parent ([`crate::process`]) also stops it at a wall-clock deadline.
 //!
 //! Protocol, parent → child on stdin: one header line
-//! `wasmcell-compile-v1 CPU_FEATURES MEMORY_BYTES CPU_SECONDS OUTPUT_HEX`, then the module's
-//! bytes to end of file. The child writes the artifact into OUTPUT (an empty file the parent
-//! created in a private directory) and ends its stderr with one record line: `ok`, `time`,
-//! `memory` or `error MESSAGE` (newlines and backslashes escaped), after [`RECORD`]. Its exit
-//! status is not part of the protocol: in the shim, containerd-shim's reaper may collect it
-//! first.
+//! `wasmcell-compile-v2 CPU_FEATURES MEMORY_BYTES CPU_SECONDS JAIL` (JAIL 1 or 0), then the
+//! module's bytes to end of file. The child writes the artifact to its descriptor
+//! [`ARTIFACT_FD`] (an empty file the parent created in a private directory and opened for it:
+//! the child opens nothing) and ends its stderr with one record line: `ok`, `time`, `memory` or `error MESSAGE` (newlines and backslashes escaped),
+//! after [`RECORD`]. Its exit status is not part of the protocol: in the shim, containerd-shim's
+//! reaper may collect it first.
 
 use crate::Compiler;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use wasmcell_jail::jail::{Jail, JailRoot};
+use wasmcell_jail::seccomp::{self, ThreadKind};
 
 /// The first argument that makes the binary a compiler process.
 pub const COMPILE_ACTION: &str = "__compile";
 /// The header's first word.
-pub(crate) const HEADER_TAG: &str = "wasmcell-compile-v1";
+pub(crate) const HEADER_TAG: &str = "wasmcell-compile-v2";
+/// The descriptor the artifact is written to.
+pub(crate) const ARTIFACT_FD: i32 = 3;
+/// Who a compiler process started as root becomes.
+const JAIL_ID: u32 = 65534;
 /// What starts the child's result line on stderr.
 pub(crate) const RECORD: &str = "wasmcell-compile:";
 
@@ -85,24 +93,32 @@ fn compile_request() -> Result<(), Failure> {
     input.by_ref().take(8192).read_line(&mut header).map_err(|e| Failure::error("cannot read the request", e))?;
     let request = Request::parse(&header).ok_or_else(|| Failure::Error("a malformed request".into()))?;
     request.limit_self()?;
+    confine(request.jail)?;
     let mut module = Vec::new();
     input.read_to_end(&mut module).map_err(|e| Failure::error("cannot read the module", e))?;
     let compiled = Compiler::with_cpu_features(request.cpu_features).and_then(|c| c.compile(&module));
     let artifact = compiled.map_err(|e| Failure::from_message(chain(&e)))?;
     drop(module);
-    let mut output = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&request.output)
-        .map_err(|e| Failure::error("cannot open the output", e))?;
+    // SAFETY: the parent hands the artifact's file over as ARTIFACT_FD and nothing else in this
+    // process uses that number.
+    let mut output = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(ARTIFACT_FD) };
     output.write_all(&artifact).map_err(|e| Failure::error("cannot write the artifact", e))
+}
+
+/// The jail (if asked) and the compiler's filter.
+fn confine(jail: bool) -> Result<(), Failure> {
+    if jail {
+        let jail = Jail { root: JailRoot::Empty, uid: JAIL_ID, gid: JAIL_ID, keep_caps: Vec::new(), max_fds: 64 };
+        jail.enter().map_err(|e| Failure::error("cannot jail the compiler", e))?;
+    }
+    seccomp::apply(ThreadKind::Compiler).map_err(|e| Failure::error("cannot confine the compiler", e))
 }
 
 struct Request {
     cpu_features: u64,
     memory: u64,
     cpu_seconds: u64,
-    output: std::path::PathBuf,
+    jail: bool,
 }
 
 impl Request {
@@ -113,9 +129,12 @@ impl Request {
         }
         let mut number = || words.next()?.parse::<u64>().ok();
         let (cpu_features, memory, cpu_seconds) = (number()?, number()?, number()?);
-        let output = unhex(words.next()?)?;
-        use std::os::unix::ffi::OsStringExt;
-        Some(Self { cpu_features, memory, cpu_seconds, output: std::ffi::OsString::from_vec(output).into() })
+        let jail = match number()? {
+            0 => false,
+            1 => true,
+            _ => return None,
+        };
+        words.next().is_none().then_some(Self { cpu_features, memory, cpu_seconds, jail })
     }
 
     /// Limits this process before it reads the module. CPU time past the soft limit raises
@@ -189,29 +208,19 @@ pub(crate) fn unescape(text: &str) -> String {
     out
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn requests_and_messages_survive_the_trip() {
-        let line = format!("{HEADER_TAG} 5 1024 2 {}\n", hex(b"/cache/.tmp-1-2"));
-        let request = Request::parse(&line).unwrap();
-        assert_eq!((request.cpu_features, request.memory, request.cpu_seconds), (5, 1024, 2));
-        assert_eq!(request.output, std::path::Path::new("/cache/.tmp-1-2"));
-        assert!(Request::parse("wasmcell-compile-v0 5 1024 2 00").is_none());
-        assert!(Request::parse(&format!("{HEADER_TAG} 5 1024 2 0")).is_none());
+        let request = Request::parse(&format!("{HEADER_TAG} 5 1024 2 1\n")).unwrap();
+        assert_eq!((request.cpu_features, request.memory, request.cpu_seconds, request.jail), (5, 1024, 2, true));
+        assert!(!Request::parse(&format!("{HEADER_TAG} 5 1024 2 0")).unwrap().jail);
+        assert!(Request::parse("wasmcell-compile-v1 5 1024 2 00").is_none(), "an older protocol");
+        assert!(Request::parse(&format!("{HEADER_TAG} 5 1024 2 2")).is_none());
+        assert!(Request::parse(&format!("{HEADER_TAG} 5 1024 2 1 extra")).is_none());
+        assert!(Request::parse(&format!("{HEADER_TAG} 5 1024 2")).is_none());
         let message = "unknown operator\n  --> 1:34\n  | a\\b";
         assert_eq!(unescape(&escape(message)), message);
         assert!(!escape(message).contains('\n'));

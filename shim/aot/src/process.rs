@@ -7,13 +7,14 @@
 //! or wait for it. For the same reason the verdict comes from the child's stderr, not from its
 //! exit status.
 
-use crate::child::{self, COMPILE_ACTION, HEADER_TAG, RECORD};
+use crate::child::{self, ARTIFACT_FD, COMPILE_ACTION, HEADER_TAG, RECORD};
 use crate::limits::{describe_duration, describe_size, CompileLimits};
 use crate::AotError;
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,12 +22,30 @@ use std::time::{Duration, Instant};
 /// How much of the child's stderr is kept: its record and what a crash printed before it.
 const STDERR_KEPT: u64 = 64 << 10;
 
+/// What is done with a compiler process right after it starts, before it gets the module (the
+/// shim moves it into the tenant's cgroup); an error stops it.
+pub type SpawnHook = std::sync::Arc<dyn Fn(u32) -> io::Result<()> + Send + Sync>;
+
 /// How to start a compiler process.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct CompilerProcess {
     program: PathBuf,
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
+    /// Whether the child jails itself (it can when we are root: the shim).
+    jail: bool,
+    on_spawn: Option<SpawnHook>,
+}
+
+impl std::fmt::Debug for CompilerProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompilerProcess")
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("jail", &self.jail)
+            .field("on_spawn", &self.on_spawn.is_some())
+            .finish()
+    }
 }
 
 impl CompilerProcess {
@@ -40,7 +59,16 @@ impl CompilerProcess {
     /// [`crate::run_if_compile_action`] first (a test harness compiling through the binary it
     /// tests, say).
     pub fn binary(program: impl Into<PathBuf>) -> Self {
-        Self { program: program.into(), args: vec![COMPILE_ACTION.into()], env: Vec::new() }
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        Self { program: program.into(), args: vec![COMPILE_ACTION.into()], env: Vec::new(), jail: root, on_spawn: None }
+    }
+
+    /// Calls `hook` with each compiler process's pid as it starts, before it reads the module;
+    /// an error from the hook stops the process and fails the compile.
+    pub fn on_spawn(mut self, hook: impl Fn(u32) -> io::Result<()> + Send + Sync + 'static) -> Self {
+        self.on_spawn = Some(std::sync::Arc::new(hook));
+        self
     }
 
     /// This test binary, re-run to execute only the test that becomes a compiler process
@@ -52,6 +80,9 @@ impl CompilerProcess {
             program: std::env::current_exe().unwrap(),
             args: args.iter().map(OsString::from).collect(),
             env: vec![(tests::CHILD_VAR.into(), "1".into())],
+            // A test harness has threads of its own: it cannot enter a jail.
+            jail: false,
+            on_spawn: None,
         }
     }
 }
@@ -65,7 +96,14 @@ pub(crate) fn compile(
     output: &Path,
     limits: CompileLimits,
 ) -> Result<(), AotError> {
-    let mut child = Command::new(&process.program)
+    // The artifact's file, opened here: the jailed child opens nothing.
+    let artifact = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(output)
+        .map_err(AotError::Process)?;
+    let mut command = Command::new(&process.program);
+    command
         .args(&process.args)
         .envs(process.env.iter().map(|(k, v)| (k, v)))
         // A panic's backtrace would map the binary's debug info, under the memory limit.
@@ -76,11 +114,28 @@ pub(crate) fn compile(
         .env("MALLOC_ARENA_MAX", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(AotError::Process)?;
+        .stderr(Stdio::piped());
+    // A directory that exists: the jail mounts its root over the working directory.
+    if let Some(dir) = output.parent() {
+        command.current_dir(dir);
+    }
+    let fd = artifact.as_raw_fd();
+    // SAFETY: `dup2` and `fcntl` are async-signal-safe and the only calls made between fork and
+    // exec; they give the child the artifact's file as ARTIFACT_FD, without close-on-exec.
+    unsafe {
+        command.pre_exec(move || {
+            let done = if fd == ARTIFACT_FD { libc::fcntl(fd, libc::F_SETFD, 0) } else { libc::dup2(fd, ARTIFACT_FD) };
+            if done == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().map_err(AotError::Process)?;
+    drop(artifact);
     // The child waits for its request on stdin, so it is alive (not reaped) here.
-    let pidfd = match PidFd::open(child.id()) {
+    let hooked = process.on_spawn.as_ref().map_or(Ok(()), |hook| hook(child.id()));
+    let pidfd = match hooked.and_then(|()| PidFd::open(child.id())) {
         Ok(pidfd) => pidfd,
         Err(e) => {
             let _ = child.kill();
@@ -90,11 +145,7 @@ pub(crate) fn compile(
     };
     let (mut stdin, stderr) = (child.stdin.take().expect("piped"), child.stderr.take().expect("piped"));
     let cpu_seconds = limits.time.as_secs() + u64::from(limits.time.subsec_nanos() > 0);
-    let header = format!(
-        "{HEADER_TAG} {cpu_features} {} {cpu_seconds} {}\n",
-        limits.memory,
-        child::hex(output.as_os_str().as_bytes())
-    );
+    let header = format!("{HEADER_TAG} {cpu_features} {} {cpu_seconds} {}\n", limits.memory, u8::from(process.jail));
     let (ended, text) = std::thread::scope(|scope| {
         scope.spawn(move || {
             // A child that dies early closes the pipe: EPIPE, nothing to do.

@@ -91,6 +91,24 @@ fn apply(cgroup: &Cgroup, limits: &CgroupLimits) -> Result<(), String> {
     Ok(())
 }
 
+/// Where a container's module is compiled, so that a tenant's compile is charged to the
+/// tenant: the pod's cgroup (the parent of a pod container's own), or a container's own when it
+/// has no pod; `None` when the container names no cgroup.
+pub fn for_compile(container: &str, in_pod: bool) -> Option<String> {
+    let own = relative(container)?;
+    if !in_pod {
+        return Some(own);
+    }
+    own.rsplit_once('/').map(|(pod, _)| pod.to_string()).filter(|p| !p.is_empty())
+}
+
+/// Moves process `pid` into the cgroup at `relative` (a path [`relative`] or [`for_compile`]
+/// gave), creating it with no limits of its own if needed.
+pub fn move_into(relative: &str, pid: u32) -> std::io::Result<()> {
+    let cgroup = Cgroup::new(hierarchies::auto(), relative).map_err(std::io::Error::other)?;
+    cgroup.add_task_by_tgid(CgroupPid::from(u64::from(pid))).map_err(std::io::Error::other)
+}
+
 /// Kills whatever still runs in the cgroup at `path` (a VMM whose shim died), then removes it;
 /// a missing cgroup is fine.
 pub fn remove(path: &str) {
@@ -118,7 +136,19 @@ pub fn remove(path: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::relative;
+    use super::{for_compile, relative};
+
+    #[test]
+    fn a_compile_is_charged_to_the_pod_or_to_the_container() {
+        assert_eq!(for_compile("/kubepods/burstable/pod1/c1", true).as_deref(), Some("kubepods/burstable/pod1"));
+        assert_eq!(for_compile("/k8s.io/c1", false).as_deref(), Some("k8s.io/c1"));
+        assert_eq!(
+            for_compile("kubepods-pod1.slice:cri-containerd:c1", true).as_deref(),
+            Some("kubepods.slice/kubepods-pod1.slice")
+        );
+        assert_eq!(for_compile("c1", true), None, "a pod container's cgroup with no parent");
+        assert_eq!(for_compile("/", false), None);
+    }
 
     #[test]
     fn cgroupfs_paths_are_used_as_they_are() {

@@ -17,7 +17,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use wasmcell_aot::{Cache, Compiler, Limits, Pin};
+use wasmcell_aot::{Cache, Compiler, CompilerProcess, Limits, Pin};
 
 /// What `create` is given.
 #[derive(Clone, Debug, Default)]
@@ -140,7 +140,15 @@ impl VmInstance {
         }
         wasmcell_aot::check_imports(&module)?;
         let compiler = Compiler::for_host()?;
-        let compiled = Cache::open(Cache::default_dir(), &limits)?.get_or_compile(&compiler, &module)?;
+        // The compiler process is charged to the tenant: moved into its pod's (or container's)
+        // cgroup as it starts, before it reads the module.
+        let mut process = CompilerProcess::this_executable().map_err(InstanceError::Spawn)?;
+        let in_pod = spec.sandbox_id.is_some();
+        if let Some(cgroup) = spec.cgroup.as_deref().and_then(|c| crate::cgroup::for_compile(c, in_pod)) {
+            process = process.on_spawn(move |pid| crate::cgroup::move_into(&cgroup, pid));
+        }
+        let cache = Cache::open(Cache::default_dir(), &limits)?.with_compiler_process(process);
+        let compiled = cache.get_or_compile(&compiler, &module)?;
         let files = crate::packer::pack(&request.bundle, &rootfs, spec.memory_mib << 20)?;
         let plan = WorkloadPlan {
             artifact: compiled.path,
@@ -275,7 +283,12 @@ impl Instance for VmInstance {
             let kind = Kind::PodContainer { id: request.id.clone(), pod, workload, files: Some(files) };
             return Ok(Self { bundle, process, kind, _artifact: Some(pin) });
         }
-        let (workload, pin, files) = Self::mount_and_prepare(request, &spec)?;
+        // A compile charged to the container's cgroup created it: it goes if the create fails.
+        let (workload, pin, files) = Self::mount_and_prepare(request, &spec).inspect_err(|_| {
+            if let Some(cgroup) = &spec.cgroup {
+                crate::cgroup::remove(cgroup);
+            }
+        })?;
         let kind = PlanKind::Container(workload);
         let plan = Plan {
             cgroup: spec.cgroup.clone(),

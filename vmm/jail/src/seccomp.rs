@@ -1,4 +1,4 @@
-//! Seccomp filters, one per kind of VMM thread (Firecracker's model, built with seccompiler):
+//! Seccomp filters, one per kind of thread that handles a tenant's input (Firecracker's model, built with seccompiler):
 //! the smallest allow-list each thread needs, installed by the thread itself before it does
 //! anything the guest can influence, with `ioctl` narrowed by its request number.
 //!
@@ -16,6 +16,8 @@
 //!   `rt_sigaction` for glibc's two internal signals only.
 //! - [`ThreadKind::Packer`]: the process that reads a tenant's root filesystem into an archive:
 //!   read-only opens, directory listings, reads, its output.
+//! - [`ThreadKind::Compiler`]: the process that runs Cranelift on a tenant's module: reads the
+//!   module, writes the artifact and its verdict, its worker threads and their memory.
 //!
 //! A thread that makes any other system call gets `SIGSYS`; the handler (installed with the
 //! first filter) writes one line naming the call to stderr — and to the descriptor given to
@@ -52,6 +54,7 @@ pub enum ThreadKind {
     Vcpu,
     Vmm,
     Packer,
+    Compiler,
 }
 
 /// Errors while installing a filter.
@@ -63,11 +66,14 @@ pub enum SeccompError {
     Install(ThreadKind, #[source] seccompiler::Error),
 }
 
+/// KVM's ioctl type.
 const KVMIO: u32 = 0xae;
-
-vmm_sys_util::ioctl_io_nr!(KVM_RUN, KVMIO, 0x80);
-vmm_sys_util::ioctl_ior_nr!(KVM_GET_REGS, KVMIO, 0x81, kvm_bindings::kvm_regs);
-vmm_sys_util::ioctl_ior_nr!(KVM_GET_SREGS, KVMIO, 0x83, kvm_bindings::kvm_sregs);
+/// `_IO(KVMIO, 0x80)`.
+pub const KVM_RUN: u64 = 0xae80;
+/// `_IOR(KVMIO, 0x81, struct kvm_regs)` (144 bytes).
+pub const KVM_GET_REGS: u64 = 0x8090_ae81;
+/// `_IOR(KVMIO, 0x83, struct kvm_sregs)` (312 bytes).
+pub const KVM_GET_SREGS: u64 = 0x8138_ae83;
 
 /// Installs `kind`'s filters on the calling thread (and the threads it starts from now on).
 pub fn apply(kind: ThreadKind) -> Result<(), SeccompError> {
@@ -84,11 +90,13 @@ fn programs(kind: ThreadKind) -> Result<&'static [BpfProgram], SeccompError> {
     static VCPU: OnceLock<Result<Vec<BpfProgram>, String>> = OnceLock::new();
     static VMM: OnceLock<Result<Vec<BpfProgram>, String>> = OnceLock::new();
     static PACKER: OnceLock<Result<Vec<BpfProgram>, String>> = OnceLock::new();
+    static COMPILER: OnceLock<Result<Vec<BpfProgram>, String>> = OnceLock::new();
     install_violation_handler();
     let cell = match kind {
         ThreadKind::Vcpu => &VCPU,
         ThreadKind::Vmm => &VMM,
         ThreadKind::Packer => &PACKER,
+        ThreadKind::Compiler => &COMPILER,
     };
     cell.get_or_init(|| build(kind).map_err(|e| e.to_string()))
         .as_deref()
@@ -108,6 +116,14 @@ fn build(kind: ThreadKind) -> Result<Vec<BpfProgram>, seccompiler::Error> {
             (vmm_rules()?, failing)
         }
         ThreadKind::Packer => (packer_rules()?, vec![]),
+        ThreadKind::Compiler => {
+            let failing = vec![
+                (libc::SYS_clone3, libc::ENOSYS),
+                (libc::SYS_open, libc::EACCES),
+                (libc::SYS_openat, libc::EACCES),
+            ];
+            (compiler_rules()?, failing)
+        }
     };
     let mut programs = Vec::new();
     for (call, errno) in failing {
@@ -181,7 +197,7 @@ fn vcpu_rules() -> Result<Rules, seccompiler::BackendError> {
     ] {
         rules.insert(call, vec![]);
     }
-    let ioctls = [KVM_RUN(), KVM_GET_REGS(), KVM_GET_SREGS(), libc::FIONREAD].map(u64::from);
+    let ioctls = [KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS, libc::FIONREAD];
     rules.insert(libc::SYS_ioctl, any_of(1, &ioctls)?);
     Ok(rules)
 }
@@ -248,6 +264,41 @@ fn vmm_rules() -> Result<Rules, seccompiler::BackendError> {
     Ok(rules)
 }
 
+fn compiler_rules() -> Result<Rules, seccompiler::BackendError> {
+    let mut rules = common_rules()?;
+    for call in [
+        // Worker threads (clone3 answered ENOSYS, as for the VMM) and what they do as they start.
+        libc::SYS_clone3,
+        libc::SYS_set_robust_list,
+        libc::SYS_rseq,
+        libc::SYS_sched_getaffinity,
+        libc::SYS_fstat,
+        libc::SYS_statx,
+        libc::SYS_newfstatat,
+        libc::SYS_lseek,
+        libc::SYS_open,
+        libc::SYS_openat,
+        libc::SYS_getpid,
+        libc::SYS_poll,
+    ] {
+        rules.insert(call, vec![]);
+    }
+    let thread = libc::CLONE_THREAD as u64;
+    rules.insert(
+        libc::SYS_clone,
+        vec![SeccompRule::new(vec![Cond::new(0, Len::Qword, Op::MaskedEq(thread), thread)?])?],
+    );
+    // glibc's two internal signals, and the fault handlers wasmtime installs with an engine
+    // that uses signals-based traps (the guest's configuration does).
+    let signals = [libc::SIGILL, libc::SIGBUS, libc::SIGFPE, libc::SIGSEGV, 32, 33].map(|s| s as u64);
+    rules.insert(libc::SYS_rt_sigaction, any_of(0, &signals)?);
+    rules.insert(libc::SYS_prctl, any_of(0, &[libc::PR_GET_NAME as u64, libc::PR_SET_NAME as u64])?);
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() } as u64;
+    rules.insert(libc::SYS_tgkill, any_of(0, &[pid])?);
+    Ok(rules)
+}
+
 fn packer_rules() -> Result<Rules, seccompiler::BackendError> {
     let mut rules = common_rules()?;
     for call in [
@@ -297,11 +348,11 @@ extern "C" fn on_violation(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut l
     let mut line = [0u8; 160];
     let mut len = 0;
     for part in [
-        &b"wasmcell: VMM thread "[..],
+        &b"wasmcell: thread "[..],
         name.split(|&b| b == 0).next().unwrap_or(&[]),
         b" made system call ",
         decimal(call, &mut [0u8; 12]),
-        b", which its seccomp filter forbids: the VMM stopped\n",
+        b", which its seccomp filter forbids: the process stopped\n",
     ] {
         let take = part.len().min(line.len() - len);
         line[len..len + take].copy_from_slice(&part[..take]);
@@ -348,7 +399,7 @@ mod tests {
 
     #[test]
     fn every_filter_builds() {
-        for kind in [ThreadKind::Vcpu, ThreadKind::Vmm, ThreadKind::Packer] {
+        for kind in [ThreadKind::Vcpu, ThreadKind::Vmm, ThreadKind::Packer, ThreadKind::Compiler] {
             assert!(programs(kind).unwrap().iter().all(|p| !p.is_empty()));
         }
         assert_eq!(decimal(41, &mut [0; 12]), b"41");
@@ -386,7 +437,7 @@ mod tests {
             .unwrap();
         let stderr = String::from_utf8_lossy(&child.stderr);
         assert_eq!(child.status.code(), Some(VIOLATION_STATUS), "{stderr}");
-        let expected = format!("wasmcell: VMM thread wasmcell-vcpu9 made system call {}", libc::SYS_socket);
+        let expected = format!("wasmcell: thread wasmcell-vcpu9 made system call {}", libc::SYS_socket);
         assert!(stderr.contains(&expected), "{stderr}");
         let reported = std::fs::read_to_string(&report).unwrap();
         std::fs::remove_file(&report).unwrap();
