@@ -14,7 +14,6 @@ use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -119,18 +118,7 @@ pub(crate) fn compile(
     if let Some(dir) = output.parent() {
         command.current_dir(dir);
     }
-    let fd = artifact.as_raw_fd();
-    // SAFETY: `dup2` and `fcntl` are async-signal-safe and the only calls made between fork and
-    // exec; they give the child the artifact's file as ARTIFACT_FD, without close-on-exec.
-    unsafe {
-        command.pre_exec(move || {
-            let done = if fd == ARTIFACT_FD { libc::fcntl(fd, libc::F_SETFD, 0) } else { libc::dup2(fd, ARTIFACT_FD) };
-            if done == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    wasmcell_jail::jail::give_descriptor(&mut command, artifact.as_raw_fd(), ARTIFACT_FD);
     let mut child = command.spawn().map_err(AotError::Process)?;
     drop(artifact);
     // The child waits for its request on stdin, so it is alive (not reaped) here.

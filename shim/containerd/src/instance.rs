@@ -13,7 +13,6 @@ use crate::spec::ContainerSpec;
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -175,6 +174,18 @@ impl VmInstance {
         })
     }
 
+    /// The VMM's plan for `spec`: its cgroup and limits, OOM score, network namespace, jail.
+    fn plan(spec: &ContainerSpec, jail: Option<JailPlan>, kind: PlanKind) -> Plan {
+        Plan {
+            cgroup: spec.cgroup.clone(),
+            limits: spec.limits,
+            oom_score_adj: spec.oom_score_adj,
+            netns: spec.netns.clone(),
+            jail,
+            kind,
+        }
+    }
+
     fn write_plan(request: &CreateRequest, plan: &Plan) -> Result<PathBuf, InstanceError> {
         let path = request.bundle.join("wasmcell-plan.json");
         plan.write(&path).map_err(|e| InstanceError::WritePlan(path.clone(), e))?;
@@ -213,23 +224,7 @@ impl VmInstance {
                     .stdout(Stdio::null())
                     .stderr(Stdio::inherit());
                 if let Some(files) = files {
-                    let fd = files.as_raw_fd();
-                    // SAFETY: `dup2` and `fcntl` are async-signal-safe and the only calls made
-                    // between fork and exec; they give the child the archive as FILES_FD,
-                    // without close-on-exec.
-                    unsafe {
-                        command.pre_exec(move || {
-                            let done = if fd == FILES_FD {
-                                libc::fcntl(fd, libc::F_SETFD, 0)
-                            } else {
-                                libc::dup2(fd, FILES_FD)
-                            };
-                            if done == -1 {
-                                return Err(std::io::Error::last_os_error());
-                            }
-                            Ok(())
-                        });
-                    }
+                    wasmcell_vmm::jail::give_descriptor(&mut command, files.as_raw_fd(), FILES_FD);
                 }
                 let child = command.spawn().map_err(InstanceError::Spawn)?;
                 let pid = child.id();
@@ -263,15 +258,7 @@ impl Instance for VmInstance {
         // A pod's sandbox runs no image (CRI's pause container): its VMM is the pod's VM.
         let jail = Some(jail_plan()?);
         if spec.sandbox {
-            let plan = Plan {
-                cgroup: spec.cgroup.clone(),
-                limits: spec.limits,
-                oom_score_adj: spec.oom_score_adj,
-                netns: spec.netns.clone(),
-                jail,
-                kind: PlanKind::Pod,
-            };
-            let plan = Self::write_plan(request, &plan)?;
+            let plan = Self::write_plan(request, &Self::plan(&spec, jail, PlanKind::Pod))?;
             let sandbox_id = spec.sandbox_id.clone().unwrap_or_else(|| request.id.clone());
             let kind = Kind::Sandbox { plan, sandbox_id, pod: Mutex::default() };
             return Ok(Self { bundle, process, kind, _artifact: None });
@@ -289,15 +276,7 @@ impl Instance for VmInstance {
                 crate::cgroup::remove(cgroup);
             }
         })?;
-        let kind = PlanKind::Container(workload);
-        let plan = Plan {
-            cgroup: spec.cgroup.clone(),
-            limits: spec.limits,
-            oom_score_adj: spec.oom_score_adj,
-            netns: spec.netns.clone(),
-            jail,
-            kind,
-        };
+        let plan = Self::plan(&spec, jail, PlanKind::Container(workload));
         let plan = Self::write_plan(request, &plan).inspect_err(|_| {
             let _ = rootfs::unmount(&request.bundle);
         })?;

@@ -234,6 +234,10 @@ fn a_pod_vmm_is_jailed_on_every_thread() {
     let exe = env!("CARGO_BIN_EXE_wasmcell-vmm");
     for fd in std::fs::read_dir(proc.join("fd")).unwrap() {
         let fd = fd.unwrap();
+        // The standard streams are the shim's to give (stderr: its log, whatever that is).
+        if ["0", "1", "2"].contains(&fd.file_name().to_string_lossy().as_ref()) {
+            continue;
+        }
         let target = std::fs::read_link(fd.path()).unwrap().to_string_lossy().into_owned();
         if target == exe {
             let info = std::fs::read_to_string(proc.join("fdinfo").join(fd.file_name())).unwrap();

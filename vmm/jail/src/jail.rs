@@ -193,3 +193,21 @@ pub fn close_inherited_descriptors(keep: &[RawFd]) -> Result<(), JailError> {
     }
     Ok(())
 }
+
+/// Gives the child `command` will start the descriptor `fd` as its descriptor `as_fd`, open
+/// across `exec` (everything else it gets is the standard streams and what is not
+/// close-on-exec, which the child closes first thing: [`close_inherited_descriptors`]).
+pub fn give_descriptor(command: &mut std::process::Command, fd: RawFd, as_fd: RawFd) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: `dup2` and `fcntl` are async-signal-safe and the only calls made between fork and
+    // exec; `dup2` onto itself would keep close-on-exec, so that case clears the flag instead.
+    unsafe {
+        command.pre_exec(move || {
+            let done = if fd == as_fd { libc::fcntl(fd, libc::F_SETFD, 0) } else { libc::dup2(fd, as_fd) };
+            if done == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

@@ -202,15 +202,45 @@ fn vcpu_rules() -> Result<Rules, seccompiler::BackendError> {
     Ok(rules)
 }
 
+/// What a process that starts threads needs for them: `clone` for threads only (`clone3` is
+/// answered ENOSYS by another filter), what a thread does as it starts (its robust list, rseq,
+/// its name, its CPU set), glibc's handlers for its two internal real-time signals (32, 33:
+/// cancellation and set*id broadcast, installed when the first thread starts) and the other
+/// `signals` named, and signals to this process's own threads only.
+fn add_thread_rules(rules: &mut Rules, signals: &[libc::c_int]) -> Result<(), seccompiler::BackendError> {
+    for call in
+        [libc::SYS_clone3, libc::SYS_set_robust_list, libc::SYS_rseq, libc::SYS_sched_getaffinity, libc::SYS_getpid]
+    {
+        rules.insert(call, vec![]);
+    }
+    let thread = libc::CLONE_THREAD as u64;
+    rules.insert(
+        libc::SYS_clone,
+        vec![SeccompRule::new(vec![Cond::new(0, Len::Qword, Op::MaskedEq(thread), thread)?])?],
+    );
+    let signals: Vec<u64> = [32, 33].iter().chain(signals).map(|&s| s as u64).collect();
+    rules.insert(libc::SYS_rt_sigaction, any_of(0, &signals)?);
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() } as u64;
+    rules.insert(libc::SYS_tgkill, any_of(0, &[pid])?);
+    Ok(())
+}
+
+/// Looking at descriptors it was given, and opens that the other filter answers EACCES.
+fn add_descriptor_rules(rules: &mut Rules) {
+    for call in
+        [libc::SYS_fstat, libc::SYS_statx, libc::SYS_newfstatat, libc::SYS_lseek, libc::SYS_open, libc::SYS_openat]
+    {
+        rules.insert(call, vec![]);
+    }
+}
+
 fn vmm_rules() -> Result<Rules, seccompiler::BackendError> {
     let mut rules = vcpu_rules()?;
+    add_thread_rules(&mut rules, &[])?;
+    add_descriptor_rules(&mut rules);
     for call in [
-        // Threads (clone3 is answered ENOSYS by the other filter) and their start.
-        libc::SYS_clone3,
-        libc::SYS_set_robust_list,
-        libc::SYS_rseq,
-        libc::SYS_sched_getaffinity,
-        // Descriptors: events, timers, epoll, the control channel, passed files.
+        // Events, timers, epoll, the control channel, files it was handed.
         libc::SYS_eventfd2,
         libc::SYS_timerfd_create,
         libc::SYS_timerfd_settime,
@@ -222,35 +252,17 @@ fn vmm_rules() -> Result<Rules, seccompiler::BackendError> {
         libc::SYS_recvmsg,
         libc::SYS_sendmsg,
         libc::SYS_shutdown,
-        libc::SYS_fstat,
-        libc::SYS_statx,
-        libc::SYS_newfstatat,
-        libc::SYS_lseek,
         libc::SYS_pread64,
-        libc::SYS_open,
-        libc::SYS_openat,
-        // Signals: the stop-signal watcher, and kicks to this process's own threads.
+        // The stop-signal watcher.
         libc::SYS_rt_sigtimedwait,
-        libc::SYS_getpid,
     ] {
         rules.insert(call, vec![]);
     }
-    let thread = libc::CLONE_THREAD as u64;
-    rules.insert(
-        libc::SYS_clone,
-        vec![SeccompRule::new(vec![Cond::new(0, Len::Qword, Op::MaskedEq(thread), thread)?])?],
-    );
-    // glibc installs its own handlers for its two internal real-time signals (32, 33: thread
-    // cancellation and set*id broadcast) when the first thread starts; no other signal's.
-    rules.insert(libc::SYS_rt_sigaction, any_of(0, &[32, 33])?);
     // New threads name themselves; vCPU threads add their own filter (which only ever
     // restricts further).
     let prctl = [libc::PR_GET_NAME, libc::PR_SET_NAME, libc::PR_SET_NO_NEW_PRIVS].map(|c| c as u64);
     rules.insert(libc::SYS_prctl, any_of(0, &prctl)?);
     rules.insert(libc::SYS_seccomp, any_of(0, &[libc::SECCOMP_SET_MODE_FILTER as u64])?);
-    // SAFETY: getpid has no preconditions.
-    let pid = unsafe { libc::getpid() } as u64;
-    rules.insert(libc::SYS_tgkill, any_of(0, &[pid])?);
     let fcntl = [libc::F_GETFD, libc::F_SETFD, libc::F_GETFL, libc::F_SETFL, libc::F_DUPFD_CLOEXEC].map(|c| c as u64);
     rules.insert(libc::SYS_fcntl, any_of(1, &fcntl)?);
     // Every KVM ioctl (type 0xAE), on whichever KVM descriptor, and FIONREAD.
@@ -266,36 +278,12 @@ fn vmm_rules() -> Result<Rules, seccompiler::BackendError> {
 
 fn compiler_rules() -> Result<Rules, seccompiler::BackendError> {
     let mut rules = common_rules()?;
-    for call in [
-        // Worker threads (clone3 answered ENOSYS, as for the VMM) and what they do as they start.
-        libc::SYS_clone3,
-        libc::SYS_set_robust_list,
-        libc::SYS_rseq,
-        libc::SYS_sched_getaffinity,
-        libc::SYS_fstat,
-        libc::SYS_statx,
-        libc::SYS_newfstatat,
-        libc::SYS_lseek,
-        libc::SYS_open,
-        libc::SYS_openat,
-        libc::SYS_getpid,
-        libc::SYS_poll,
-    ] {
-        rules.insert(call, vec![]);
-    }
-    let thread = libc::CLONE_THREAD as u64;
-    rules.insert(
-        libc::SYS_clone,
-        vec![SeccompRule::new(vec![Cond::new(0, Len::Qword, Op::MaskedEq(thread), thread)?])?],
-    );
-    // glibc's two internal signals, and the fault handlers wasmtime installs with an engine
-    // that uses signals-based traps (the guest's configuration does).
-    let signals = [libc::SIGILL, libc::SIGBUS, libc::SIGFPE, libc::SIGSEGV, 32, 33].map(|s| s as u64);
-    rules.insert(libc::SYS_rt_sigaction, any_of(0, &signals)?);
+    // Worker threads, and the fault handlers wasmtime installs with an engine that uses
+    // signals-based traps (the guest's configuration does).
+    add_thread_rules(&mut rules, &[libc::SIGILL, libc::SIGBUS, libc::SIGFPE, libc::SIGSEGV])?;
+    add_descriptor_rules(&mut rules);
+    rules.insert(libc::SYS_poll, vec![]);
     rules.insert(libc::SYS_prctl, any_of(0, &[libc::PR_GET_NAME as u64, libc::PR_SET_NAME as u64])?);
-    // SAFETY: getpid has no preconditions.
-    let pid = unsafe { libc::getpid() } as u64;
-    rules.insert(libc::SYS_tgkill, any_of(0, &[pid])?);
     Ok(rules)
 }
 

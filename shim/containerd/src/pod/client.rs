@@ -15,7 +15,6 @@ use std::collections::HashMap;
 use std::io::BufReader;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, SyncSender};
@@ -127,22 +126,7 @@ impl PodVm {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
-        // SAFETY: `dup2` and `fcntl` are async-signal-safe and the only calls made between fork
-        // and exec; they give the child its end of the channel as fd 3, without close-on-exec
-        // (which `dup2` onto itself would not clear).
-        unsafe {
-            command.pre_exec(move || {
-                let done = if their_fd == CHANNEL_FD {
-                    libc::fcntl(CHANNEL_FD, libc::F_SETFD, 0)
-                } else {
-                    libc::dup2(their_fd, CHANNEL_FD)
-                };
-                if done == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        wasmcell_vmm::jail::give_descriptor(&mut command, their_fd, CHANNEL_FD);
         let child = command.spawn().map_err(InstanceError::Spawn)?;
         drop(theirs);
         let pid = child.id();
