@@ -22,6 +22,10 @@ pub struct Plan {
     /// The jail the process closes itself into once its VM exists; `None` runs it unjailed
     /// (never chosen by the shim).
     pub jail: Option<JailPlan>,
+    /// Test hook, never set by the shim: once jailed, a thread of the VMM makes a system call
+    /// its filter forbids, to show what a violation does to a live VMM.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub probe_seccomp: bool,
     /// What the process runs.
     pub kind: PlanKind,
 }

@@ -182,6 +182,7 @@ impl VmInstance {
             oom_score_adj: spec.oom_score_adj,
             netns: spec.netns.clone(),
             jail,
+            probe_seccomp: false,
             kind,
         }
     }

@@ -77,14 +77,15 @@ fn boot(plan: Plan) -> Result<i32, String> {
     if let Some(netns) = &plan.netns {
         join_network_namespace(netns)?;
     }
+    let jail = Confinement { jail: plan.jail, probe: plan.probe_seccomp };
     match plan.kind {
-        PlanKind::Container(workload) => run_container(workload, plan.jail),
-        PlanKind::Pod => Ok(crate::pod::server::serve(plan.jail)),
+        PlanKind::Container(workload) => run_container(workload, jail),
+        PlanKind::Pod => Ok(crate::pod::server::serve(jail)),
     }
 }
 
 /// A container's VM, to the end of its workload.
-fn run_container(plan: WorkloadPlan, jail: Option<JailPlan>) -> Result<i32, String> {
+fn run_container(plan: WorkloadPlan, jail: Confinement) -> Result<i32, String> {
     // SAFETY: the shim hands the archive over as FILES_FD when the plan has files, and nothing
     // else in this process uses that number.
     let files = plan.files.then(|| unsafe { File::from_raw_fd(FILES_FD) });
@@ -92,19 +93,37 @@ fn run_container(plan: WorkloadPlan, jail: Option<JailPlan>) -> Result<i32, Stri
     report_violations_to_container(&plan.stderr);
     let config = VmConfig { workload: Some(workload), log_level: LOG_OFF, ..Default::default() };
     let vm = Vm::try_from(config).map_err(|e| error_chain(&e))?;
-    close_jail(jail)?;
+    jail.close()?;
     let signals = wasmcell_vmm::signals::forward_to(vm.handle()).map_err(|e| e.to_string())?;
     let report = vm.run().map_err(|e| error_chain(&e))?;
     Ok(workload::exit_status(report.outcome, signals.received(), reporter))
 }
 
-/// Closes the jail around this process (its VM exists, no guest instruction has run, no other
-/// thread exists yet), then confines every thread it will start to the VMM filter.
-pub fn close_jail(jail: Option<JailPlan>) -> Result<(), String> {
-    let Some(JailPlan { uid, gid }) = jail else { return Ok(()) };
-    let jail = Jail { root: JailRoot::Empty, uid, gid, keep_caps: Vec::new(), max_fds: MAX_FDS };
-    jail.enter().map_err(|e| error_chain(&e))?;
-    seccomp::apply(ThreadKind::Vmm).map_err(|e| error_chain(&e))
+/// How a VMM process is confined: its plan's jail, and the plan's test hook.
+pub struct Confinement {
+    jail: Option<JailPlan>,
+    probe: bool,
+}
+
+impl Confinement {
+    /// Closes the jail around this process (its VM exists, no guest instruction has run, no
+    /// other thread exists yet), then confines every thread it will start to the VMM filter.
+    pub fn close(self) -> Result<(), String> {
+        let Some(JailPlan { uid, gid }) = self.jail else { return Ok(()) };
+        let jail = Jail { root: JailRoot::Empty, uid, gid, keep_caps: Vec::new(), max_fds: MAX_FDS };
+        jail.enter().map_err(|e| error_chain(&e))?;
+        seccomp::apply(ThreadKind::Vmm).map_err(|e| error_chain(&e))?;
+        if self.probe {
+            // The test hook: a vCPU-filtered thread opens a socket, as a hijacked one might.
+            let _ = std::thread::Builder::new().name("wasmcell-probe".into()).spawn(|| {
+                if seccomp::apply(ThreadKind::Vcpu).is_ok() {
+                    // SAFETY: the forbidden call itself; the filter ends the process on it.
+                    unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+                }
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Has a seccomp violation reported on the container's stderr too, where its user looks,

@@ -79,11 +79,26 @@ impl Drop for Scratch {
 /// Spawns the pod VMM for a pod plan (joining `netns`, if any; taking `oom_score_adj`) in
 /// `dir`; its pid.
 fn spawn_with(dir: &Path, netns: Option<PathBuf>, oom_score_adj: Option<i32>) -> (Arc<PodVm>, u32) {
+    spawn_plan(dir, Plan { netns, oom_score_adj, ..pod_plan() })
+}
+
+/// A pod's plan as the shim writes it.
+fn pod_plan() -> Plan {
+    Plan {
+        cgroup: None,
+        limits: Default::default(),
+        oom_score_adj: None,
+        netns: None,
+        jail: Some(JailPlan { uid: 65534, gid: 65534 }),
+        probe_seccomp: false,
+        kind: PlanKind::Pod,
+    }
+}
+
+/// Spawns the pod VMM for `body` in `dir`; its pid.
+fn spawn_plan(dir: &Path, body: Plan) -> (Arc<PodVm>, u32) {
     let plan = dir.join("plan.json");
-    let jail = Some(JailPlan { uid: 65534, gid: 65534 });
-    Plan { cgroup: None, limits: Default::default(), oom_score_adj, netns, jail, kind: PlanKind::Pod }
-        .write(&plan)
-        .unwrap();
+    body.write(&plan).unwrap();
     let pid = Arc::new(Mutex::new(0));
     let seen = pid.clone();
     let exe = Path::new(env!("CARGO_BIN_EXE_wasmcell-vmm"));
@@ -253,4 +268,15 @@ fn a_pod_vmm_is_jailed_on_every_thread() {
     assert_eq!(spin.wait(), 137);
     drop(pod);
     assert_eq!(reap(pid), 137);
+}
+
+#[test]
+fn a_jailed_vmm_thread_that_breaks_its_filter_ends_the_vmm_and_its_pod() {
+    let scratch = Scratch::new("probe");
+    let compiler = Compiler::for_host().unwrap();
+    // The plan's test hook: once jailed, a vCPU-filtered thread of the VMM opens a socket.
+    let (pod, pid) = spawn_plan(&scratch.0, Plan { probe_seccomp: true, ..pod_plan() });
+    assert_eq!(reap(pid), 128 + libc::SIGSYS, "the status of a seccomp violation");
+    let err = start(&pod, "late", scratch.workload(&compiler, "late", HELLO), Arc::default()).unwrap_err();
+    assert!(err.contains("the pod's VMM exited"), "{err}");
 }

@@ -6,8 +6,9 @@
 //! descriptors with its start request.
 
 use super::protocol::{self, Event, Receiver, Request, CHANNEL_FD};
-use crate::plan::{JailPlan, WorkloadPlan};
+use crate::plan::WorkloadPlan;
 use crate::service::error_chain;
+use crate::vmm_child::Confinement;
 use crate::workload::{self, Opened};
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -70,7 +71,7 @@ pub fn not_ready(message: &str) {
 
 /// Serves the pod until it is stopped; the process's exit status. A pod that cannot come up
 /// says why on the channel (`NotReady`) and ends with status 1.
-pub fn serve(jail: Option<JailPlan>) -> i32 {
+pub fn serve(jail: Confinement) -> i32 {
     let channel = channel();
     match boot(&channel, jail) {
         Ok((vm, pod, stopped)) => run(vm, pod, channel, stopped),
@@ -85,9 +86,9 @@ pub fn serve(jail: Option<JailPlan>) -> i32 {
 type Booted = (Vm, Arc<Pod>, signals::Received);
 
 /// Everything up to `Ready`: the VM, the jail, SIGTERM/SIGINT ending the request loop, boot.
-fn boot(channel: &UnixStream, jail: Option<JailPlan>) -> Result<Booted, String> {
+fn boot(channel: &UnixStream, jail: Confinement) -> Result<Booted, String> {
     let vm = Vm::try_from(VmConfig { log_level: LOG_OFF, ..Default::default() }).map_err(|e| error_chain(&e))?;
-    crate::vmm_child::close_jail(jail)?;
+    jail.close()?;
     // Before the VM starts any thread, so that all of them leave the signals to the watcher.
     let channel_fd = channel.as_raw_fd();
     let stopped = signals::on_stop_signal(move |_| {
