@@ -224,13 +224,17 @@ t_pod_vmm_jailed_with_its_oom_score() {
     plan=$(tr '\0' '\n' <"/proc/$vmm/cmdline" | tail -n 1)
     want=$(grep -o '"oomScoreAdj": *-\?[0-9]*' "$(dirname "$plan")/config.json" | grep -o -- '-\?[0-9]*$')
     got=$(cat "/proc/$vmm/oom_score_adj")
+    # The sandbox's spec carries the pause container's CPU shares (2): not the pod VM's.
+    local shares
+    shares=$(cat "/sys/fs/cgroup/cpu$(awk -F: '$2 ~ /(^|,)cpu(,|$)/ { print $3 }' "/proc/$vmm/cgroup")/cpu.shares")
     remove_pod "$pod" || fail "stopping/removing the pod failed"
+    [ "$shares" != 2 ] || fail "the pod's VM got the pause container's CPU shares (2)"
     [ -n "$want" ] || fail "the sandbox's spec sets no oomScoreAdj"
     [ "$got" = "$want" ] || fail "the VMM's oom_score_adj is $got, the sandbox's spec says $want"
     assert_clean "$BASELINE"
 }
 
-check "a pod's VMM is jailed (nobody, no capabilities, seccomp, empty root) and takes the sandbox's oomScoreAdj" t_pod_vmm_jailed_with_its_oom_score
+check "a pod's VMM is jailed (nobody, no capabilities, seccomp, empty root), takes the sandbox's oomScoreAdj, not its pause CPU shares" t_pod_vmm_jailed_with_its_oom_score
 check "a wasmcell pod: two Wasm containers in one VM log and exit 0 and 3, one shim" t_wasm_pod_with_two_containers
 check "StopContainer stops one workload of a pod's VM, not its neighbour" t_one_container_of_a_pod_is_stopped_alone
 check "each container's memory limit sizes its workload in the pod's VM" t_memory_limits_size_each_workload

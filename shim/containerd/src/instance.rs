@@ -259,7 +259,11 @@ impl Instance for VmInstance {
         // A pod's sandbox runs no image (CRI's pause container): its VMM is the pod's VM.
         let jail = Some(jail_plan()?);
         if spec.sandbox {
-            let plan = Self::write_plan(request, &Self::plan(&spec, jail, PlanKind::Pod))?;
+            // The sandbox's resources describe the pause process CRI would have run (CPU shares
+            // of 2, say), not the pod: its VM holds every container, and the kubelet's pod
+            // cgroup above the sandbox's holds the pod to its limits.
+            let pod_spec = ContainerSpec { limits: Default::default(), ..spec.clone() };
+            let plan = Self::write_plan(request, &Self::plan(&pod_spec, jail, PlanKind::Pod))?;
             let sandbox_id = spec.sandbox_id.clone().unwrap_or_else(|| request.id.clone());
             let kind = Kind::Sandbox { plan, sandbox_id, pod: Mutex::default() };
             return Ok(Self { bundle, process, kind, _artifact: None });
