@@ -269,3 +269,86 @@ fn a_notify_that_could_not_send_everything_keeps_notifies_on() {
     assert!(!console.batching());
     assert_eq!(used_flags(&memory, &mock), 0);
 }
+
+/// A writer that takes at most `max` bytes a call and counts its calls.
+#[derive(Clone, Default)]
+struct Stingy {
+    max: usize,
+    taken: std::sync::Arc<std::sync::Mutex<(Vec<u8>, usize)>>,
+}
+
+impl std::io::Write for Stingy {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let mut taken = self.taken.lock().unwrap();
+        let n = bytes.len().min(self.max);
+        taken.0.extend_from_slice(&bytes[..n]);
+        taken.1 += 1;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Twelve chains, one of them empty and one of three buffers, queued at once.
+fn twelve_chains(memory: &GuestMemory, mock: &MockSplitQueue<'_, GuestMemory>) -> Vec<u8> {
+    let mut expected = Vec::new();
+    for i in 0..12u16 {
+        let at = DATA + u64::from(i) * 0x100;
+        let text = format!("chain {i:02};");
+        memory.write_slice(text.as_bytes(), GuestAddress(at)).unwrap();
+        let len = text.len() as u32;
+        match i {
+            4 => mock.add_desc_chains(&[desc(at, 0, 0, 0)], i * 3).unwrap(),
+            7 => {
+                let (second, third) = (i * 3 + 1, i * 3 + 2);
+                let chain = [desc(at, 3, NEXT, second), desc(at + 3, 0, NEXT, third), desc(at + 3, len - 3, 0, 0)];
+                mock.add_desc_chains(&chain, i * 3).unwrap();
+                expected.extend_from_slice(text.as_bytes());
+            }
+            _ => {
+                mock.add_desc_chains(&[desc(at, len, 0, 0)], i * 3).unwrap();
+                expected.extend_from_slice(text.as_bytes());
+            }
+        }
+    }
+    expected
+}
+
+#[test]
+fn chains_queued_together_go_out_in_one_write_in_order() {
+    let memory = GuestMemory::from_ranges(&[(GuestAddress(0), MEMORY as usize)]).unwrap();
+    let mock = MockSplitQueue::create(&memory, GuestAddress(0), 64);
+    let expected = twelve_chains(&memory, &mock);
+    let out = Stingy { max: usize::MAX, ..Default::default() };
+    let mut console = console_to(Output::writer(Box::new(out.clone())));
+    let mut queues = queues();
+    queues[STDOUT_TRANSMITQ] = mock.create_queue().unwrap();
+    console.queue_notify(STDOUT_TRANSMITQ, &mut queues, &memory).unwrap();
+    let (bytes, writes) = out.taken.lock().unwrap().clone();
+    assert_eq!(String::from_utf8(bytes).unwrap(), String::from_utf8(expected).unwrap());
+    assert_eq!(writes, 1, "one write for all twelve chains");
+    assert_eq!(mock.used().idx().load(), 12, "every chain given back, the empty one too");
+}
+
+#[test]
+fn a_chain_is_given_back_only_once_all_of_it_was_taken() {
+    let memory = GuestMemory::from_ranges(&[(GuestAddress(0), MEMORY as usize)]).unwrap();
+    let mock = MockSplitQueue::create(&memory, GuestAddress(0), 64);
+    let expected = twelve_chains(&memory, &mock);
+    // Five bytes a call: every chain (nine bytes) straddles two or three writes.
+    let out = Stingy { max: 5, ..Default::default() };
+    let mut console = console_to(Output::writer(Box::new(out.clone())));
+    let mut queues = queues();
+    queues[STDOUT_TRANSMITQ] = mock.create_queue().unwrap();
+    console.queue_notify(STDOUT_TRANSMITQ, &mut queues, &memory).unwrap();
+    let (bytes, writes) = out.taken.lock().unwrap().clone();
+    assert_eq!(bytes, expected, "in order, nothing twice");
+    assert_eq!(writes, expected.len().div_ceil(5));
+    assert_eq!(mock.used().idx().load(), 12);
+    // Used entries in ring order: chain heads 0, 3, 6, …
+    for i in 0..12u16 {
+        assert_eq!(mock.used().ring().ref_at(usize::from(i)).unwrap().load().id(), u32::from(i * 3));
+    }
+}

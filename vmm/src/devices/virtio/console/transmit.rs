@@ -11,11 +11,17 @@
 //! ([`Transmit::tick`]); the first tick that finds nothing asks for notifies again. So a
 //! workload that writes often pays a copy per write instead of a VM exit, and one that stopped
 //! writing costs no timer. Every drain is bounded by the same [`Budget`].
+//!
+//! A drain gathers the chains it takes (up to [`GATHER`] at a time) into one staging buffer and
+//! makes one `write` of it: a workload that writes a byte at a time costs the host a system
+//! call per [`STAGE`] bytes, not per write. A chain is given back only once the output took all
+//! of its bytes, so what the driver sees as written is written, in order.
 
 use super::output::{Output, Written};
 use crate::devices::virtio::chain::{self, Chain, Direction};
 use crate::devices::virtio::DeviceError;
 use crate::memory::GuestMemory;
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Address, Bytes};
@@ -34,8 +40,10 @@ impl Budget {
     pub const PER_EXIT: Self = Self { bytes: 1 << 20, chains: 64 };
 }
 
-/// Bytes read from guest memory at a time.
-const CHUNK: usize = 16 * 1024;
+/// Bytes staged for one write at most.
+const STAGE: usize = 64 * 1024;
+/// Chains under way at most (one budget's worth).
+const GATHER: usize = Budget::PER_EXIT.chains as usize;
 
 /// How far a drain got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +59,10 @@ pub enum Drained {
 /// A transmit queue's progress.
 pub struct Transmit {
     queue: usize,
-    current: Option<Cursor>,
+    /// Chains taken off the ring and not yet wholly sent, oldest first.
+    inflight: VecDeque<Cursor>,
+    /// The bytes of the next write (kept to reuse its allocation).
+    staging: Vec<u8>,
     /// The driver was told not to notify: the queue is drained on the vCPU thread's timer.
     batching: bool,
 }
@@ -66,7 +77,7 @@ struct Cursor {
 impl Transmit {
     /// The transmitter of queue number `queue`.
     pub fn new(queue: usize) -> Self {
-        Self { queue, current: None, batching: false }
+        Self { queue, inflight: VecDeque::new(), staging: Vec::new(), batching: false }
     }
 
     /// Whether the queue is drained on a timer rather than on notifies.
@@ -122,14 +133,14 @@ impl Transmit {
 
     /// Whether a chain is under way or waiting on the available ring.
     pub fn pending(&self, queue: &Queue, memory: &GuestMemory) -> bool {
-        self.current.is_some()
+        !self.inflight.is_empty()
             || queue.ready()
                 && queue.avail_idx(memory, Ordering::Acquire).is_ok_and(|avail| avail.0 != queue.next_avail())
     }
 
-    /// Forgets the chain under way (the driver reset the device).
+    /// Forgets the chains under way (the driver reset the device).
     pub fn reset(&mut self) {
-        self.current = None;
+        self.inflight.clear();
         self.batching = false;
     }
 
@@ -144,62 +155,102 @@ impl Transmit {
     ) -> Result<(Drained, bool), DeviceError> {
         let mut completed = false;
         loop {
-            if self.current.is_none() {
-                if budget.chains == 0 {
-                    return Ok((Drained::BudgetSpent, completed));
-                }
-                let Some(chain) = chain::pop(queue, self.queue, memory, Direction::ToDevice)? else {
-                    return Ok((Drained::Idle, completed));
-                };
+            while self.inflight.len() < GATHER && budget.chains > 0 {
+                let Some(chain) = chain::pop(queue, self.queue, memory, Direction::ToDevice)? else { break };
                 budget.chains -= 1;
-                self.current = Some(Cursor { chain, buffer: 0, offset: 0 });
+                self.inflight.push_back(Cursor { chain, buffer: 0, offset: 0 });
             }
-            let cursor = self.current.as_mut().expect("set above");
-            if let Some(stopped) = send(cursor, memory, out, budget, self.queue)? {
-                return Ok((stopped, completed));
+            if self.inflight.is_empty() {
+                let drained = if budget.chains == 0 { Drained::BudgetSpent } else { Drained::Idle };
+                return Ok((drained, completed));
+            }
+            let mut staging = std::mem::take(&mut self.staging);
+            let staged = self.stage(memory, &mut staging, STAGE.min(budget.bytes as usize));
+            let took = match staged {
+                Ok(0) => 0,
+                Ok(n) => match out.write(&staging[..n]) {
+                    Written::WouldBlock => {
+                        self.staging = staging;
+                        return Ok((Drained::Blocked, completed));
+                    }
+                    Written::Took(took) => took,
+                },
+                Err(e) => {
+                    self.staging = staging;
+                    return Err(e);
+                }
+            };
+            self.staging = staging;
+            budget.bytes -= took as u64;
+            completed |= self.advance(queue, memory, took)?;
+            let unsent = self.inflight.front().is_some_and(|c| !c.done());
+            if unsent && budget.bytes == 0 {
+                return Ok((Drained::BudgetSpent, completed));
+            }
+        }
+    }
+
+    /// Copies the unsent bytes of the chains under way, in order, into `staging`, at most
+    /// `limit` of them; how many. Cursors do not move: [`Transmit::advance`] moves them by what
+    /// the output took.
+    fn stage(&self, memory: &GuestMemory, staging: &mut Vec<u8>, limit: usize) -> Result<usize, DeviceError> {
+        staging.clear();
+        for cursor in &self.inflight {
+            let (mut buffer, mut offset) = (cursor.buffer, cursor.offset);
+            while let Some(b) = cursor.chain.buffers.get(buffer).copied() {
+                let room = limit - staging.len();
+                if room == 0 {
+                    return Ok(staging.len());
+                }
+                let n = ((b.len - offset) as usize).min(room);
+                let at = staging.len();
+                staging.resize(at + n, 0);
+                // The chain was checked to lie in `memory` when it was taken off the ring.
+                memory
+                    .read_slice(&mut staging[at..], b.addr.unchecked_add(u64::from(offset)))
+                    .map_err(|_| DeviceError::BufferOutside { queue: self.queue, addr: b.addr.0, len: b.len })?;
+                (buffer, offset) = (buffer + 1, 0);
+            }
+        }
+        Ok(staging.len())
+    }
+
+    /// Moves the cursors past `sent` bytes and gives back every chain wholly sent (an empty one
+    /// at once); whether any was.
+    fn advance(&mut self, queue: &mut Queue, memory: &GuestMemory, mut sent: usize) -> Result<bool, DeviceError> {
+        let mut completed = false;
+        while let Some(cursor) = self.inflight.front_mut() {
+            sent = cursor.skip(sent);
+            if !cursor.done() {
+                break;
             }
             let head = cursor.chain.head;
-            self.current = None;
+            self.inflight.pop_front();
             queue.add_used(memory, head, 0).map_err(|_| DeviceError::BadRing { queue: self.queue })?;
             completed = true;
         }
+        Ok(completed)
     }
 }
 
-/// Sends the rest of `cursor`'s chain; `None` once all of it went out, else why it stopped.
-fn send(
-    cursor: &mut Cursor,
-    memory: &GuestMemory,
-    out: &mut Output,
-    budget: &mut Budget,
-    queue: usize,
-) -> Result<Option<Drained>, DeviceError> {
-    let mut chunk = [0u8; CHUNK];
-    while let Some(buffer) = cursor.chain.buffers.get(cursor.buffer).copied() {
-        let left = buffer.len - cursor.offset;
-        if left == 0 {
-            cursor.buffer += 1;
-            cursor.offset = 0;
-            continue;
-        }
-        if budget.bytes == 0 {
-            return Ok(Some(Drained::BudgetSpent));
-        }
-        let n = (left as usize).min(CHUNK).min(budget.bytes as usize);
-        let at = buffer.addr.unchecked_add(u64::from(cursor.offset));
-        // The chain was checked to lie in `memory` when it was taken off the ring.
-        memory.read_slice(&mut chunk[..n], at).map_err(|_| DeviceError::BufferOutside {
-            queue,
-            addr: buffer.addr.0,
-            len: buffer.len,
-        })?;
-        match out.write(&chunk[..n]) {
-            Written::WouldBlock => return Ok(Some(Drained::Blocked)),
-            Written::Took(took) => {
-                cursor.offset += took as u32;
-                budget.bytes -= took as u64;
+impl Cursor {
+    /// Moves past up to `bytes` of the chain; what is left of `bytes`.
+    fn skip(&mut self, mut bytes: usize) -> usize {
+        while let Some(b) = self.chain.buffers.get(self.buffer) {
+            let left = (b.len - self.offset) as usize;
+            if left > bytes {
+                self.offset += bytes as u32;
+                return 0;
             }
+            bytes -= left;
+            self.buffer += 1;
+            self.offset = 0;
         }
+        bytes
     }
-    Ok(None)
+
+    /// Whether every byte of the chain was sent.
+    fn done(&self) -> bool {
+        self.chain.buffers[self.buffer..].iter().enumerate().all(|(i, b)| b.len == if i == 0 { self.offset } else { 0 })
+    }
 }
