@@ -272,3 +272,100 @@ fn memory_edges_trap_where_host_wasmtime_traps() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Preview-1 edge cases (the wasi-testsuite's and the code's): each module makes one call in a
+/// situation host wasmtime answers with a particular errno, and exits with the errno it got.
+/// `/data` (fd 3) is the file fixture; strings live at 100 ("hello.txt"), 200 (the second path
+/// argument) and 300 (an absolute path).
+#[test]
+fn preview1_edge_cases_answer_the_errno_host_wasmtime_answers() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        // name, import signature, the call, the second path
+        (
+            "symlink to an absolute target",
+            "path_symlink (param i32 i32 i32 i32 i32)",
+            "(i32.const 300) (i32.const 11) (i32.const 3) (i32.const 200) (i32.const 3)",
+            "abs",
+        ),
+        (
+            "fd_allocate on a directory",
+            "fd_allocate (param i32 i64 i64)",
+            "(i32.const 3) (i64.const 0) (i64.const 10)",
+            "",
+        ),
+        (
+            "link to a path with a trailing slash",
+            "path_link (param i32 i32 i32 i32 i32 i32 i32)",
+            "(i32.const 3) (i32.const 0) (i32.const 100) (i32.const 9) (i32.const 3) (i32.const 200) (i32.const 4)",
+            "new/",
+        ),
+        ("proc_raise", "proc_raise (param i32)", "(i32.const 6)", ""),
+        ("sock_shutdown on a closed fd", "sock_shutdown (param i32 i32)", "(i32.const 99) (i32.const 1)", ""),
+        ("sock_shutdown on a file", "sock_shutdown (param i32 i32)", "(i32.const 3) (i32.const 1)", ""),
+        ("sock_accept on stdout", "sock_accept (param i32 i32 i32)", "(i32.const 1) (i32.const 0) (i32.const 400)", ""),
+        (
+            "sock_recv on a closed fd",
+            "sock_recv (param i32 i32 i32 i32 i32 i32)",
+            "(i32.const 99) (i32.const 400) (i32.const 0) (i32.const 0) (i32.const 404) (i32.const 408)",
+            "",
+        ),
+        (
+            "sock_send on a directory",
+            "sock_send (param i32 i32 i32 i32 i32)",
+            "(i32.const 3) (i32.const 400) (i32.const 0) (i32.const 0) (i32.const 404)",
+            "",
+        ),
+        (
+            "fd_advise on a directory",
+            "fd_advise (param i32 i64 i64 i32)",
+            "(i32.const 3) (i64.const 0) (i64.const 0) (i32.const 0)",
+            "",
+        ),
+        (
+            "fd_advise on stdout",
+            "fd_advise (param i32 i64 i64 i32)",
+            "(i32.const 1) (i64.const 0) (i64.const 0) (i32.const 0)",
+            "",
+        ),
+        (
+            "fd_fdstat_set_flags SYNC on stdout",
+            "fd_fdstat_set_flags (param i32 i32)",
+            "(i32.const 1) (i32.const 16)",
+            "",
+        ),
+    ];
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("errno-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut differ = Vec::new();
+    for (i, (what, import, call, second)) in cases.iter().enumerate() {
+        let name = import.split_whitespace().next().unwrap();
+        let signature = &import[name.len()..];
+        let wat = format!(
+            r#"(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (import "wasi_snapshot_preview1" "{name}" (func $f {signature} (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "hello.txt")
+  (data (i32.const 200) "{second}")
+  (data (i32.const 300) "/etc/passwd")
+  (func (export "_start") (call $exit (call $f {call}))))"#
+        );
+        let path = dir.join(format!("errno{i}.wat"));
+        std::fs::write(&path, wat).unwrap();
+        let (host_files, guest_files) = (Fixture::create(), Fixture::create());
+        let module = path.to_string_lossy().into_owned();
+        let host = on_host(&Case { data: Some(host_files.data()), ..Case::new(module.clone()) });
+        let guest = in_microvm(&Case { data: Some(guest_files.data()), ..Case::new(module) });
+        if host != guest {
+            differ.push(format!(
+                "{what}: host {} ({}), guest {} ({})",
+                host.status,
+                host.stderr.trim(),
+                guest.status,
+                guest.stderr.trim()
+            ));
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(differ.is_empty(), "errnos differ:\n{}", differ.join("\n"));
+}

@@ -66,6 +66,10 @@ pub fn create_dir(start: &NodeRef, path: &[u8], now_ns: u64) -> Result<(), Error
 
 /// Makes a symlink at `path` whose target is `target` (not checked: it may dangle).
 pub fn symlink(target: &[u8], start: &NodeRef, path: &[u8], now_ns: u64) -> Result<(), Error> {
+    // An absolute target could only ever leave the preopen: refused, as wasmtime refuses it.
+    if target.starts_with(b"/") {
+        return Err(Error::Perm);
+    }
     let resolved = resolve(start, path, false)?;
     if resolved.trailing_slash {
         return Err(Error::NoEnt);
@@ -87,7 +91,12 @@ pub fn link(
     if node.borrow().is_dir() {
         return Err(Error::Perm);
     }
-    let (parent, name) = missing(resolve(new_start, new, false)?)?;
+    let resolved = resolve(new_start, new, false)?;
+    // A new name ending in `/` names a directory, which a link to a file cannot be.
+    if resolved.trailing_slash {
+        return Err(Error::NoEnt);
+    }
+    let (parent, name) = missing(resolved)?;
     insert(&parent, name, node, now_ns)
 }
 

@@ -22,6 +22,7 @@ pub enum Errno {
     NoSys = 52,
     NotDir = 54,
     NotEmpty = 55,
+    NotSock = 57,
     NotSup = 58,
     Overflow = 61,
     Perm = 63,

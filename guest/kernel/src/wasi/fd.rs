@@ -13,6 +13,9 @@ const MAX_FDS: usize = 4096;
 
 /// `fdflags::append`.
 pub const FDFLAGS_APPEND: u16 = 1;
+const FDFLAGS_DSYNC: u16 = 2;
+const FDFLAGS_RSYNC: u16 = 8;
+const FDFLAGS_SYNC: u16 = 16;
 
 // `rights` bits.
 const FD_DATASYNC: u64 = 1 << 0;
@@ -210,12 +213,14 @@ fn fd_fdstat_get(caller: &mut Caller<'_, WasiCtx>, fd: u32, ptr: u32) -> Result<
     write_bytes(caller, ptr, &stat)
 }
 
+/// As wasmtime: only an open file's flags change, and only APPEND (and NONBLOCK, which
+/// changes nothing here); the SYNC family is refused.
 fn fd_fdstat_set_flags(ctx: &mut WasiCtx, fd: u32, flags: u32) -> Result<(), Errno> {
-    match ctx.fds.get_mut(fd)? {
-        Fd::File(file) => file.append = flags as u16 & FDFLAGS_APPEND != 0,
-        _ if flags as u16 & FDFLAGS_APPEND != 0 => return Err(Errno::Inval),
-        _ => {}
+    let Fd::File(file) = ctx.fds.get_mut(fd)? else { return Err(Errno::BadF) };
+    if flags as u16 & (FDFLAGS_DSYNC | FDFLAGS_RSYNC | FDFLAGS_SYNC) != 0 {
+        return Err(Errno::Inval);
     }
+    file.append = flags as u16 & FDFLAGS_APPEND != 0;
     Ok(())
 }
 
@@ -264,9 +269,17 @@ fn fd_prestat_dir_name(caller: &mut Caller<'_, WasiCtx>, fd: u32, ptr: u32, len:
     write_bytes(caller, ptr, name)
 }
 
-/// `fd_sync`, `fd_datasync`, `fd_advise`: nothing to do in memory, but the fd must exist.
+/// `fd_sync`, `fd_datasync`: nothing to do in memory, but the fd must exist.
 fn exists(ctx: &WasiCtx, fd: u32) -> Result<(), Errno> {
     ctx.fds.get(fd).map(drop)
+}
+
+/// `fd_advise`, `fd_allocate`: as wasmtime, for an open file only (`BADF` otherwise).
+fn is_file(ctx: &WasiCtx, fd: u32) -> Result<(), Errno> {
+    match ctx.fds.get(fd)? {
+        Fd::File(_) => Ok(()),
+        _ => Err(Errno::BadF),
+    }
 }
 
 pub fn add_to_linker(linker: &mut WasiLinker<'_>) -> wasmtime::Result<()> {
@@ -306,11 +319,11 @@ pub fn add_to_linker(linker: &mut WasiLinker<'_>) -> wasmtime::Result<()> {
     linker.func_wrap(MODULE, "fd_sync", |c: Caller<'_, WasiCtx>, fd: u32| to_errno(exists(c.data(), fd)))?;
     linker.func_wrap(MODULE, "fd_datasync", |c: Caller<'_, WasiCtx>, fd: u32| to_errno(exists(c.data(), fd)))?;
     linker.func_wrap(MODULE, "fd_advise", |c: Caller<'_, WasiCtx>, fd: u32, _: u64, _: u64, advice: u32| {
-        to_errno(exists(c.data(), fd).and(if advice > 5 { Err(Errno::Inval) } else { Ok(()) }))
+        to_errno(is_file(c.data(), fd).and(if advice > 5 { Err(Errno::Inval) } else { Ok(()) }))
     })?;
     linker.func_wrap(MODULE, "fd_allocate", |c: Caller<'_, WasiCtx>, fd: u32, _: u64, _: u64| {
         // As in wasmtime: preallocation is not offered.
-        to_errno(exists(c.data(), fd).and(Err(Errno::NotSup)))
+        to_errno(is_file(c.data(), fd).and(Err(Errno::NotSup)))
     })?;
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! WASI preview 1 (`wasi_snapshot_preview1`), served by the guest itself.
 //!
 //! Every import of the snapshot is linked, so any WASI program instantiates. Sockets (no
-//! network yet) and `proc_raise` return `ENOSYS` and never trap. Every guest pointer goes through
+//! network yet) answer `NOTSOCK` (`BADF` for a closed descriptor) and `proc_raise` `NOTSUP`, as
+//! wasmtime does, and never trap. Every guest pointer goes through
 //! wasmtime's bounds-checked memory accessors.
 
 mod clock;
@@ -117,19 +118,23 @@ pub fn add_to_linker(linker: &mut Linker<WasiCtx>, module: &Module) -> wasmtime:
     add_unimplemented(linker)
 }
 
-/// Links the calls the guest does not offer: each returns `ENOSYS`.
+/// Links the calls the guest does not offer, answering as wasmtime does: `proc_raise` is not
+/// supported, and no descriptor is a socket (`NOTSOCK` for an open one, `BADF` otherwise).
 fn add_unimplemented(linker: &mut WasiLinker<'_>) -> wasmtime::Result<()> {
-    macro_rules! enosys {
-        ($($name:literal: ($($p:ty),*) $(-> $r:ty)?;)*) => {$(
-            linker.func_wrap(MODULE, $name, |_: Caller<'_, WasiCtx>, $(_: $p),*| -> i32 { Errno::NoSys as i32 })?;
-        )*};
-    }
-    enosys! {
-        "proc_raise": (i32);
-        "sock_accept": (i32, i32, i32);
-        "sock_recv": (i32, i32, i32, i32, i32, i32);
-        "sock_send": (i32, i32, i32, i32, i32);
-        "sock_shutdown": (i32, i32);
-    }
+    linker.func_wrap(MODULE, "proc_raise", |_: Caller<'_, WasiCtx>, _: i32| Errno::NotSup as i32)?;
+    let not_a_socket =
+        |c: &Caller<'_, WasiCtx>, fd: u32| errno::to_errno(c.data().fds.get(fd).and(Err::<(), _>(Errno::NotSock)));
+    linker.func_wrap(MODULE, "sock_accept", move |c: Caller<'_, WasiCtx>, fd: u32, _: i32, _: i32| {
+        not_a_socket(&c, fd)
+    })?;
+    linker.func_wrap(
+        MODULE,
+        "sock_recv",
+        move |c: Caller<'_, WasiCtx>, fd: u32, _: i32, _: i32, _: i32, _: i32, _: i32| not_a_socket(&c, fd),
+    )?;
+    linker.func_wrap(MODULE, "sock_send", move |c: Caller<'_, WasiCtx>, fd: u32, _: i32, _: i32, _: i32, _: i32| {
+        not_a_socket(&c, fd)
+    })?;
+    linker.func_wrap(MODULE, "sock_shutdown", move |c: Caller<'_, WasiCtx>, fd: u32, _: i32| not_a_socket(&c, fd))?;
     Ok(())
 }
