@@ -369,3 +369,91 @@ fn preview1_edge_cases_answer_the_errno_host_wasmtime_answers() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(differ.is_empty(), "errnos differ:\n{}", differ.join("\n"));
 }
+
+/// `fd_fdstat_get` as host wasmtime reports it, byte for byte (hex on stdout): the standard
+/// streams, the preopen, a file opened for reading, one opened for writing with APPEND, one
+/// opened NONBLOCK, a directory opened for reading, and a file after
+/// `fd_fdstat_set_flags(NONBLOCK)`.
+#[test]
+fn fdstat_matches_host_wasmtime() {
+    let wat = r#"(module
+  (import "wasi_snapshot_preview1" "fd_fdstat_get" (func $stat (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_fdstat_set_flags" (func $set (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_open" (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "hello.txt")
+  (data (i32.const 120) "sub")
+  (data (i32.const 140) "0123456789abcdef")
+  ;; Prints the 24-byte fdstat of $fd (or the errno) as 48 hex digits and a newline.
+  (func $show (param $fd i32) (local $i i32) (local $b i32)
+    (i32.store8 (i32.const 2000) (call $stat (local.get $fd) (i32.const 1000)))
+    (loop $l
+      (local.set $b (i32.load8_u (i32.add (i32.const 1000) (local.get $i))))
+      (i32.store8 (i32.add (i32.const 3000) (i32.shl (local.get $i) (i32.const 1)))
+        (i32.load8_u (i32.add (i32.const 140) (i32.shr_u (local.get $b) (i32.const 4)))))
+      (i32.store8 (i32.add (i32.const 3001) (i32.shl (local.get $i) (i32.const 1)))
+        (i32.load8_u (i32.add (i32.const 140) (i32.and (local.get $b) (i32.const 15)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.const 24))))
+    (i32.store8 (i32.const 3048) (i32.add (i32.const 48) (i32.load8_u (i32.const 2000))))
+    (i32.store8 (i32.const 3049) (i32.const 10))
+    (i32.store (i32.const 4000) (i32.const 3000))
+    (i32.store (i32.const 4004) (i32.const 50))
+    (drop (call $write (i32.const 1) (i32.const 4000) (i32.const 1) (i32.const 4008))))
+  (func $open_at (param $path i32) (param $len i32) (param $oflags i32) (param $rights i64) (param $fdflags i32) (result i32)
+    (drop (call $open (i32.const 3) (i32.const 0) (local.get $path) (local.get $len) (local.get $oflags)
+      (local.get $rights) (i64.const 0) (local.get $fdflags) (i32.const 5000)))
+    (i32.load (i32.const 5000)))
+  (func (export "_start") (local $fd i32)
+    (call $show (i32.const 0)) (call $show (i32.const 1)) (call $show (i32.const 2)) (call $show (i32.const 3))
+    (call $show (call $open_at (i32.const 100) (i32.const 9) (i32.const 0) (i64.const 2) (i32.const 0)))
+    (call $show (call $open_at (i32.const 100) (i32.const 9) (i32.const 0) (i64.const 64) (i32.const 1)))
+    (call $show (call $open_at (i32.const 100) (i32.const 9) (i32.const 0) (i64.const 2) (i32.const 4)))
+    (call $show (call $open_at (i32.const 120) (i32.const 3) (i32.const 2) (i64.const 16386) (i32.const 0)))
+    (local.set $fd (call $open_at (i32.const 100) (i32.const 9) (i32.const 0) (i64.const 66) (i32.const 0)))
+    (drop (call $set (local.get $fd) (i32.const 4)))
+    (call $show (local.get $fd))))"#;
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fdstat-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("fdstat.wat");
+    std::fs::write(&path, wat).unwrap();
+    let (host_files, guest_files) = (Fixture::create(), Fixture::create());
+    let module = path.to_string_lossy().into_owned();
+    let host = on_host(&Case { data: Some(host_files.data()), ..Case::new(module.clone()) });
+    let guest = in_microvm(&Case { data: Some(guest_files.data()), ..Case::new(module) });
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(host.stdout.lines().count(), 9, "{}", host.stdout);
+    assert!(host.stdout.lines().all(|l| l.ends_with('0')), "every call succeeded on the host: {}", host.stdout);
+    assert_eq!(guest, host);
+}
+
+/// A file opened with SYNC, DSYNC or RSYNC keeps the flags and `fd_fdstat_get` reports them
+/// (host wasmtime 48 reports a file opened for writing with SYNC as neither synced nor writable:
+/// no reference to compare with here).
+#[test]
+fn sync_flags_given_to_path_open_are_reported() {
+    let fixture = Fixture::create();
+    for flags in [2, 8, 16, 2 | 8 | 16] {
+        let wat = format!(
+            r#"(module
+  (import "wasi_snapshot_preview1" "path_open" (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_fdstat_get" (func $stat (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "hello.txt")
+  (func (export "_start")
+    (drop (call $open (i32.const 3) (i32.const 0) (i32.const 100) (i32.const 9) (i32.const 0) (i64.const 66) (i64.const 0) (i32.const {flags}) (i32.const 200)))
+    (drop (call $stat (i32.load (i32.const 200)) (i32.const 300)))
+    (call $exit (i32.load16_u (i32.const 302)))))"#
+        );
+        let dir =
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("sync-{}-{flags}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sync.wat");
+        std::fs::write(&path, wat).unwrap();
+        let guest = in_microvm(&Case { data: Some(fixture.data()), ..Case::new(path.to_string_lossy().into_owned()) });
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(guest.status, flags, "fdflags {flags}: {}", guest.stderr);
+    }
+}

@@ -14,8 +14,11 @@ const MAX_FDS: usize = 4096;
 /// `fdflags::append`.
 pub const FDFLAGS_APPEND: u16 = 1;
 const FDFLAGS_DSYNC: u16 = 2;
+const FDFLAGS_NONBLOCK: u16 = 4;
 const FDFLAGS_RSYNC: u16 = 8;
 const FDFLAGS_SYNC: u16 = 16;
+/// The flags a descriptor keeps from its `path_open` and reports (nothing to sync in memory).
+pub const FDFLAGS_KEPT: u16 = FDFLAGS_DSYNC | FDFLAGS_NONBLOCK | FDFLAGS_RSYNC | FDFLAGS_SYNC;
 
 // `rights` bits.
 const FD_DATASYNC: u64 = 1 << 0;
@@ -36,8 +39,9 @@ const FD_FILESTAT_SET_TIMES: u64 = 1 << 23;
 /// `path_symlink`, `path_remove_directory`, `path_unlink_file`.
 const PATH_RIGHTS_2: u64 = (1 << 24) | (1 << 25) | (1 << 26);
 const POLL_FD_READWRITE: u64 = 1 << 27;
-/// All rights a stream has (bits 0–28).
-const STREAM_RIGHTS: u64 = (1 << 29) - 1;
+/// Every right of preview 1 (bits 0–29).
+const ALL_RIGHTS: u64 = (1 << 30) - 1;
+const PATH_FILESTAT_SET_SIZE: u64 = 1 << 19;
 const FILE_RIGHTS: u64 = FD_DATASYNC
     | FD_READ
     | FD_SEEK
@@ -51,18 +55,13 @@ const FILE_RIGHTS: u64 = FD_DATASYNC
     | FD_FILESTAT_SET_SIZE
     | FD_FILESTAT_SET_TIMES
     | POLL_FD_READWRITE;
-const DIR_RIGHTS: u64 = FD_DATASYNC
-    | FD_FDSTAT_SET_FLAGS
-    | FD_SYNC
-    | FD_ADVISE
-    | PATH_RIGHTS
-    | FD_READDIR
-    | FD_FILESTAT_GET
-    | FD_FILESTAT_SET_TIMES
-    | PATH_RIGHTS_2;
+/// A preopened directory's rights, as wasmtime hard-codes them ("expected by many userlands").
+const PREOPEN_RIGHTS: u64 =
+    (PATH_RIGHTS & !PATH_FILESTAT_SET_SIZE) | FD_READDIR | FD_FILESTAT_GET | FD_FILESTAT_SET_TIMES | PATH_RIGHTS_2;
 
-// `filetype` values.
-const CHARACTER_DEVICE: u8 = 2;
+// `filetype` values. Standard streams are never terminals here (wasmcell has no TTY): wasmtime
+// gives `unknown` for one that is not.
+const UNKNOWN: u8 = 0;
 const DIRECTORY: u8 = 3;
 const REGULAR_FILE: u8 = 4;
 const SYMBOLIC_LINK: u8 = 7;
@@ -85,6 +84,10 @@ pub enum Fd {
         node: NodeRef,
         /// The guest path, for a preopened directory.
         preopen: Option<&'static [u8]>,
+        /// `FD_READ` was asked for when it was opened (what `fd_fdstat_get` reports).
+        read_right: bool,
+        /// [`FDFLAGS_KEPT`] flags it was opened with.
+        flags: u16,
     },
     File(OpenFile),
 }
@@ -96,6 +99,12 @@ pub struct OpenFile {
     pub readable: bool,
     pub writable: bool,
     pub append: bool,
+    /// `FD_READ` and `FD_WRITE` were asked for when it was opened (what `fd_fdstat_get`
+    /// reports, as wasmtime derives it).
+    pub read_right: bool,
+    pub write_right: bool,
+    /// [`FDFLAGS_KEPT`] flags it was opened with, or set since (NONBLOCK).
+    pub flags: u16,
 }
 
 /// The descriptor table.
@@ -107,7 +116,8 @@ impl FdTable {
     /// The standard streams, then the preopened directories.
     pub fn new(preopens: Vec<(&'static [u8], NodeRef)>) -> Self {
         let mut slots = alloc::vec![Some(Fd::Stdin), Some(Fd::Stdout), Some(Fd::Stderr)];
-        slots.extend(preopens.into_iter().map(|(name, node)| Some(Fd::Dir { node, preopen: Some(name) })));
+        let preopen = |(name, node)| Some(Fd::Dir { node, preopen: Some(name), read_right: true, flags: 0 });
+        slots.extend(preopens.into_iter().map(preopen));
         Self { slots }
     }
 
@@ -189,19 +199,29 @@ fn fd_renumber(ctx: &mut WasiCtx, from: u32, to: u32) -> Result<(), Errno> {
 }
 
 fn fd_fdstat_get(caller: &mut Caller<'_, WasiCtx>, fd: u32, ptr: u32) -> Result<(), Errno> {
+    // As wasmtime reports them: fixed rights for the standard streams and preopens; for an opened
+    // file or directory every right, less what its kind or its open mode rules out.
     let (filetype, flags, base, inheriting) = match caller.data().fds.get(fd)? {
-        Fd::Stdin | Fd::Stdout | Fd::Stderr => (CHARACTER_DEVICE, 0, STREAM_RIGHTS, 0),
-        Fd::Dir { .. } => (DIRECTORY, 0, DIR_RIGHTS, DIR_RIGHTS | FILE_RIGHTS),
+        Fd::Stdin => (UNKNOWN, 0, FD_READ, FD_READ),
+        Fd::Stdout | Fd::Stderr => (UNKNOWN, 0, FD_WRITE, FD_WRITE),
+        Fd::Dir { preopen: Some(_), .. } => (DIRECTORY, 0, PREOPEN_RIGHTS, PREOPEN_RIGHTS | FILE_RIGHTS),
+        Fd::Dir { read_right, flags, .. } => {
+            let mut rights = ALL_RIGHTS & !(FD_SEEK | FD_FILESTAT_SET_SIZE | PATH_FILESTAT_SET_SIZE | FD_WRITE);
+            if !read_right {
+                rights &= !(FD_READ | FD_READDIR);
+            }
+            (DIRECTORY, *flags, rights, rights)
+        }
         Fd::File(file) => {
-            let mut rights = FILE_RIGHTS;
-            if !file.readable {
-                rights &= !FD_READ;
+            let mut rights = ALL_RIGHTS;
+            if !file.read_right {
+                rights &= !(FD_READ | FD_READDIR);
             }
-            if !file.writable {
-                rights &= !(FD_WRITE | FD_ALLOCATE | FD_FILESTAT_SET_SIZE | FD_DATASYNC);
+            if !file.write_right {
+                rights &= !FD_WRITE;
             }
-            let flags = if file.append { FDFLAGS_APPEND } else { 0 };
-            (REGULAR_FILE, flags, rights, 0)
+            let flags = file.flags | if file.append { FDFLAGS_APPEND } else { 0 };
+            (REGULAR_FILE, flags, rights, rights)
         }
     };
     // struct fdstat { u8 filetype; u16 flags @2; u64 rights_base @8; u64 rights_inheriting @16 }
@@ -221,12 +241,13 @@ fn fd_fdstat_set_flags(ctx: &mut WasiCtx, fd: u32, flags: u32) -> Result<(), Err
         return Err(Errno::Inval);
     }
     file.append = flags as u16 & FDFLAGS_APPEND != 0;
+    file.flags = (file.flags & !FDFLAGS_NONBLOCK) | (flags as u16 & FDFLAGS_NONBLOCK);
     Ok(())
 }
 
 fn fd_filestat_get(caller: &mut Caller<'_, WasiCtx>, fd: u32, ptr: u32) -> Result<(), Errno> {
     let bytes = match caller.data().fds.get(fd)? {
-        Fd::Stdin | Fd::Stdout | Fd::Stderr => filestat_bytes(CHARACTER_DEVICE, None),
+        Fd::Stdin | Fd::Stdout | Fd::Stderr => filestat_bytes(UNKNOWN, None),
         Fd::Dir { node, .. } | Fd::File(OpenFile { node, .. }) => {
             let stat = node.borrow().stat();
             filestat_bytes(filetype(stat.file_type), Some(&stat))

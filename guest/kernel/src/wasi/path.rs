@@ -60,14 +60,17 @@ fn path_open(
     let writable = rights & (fd::FD_WRITE | fd::FD_ALLOCATE | fd::FD_FILESTAT_SET_SIZE) != 0;
     let node = fs::open(&dir, &path, flags, now)?;
     let is_dir = node.borrow().is_dir();
+    let (read_right, write_right) = (rights & fd::FD_READ != 0, rights & fd::FD_WRITE != 0);
+    let kept = fdflags as u16 & fd::FDFLAGS_KEPT;
     let opened = if is_dir {
         if writable {
             return Err(Errno::IsDir);
         }
-        Fd::Dir { node, preopen: None }
+        Fd::Dir { node, preopen: None, read_right, flags: kept }
     } else {
         let append = fdflags as u16 & fd::FDFLAGS_APPEND != 0;
-        Fd::File(OpenFile { node, position: 0, readable, writable: writable || append, append })
+        let writable = writable || append;
+        Fd::File(OpenFile { node, position: 0, readable, writable, append, read_right, write_right, flags: kept })
     };
     let number = caller.data_mut().fds.insert(opened)?;
     write_u32(caller, out, number)
