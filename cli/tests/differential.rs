@@ -457,3 +457,63 @@ fn sync_flags_given_to_path_open_are_reported() {
         assert_eq!(guest.status, flags, "fdflags {flags}: {}", guest.stderr);
     }
 }
+
+/// What a descriptor may do follows the rights asked for at `path_open` as wasmtime decides it:
+/// reading needs `FD_READ`, writing and resizing `FD_WRITE`. Each module opens `hello.txt` with
+/// some rights and exits with the errno of one call on it.
+#[test]
+fn open_rights_decide_reads_and_writes_as_in_host_wasmtime() {
+    let cases: &[(&str, u64, &str)] = &[
+        (
+            "read with FD_READDIR only",
+            1 << 14,
+            "(call $read (local.get $fd) (i32.const 500) (i32.const 1) (i32.const 520))",
+        ),
+        ("read with FD_READ", 1 << 1, "(call $read (local.get $fd) (i32.const 500) (i32.const 1) (i32.const 520))"),
+        ("resize with FD_FILESTAT_SET_SIZE only", 1 << 22, "(call $size (local.get $fd) (i64.const 3))"),
+        ("resize with FD_WRITE", 1 << 6, "(call $size (local.get $fd) (i64.const 3))"),
+        (
+            "write with FD_ALLOCATE only",
+            1 << 8,
+            "(call $write (local.get $fd) (i32.const 500) (i32.const 1) (i32.const 520))",
+        ),
+    ];
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("rights-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut differ = Vec::new();
+    for (i, (what, rights, call)) in cases.iter().enumerate() {
+        let wat = format!(
+            r#"(module
+  (import "wasi_snapshot_preview1" "path_open" (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_filestat_set_size" (func $size (param i32 i64) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "hello.txt")
+  (data (i32.const 500) "\08\02\00\00\01\00\00\00")
+  (func (export "_start") (local $fd i32) (local $errno i32)
+    (local.set $errno (call $open (i32.const 3) (i32.const 0) (i32.const 100) (i32.const 9) (i32.const 0) (i64.const {rights}) (i64.const 0) (i32.const 0) (i32.const 200)))
+    (if (local.get $errno) (then (call $exit (i32.add (i32.const 100) (local.get $errno)))))
+    (local.set $fd (i32.load (i32.const 200)))
+    (call $exit {call})))"#
+        );
+        let path = dir.join(format!("rights{i}.wat"));
+        std::fs::write(&path, wat).unwrap();
+        let (host_files, guest_files) = (Fixture::create(), Fixture::create());
+        let module = path.to_string_lossy().into_owned();
+        let host = on_host(&Case { data: Some(host_files.data()), ..Case::new(module.clone()) });
+        let guest = in_microvm(&Case { data: Some(guest_files.data()), ..Case::new(module) });
+        if host != guest {
+            differ.push(format!(
+                "{what}: host {} ({}), guest {} ({})",
+                host.status,
+                host.stderr.trim(),
+                guest.status,
+                guest.stderr.trim()
+            ));
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(differ.is_empty(), "errnos differ:\n{}", differ.join("\n"));
+}

@@ -260,7 +260,9 @@ fn fd_filestat_set_size(ctx: &mut WasiCtx, fd: u32, size: u64) -> Result<(), Err
     let now = ctx.clocks.realtime_ns();
     match ctx.fds.get(fd)? {
         Fd::File(file) if file.writable => Ok(file.node.borrow_mut().set_size(size, now)?),
-        Fd::File(_) | Fd::Dir { .. } => Err(Errno::BadF),
+        // As wasmtime: a file not opened for writing cannot be resized.
+        Fd::File(_) => Err(Errno::Inval),
+        Fd::Dir { .. } => Err(Errno::BadF),
         Fd::Stdin | Fd::Stdout | Fd::Stderr => Err(Errno::Inval),
     }
 }

@@ -55,9 +55,10 @@ fn path_open(
         truncate: oflags & O_TRUNC != 0,
         follow: dirflags & SYMLINK_FOLLOW != 0,
     };
-    // As wasmtime decides it: which rights make a descriptor readable or writable.
+    // As wasmtime decides it: which rights make a descriptor readable or writable (reads are
+    // let through with `FD_READDIR` too; writes and resizes need `FD_WRITE`).
     let readable = rights & (fd::FD_READ | fd::FD_READDIR) != 0;
-    let writable = rights & (fd::FD_WRITE | fd::FD_ALLOCATE | fd::FD_FILESTAT_SET_SIZE) != 0;
+    let writable = rights & fd::FD_WRITE != 0;
     let node = fs::open(&dir, &path, flags, now)?;
     let is_dir = node.borrow().is_dir();
     let (read_right, write_right) = (rights & fd::FD_READ != 0, rights & fd::FD_WRITE != 0);
