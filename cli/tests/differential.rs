@@ -106,6 +106,30 @@ fn assert_same_with_files(module: &str) {
     assert_eq!(guest, host, "{module} differs from host wasmtime");
 }
 
+/// `wat` written to `path`, run on both sides, each with a fresh copy of the file fixture.
+fn both_with_files(path: &std::path::Path, wat: &str) -> (Run, Run) {
+    std::fs::write(path, wat).unwrap();
+    let (host_files, guest_files) = (Fixture::create(), Fixture::create());
+    let module = path.to_string_lossy().into_owned();
+    let host = on_host(&Case { data: Some(host_files.data()), ..Case::new(module.clone()) });
+    let guest = in_microvm(&Case { data: Some(guest_files.data()), ..Case::new(module) });
+    (host, guest)
+}
+
+/// How `what` differs between host wasmtime and the microVM, if it does ([`both_with_files`]).
+fn difference(what: &str, path: &std::path::Path, wat: &str) -> Option<String> {
+    let (host, guest) = both_with_files(path, wat);
+    (host != guest).then(|| {
+        format!(
+            "{what}: host {} ({}), guest {} ({})",
+            host.status,
+            host.stderr.trim(),
+            guest.status,
+            guest.stderr.trim()
+        )
+    })
+}
+
 /// The list the host checks imports against (`wasmcell_abi::wasi`) is exactly what wasmtime-wasi
 /// links for preview 1.
 #[test]
@@ -350,21 +374,7 @@ fn preview1_edge_cases_answer_the_errno_host_wasmtime_answers() {
   (data (i32.const 300) "/etc/passwd")
   (func (export "_start") (call $exit (call $f {call}))))"#
         );
-        let path = dir.join(format!("errno{i}.wat"));
-        std::fs::write(&path, wat).unwrap();
-        let (host_files, guest_files) = (Fixture::create(), Fixture::create());
-        let module = path.to_string_lossy().into_owned();
-        let host = on_host(&Case { data: Some(host_files.data()), ..Case::new(module.clone()) });
-        let guest = in_microvm(&Case { data: Some(guest_files.data()), ..Case::new(module) });
-        if host != guest {
-            differ.push(format!(
-                "{what}: host {} ({}), guest {} ({})",
-                host.status,
-                host.stderr.trim(),
-                guest.status,
-                guest.stderr.trim()
-            ));
-        }
+        differ.extend(difference(what, &dir.join(format!("errno{i}.wat")), &wat));
     }
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(differ.is_empty(), "errnos differ:\n{}", differ.join("\n"));
@@ -416,12 +426,7 @@ fn fdstat_matches_host_wasmtime() {
     (call $show (local.get $fd))))"#;
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fdstat-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("fdstat.wat");
-    std::fs::write(&path, wat).unwrap();
-    let (host_files, guest_files) = (Fixture::create(), Fixture::create());
-    let module = path.to_string_lossy().into_owned();
-    let host = on_host(&Case { data: Some(host_files.data()), ..Case::new(module.clone()) });
-    let guest = in_microvm(&Case { data: Some(guest_files.data()), ..Case::new(module) });
+    let (host, guest) = both_with_files(&dir.join("fdstat.wat"), wat);
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(host.stdout.lines().count(), 9, "{}", host.stdout);
     assert!(host.stdout.lines().all(|l| l.ends_with('0')), "every call succeeded on the host: {}", host.stdout);
@@ -498,21 +503,7 @@ fn open_rights_decide_reads_and_writes_as_in_host_wasmtime() {
     (local.set $fd (i32.load (i32.const 200)))
     (call $exit {call})))"#
         );
-        let path = dir.join(format!("rights{i}.wat"));
-        std::fs::write(&path, wat).unwrap();
-        let (host_files, guest_files) = (Fixture::create(), Fixture::create());
-        let module = path.to_string_lossy().into_owned();
-        let host = on_host(&Case { data: Some(host_files.data()), ..Case::new(module.clone()) });
-        let guest = in_microvm(&Case { data: Some(guest_files.data()), ..Case::new(module) });
-        if host != guest {
-            differ.push(format!(
-                "{what}: host {} ({}), guest {} ({})",
-                host.status,
-                host.stderr.trim(),
-                guest.status,
-                guest.stderr.trim()
-            ));
-        }
+        differ.extend(difference(what, &dir.join(format!("rights{i}.wat")), &wat));
     }
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(differ.is_empty(), "errnos differ:\n{}", differ.join("\n"));
