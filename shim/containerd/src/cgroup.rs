@@ -91,10 +91,11 @@ fn apply(cgroup: &Cgroup, limits: &CgroupLimits) -> Result<(), String> {
     Ok(())
 }
 
-/// Where a container's module is compiled, so that a tenant's compile is charged to the
-/// tenant: the pod's cgroup (the parent of a pod container's own), or a container's own when it
-/// has no pod; `None` when the container names no cgroup.
-pub fn for_compile(container: &str, in_pod: bool) -> Option<String> {
+/// Where the work the shim does on a container's behalf before it runs (compiling its module,
+/// packing its files) is charged, so that it counts against the tenant: the pod's cgroup (the
+/// parent of a pod container's own), or a container's own when it has no pod; `None` when the
+/// container names no cgroup.
+pub fn charged_to(container: &str, in_pod: bool) -> Option<String> {
     let own = relative(container)?;
     if !in_pod {
         return Some(own);
@@ -102,7 +103,7 @@ pub fn for_compile(container: &str, in_pod: bool) -> Option<String> {
     own.rsplit_once('/').map(|(pod, _)| pod.to_string()).filter(|p| !p.is_empty())
 }
 
-/// Moves process `pid` into the cgroup at `relative` (a path [`relative`] or [`for_compile`]
+/// Moves process `pid` into the cgroup at `relative` (a path [`relative`] or [`charged_to`]
 /// gave), creating it with no limits of its own if needed.
 pub fn move_into(relative: &str, pid: u32) -> std::io::Result<()> {
     let cgroup = Cgroup::new(hierarchies::auto(), relative).map_err(std::io::Error::other)?;
@@ -136,18 +137,18 @@ pub fn remove(path: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::{for_compile, relative};
+    use super::{charged_to, relative};
 
     #[test]
-    fn a_compile_is_charged_to_the_pod_or_to_the_container() {
-        assert_eq!(for_compile("/kubepods/burstable/pod1/c1", true).as_deref(), Some("kubepods/burstable/pod1"));
-        assert_eq!(for_compile("/k8s.io/c1", false).as_deref(), Some("k8s.io/c1"));
+    fn a_tenants_compile_and_packing_are_charged_to_the_pod_or_to_the_container() {
+        assert_eq!(charged_to("/kubepods/burstable/pod1/c1", true).as_deref(), Some("kubepods/burstable/pod1"));
+        assert_eq!(charged_to("/k8s.io/c1", false).as_deref(), Some("k8s.io/c1"));
         assert_eq!(
-            for_compile("kubepods-pod1.slice:cri-containerd:c1", true).as_deref(),
+            charged_to("kubepods-pod1.slice:cri-containerd:c1", true).as_deref(),
             Some("kubepods.slice/kubepods-pod1.slice")
         );
-        assert_eq!(for_compile("c1", true), None, "a pod container's cgroup with no parent");
-        assert_eq!(for_compile("/", false), None);
+        assert_eq!(charged_to("c1", true), None, "a pod container's cgroup with no parent");
+        assert_eq!(charged_to("/", false), None);
     }
 
     #[test]

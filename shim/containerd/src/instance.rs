@@ -139,16 +139,17 @@ impl VmInstance {
         }
         wasmcell_aot::check_imports(&module)?;
         let compiler = Compiler::for_host()?;
-        // The compiler process is charged to the tenant: moved into its pod's (or container's)
-        // cgroup as it starts, before it reads the module.
+        // The compiler and the packer are charged to the tenant: moved into its pod's (or
+        // container's) cgroup as they start, before they read what the tenant wrote.
         let mut process = CompilerProcess::this_executable().map_err(InstanceError::Spawn)?;
-        let in_pod = spec.sandbox_id.is_some();
-        if let Some(cgroup) = spec.cgroup.as_deref().and_then(|c| crate::cgroup::for_compile(c, in_pod)) {
+        let charged = spec.cgroup.as_deref().and_then(|c| crate::cgroup::charged_to(c, spec.sandbox_id.is_some()));
+        if let Some(cgroup) = charged.clone() {
             process = process.on_spawn(move |pid| crate::cgroup::move_into(&cgroup, pid));
         }
         let cache = Cache::open(Cache::default_dir(), &limits)?.with_compiler_process(process);
         let compiled = cache.get_or_compile(&compiler, &module)?;
-        let files = crate::packer::pack(&request.bundle, &rootfs, spec.memory_mib << 20)?;
+        let vmm = crate::vmm_binary().map_err(InstanceError::Pack)?;
+        let files = crate::packer::pack(&vmm, &request.bundle, &rootfs, spec.memory_mib << 20, charged.as_deref())?;
         let plan = WorkloadPlan {
             artifact: compiled.path,
             cpu_features: compiler.cpu_features(),

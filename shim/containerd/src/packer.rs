@@ -8,7 +8,10 @@
 //! a memfd as stdout and seals it once the child is done; the VMM reads the archive from it.
 //!
 //! The verdict comes from the child's last line on stderr ([`DONE`]), not from its exit
-//! status: in the shim, containerd-shim's reaper may collect the child before we can.
+//! status: in the shim, containerd-shim's reaper may collect the child before we can. The
+//! child waits for its stdin to close before it reads anything, so that the shim can first
+//! move it into the tenant's cgroup: the archive's memory (up to the workload's) is charged to
+//! the tenant, not to containerd.
 
 use crate::instance::InstanceError;
 use std::ffi::OsStr;
@@ -27,20 +30,37 @@ const DONE: &str = "wasmcell-pack: done";
 const STDERR_KEPT: u64 = 16 << 10;
 
 /// Packs `rootfs` (at most `budget` bytes of archive: the workload's memory) in a jailed child
-/// run in `bundle`; the sealed memfd holding the archive.
-pub fn pack(bundle: &Path, rootfs: &Path, budget: u64) -> Result<File, InstanceError> {
+/// (`vmm`, the VMM binary) run in `bundle`, charged to the cgroup `charged_to` (a
+/// [`crate::cgroup::charged_to`] path); the sealed memfd holding the archive.
+pub fn pack(
+    vmm: &Path,
+    bundle: &Path,
+    rootfs: &Path,
+    budget: u64,
+    charged_to: Option<&str>,
+) -> Result<File, InstanceError> {
     let memfd = memfd().map_err(InstanceError::Pack)?;
-    let mut child = Command::new(crate::vmm_binary().map_err(InstanceError::Pack)?)
+    let mut child = Command::new(vmm)
         .arg("pack")
         .arg(rootfs)
         .arg(budget.to_string())
         .current_dir(bundle)
         .env_clear()
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(memfd.try_clone().map_err(InstanceError::Pack)?)
         .stderr(Stdio::piped())
         .spawn()
         .map_err(InstanceError::Pack)?;
+    // The child waits on its stdin: it is alive, and has read nothing, until that closes.
+    let stdin = child.stdin.take().expect("piped");
+    if let Some(cgroup) = charged_to {
+        if let Err(e) = crate::cgroup::move_into(cgroup, child.id()) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(InstanceError::Pack(e));
+        }
+    }
+    drop(stdin);
     // Its stderr ends when it does.
     let mut said = Vec::new();
     let mut stderr = child.stderr.take().expect("piped");
@@ -94,6 +114,8 @@ pub fn child(rootfs: &Path, budget: &OsStr) -> i32 {
 
 fn pack_in_jail(rootfs: &Path, budget: &OsStr) -> Result<(), String> {
     let budget: u64 = budget.to_str().and_then(|b| b.parse().ok()).ok_or("the budget is not a number")?;
+    // Until the shim has put this process in the tenant's cgroup and closed our stdin.
+    let _ = std::io::stdin().lock().read_to_end(&mut Vec::new());
     wasmcell_vmm::jail::close_inherited_descriptors(&[0, 1, 2]).map_err(|e| e.to_string())?;
     let jail = Jail {
         root: JailRoot::ReadOnly(rootfs.to_path_buf()),

@@ -1,6 +1,7 @@
-//! A tenant's compile is charged to the tenant: the shim's compiler process (the real binary's
-//! `__compile`, jailed) is moved into the pod's or container's cgroup before it reads the
-//! module, so its CPU time and memory show there, not in containerd's cgroup.
+//! A tenant's compile and packing are charged to the tenant: the shim's compiler process (the
+//! real binary's `__compile`, jailed) and packer (`wasmcell-vmm pack`) are moved into the pod's
+//! or container's cgroup before they read what the tenant wrote, so their CPU time and memory
+//! show there, not in containerd's cgroup.
 
 use std::path::{Path, PathBuf};
 use wasmcell_aot::{Cache, Compiler, CompilerProcess, Limits};
@@ -57,4 +58,24 @@ fn a_compile_that_cannot_be_charged_fails() {
     let err = cache.get_or_compile(&Compiler::for_host().unwrap(), b"(module)").err().unwrap();
     let _ = std::fs::remove_dir_all(&cache_dir);
     assert!(format!("{err:?}").contains("no such cgroup"), "{err:?}");
+}
+
+#[test]
+fn the_packing_runs_in_the_tenants_cgroup_and_its_archive_is_sealed() {
+    let name = format!("wasmcell-test-pack-{}", std::process::id());
+    let memory = PathBuf::from("/sys/fs/cgroup/memory").join(&name);
+    let bundle = std::env::temp_dir().join(format!("{name}-bundle"));
+    let rootfs = bundle.join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    std::fs::write(rootfs.join("big.bin"), vec![7u8; 8 << 20]).unwrap();
+    let vmm = Path::new(env!("CARGO_BIN_EXE_wasmcell-vmm"));
+    let packed = wasmcell_shim::packer::pack(vmm, &bundle, &rootfs, 64 << 20, Some(&name));
+    let peak = read_u64(&memory.join("memory.max_usage_in_bytes"));
+    wasmcell_shim::cgroup::remove(&name);
+    let _ = std::fs::remove_dir_all(&bundle);
+    let archive = packed.unwrap();
+    assert!(archive.metadata().unwrap().len() > 8 << 20, "the file is in the archive");
+    assert!(peak > 8 << 20, "the packer's archive was charged to the cgroup: {peak} bytes at most");
+    let sealed = std::io::Write::write(&mut &archive, b"x");
+    assert!(sealed.is_err(), "the archive cannot be written any more");
 }

@@ -149,9 +149,13 @@ impl Jail {
         // credentials; the capset structs live for the call.
         unsafe {
             for cap in (0..=LAST_CAP).filter(|cap| keep & (1 << cap) == 0) {
-                // EINVAL past the last capability this kernel knows: nothing more to drop.
                 if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) < 0 {
-                    break;
+                    let error = std::io::Error::last_os_error();
+                    // EINVAL past the last capability this kernel knows: nothing more to drop.
+                    if error.raw_os_error() == Some(libc::EINVAL) {
+                        break;
+                    }
+                    return Err(JailError::Step { step: "empty the bounding set", source: error });
                 }
             }
             check(

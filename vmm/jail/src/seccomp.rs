@@ -103,27 +103,19 @@ fn programs(kind: ThreadKind) -> Result<&'static [BpfProgram], SeccompError> {
         .map_err(|e| SeccompError::Build(kind, e.clone()))
 }
 
+/// Calls a jailed process with threads makes that fail instead of killing it: `clone3`, whose
+/// flags no filter can read (glibc falls back to `clone`), and opens (the jail has nothing to
+/// open; code that tries copes with an error).
+const JAILED_FAILURES: [(i64, i32); 3] =
+    [(libc::SYS_clone3, libc::ENOSYS), (libc::SYS_open, libc::EACCES), (libc::SYS_openat, libc::EACCES)];
+
 fn build(kind: ThreadKind) -> Result<Vec<BpfProgram>, seccompiler::Error> {
     let arch: seccompiler::TargetArch = std::env::consts::ARCH.try_into()?;
     let (allowed, failing) = match kind {
         ThreadKind::Vcpu => (vcpu_rules()?, vec![]),
-        ThreadKind::Vmm => {
-            let failing = vec![
-                (libc::SYS_clone3, libc::ENOSYS),
-                (libc::SYS_open, libc::EACCES),
-                (libc::SYS_openat, libc::EACCES),
-            ];
-            (vmm_rules()?, failing)
-        }
+        ThreadKind::Vmm => (vmm_rules()?, JAILED_FAILURES.to_vec()),
         ThreadKind::Packer => (packer_rules()?, vec![]),
-        ThreadKind::Compiler => {
-            let failing = vec![
-                (libc::SYS_clone3, libc::ENOSYS),
-                (libc::SYS_open, libc::EACCES),
-                (libc::SYS_openat, libc::EACCES),
-            ];
-            (compiler_rules()?, failing)
-        }
+        ThreadKind::Compiler => (compiler_rules()?, JAILED_FAILURES.to_vec()),
     };
     let mut programs = Vec::new();
     for (call, errno) in failing {
