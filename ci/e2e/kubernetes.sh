@@ -212,8 +212,9 @@ t_idle_pod_costs_nothing() {
 }
 
 # CRI asks -998 for a sandbox and containerd here restricts it to its own score (0), which the
-# VMM would inherit anyway: this checks that the spec's value is what the VMM has; that the VMM
-# applies a different one is `shim/containerd/tests/pod_vmm.rs`'s.
+# VMM would inherit anyway, so the VMM's own score proves nothing here: this checks that the
+# spec's value reaches the VMM's plan (null if it did not); that the VMM applies the plan's is
+# `shim/containerd/tests/pod_vmm.rs`'s (a score of 654).
 t_pod_vmm_jailed_with_its_oom_score() {
     local pod c vmm plan want got
     pod=$(run_pod jail1 wasmcell) || fail "RunPodSandbox failed"
@@ -223,18 +224,18 @@ t_pod_vmm_jailed_with_its_oom_score() {
     [ -z "$(ls -A "/proc/$vmm/root/")" ] || fail "its root is not the empty jail"
     plan=$(tr '\0' '\n' <"/proc/$vmm/cmdline" | tail -n 1)
     want=$(grep -o '"oomScoreAdj": *-\?[0-9]*' "$(dirname "$plan")/config.json" | grep -o -- '-\?[0-9]*$')
-    got=$(cat "/proc/$vmm/oom_score_adj")
+    got=$(grep -o '"oom_score_adj":[^,}]*' "$plan" | cut -d: -f2)
     # The sandbox's spec carries the pause container's CPU shares (2): not the pod VM's.
     local shares
     shares=$(cat "/sys/fs/cgroup/cpu$(awk -F: '$2 ~ /(^|,)cpu(,|$)/ { print $3 }' "/proc/$vmm/cgroup")/cpu.shares")
     remove_pod "$pod" || fail "stopping/removing the pod failed"
     [ "$shares" != 2 ] || fail "the pod's VM got the pause container's CPU shares (2)"
     [ -n "$want" ] || fail "the sandbox's spec sets no oomScoreAdj"
-    [ "$got" = "$want" ] || fail "the VMM's oom_score_adj is $got, the sandbox's spec says $want"
+    [ "$got" = "$want" ] || fail "the VMM's plan says oom_score_adj $got, the sandbox's spec $want"
     assert_clean "$BASELINE"
 }
 
-check "a pod's VMM is jailed (nobody, no capabilities, seccomp, empty root), takes the sandbox's oomScoreAdj, not its pause CPU shares" t_pod_vmm_jailed_with_its_oom_score
+check "a pod's VMM is jailed (nobody, no capabilities, seccomp, empty root), is planned with the sandbox's oomScoreAdj, not its pause CPU shares" t_pod_vmm_jailed_with_its_oom_score
 check "a wasmcell pod: two Wasm containers in one VM log and exit 0 and 3, one shim" t_wasm_pod_with_two_containers
 check "StopContainer stops one workload of a pod's VM, not its neighbour" t_one_container_of_a_pod_is_stopped_alone
 check "each container's memory limit sizes its workload in the pod's VM" t_memory_limits_size_each_workload
