@@ -4,7 +4,7 @@
 set -euo pipefail
 
 # The guest unikernel's target and the sample workloads' target (the host target is always there).
-rustup target add x86_64-unknown-none wasm32-wasip1 >/dev/null
+rustup target add x86_64-unknown-none wasm32-wasip1 wasm32-wasip2 >/dev/null
 rustup component add rustfmt clippy >/dev/null
 
 # protoc: the CRI client's (ci/cri) gRPC bindings are generated at build time.

@@ -17,16 +17,18 @@ mkdir -p "$DIR/images"
 NS=wasmcell-e2e
 RT=io.containerd.wasmcell.v1
 SAMPLES=$REPO/target/images/wasm32-wasip1/release
+COMPONENTS=$REPO/target/images/wasm32-wasip2/release
 start_containerd "$DIR/containerd" "$DIR/bin" || exit 1
 ctr_() { ctr --address "$CTR_SOCK" --namespace "$NS" "$@"; }
 
 # Images: samples as linux/amd64 images (one as wasi/wasm), a native one for runc, broken ones.
-wasm_image() { # NAME SAMPLE [--platform P] [--env KV]... [-- ARGS]
-    local name=$1 sample=$2 options=()
+wasm_image() { # NAME SAMPLE [--platform P] [--env KV]... [-- ARGS]  (SAMPLE: a module, or p2/NAME: a component)
+    local name=$1 sample=$2 options=() file
     shift 2
     while [ $# -gt 0 ] && [ "$1" != -- ]; do options+=("$1"); shift; done
+    case $sample in p2/*) file=$COMPONENTS/${sample#p2/}.wasm ;; *) file=$SAMPLES/$sample.wasm ;; esac
     "$REPO/target/release/wasmcell" image build -t "wasmcell.test/$name:latest" -o "$DIR/images/$name.tar" \
-        "${options[@]}" "$SAMPLES/$sample.wasm" "$@" >/dev/null
+        "${options[@]}" "$file" "$@" >/dev/null
 }
 pack() { # [--layer TAR]... NAME FILE [ARGS]
     local layers=()
@@ -60,6 +62,8 @@ hostile_layer() {
     wasm_image grow grow
     wasm_image log-sleep log_then_sleep -- 3000
     wasm_image unknown-import unknown_import
+    wasm_image component-exit3 p2/exit_code -- 3
+    wasm_image component-env p2/env --env FROM_IMAGE=yes
     native_image wasmcell.test/native:latest images/native/hello_native.rs "$DIR/images/native.tar"
     echo "not a module" >"$DIR/app.wasm" && pack not-wasm "$DIR/app.wasm"
     head -c 200 "$SAMPLES/hello.wasm" >"$DIR/hello.wasm" && pack corrupt "$DIR/hello.wasm"
@@ -127,6 +131,15 @@ t_exit_code() {
     [ "$status" = 3 ] || fail "status $status, want 3 (output: $out)"
     [ "$out" = "exiting with 3" ] || fail "stdout: $out"
     [ "$(cat "$DIR/exit3.err")" = "bye" ] || fail "stderr: $(cat "$DIR/exit3.err")"
+}
+t_component() {
+    local out status=0
+    out=$(ctr_ run --rm --runtime "$RT" wasmcell.test/component-exit3:latest e2e-component 2>"$DIR/component.err") || status=$?
+    [ "$status" = 3 ] || fail "status $status, want 3 (output: $out, $(cat "$DIR/component.err"))"
+    [ "$out" = "exiting with 3" ] || fail "stdout: $out"
+    [ "$(cat "$DIR/component.err")" = "bye" ] || fail "stderr: $(cat "$DIR/component.err")"
+    out=$(ctr_ run --rm --runtime "$RT" --env FROM_CLI=1 wasmcell.test/component-env:latest e2e-component-env) || fail "status $?"
+    grep -qx FROM_IMAGE=yes <<<"$out" && grep -qx FROM_CLI=1 <<<"$out" || fail "environment: $out"
 }
 t_args_from_image_and_command_line() {
     local out
@@ -446,6 +459,7 @@ t_fifty_cycles_leave_nothing() {
 check "ctr run prints the module's output" t_hello
 check "a wasi/wasm image runs (ctr run --platform wasi/wasm)" t_hello_wasi_platform
 check "ctr run returns the module's exit code (3)" t_exit_code
+check "a WASI 0.2 component image runs: its output, stderr, exit code (3) and environment" t_component
 check "args from the image config and from ctr run reach the module" t_args_from_image_and_command_line
 check "env from the image config and from ctr run reach the module" t_env_from_image_and_command_line
 check "ctr task kill (SIGTERM) stops a spinning module within 1 s: 143" t_kill_sigterm

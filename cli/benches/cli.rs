@@ -77,13 +77,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     assert!(Path::new("/dev/kvm").exists(), "/dev/kvm is missing: the benchmark boots real microVMs");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "--target", "wasm32-wasip1", "--manifest-path", "images/Cargo.toml"])
-        .args(["--target-dir", "target/images"])
-        .current_dir(root())
+    let status = Command::new(root().join("images/build.sh"))
+        .stdout(std::process::Stdio::null())
         .status()
-        .expect("run cargo");
+        .expect("run images/build.sh");
     assert!(status.success(), "building the samples failed");
     let wasmtime = wasmtime_cli();
     let wasmcell = env!("CARGO_BIN_EXE_wasmcell");

@@ -58,16 +58,8 @@ fn field(stderr: &str, marker: &str) -> f64 {
 fn main() {
     assert!(Path::new("/dev/kvm").exists(), "/dev/kvm is missing: the benchmark boots real microVMs");
     cargo(&["build", "--release", "-p", "wasmcell", "--example", "host_run"]);
-    cargo(&[
-        "build",
-        "--release",
-        "--target",
-        "wasm32-wasip1",
-        "--manifest-path",
-        "images/Cargo.toml",
-        "--target-dir",
-        "target/images",
-    ]);
+    let built = Command::new(root().join("images/build.sh")).stdout(std::process::Stdio::null()).status();
+    assert!(built.expect("run images/build.sh").success(), "building the samples failed");
     let wasmcell = env!("CARGO_BIN_EXE_wasmcell");
     let host = root().join("target/release/examples/host_run").to_string_lossy().into_owned();
     let cache = std::env::temp_dir().join("wasmcell-bench-cache");

@@ -106,30 +106,33 @@ pub fn run_millis(output: &Output) -> f64 {
     after.split(' ').next().unwrap().parse().unwrap()
 }
 
-/// The path of sample workload `name` (a Rust program in `images/samples`, built for
-/// `wasm32-wasip1` once per test binary).
+/// The path of sample workload `name` as a WASI preview 1 core module (a Rust program in
+/// `images/samples`, built for `wasm32-wasip1` once per test binary).
 pub fn sample(name: &str) -> String {
-    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    let dir = BUILT.get_or_init(build_samples);
-    dir.join(format!("{name}.wasm")).to_string_lossy().into_owned()
+    samples_dir().join(format!("wasm32-wasip1/release/{name}.wasm")).to_string_lossy().into_owned()
 }
 
-fn build_samples() -> std::path::PathBuf {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target_dir = root.join("target/images");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "--locked", "--target", "wasm32-wasip1", "--manifest-path"])
-        .arg(root.join("images/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .status()
-        .expect("run cargo to build the sample workloads");
-    assert!(status.success(), "building images/samples failed (ci/setup.sh installs the wasm32-wasip1 target)");
-    target_dir.join("wasm32-wasip1/release")
+/// The path of sample workload `name` as a WASI 0.2 component (the same source, built for
+/// `wasm32-wasip2`).
+pub fn component(name: &str) -> String {
+    samples_dir().join(format!("wasm32-wasip2/release/{name}.wasm")).to_string_lossy().into_owned()
+}
+
+/// Builds the samples for both targets (`images/build.sh`) once per test binary.
+fn samples_dir() -> &'static std::path::Path {
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let status = Command::new(root.join("images/build.sh"))
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("run images/build.sh to build the sample workloads");
+        assert!(status.success(), "images/build.sh failed (ci/setup.sh installs the wasm32-wasip1/p2 targets)");
+        root.join("target/images")
+    })
 }
 
 /// A host directory tree for the file samples (`fs_read`, `fs_write`, `fs_escape`), removed on

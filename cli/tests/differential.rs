@@ -1,7 +1,9 @@
 //! Differential tests: every sample runs twice, in a wasmcell microVM (`wasmcell run`) and on
 //! the host in std wasmtime with wasmtime-wasi — the reference — with the same arguments,
 //! environment and stdin. Status, stdout and stderr must match byte for byte. Trap messages are
-//! documented as differing (`docs/wasi.md`), so traps compare status only.
+//! documented as differing (`docs/wasi.md`), so traps compare status only. Each sample runs
+//! as a WASI preview 1 module and as a WASI 0.2 component (the same source built for
+//! `wasm32-wasip2`), on both sides.
 
 mod common;
 
@@ -34,8 +36,18 @@ impl<'a> Case<'a> {
     }
 }
 
+/// Whether the file at `path` is a component (binary or text) rather than a core module.
+fn is_component(path: &str) -> bool {
+    std::fs::read(path).is_ok_and(|bytes| {
+        (bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[6..8] == [1, 0]) || bytes.starts_with(b"(component")
+    })
+}
+
 /// The reference: the module in host wasmtime + wasmtime-wasi, as `wasmtime run` would run it.
 fn on_host(case: &Case) -> Run {
+    if is_component(&case.module) {
+        return component_on_host(case);
+    }
     let engine = wasmtime::Engine::default();
     let module = wasmtime::Module::from_file(&engine, &case.module).expect("host compiles the module");
     let mut linker = wasmtime::Linker::<WasiP1Ctx>::new(&engine);
@@ -58,6 +70,51 @@ fn on_host(case: &Case) -> Run {
         Err(e) if e.downcast_ref::<I32Exit>().is_some() => e.downcast_ref::<I32Exit>().unwrap().0 & 0xff,
         Err(e) if e.is::<wasmtime::Trap>() => 134,
         // Any other error ends `wasmtime run` with status 1 (e.g. `proc_exit(126..)`).
+        Err(_) => 1,
+    };
+    drop(store);
+    let text = |pipe: MemoryOutputPipe| String::from_utf8_lossy(&pipe.contents()).into_owned();
+    Run { status, stdout: text(stdout), stderr: text(stderr) }
+}
+
+/// Host wasmtime's WASI 0.2 state for a component.
+struct HostComponent {
+    ctx: wasmtime_wasi::WasiCtx,
+    table: wasmtime::component::ResourceTable,
+}
+
+impl wasmtime_wasi::WasiView for HostComponent {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView { ctx: &mut self.ctx, table: &mut self.table }
+    }
+}
+
+/// The reference for a component: host wasmtime + wasmtime-wasi's WASI 0.2, as `wasmtime run`
+/// runs a command component (no network).
+fn component_on_host(case: &Case) -> Run {
+    let engine = wasmtime::Engine::default();
+    let component = wasmtime::component::Component::from_file(&engine, &case.module).expect("host compiles it");
+    let mut linker = wasmtime::component::Linker::<HostComponent>::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+    let (stdout, stderr) = (MemoryOutputPipe::new(1 << 24), MemoryOutputPipe::new(1 << 24));
+    let mut builder = WasiCtxBuilder::new();
+    let argv: Vec<&str> = std::iter::once(case.module.as_str()).chain(case.args.iter().copied()).collect();
+    builder.args(&argv).stdin(MemoryInputPipe::new(case.stdin.to_vec())).stdout(stdout.clone()).stderr(stderr.clone());
+    for (key, value) in case.env {
+        builder.env(key, value);
+    }
+    if let Some(data) = &case.data {
+        builder.preopened_dir(data, "/data", FsPerms::ReadWrite).expect("preopen");
+    }
+    let host = HostComponent { ctx: builder.build(), table: wasmtime::component::ResourceTable::new() };
+    let mut store = wasmtime::Store::new(&engine, host);
+    let command = wasmtime_wasi::p2::bindings::sync::Command::instantiate(&mut store, &component, &linker)
+        .expect("host instantiates");
+    let status = match command.wasi_cli_run().call_run(&mut store) {
+        Ok(Ok(())) => 0,
+        Ok(Err(())) => 1,
+        Err(e) if e.downcast_ref::<I32Exit>().is_some() => e.downcast_ref::<I32Exit>().unwrap().0 & 0xff,
+        Err(e) if e.is::<wasmtime::Trap>() => 134,
         Err(_) => 1,
     };
     drop(store);
@@ -101,8 +158,8 @@ fn assert_same(case: Case) {
 /// that writes on the host side cannot change what the microVM sees.
 fn assert_same_with_files(module: &str) {
     let (host_files, guest_files) = (Fixture::create(), Fixture::create());
-    let host = on_host(&Case { data: Some(host_files.data()), ..Case::new(sample(module)) });
-    let guest = in_microvm(&Case { data: Some(guest_files.data()), ..Case::new(sample(module)) });
+    let host = on_host(&Case { data: Some(host_files.data()), ..Case::new(module.to_string()) });
+    let guest = in_microvm(&Case { data: Some(guest_files.data()), ..Case::new(module.to_string()) });
     assert_eq!(guest, host, "{module} differs from host wasmtime");
 }
 
@@ -147,25 +204,38 @@ fn the_guest_offers_every_wasi_preview1_function() {
     assert_eq!(reference, wasmcell_abi::wasi::PREVIEW1_FUNCTIONS);
 }
 
+/// Sample `name` as a preview 1 module and as a component.
+fn both_kinds(name: &str) -> [String; 2] {
+    [sample(name), component(name)]
+}
+
 #[test]
 fn hello() {
-    assert_same(Case::new(sample("hello")));
+    for module in both_kinds("hello") {
+        assert_same(Case::new(module));
+    }
 }
 
 #[test]
 fn args() {
-    assert_same(Case { args: &["one", "two words", "", "ünïcode", "--flag"], ..Case::new(sample("args")) });
+    for module in both_kinds("args") {
+        assert_same(Case { args: &["one", "two words", "", "ünïcode", "--flag"], ..Case::new(module) });
+    }
 }
 
 #[test]
 fn env() {
-    assert_same(Case { env: &[("B", "2"), ("A", "1"), ("EMPTY", "")], ..Case::new(sample("env")) });
+    for module in both_kinds("env") {
+        assert_same(Case { env: &[("B", "2"), ("A", "1"), ("EMPTY", "")], ..Case::new(module) });
+    }
 }
 
 #[test]
 fn exit_codes() {
-    for code in ["0", "3", "42", "125"] {
-        assert_same(Case { args: &[code], ..Case::new(sample("exit_code")) });
+    for module in both_kinds("exit_code") {
+        for code in ["0", "3", "42", "125"] {
+            assert_same(Case { args: &[code], ..Case::new(module.clone()) });
+        }
     }
 }
 
@@ -185,34 +255,61 @@ fn exit_codes_from_126_pass_through_unlike_wasmtime() {
 
 #[test]
 fn stdin_echo() {
-    assert_same(Case { stdin: b"alpha\nbeta\n\ngamma", ..Case::new(sample("stdin_echo")) });
-    assert_same(Case::new(sample("stdin_echo")));
+    for module in both_kinds("stdin_echo") {
+        assert_same(Case { stdin: b"alpha\nbeta\n\ngamma", ..Case::new(module.clone()) });
+        assert_same(Case::new(module));
+    }
 }
 
 #[test]
 fn stdout_and_stderr() {
-    assert_same(Case::new(sample("stderr")));
+    for module in both_kinds("stderr") {
+        assert_same(Case::new(module));
+    }
 }
 
 #[test]
 fn clocks_random_and_sleep() {
-    assert_same(Case::new(sample("clocks")));
-    assert_same(Case::new(sample("random")));
-    assert_same(Case { args: &["20"], ..Case::new(sample("sleep")) });
+    for kind in [sample, component] {
+        assert_same(Case::new(kind("clocks")));
+        assert_same(Case::new(kind("random")));
+        assert_same(Case { args: &["20"], ..Case::new(kind("sleep")) });
+    }
 }
 
 #[test]
 fn cpu_bound_samples() {
-    assert_same(Case { args: &["20000"], ..Case::new(sample("nbody")) });
-    assert_same(Case { args: &["2", "3"], ..Case::new(sample("sha256")) });
-    assert_same(Case { args: &["1000"], ..Case::new(sample("fd_write_loop")) });
+    for kind in [sample, component] {
+        assert_same(Case { args: &["20000"], ..Case::new(kind("nbody")) });
+        assert_same(Case { args: &["2", "3"], ..Case::new(kind("sha256")) });
+        assert_same(Case { args: &["1000"], ..Case::new(kind("fd_write_loop")) });
+    }
 }
 
 #[test]
 fn preopened_directories() {
     for module in ["fs_read", "fs_write", "fs_escape"] {
-        assert_same_with_files(module);
+        assert_same_with_files(&sample(module));
+        assert_same_with_files(&component(module));
     }
+}
+
+/// Traps in components: the status wasmtime gives (134), the same output before it.
+#[test]
+fn component_traps() {
+    let (host, guest) = (on_host(&Case::new(component("oob"))), in_microvm(&Case::new(component("oob"))));
+    assert_eq!((guest.status, &guest.stdout), (host.status, &host.stdout));
+    assert_eq!(host.status, 134);
+}
+
+/// Memory growth is bounded by the workload's memory, not by the host's: no host reference,
+/// but a component grows exactly as far as the same program as a module does in the guest.
+#[test]
+fn components_grow_as_far_as_modules() {
+    let (module, component) = (in_microvm(&Case::new(sample("grow"))), in_microvm(&Case::new(component("grow"))));
+    assert_eq!(module.status, 0, "{}", module.stderr);
+    assert!(module.stdout.starts_with("grew "), "{}", module.stdout);
+    assert_eq!(component, module);
 }
 
 #[test]
@@ -223,6 +320,7 @@ fn hand_written_modules() {
     assert_same(Case { args: &["77"], ..Case::new(module("exit_with_arg.wat")) });
     assert_same(Case { env: &[("EXIT", "12")], ..Case::new(module("exit_with_env.wat")) });
     assert_same(Case { stdin: b"copy me", ..Case::new(module("echo.wat")) });
+    assert_same(Case::new(module("exit_component.wat")));
 }
 
 #[test]

@@ -131,6 +131,26 @@ fn modules_that_cannot_start_say_why() {
     assert_one_line_error(&run(&["--memory", "64", &module("big_memory.wat")]), "memory");
 }
 
+/// Components the guest cannot run fail before any VM exists, naming why; a component whose
+/// interface is offered but which asks it for a function WASI 0.2 does not have fails in the
+/// guest, naming the function.
+#[test]
+fn components_that_cannot_start_say_why() {
+    assert_one_line_error(
+        &run(&[&module("unknown_import_component.wat")]),
+        "Unknown import `wasi:http/types@0.2.3`: the guest offers only the WASI 0.2 command world's interfaces",
+    );
+    assert_one_line_error(
+        &run(&[&module("not_a_command.wat")]),
+        "The component is not a command: it exports no `wasi:cli/run`",
+    );
+    assert_one_line_error(&run(&[&module("unknown_function_component.wat")]), "`get-launch-codes`");
+    // A command that ends through `wasi:cli/exit` with an error: status 1, as in wasmtime, and
+    // nothing else said.
+    let out = run(&[&module("exit_component.wat")]);
+    assert_eq!((out.status.code(), stderr(&out).as_str(), stdout(&out).as_str()), (Some(1), "", ""));
+}
+
 #[test]
 fn bad_modules_fail_before_any_vm() {
     assert_one_line_error(&run(&["/nonexistent/app.wasm"]), "Cannot read module /nonexistent/app.wasm");

@@ -1,6 +1,7 @@
-//! The WASI preview 1 functions the guest links: every function of `wasi_snapshot_preview1`.
-//! The host checks a module's imports against this list before it boots a VM, so that a module
-//! the guest cannot link fails early, with its import named.
+//! What the guest links: every function of WASI preview 1 (`wasi_snapshot_preview1`) for core
+//! modules, every interface of WASI 0.2's `wasi:cli/command` world for components. The host
+//! checks a module's or component's imports against these lists before it boots a VM, so that
+//! a workload the guest cannot link fails early, with its import named.
 
 /// The module WASI preview 1 functions are imported from.
 pub const PREVIEW1_MODULE: &str = "wasi_snapshot_preview1";
@@ -60,9 +61,70 @@ pub fn is_linked(module: &str, name: &str) -> bool {
     module == PREVIEW1_MODULE && PREVIEW1_FUNCTIONS.binary_search(&name).is_ok()
 }
 
+/// Every interface of WASI 0.2's command world, without version: what a component may import.
+pub const COMMAND_INTERFACES: [&str; 27] = [
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stderr",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stderr",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:clocks/monotonic-clock",
+    "wasi:clocks/wall-clock",
+    "wasi:filesystem/preopens",
+    "wasi:filesystem/types",
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+    "wasi:random/random",
+    "wasi:sockets/instance-network",
+    "wasi:sockets/ip-name-lookup",
+    "wasi:sockets/network",
+    "wasi:sockets/tcp",
+    "wasi:sockets/tcp-create-socket",
+    "wasi:sockets/udp",
+    "wasi:sockets/udp-create-socket",
+];
+
+/// The WASI 0.2 versions the guest serves: any `0.2.x` (the guest implements 0.2.12, and
+/// wasmtime links an import of any 0.2 release to it).
+pub const COMPONENT_VERSION_PREFIX: &str = "0.2.";
+
+/// The interface a component import names (`wasi:cli/exit@0.2.3` → `wasi:cli/exit`), if the
+/// guest offers it at that version.
+pub fn offered_interface(import: &str) -> Option<&'static str> {
+    let (interface, version) = import.split_once('@')?;
+    let patch = version.strip_prefix(COMPONENT_VERSION_PREFIX)?;
+    if patch.is_empty() || !patch.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    COMMAND_INTERFACES.binary_search(&interface).ok().map(|at| COMMAND_INTERFACES[at])
+}
+
+/// The export that makes a component a command (any `0.2.x`).
+pub const RUN_EXPORT: &str = "wasi:cli/run";
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn component_interfaces_are_sorted_and_versioned() {
+        assert!(COMMAND_INTERFACES.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(offered_interface("wasi:cli/exit@0.2.3"), Some("wasi:cli/exit"));
+        assert_eq!(offered_interface("wasi:io/streams@0.2.12"), Some("wasi:io/streams"));
+        assert_eq!(offered_interface("wasi:cli/exit"), None, "unversioned");
+        assert_eq!(offered_interface("wasi:cli/exit@0.3.0"), None, "WASI 0.3");
+        assert_eq!(offered_interface("wasi:cli/exit@0.2.0-rc-2023-11-10"), None, "a release candidate");
+        assert_eq!(offered_interface("wasi:http/types@0.2.3"), None, "not in the command world");
+        assert_eq!(offered_interface("wasi:cli/exit@0.2."), None);
+    }
 
     #[test]
     fn the_list_is_sorted_for_binary_search() {

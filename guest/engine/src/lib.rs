@@ -20,8 +20,8 @@ pub const MEMORY_GUARD: u64 = 32 << 20;
 pub const MAX_WASM_STACK: usize = 1 << 20;
 
 /// WebAssembly proposals the guest runtime does not support: GC and everything built on it,
-/// threads and shared memory, stack switching, relaxed SIMD, and the component model (the guest
-/// runs core modules).
+/// threads and shared memory, stack switching, relaxed SIMD, and the component model's async and
+/// threading extensions (the guest runs core modules and synchronous WASI 0.2 components).
 pub const PINNED_OFF: wasmtime::WasmFeatures = wasmtime::WasmFeatures::GC_TYPES
     .union(wasmtime::WasmFeatures::GC)
     .union(wasmtime::WasmFeatures::FUNCTION_REFERENCES)
@@ -31,8 +31,12 @@ pub const PINNED_OFF: wasmtime::WasmFeatures = wasmtime::WasmFeatures::GC_TYPES
     .union(wasmtime::WasmFeatures::SHARED_EVERYTHING_THREADS)
     .union(wasmtime::WasmFeatures::STACK_SWITCHING)
     .union(wasmtime::WasmFeatures::RELAXED_SIMD)
-    .union(wasmtime::WasmFeatures::COMPONENT_MODEL)
-    .union(wasmtime::WasmFeatures::CM_ASYNC);
+    .union(wasmtime::WasmFeatures::CM_ASYNC)
+    .union(wasmtime::WasmFeatures::CM_MORE_ASYNC_BUILTINS)
+    .union(wasmtime::WasmFeatures::CM_ASYNC_STACKFUL)
+    .union(wasmtime::WasmFeatures::CM_THREADING)
+    .union(wasmtime::WasmFeatures::CM_ERROR_CONTEXT)
+    .union(wasmtime::WasmFeatures::CM_GC);
 
 /// The shared configuration.
 ///
@@ -51,6 +55,7 @@ pub fn config() -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
     config
         .wasm_features(PINNED_OFF, false)
+        .wasm_component_model(true)
         .concurrency_support(false)
         .signals_based_traps(true)
         .memory_reservation(MEMORY_RESERVATION)

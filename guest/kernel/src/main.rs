@@ -20,6 +20,7 @@
 extern crate alloc;
 
 mod arch;
+mod component;
 mod control;
 mod heap;
 mod log;

@@ -30,11 +30,17 @@ impl Compiler {
         self.cpu_features
     }
 
-    /// Compiles a `.wasm` (binary) or `.wat` (text) module in this process, without limits:
-    /// for modules this process trusts (and inside the compiler process). Modules from
-    /// elsewhere go through [`Cache::get_or_compile`] or [`Compiler::compile_isolated`].
+    /// Compiles a `.wasm` (binary) or `.wat` (text) module or component in this process,
+    /// without limits: for input this process trusts (and inside the compiler process). Input
+    /// from elsewhere goes through [`Cache::get_or_compile`] or [`Compiler::compile_isolated`].
     pub fn compile(&self, module: &[u8]) -> Result<Vec<u8>, AotError> {
-        self.engine.precompile_module(module).map_err(|e| AotError::Compile(e.into()))
+        let binary = wat::parse_bytes(module).map_err(|e| AotError::Compile(e.into()))?;
+        let compiled = if wasmparser::Parser::is_component(&binary) {
+            self.engine.precompile_component(&binary)
+        } else {
+            self.engine.precompile_module(&binary)
+        };
+        compiled.map_err(|e| AotError::Compile(e.into()))
     }
 
     /// Compiles `module` in a compiler process of this executable, within `limits`.
@@ -63,9 +69,10 @@ impl Compiler {
     }
 }
 
-/// Whether `bytes` are already an artifact (a `.cwasm`) rather than a module to compile.
+/// Whether `bytes` are already an artifact (a `.cwasm`, of a module or a component) rather than
+/// Wasm to compile.
 pub fn is_precompiled(bytes: &[u8]) -> bool {
-    matches!(Engine::detect_precompiled(bytes), Some(Precompiled::Module))
+    matches!(Engine::detect_precompiled(bytes), Some(Precompiled::Module | Precompiled::Component))
 }
 
 /// Feeds `Hash` input into SHA-256, so that the cache key is stable across processes and Rust

@@ -1,10 +1,12 @@
-//! What a module imports, checked before any VM exists: the guest links only WASI preview 1
-//! (`wasmcell_abi::wasi`), so any other import would fail inside the VM, later and more
-//! expensively. The error names the first import the guest cannot satisfy.
+//! What a module or component imports, checked before any VM exists: the guest links only WASI
+//! preview 1 for modules and WASI 0.2's command world for components (`wasmcell_abi::wasi`), so
+//! any other import would fail inside the VM, later and more expensively. The error names the
+//! first import the guest cannot satisfy. A component must also be a command (export
+//! `wasi:cli/run`): nothing else has an entry point.
 
 use crate::AotError;
 use std::borrow::Cow;
-use wasmparser::{Parser, Payload, TypeRef};
+use wasmparser::{ComponentExternalKind, Parser, Payload, TypeRef};
 
 /// Checks that every function `module` (`.wasm` or `.wat`) imports is one the guest links, and
 /// that it imports nothing else (memories, tables, globals). Native code is refused: a
@@ -20,6 +22,9 @@ pub fn check_imports(module: &[u8]) -> Result<(), AotError> {
     } else {
         Cow::Owned(wat::parse_bytes(module).map_err(|e| AotError::Compile(e.into()))?.into_owned())
     };
+    if Parser::is_component(&binary) {
+        return check_component(&binary);
+    }
     for payload in Parser::new(0).parse_all(&binary) {
         let Payload::ImportSection(imports) = payload.map_err(|e| AotError::Compile(e.into()))? else {
             continue;
@@ -32,6 +37,43 @@ pub fn check_imports(module: &[u8]) -> Result<(), AotError> {
                 return Err(AotError::UnknownImport(format!("{}::{}", import.module, import.name)));
             }
         }
+    }
+    Ok(())
+}
+
+/// A component's own imports (not those of the modules and components nested in it, which it
+/// satisfies itself) must be WASI 0.2 interfaces, and it must export `wasi:cli/run`.
+fn check_component(binary: &[u8]) -> Result<(), AotError> {
+    let mut depth = 0usize;
+    let mut runs = false;
+    for payload in Parser::new(0).parse_all(binary) {
+        match payload.map_err(|e| AotError::Compile(e.into()))? {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(imports) if depth == 0 => {
+                for import in imports {
+                    let name = import.map_err(|e| AotError::Compile(e.into()))?.name.name;
+                    if wasmcell_abi::wasi::offered_interface(name).is_none() {
+                        return Err(AotError::UnknownComponentImport(name.to_string()));
+                    }
+                }
+            }
+            Payload::ComponentExportSection(exports) if depth == 0 => {
+                for export in exports {
+                    let export = export.map_err(|e| AotError::Compile(e.into()))?;
+                    let interface = export.name.name.split_once('@');
+                    runs |= export.kind == ComponentExternalKind::Instance
+                        && interface.is_some_and(|(name, version)| {
+                            name == wasmcell_abi::wasi::RUN_EXPORT
+                                && version.starts_with(wasmcell_abi::wasi::COMPONENT_VERSION_PREFIX)
+                        });
+                }
+            }
+            _ => {}
+        }
+    }
+    if !runs {
+        return Err(AotError::NotCommand);
     }
     Ok(())
 }
@@ -55,6 +97,48 @@ mod tests {
         let memory = br#"(module (import "wasi_snapshot_preview1" "memory" (memory 1)))"#;
         assert!(check_imports(memory).is_err(), "only functions are linked");
         assert!(check_imports(b"\0asm\x01\0\0\0\x02\x05").is_err(), "truncated import section");
+    }
+
+    /// A command component importing `imports` (instance imports with no functions: enough
+    /// for the check, which reads names).
+    fn component(imports: &[&str], run: bool) -> Vec<u8> {
+        let mut text = String::from("(component\n");
+        for (i, name) in imports.iter().enumerate() {
+            text += &format!("(import \"{name}\" (instance $i{i}))\n");
+        }
+        if run {
+            text += "(core module $m (func (export \"run\") (result i32) i32.const 0))\n";
+            text += "(core instance $mi (instantiate $m))\n";
+            text += "(func $run (result (result)) (canon lift (core func $mi \"run\")))\n";
+            text += "(instance $run_instance (export \"run\" (func $run)))\n";
+            text += "(export \"wasi:cli/run@0.2.3\" (instance $run_instance))\n";
+        }
+        text += ")";
+        wat::parse_str(&text).unwrap()
+    }
+
+    #[test]
+    fn components_import_only_the_command_world_and_export_run() {
+        assert!(check_imports(&component(&["wasi:cli/environment@0.2.3", "wasi:io/streams@0.2.0"], true)).is_ok());
+        let err =
+            check_imports(&component(&["wasi:cli/environment@0.2.3", "wasi:http/types@0.2.3"], true)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Unknown import `wasi:http/types@0.2.3`: the guest offers only the WASI 0.2 command world's interfaces"
+        );
+        let err = check_imports(&component(&["wasi:cli/environment@0.2.3"], false)).unwrap_err();
+        assert_eq!(err.to_string(), "The component is not a command: it exports no `wasi:cli/run`");
+        // The imports of a nested core module are the component's business, not the guest's.
+        let nested = wat::parse_str(
+            r#"(component (core module (import "env" "anything" (func)))
+                 (core module $m (func (export "run") (result i32) i32.const 0))
+                 (core instance $mi (instantiate $m))
+                 (func $run (result (result)) (canon lift (core func $mi "run")))
+                 (instance $r (export "run" (func $run)))
+                 (export "wasi:cli/run@0.2.0" (instance $r)))"#,
+        )
+        .unwrap();
+        assert!(check_imports(&nested).is_ok());
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Ahead-of-time compilation on the host: a `.wasm` or `.wat` module becomes an artifact the
-//! guest's wasmtime loads in place, compiled by Cranelift for `x86_64-unknown-none` with this
+//! Ahead-of-time compilation on the host: a `.wasm` or `.wat` module or component becomes an
+//! artifact the guest's wasmtime loads in place, compiled by Cranelift for `x86_64-unknown-none` with this
 //! host's CPU features, from the engine configuration the guest shares (`wasmcell-engine`).
 //!
 //! In the flow: `wasmcell run` / the shim → **AOT (cached)** → VMM → guest → wasmtime. This crate
@@ -50,6 +50,12 @@ pub enum AotError {
     /// The module imports something the guest does not link.
     #[error("Unknown import `{0}`: the guest offers only WASI preview 1 functions")]
     UnknownImport(String),
+    /// The component imports something the guest does not link.
+    #[error("Unknown import `{0}`: the guest offers only the WASI 0.2 command world's interfaces")]
+    UnknownComponentImport(String),
+    /// The component has no entry point.
+    #[error("The component is not a command: it exports no `wasi:cli/run`")]
+    NotCommand,
     /// Native code where a module was expected.
     #[error("The module is a precompiled artifact (native code), not WebAssembly")]
     Precompiled,

@@ -1,13 +1,17 @@
-//! The guest runtime: wasmtime with the module the host compiled, WASI, `_start`.
+//! The guest runtime: wasmtime with the module or component the host compiled, WASI, and its
+//! entry point.
 //!
 //! Flow: engine from the shared configuration (`wasmcell-engine`) plus this platform's code
-//! memory and CPU features → `Module::deserialize_raw` on the payload where the VMM placed it
-//! (read + execute, never copied) → link WASI → instantiate → boot-done marker → `_start` → the
-//! exit code. A trap or a module that cannot start is reported to the VMM with its message.
+//! memory and CPU features → the artifact's kind → `Module::deserialize_raw` or
+//! `Component::deserialize_raw` on the payload where the VMM placed it (read + execute, never
+//! copied) → link WASI (preview 1 for a module, 0.2 for a component) → instantiate → boot-done
+//! marker → `_start` or `wasi:cli/run` → the exit code. A trap or a workload that cannot start
+//! is reported to the VMM with its message.
 
 mod memory;
 mod platform;
 
+use crate::component::{self, ComponentCtx};
 use crate::control;
 use crate::wasi::{self, WasiCtx, WasiExit};
 use alloc::format;
@@ -16,7 +20,7 @@ use core::ptr::NonNull;
 use wasmcell_abi::archive::Archive;
 use wasmcell_abi::vcpu::VcpuInfo;
 use wasmcell_abi::workload::Workload;
-use wasmtime::{Linker, Module, Store, Trap};
+use wasmtime::{Engine, Linker, Module, Precompiled, Store, Trap};
 
 /// The exit status `wasmtime run` gives a trapping module on Unix (128 + SIGABRT).
 pub const TRAP_EXIT_CODE: u32 = 134;
@@ -41,47 +45,95 @@ pub fn run(info: &VcpuInfo) -> ! {
 }
 
 fn execute(info: &VcpuInfo) -> Ended {
-    let (mut store, start) = match prepare(info) {
+    let ready = match prepare(info) {
         Ok(ready) => ready,
         Err(message) => return Ended::CannotStart(message),
     };
     control::boot_done();
-    let ended = match start.call(&mut store, ()) {
-        Ok(()) => Ended::Exit(0),
+    match ready {
+        Ready::Module(mut store, start) => {
+            let ended = ended(start.call(&mut store, ()).map(|()| 0));
+            finish(store.data_mut());
+            // The store holds the instance, module and engine: freeing them would only cost time.
+            core::mem::forget(store);
+            ended
+        }
+        Ready::Component(mut store, command) => {
+            // `run` returning its error result ends the program with status 1, as in `wasmtime run`.
+            let ended = ended(command.wasi_cli_run().call_run(&mut store).map(|ok| if ok.is_ok() { 0 } else { 1 }));
+            finish(&mut store.data_mut().wasi);
+            core::mem::forget(store);
+            ended
+        }
+    }
+}
+
+/// How the entry point's result ends the workload.
+fn ended(result: wasmtime::Result<u32>) -> Ended {
+    match result {
+        Ok(status) => Ended::Exit(status),
         Err(error) => match error.downcast_ref::<WasiExit>() {
             // As on a Unix host: only the low 8 bits of the status survive.
             Some(exit) => Ended::Exit(exit.0 & 0xff),
             None if error.is::<Trap>() => Ended::Trap(format!("{error:?}")),
             None => Ended::Trap(format!("{error:#}")),
         },
-    };
-    // Queued output goes out before the end is reported (the VMM stops the vCPU at once).
-    let _ = store.data_mut().flush_output();
-    // The store holds the instance, module and engine: freeing them would only cost time.
-    core::mem::forget(store);
-    ended
+    }
 }
 
-/// Everything up to calling `_start`; an error is a message for the user.
-fn prepare(info: &VcpuInfo) -> Result<(Store<WasiCtx>, wasmtime::TypedFunc<(), ()>), String> {
+/// Queued output goes out before the end is reported (the VMM stops the vCPU at once).
+fn finish(wasi: &mut WasiCtx) {
+    let _ = wasi.flush_output();
+}
+
+/// A workload instantiated and ready to enter.
+enum Ready {
+    Module(Store<WasiCtx>, wasmtime::TypedFunc<(), ()>),
+    Component(Store<ComponentCtx>, component::Command),
+}
+
+/// Everything up to calling the entry point; an error is a message for the user.
+fn prepare(info: &VcpuInfo) -> Result<Ready, String> {
     let engine = platform::engine(info).map_err(|e| format!("cannot configure wasmtime: {e:#}"))?;
     let payload = platform::payload(info).ok_or("the VMM passed no module")?;
-    // SAFETY: the payload is the VMM's copy of a host-compiled artifact, mapped read + execute
-    // for the guest's whole life and never written by anyone after boot, as `deserialize_raw`
-    // requires; wasmtime checks it was compiled by the same engine configuration.
-    let module = unsafe { Module::deserialize_raw(&engine, NonNull::from(payload)) }
-        .map_err(|e| format!("cannot load the module: {e:#}"))?;
     let workload = platform::workload(info).and_then(Workload::parse).ok_or("the VMM passed no valid workload")?;
-    let mut linker = Linker::new(&engine);
-    wasi::add_to_linker(&mut linker, &module).map_err(|e| format!("cannot link WASI: {e:#}"))?;
     let files = match platform::files(info) {
         Some(bytes) => Some(Archive::parse(bytes).ok_or("the VMM passed a damaged file archive")?),
         None => None,
     };
-    let mut store = Store::new(&engine, WasiCtx::new(&workload, files, info));
+    let wasi = WasiCtx::new(&workload, files, info);
+    match Engine::detect_precompiled(payload) {
+        Some(Precompiled::Component) => prepare_component(&engine, payload, wasi),
+        _ => prepare_module(&engine, payload, wasi),
+    }
+}
+
+fn prepare_module(engine: &Engine, payload: &'static [u8], wasi: WasiCtx) -> Result<Ready, String> {
+    // SAFETY: the payload is the VMM's copy of a host-compiled artifact, mapped read + execute
+    // for the guest's whole life and never written by anyone after boot, as `deserialize_raw`
+    // requires; wasmtime checks it was compiled by the same engine configuration.
+    let module = unsafe { Module::deserialize_raw(engine, NonNull::from(payload)) }
+        .map_err(|e| format!("cannot load the module: {e:#}"))?;
+    let mut linker = Linker::new(engine);
+    wasi::add_to_linker(&mut linker, &module).map_err(|e| format!("cannot link WASI: {e:#}"))?;
+    let mut store = Store::new(engine, wasi);
     let instance = linker.instantiate(&mut store, &module).map_err(|e| format!("{e:#}"))?;
     let start = instance
         .get_typed_func::<(), ()>(&mut store, "_start")
         .map_err(|_| String::from("the module has no `_start` function of type () -> ()"))?;
-    Ok((store, start))
+    Ok(Ready::Module(store, start))
+}
+
+fn prepare_component(engine: &Engine, payload: &'static [u8], wasi: WasiCtx) -> Result<Ready, String> {
+    // SAFETY: as for a module: the VMM's read + execute copy of a host-compiled artifact, never
+    // written after boot, checked by wasmtime against this engine's configuration.
+    let component = unsafe { wasmtime::component::Component::deserialize_raw(engine, NonNull::from(payload)) }
+        .map_err(|e| format!("cannot load the component: {e:#}"))?;
+    let mut linker = wasmtime::component::Linker::new(engine);
+    component::link(&mut linker, &component)?;
+    let mut store = Store::new(engine, ComponentCtx::new(wasi));
+    let instance = linker.instantiate(&mut store, &component).map_err(|e| format!("{e:#}"))?;
+    let command = component::Command::new(&mut store, &instance)
+        .map_err(|_| String::from("the component is not a command: it exports no `wasi:cli/run`"))?;
+    Ok(Ready::Component(store, command))
 }

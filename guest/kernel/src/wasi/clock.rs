@@ -68,7 +68,12 @@ impl Clocks {
         if id > THREAD_CPUTIME {
             return Err(Errno::Inval);
         }
-        Ok(1_000_000u64.div_ceil(self.tsc_khz.max(1)).max(1))
+        Ok(self.resolution_ns())
+    }
+
+    /// Every clock's resolution: one TSC tick, rounded up to a nanosecond.
+    pub fn resolution_ns(&self) -> u64 {
+        1_000_000u64.div_ceil(self.tsc_khz.max(1)).max(1)
     }
 }
 

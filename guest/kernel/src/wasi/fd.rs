@@ -130,6 +130,14 @@ impl FdTable {
     }
 
     /// The directory `fd` refers to, for a `path_*` call.
+    /// The preopened directories, in `--dir` order: `(guest path, root)` each.
+    pub fn preopens(&self) -> impl Iterator<Item = (&'static [u8], NodeRef)> + '_ {
+        self.slots.iter().filter_map(|slot| match slot {
+            Some(Fd::Dir { node, preopen: Some(name), .. }) => Some((*name, node.clone())),
+            _ => None,
+        })
+    }
+
     pub fn dir(&self, fd: u32) -> Result<NodeRef, Errno> {
         match self.get(fd)? {
             Fd::Dir { node, .. } => Ok(node.clone()),

@@ -1,4 +1,5 @@
-//! WASI preview 1 (`wasi_snapshot_preview1`), served by the guest itself.
+//! WASI preview 1 (`wasi_snapshot_preview1`), served by the guest itself; its state (stdio,
+//! files, clocks, randomness) is what WASI 0.2 components use too (`crate::component`).
 //!
 //! Every import of the snapshot is linked, so any WASI program instantiates. Sockets (no
 //! network yet) answer `NOTSOCK` (`BADF` for a closed descriptor) and `proc_raise` `NOTSUP`, as
@@ -11,9 +12,9 @@ mod errno;
 mod fd;
 mod io;
 mod path;
-mod poll;
+pub(crate) mod poll;
 mod proc;
-mod stdio;
+pub(crate) mod stdio;
 
 use alloc::collections::BTreeSet;
 use alloc::string::String;
@@ -24,6 +25,7 @@ use wasmcell_abi::workload::Workload;
 use wasmtime::{Caller, Extern, IntoFunc, Linker, Memory, Module};
 
 pub use errno::Errno;
+pub(crate) use path::lookup_node as lookup;
 pub use proc::WasiExit;
 
 /// The module that WASI preview 1 functions are imported from.
@@ -31,12 +33,12 @@ pub const MODULE: &str = "wasi_snapshot_preview1";
 
 /// Per-instance WASI state.
 pub struct WasiCtx {
-    args: Vec<Vec<u8>>,
-    env: Vec<Vec<u8>>,
+    pub(crate) args: Vec<Vec<u8>>,
+    pub(crate) env: Vec<Vec<u8>>,
     console: Option<crate::virtio::console::Console>,
-    fds: fd::FdTable,
-    clocks: clock::Clocks,
-    rng: rand_chacha::ChaCha20Rng,
+    pub(crate) fds: fd::FdTable,
+    pub(crate) clocks: clock::Clocks,
+    pub(crate) rng: rand_chacha::ChaCha20Rng,
 }
 
 impl WasiCtx {

@@ -90,12 +90,16 @@ fn path_filestat_get(
     write_bytes(caller, out, &filestat_bytes(filetype(stat.file_type), Some(&stat)))
 }
 
-/// The node at `path`, which must exist (and be a directory if the path ends in `/`).
 fn lookup(dir: &NodeRef, path: &[u8], flags: u32) -> Result<NodeRef, Errno> {
-    let resolved = fs::resolve(dir, path, flags & SYMLINK_FOLLOW != 0)?;
-    let node = resolved.node.ok_or(Errno::NoEnt)?;
+    Ok(lookup_node(dir, path, flags & SYMLINK_FOLLOW != 0)?)
+}
+
+/// The node at `path`, which must exist (and be a directory if the path ends in `/`).
+pub(crate) fn lookup_node(dir: &NodeRef, path: &[u8], follow: bool) -> Result<NodeRef, fs::Error> {
+    let resolved = fs::resolve(dir, path, follow)?;
+    let node = resolved.node.ok_or(fs::Error::NoEnt)?;
     if resolved.trailing_slash && !node.borrow().is_dir() {
-        return Err(Errno::NotDir);
+        return Err(fs::Error::NotDir);
     }
     Ok(node)
 }

@@ -143,12 +143,19 @@ fn poll_oneoff(
             }
             return write_u32(caller, nevents, events.len() as u32);
         }
-        // Output queued before the sleep is out before it, and the sleep is not cut short by it.
-        caller.data_mut().flush_output()?;
-        let now = caller.data().clocks.monotonic_ns().ok_or(Errno::NoSys)?;
-        let micros = next_deadline.map_or(u64::from(u32::MAX), |d| d.saturating_sub(now).div_ceil(1000).max(1));
-        control::wait(micros.min(u64::from(u32::MAX - 1)) as u32);
+        sleep_until(caller.data_mut(), next_deadline)?;
     }
+}
+
+/// Sleeps in the VMM until the monotonic `deadline` (ns; `None`: until woken) or until stdin
+/// has input: one control-device WAIT. Also what WASI 0.2 pollables block with.
+pub(crate) fn sleep_until(ctx: &mut WasiCtx, deadline: Option<u64>) -> Result<(), Errno> {
+    // Output queued before the sleep is out before it, and the sleep is not cut short by it.
+    ctx.flush_output()?;
+    let now = ctx.clocks.monotonic_ns().ok_or(Errno::NoSys)?;
+    let micros = deadline.map_or(u64::from(u32::MAX), |d| d.saturating_sub(now).div_ceil(1000).max(1));
+    control::wait(micros.min(u64::from(u32::MAX - 1)) as u32);
+    Ok(())
 }
 
 pub fn add_to_linker(linker: &mut WasiLinker<'_>) -> wasmtime::Result<()> {

@@ -12,7 +12,7 @@ use wasmtime::Caller;
 const MAX_TRANSFER: usize = 1 << 20;
 
 /// The console, brought up on first use: programs that never touch stdio never pay for it.
-pub(super) fn console(ctx: &mut WasiCtx) -> Result<&mut Console, Errno> {
+pub(crate) fn console(ctx: &mut WasiCtx) -> Result<&mut Console, Errno> {
     if ctx.console.is_none() {
         let info = crate::vcpu::info();
         let high = wasmcell_abi::devices::console::queue_address_high(info.heap_start);
