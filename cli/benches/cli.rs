@@ -1,6 +1,8 @@
 //! `wasmcell run` against the `wasmtime run` CLI (48.0.8, the version the guest embeds), whole
 //! processes side by side, alternating, in one run: wall time and peak memory (max RSS) for
-//! hello, n-body (5 M steps), sha256 (64 MiB) and 100 000 one-byte `fd_write`s to /dev/null.
+//! hello, n-body (5 M steps), sha256 (64 MiB) and 100 000 one-byte `fd_write`s to /dev/null, each
+//! as a WASI preview 1 module and as a WASI 0.2 component (`p2` rows: the same source built for
+//! `wasm32-wasip2`).
 //! Both sides warm: wasmcell's compilation cache, and wasmtime's module precompiled once and run
 //! with `--allow-precompiled` (what its cache gives).
 //!
@@ -18,8 +20,9 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn sample(name: &str) -> String {
-    root().join(format!("target/images/wasm32-wasip1/release/{name}.wasm")).to_string_lossy().into_owned()
+/// Sample `name` built for `target` (`wasm32-wasip1`: a module; `wasm32-wasip2`: a component).
+fn sample(target: &str, name: &str) -> String {
+    root().join(format!("target/images/{target}/release/{name}.wasm")).to_string_lossy().into_owned()
 }
 
 /// The `wasmtime` CLI of the right version, installed if missing.
@@ -91,13 +94,17 @@ fn main() {
 
     println!("whole processes, median (wall ms) and peak memory (max RSS MiB); wasmtime {WASMTIME_VERSION}");
     println!("{:<40} {:>12} {:>12} {:>7} {:>10} {:>10}", "", "wasmcell", "wasmtime", "ratio", "RSS wc", "RSS wt");
-    for (name, args, count) in [
+    let cases = [
         ("hello", &[][..], runs),
         ("nbody", &["5000000"][..], 5),
         ("sha256", &["64", "1"][..], 5),
         ("fd_write_loop", &["100000"][..], 5),
-    ] {
-        let (module, cwasm) = (sample(name), scratch.join(format!("{name}.cwasm")).to_string_lossy().into_owned());
+    ];
+    let kinds = [("", "wasm32-wasip1"), (" p2", "wasm32-wasip2")];
+    for ((name, args, count), (kind, target)) in cases.iter().flat_map(|case| kinds.iter().map(move |k| (case, k))) {
+        let (name, count) = (*name, *count);
+        let module = sample(target, name);
+        let cwasm = scratch.join(format!("{name}-{target}.cwasm")).to_string_lossy().into_owned();
         measure(&wasmtime, &["compile", &module, "-o", &cwasm]);
         let mut ours = vec!["run", "--cache-dir", cache.as_str(), module.as_str(), "--"];
         ours.extend_from_slice(args);
@@ -114,7 +121,7 @@ fn main() {
             rss_b = rss_b.max(rss);
         }
         let (a, b) = (median(a), median(b));
-        let label = format!("{name} {} ({count} runs)", args.join(" "));
+        let label = format!("{name}{kind} {} ({count} runs)", args.join(" "));
         println!(
             "{label:<40} {a:>12.2} {b:>12.2} {:>6.2}x {:>10.1} {:>10.1}",
             a / b,

@@ -294,6 +294,15 @@ fn preopened_directories() {
     }
 }
 
+/// No network: binding, connecting and resolving fail as in `wasmtime run` without
+/// `-S inherit-network` (components: denied; preview 1: unsupported).
+#[test]
+fn network_is_denied_as_in_wasmtime() {
+    for module in both_kinds("net_denied") {
+        assert_same(Case::new(module));
+    }
+}
+
 /// Traps in components: the status wasmtime gives (134), the same output before it.
 #[test]
 fn component_traps() {

@@ -6,7 +6,8 @@
 use std::fs::File;
 use std::io;
 
-/// A precompiled module (`Engine::precompile_module` output for the guest target).
+/// A precompiled module or component (`Engine::precompile_module` / `precompile_component`
+/// output for the guest target).
 pub enum Artifact {
     /// Copied into the window.
     Bytes(Vec<u8>),

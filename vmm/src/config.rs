@@ -107,7 +107,8 @@ impl GuestImage {
 /// sees of the world, and the memory it may use (its window: module, inputs, stack, heap and
 /// linear memory).
 pub struct Workload {
-    /// The precompiled module (`Engine::precompile_module` output for the guest target).
+    /// The precompiled module or component (`precompile_module` / `precompile_component`
+    /// output for the guest target).
     pub artifact: Artifact,
     /// CPU features the artifact was compiled for (`wasmcell_abi::cpu_features` bits).
     pub cpu_features: u64,

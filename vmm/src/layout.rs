@@ -72,7 +72,7 @@ pub struct WorkloadSizes {
     pub blob: u64,
     /// The files archive; 0 for none.
     pub files: u64,
-    /// The precompiled module.
+    /// The precompiled module or component.
     pub payload: u64,
     /// The private copy of the guest image's writable segments.
     pub kernel_data: u64,
@@ -83,7 +83,7 @@ pub struct WorkloadSizes {
 pub struct WindowLayout {
     pub base: u64,
     pub size: u64,
-    /// The precompiled module.
+    /// The precompiled module or component.
     pub payload: Range<u64>,
     /// The workload blob.
     pub blob: Range<u64>,

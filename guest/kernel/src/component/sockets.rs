@@ -191,7 +191,7 @@ impl tcp::HostTcpSocket for ComponentCtx {
     // Linux's defaults, which a fresh host socket reports.
     fn keep_alive_idle_time(&mut self, s: Resource<TcpSocket>) -> SocketResult<u64> {
         self.tcp_family(&s)?;
-        Ok(Ok(7200_000_000_000))
+        Ok(Ok(7_200_000_000_000))
     }
     fn set_keep_alive_idle_time(&mut self, s: Resource<TcpSocket>, value: u64) -> SocketResult<()> {
         self.tcp_family(&s)?;
