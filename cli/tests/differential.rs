@@ -209,10 +209,14 @@ fn both_kinds(name: &str) -> [String; 2] {
     [sample(name), component(name)]
 }
 
+/// The samples that take no input: hello, stdout and stderr, and the network denied as in
+/// `wasmtime run` without `-S inherit-network` (components: denied; preview 1: unsupported).
 #[test]
-fn hello() {
-    for module in both_kinds("hello") {
-        assert_same(Case::new(module));
+fn samples_without_input() {
+    for name in ["hello", "stderr", "net_denied"] {
+        for module in both_kinds(name) {
+            assert_same(Case::new(module));
+        }
     }
 }
 
@@ -262,13 +266,6 @@ fn stdin_echo() {
 }
 
 #[test]
-fn stdout_and_stderr() {
-    for module in both_kinds("stderr") {
-        assert_same(Case::new(module));
-    }
-}
-
-#[test]
 fn clocks_random_and_sleep() {
     for kind in [sample, component] {
         assert_same(Case::new(kind("clocks")));
@@ -291,15 +288,6 @@ fn preopened_directories() {
     for module in ["fs_read", "fs_write", "fs_escape"] {
         assert_same_with_files(&sample(module));
         assert_same_with_files(&component(module));
-    }
-}
-
-/// No network: binding, connecting and resolving fail as in `wasmtime run` without
-/// `-S inherit-network` (components: denied; preview 1: unsupported).
-#[test]
-fn network_is_denied_as_in_wasmtime() {
-    for module in both_kinds("net_denied") {
-        assert_same(Case::new(module));
     }
 }
 

@@ -89,6 +89,14 @@ fn precompiled_modules_run_only_when_allowed() {
     assert_one_line_error(&out, "is a precompiled artifact (native code): run it with --allow-precompiled");
     let out = run(&["--allow-precompiled", &cwasm, "--", "5"]);
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    // A component compiles and runs the same way.
+    let component_cwasm = dir.join("args.cwasm").to_string_lossy().into_owned();
+    let out = wasmcell(&["compile", &component("args"), "-o", &component_cwasm]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = run(&[&component_cwasm]);
+    assert_one_line_error(&out, "is a precompiled artifact (native code): run it with --allow-precompiled");
+    let out = run(&["--allow-precompiled", &component_cwasm, "--", "x"]);
+    assert_eq!(stdout(&out), format!("0: {component_cwasm}\n1: x\n"), "{}", stderr(&out));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

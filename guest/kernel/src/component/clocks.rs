@@ -28,7 +28,8 @@ impl ComponentCtx {
     }
 }
 
-fn datetime(ns: u64) -> Datetime {
+/// A time in ns since the Unix epoch as a WASI 0.2 datetime.
+pub(super) fn datetime(ns: u64) -> Datetime {
     Datetime { seconds: ns / 1_000_000_000, nanoseconds: (ns % 1_000_000_000) as u32 }
 }
 

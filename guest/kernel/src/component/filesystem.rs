@@ -3,12 +3,12 @@
 //! (confined to the descriptor it starts from), and each error is the code wasmtime gives for
 //! the same case (preview 1 and 0.2 share their meaning there).
 
-use super::bindings::wasi::clocks::wall_clock::Datetime;
 use super::bindings::wasi::filesystem::preopens;
 use super::bindings::wasi::filesystem::types::{
     self, Advice, DescriptorFlags, DescriptorStat, DescriptorType, DirectoryEntry, ErrorCode, MetadataHashValue,
     NewTimestamp, OpenFlags, PathFlags,
 };
+use super::clocks::datetime;
 use super::{ComponentCtx, InputStream, IoError, OutputStream};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -57,10 +57,6 @@ fn descriptor_type(file_type: FileType) -> DescriptorType {
         FileType::Directory => DescriptorType::Directory,
         FileType::SymbolicLink => DescriptorType::SymbolicLink,
     }
-}
-
-fn datetime(ns: u64) -> Datetime {
-    Datetime { seconds: ns / 1_000_000_000, nanoseconds: (ns % 1_000_000_000) as u32 }
 }
 
 fn stat(node: &NodeRef) -> DescriptorStat {
