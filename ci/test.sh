@@ -17,7 +17,7 @@ cargo clippy --release --locked --all-targets -- -D warnings
 # Same target dir as vmm/build.rs's guest build.
 (cd guest/kernel && cargo clippy --release --locked --target-dir ../../target/guest -- -D warnings)
 (cd images && cargo clippy --release --locked --target wasm32-wasip1 --features preview1-only --target-dir ../target/images -- -D warnings)
-(cd images && cargo clippy --release --locked --target wasm32-wasip2 --target-dir ../target/images -- -D warnings)
+(cd images && cargo clippy --release --locked --target wasm32-wasip2 --features preview2-only --target-dir ../target/images -- -D warnings)
 
 echo "== tests"
 cargo test --release --locked --workspace

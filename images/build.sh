@@ -7,5 +7,5 @@ build() {
     cargo build --release --locked --target "$1" --manifest-path images/Cargo.toml --target-dir target/images "${@:2}"
 }
 build wasm32-wasip1 --features preview1-only
-build wasm32-wasip2
+build wasm32-wasip2 --features preview2-only
 echo "samples: $(ls target/images/wasm32-wasip1/release/*.wasm target/images/wasm32-wasip2/release/*.wasm | tr '\n' ' ')"

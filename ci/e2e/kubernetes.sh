@@ -110,14 +110,15 @@ t_wasm_pod_with_two_containers() {
     remove_pod "$pod" || fail "stopping/removing the pod failed"
     assert_clean "$BASELINE"
 }
-# A pod mixing a WASI 0.2 component and a preview 1 module: both log and exit with their codes.
+# A pod mixing a WASI 0.2 component and a preview 1 module: both log and exit with their codes
+# (the component's `exit(7)` is `wasi:cli/exit` `exit(err)` in Rust's wasip2 std: 1, as in wasmtime).
 t_pod_mixing_a_component_and_a_module() {
     local pod c1 c2 code out
     pod=$(run_pod mixed wasmcell) || fail "RunPodSandbox failed"
     c1=$(run_container mixed "$pod" component wasmcell.test/component-exit_code:latest /exit_code.wasm 7) ||
         fail "the component did not start"
     c2=$(run_container mixed "$pod" module wasmcell.test/sleep:latest /sleep.wasm 300) || fail "the module did not start"
-    code=$(cri wait "$c1") && [ "$code" = 7 ] || fail "component exit code: $code"
+    code=$(cri wait "$c1") && [ "$code" = 1 ] || fail "component exit code: $code"
     code=$(cri wait "$c2") && [ "$code" = 0 ] || fail "module exit code: $code"
     [ "$(vmms)" = 1 ] || fail "$(vmms) VMM processes for one pod"
     out=$(cri logs "$c1" 2>/dev/null)
@@ -127,7 +128,7 @@ t_pod_mixing_a_component_and_a_module() {
     out=$(cri logs "$c2" 2>&1)
     [ "$out" = "slept at least 300 ms" ] || fail "module's log: $out"
     out=$(cri inspect "$c1")
-    [[ "$out" == "state=CONTAINER_EXITED exit_code=7 reason=Error"* ]] || fail "component status: $out"
+    [[ "$out" == "state=CONTAINER_EXITED exit_code=1 reason=Error"* ]] || fail "component status: $out"
     remove_pod "$pod" || fail "stopping/removing the pod failed"
     assert_clean "$BASELINE"
 }
@@ -261,7 +262,7 @@ t_pod_vmm_jailed_with_its_oom_score() {
 
 check "a pod's VMM is jailed (nobody, no capabilities, seccomp, empty root), is planned with the sandbox's oomScoreAdj, not its pause CPU shares" t_pod_vmm_jailed_with_its_oom_score
 check "a wasmcell pod: two Wasm containers in one VM log and exit 0 and 3, one shim" t_wasm_pod_with_two_containers
-check "a pod mixing a WASI 0.2 component and a preview 1 module: both log and exit with their codes (7, 0)" t_pod_mixing_a_component_and_a_module
+check "a pod mixing a WASI 0.2 component and a preview 1 module: both log and exit with their statuses (1, 0)" t_pod_mixing_a_component_and_a_module
 check "StopContainer stops one workload of a pod's VM, not its neighbour" t_one_container_of_a_pod_is_stopped_alone
 check "each container's memory limit sizes its workload in the pod's VM" t_memory_limits_size_each_workload
 check "hybrid node: a runc pod runs beside a wasmcell pod" t_runc_pod_beside_a_wasm_pod

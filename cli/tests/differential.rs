@@ -241,6 +241,13 @@ fn exit_codes() {
             assert_same(Case { args: &[code], ..Case::new(module.clone()) });
         }
     }
+    // Rust's wasip2 std ends `exit(n)` for n ≠ 0 with `wasi:cli/exit` `exit(err)`: status 1 in
+    // wasmtime (checked by `assert_same` above), and so in wasmcell.
+    assert_eq!(on_host(&Case { args: &["3"], ..Case::new(component("exit_code")) }).status, 1);
+    // `exit-with-code` (WASI 0.2.12) carries the code itself.
+    let module = format!("{}/tests/modules/exit_with_code_component.wat", env!("CARGO_MANIFEST_DIR"));
+    assert_same(Case::new(module.clone()));
+    assert_eq!(in_microvm(&Case::new(module)).status, 42);
 }
 
 /// Documented difference: wasmtime-wasi refuses `proc_exit` codes from 126 up (shells reserve
@@ -289,6 +296,16 @@ fn preopened_directories() {
         assert_same_with_files(&sample(module));
         assert_same_with_files(&component(module));
     }
+}
+
+/// Descriptor flags and open flags std never asks for, straight through the WASI 0.2 bindings
+/// (component only): what `open-at` answers, the flags a descriptor reports, reads, writes and
+/// streams on it — as wasmtime answers them, on the same fixture.
+#[test]
+fn descriptor_flags_as_in_wasmtime() {
+    let out = in_microvm(&Case { data: Some(Fixture::create().data()), ..Case::new(component("descriptor_flags")) });
+    assert!(out.stdout.starts_with("preopen flags DescriptorFlags(READ | MUTATE_DIRECTORY)\n"), "{}", out.stdout);
+    assert_same_with_files(&component("descriptor_flags"));
 }
 
 /// Traps in components: the status wasmtime gives (134), the same output before it.

@@ -23,6 +23,8 @@ const MAX_READ: u64 = 1 << 20;
 /// An open file or directory (`wasi:filesystem/types.descriptor`).
 pub struct Descriptor {
     node: NodeRef,
+    /// What it was opened for, as wasmtime records it (`get-flags` reports it): `READ` and
+    /// `WRITE` for a file, `READ` and `MUTATE_DIRECTORY` for a directory.
     flags: DescriptorFlags,
 }
 
@@ -149,18 +151,19 @@ impl ComponentCtx {
             .and_then(|dir| crate::wasi::lookup(&dir, path.as_bytes(), follow).map_err(|e| e.into())))
     }
 
+    /// What a stream on `descriptor` works on: any open file (whether it may read or write is
+    /// checked by each transfer, as the OS checks a descriptor's mode). On a directory, reading
+    /// is `is-directory` and writing `bad-descriptor`, as in wasmtime.
     fn stream_on(
         &self,
         descriptor: &Resource<Descriptor>,
-        needs: DescriptorFlags,
-    ) -> wasmtime::Result<Result<NodeRef, ErrorCode>> {
+        write: bool,
+    ) -> wasmtime::Result<Result<(NodeRef, DescriptorFlags), ErrorCode>> {
         let d = self.descriptor(descriptor)?;
-        Ok(if d.node.borrow().is_dir() {
-            Err(ErrorCode::IsDirectory)
-        } else if !d.flags.contains(needs) {
-            Err(ErrorCode::BadDescriptor)
-        } else {
-            Ok(d.node.clone())
+        Ok(match (d.node.borrow().is_dir(), write) {
+            (true, false) => Err(ErrorCode::IsDirectory),
+            (true, true) => Err(ErrorCode::BadDescriptor),
+            (false, _) => Ok((d.node.clone(), d.flags)),
         })
     }
 }
@@ -176,27 +179,30 @@ impl types::Host for ComponentCtx {
 
 impl types::HostDescriptor for ComponentCtx {
     fn read_via_stream(&mut self, fd: Resource<Descriptor>, offset: u64) -> FsResult<Resource<InputStream>> {
-        let node = match self.stream_on(&fd, DescriptorFlags::READ)? {
-            Ok(node) => node,
+        let (node, flags) = match self.stream_on(&fd, false)? {
+            Ok(file) => file,
             Err(code) => return Ok(Err(code)),
         };
-        Ok(Ok(self.table.push(InputStream::File { node, position: offset })?))
+        let readable = flags.contains(DescriptorFlags::READ);
+        Ok(Ok(self.table.push(InputStream::File { node, position: offset, readable })?))
     }
 
     fn write_via_stream(&mut self, fd: Resource<Descriptor>, offset: u64) -> FsResult<Resource<OutputStream>> {
-        let node = match self.stream_on(&fd, DescriptorFlags::WRITE)? {
-            Ok(node) => node,
+        let (node, flags) = match self.stream_on(&fd, true)? {
+            Ok(file) => file,
             Err(code) => return Ok(Err(code)),
         };
-        Ok(Ok(self.table.push(OutputStream::File { node, position: offset, append: false })?))
+        let writable = flags.contains(DescriptorFlags::WRITE);
+        Ok(Ok(self.table.push(OutputStream::File { node, position: offset, append: false, writable })?))
     }
 
     fn append_via_stream(&mut self, fd: Resource<Descriptor>) -> FsResult<Resource<OutputStream>> {
-        let node = match self.stream_on(&fd, DescriptorFlags::WRITE)? {
-            Ok(node) => node,
+        let (node, flags) = match self.stream_on(&fd, true)? {
+            Ok(file) => file,
             Err(code) => return Ok(Err(code)),
         };
-        Ok(Ok(self.table.push(OutputStream::File { node, position: 0, append: true })?))
+        let writable = flags.contains(DescriptorFlags::WRITE);
+        Ok(Ok(self.table.push(OutputStream::File { node, position: 0, append: true, writable })?))
     }
 
     fn advise(&mut self, fd: Resource<Descriptor>, _offset: u64, _len: u64, _advice: Advice) -> FsResult<()> {
@@ -253,8 +259,9 @@ impl types::HostDescriptor for ComponentCtx {
     fn write(&mut self, fd: Resource<Descriptor>, buffer: Vec<u8>, offset: u64) -> FsResult<u64> {
         let now = self.now();
         Ok(self.file(&fd)?.and_then(|(node, flags)| {
+            // As the OS answers a write to a descriptor not open for writing.
             if !flags.contains(DescriptorFlags::WRITE) {
-                return Err(ErrorCode::NotPermitted);
+                return Err(ErrorCode::BadDescriptor);
             }
             Ok(node.borrow_mut().write_at(offset, &buffer, now)? as u64)
         }))
@@ -332,6 +339,21 @@ impl types::HostDescriptor for ComponentCtx {
             Ok(dir) => dir,
             Err(code) => return Ok(Err(code)),
         };
+        let sync = DescriptorFlags::FILE_INTEGRITY_SYNC
+            | DescriptorFlags::DATA_INTEGRITY_SYNC
+            | DescriptorFlags::REQUESTED_WRITE_SYNC;
+        if flags.intersects(sync) {
+            return Ok(Err(ErrorCode::Unsupported));
+        }
+        let shaping = OpenFlags::CREATE | OpenFlags::EXCLUSIVE | OpenFlags::TRUNCATE;
+        if open_flags.contains(OpenFlags::DIRECTORY) && open_flags.intersects(shaping) {
+            return Ok(Err(ErrorCode::Invalid));
+        }
+        // The open mode as wasmtime derives it: creating or truncating opens for writing, and
+        // a descriptor not opened for writing is opened for reading.
+        let creates = OpenFlags::CREATE | OpenFlags::TRUNCATE;
+        let write = flags.contains(DescriptorFlags::WRITE) || open_flags.intersects(creates);
+        let read = flags.contains(DescriptorFlags::READ) || !flags.contains(DescriptorFlags::WRITE);
         let open = fs::OpenFlags {
             create: open_flags.contains(OpenFlags::CREATE),
             directory: open_flags.contains(OpenFlags::DIRECTORY),
@@ -343,10 +365,19 @@ impl types::HostDescriptor for ComponentCtx {
             Ok(node) => node,
             Err(e) => return Ok(Err(e.into())),
         };
-        if node.borrow().is_dir() && flags.contains(DescriptorFlags::WRITE) {
+        let is_dir = node.borrow().is_dir();
+        // Linux refuses to open a directory for writing.
+        if is_dir && write {
             return Ok(Err(ErrorCode::IsDirectory));
         }
-        Ok(Ok(self.table.push(Descriptor { node, flags })?))
+        let mut mode = DescriptorFlags::empty();
+        if read {
+            mode |= DescriptorFlags::READ;
+        }
+        if write {
+            mode |= if is_dir { DescriptorFlags::MUTATE_DIRECTORY } else { DescriptorFlags::WRITE };
+        }
+        Ok(Ok(self.table.push(Descriptor { node, flags: mode })?))
     }
 
     fn readlink_at(&mut self, fd: Resource<Descriptor>, path: String) -> FsResult<String> {

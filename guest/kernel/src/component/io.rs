@@ -45,13 +45,26 @@ pub enum Pollable {
 /// `wasi:io/streams.input-stream`.
 pub enum InputStream {
     Stdin,
-    File { node: NodeRef, position: u64 },
+    /// `readable`: the descriptor was opened for reading (else reads fail, as an OS read of a
+    /// write-only descriptor does).
+    File {
+        node: NodeRef,
+        position: u64,
+        readable: bool,
+    },
 }
 
 /// `wasi:io/streams.output-stream`.
 pub enum OutputStream {
     Console(Output),
-    File { node: NodeRef, position: u64, append: bool },
+    /// `writable`: the descriptor was opened for writing (else writes fail, as an OS write to a
+    /// read-only descriptor does).
+    File {
+        node: NodeRef,
+        position: u64,
+        append: bool,
+        writable: bool,
+    },
 }
 
 // SAFETY (both): `ResourceTable` asks for `Send`, and a file stream holds the file tree's `Rc`s,
@@ -100,7 +113,8 @@ impl ComponentCtx {
         let len = usize::try_from(len).unwrap_or(usize::MAX).min(MAX_TRANSFER);
         let result = match self.table.get_mut(stream)? {
             InputStream::Stdin => read_stdin(&mut self.wasi, len, block),
-            InputStream::File { node, position } => {
+            InputStream::File { readable: false, .. } => Err(IoError::Fs(ErrorCode::BadDescriptor).into()),
+            InputStream::File { node, position, .. } => {
                 let mut buf = vec![0; len];
                 match node.borrow_mut().read_at(*position, &mut buf) {
                     Ok(0) if len > 0 => Err(Failure::Closed),
@@ -130,7 +144,8 @@ impl ComponentCtx {
                     .map(drop)
                     .map_err(|_| IoError::Console.into())
             }
-            OutputStream::File { node, position, append } => {
+            OutputStream::File { writable: false, .. } => Err(IoError::Fs(ErrorCode::BadDescriptor).into()),
+            OutputStream::File { node, position, append, .. } => {
                 let mut node = node.borrow_mut();
                 let at = if *append { node.stat().size } else { *position };
                 match node.write_at(at, bytes, now) {
