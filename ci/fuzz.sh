@@ -28,8 +28,12 @@ LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
 for target in $(cargo "+$NIGHTLY" fuzz list); do
     # A crash writes its input under fuzz/artifacts/TARGET and fails the run.
-    if ! cargo "+$NIGHTLY" fuzz run -O "$target" -- -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 \
-        -print_final_stats=1 >"$LOG" 2>&1; then
+    # Seeds (fuzz/seeds/TARGET, committed) start the run where the interesting inputs are, e.g.
+    # components for the import check; new inputs go to the (ignored) corpus.
+    corpora=()
+    [ -d "seeds/$target" ] && corpora=("corpus/$target" "seeds/$target") && mkdir -p "corpus/$target"
+    if ! cargo "+$NIGHTLY" fuzz run -O "$target" "${corpora[@]}" -- -max_total_time="$SECONDS_PER_TARGET" \
+        -rss_limit_mb=2048 -print_final_stats=1 >"$LOG" 2>&1; then
         tail -n 40 "$LOG" >&2
         echo "ci/fuzz.sh: $target crashed (its input is in fuzz/artifacts/$target)" >&2
         exit 1
