@@ -244,6 +244,13 @@ fn exit_codes() {
     // Rust's wasip2 std ends `exit(n)` for n ≠ 0 with `wasi:cli/exit` `exit(err)`: status 1 in
     // wasmtime (checked by `assert_same` above), and so in wasmcell.
     assert_eq!(on_host(&Case { args: &["3"], ..Case::new(component("exit_code")) }).status, 1);
+    // A host function that refuses to go on (an empty `poll` list) is not a trap: status 1,
+    // as in `wasmtime run`, with the reason on stderr (the host reference's goes to its CLI's
+    // own stderr, not the component's).
+    let empty_poll = Case::new(format!("{}/tests/modules/empty_poll_component.wat", env!("CARGO_MANIFEST_DIR")));
+    let (host, guest) = (on_host(&empty_poll), in_microvm(&empty_poll));
+    assert_eq!((host.status, guest.status), (1, 1), "{}", guest.stderr);
+    assert!(guest.stderr.starts_with("Error: ") && guest.stderr.contains("empty list"), "{}", guest.stderr);
     // `exit-with-code` (WASI 0.2.12) carries the code itself.
     let module = format!("{}/tests/modules/exit_with_code_component.wat", env!("CARGO_MANIFEST_DIR"));
     assert_same(Case::new(module.clone()));

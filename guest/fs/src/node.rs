@@ -176,8 +176,12 @@ impl Node {
         Ok(n)
     }
 
-    /// Writes `data` at `offset`, filling any gap with zeros.
+    /// Writes `data` at `offset`, filling any gap with zeros. Writing nothing changes nothing,
+    /// wherever (as `pwrite` of 0 bytes).
     pub fn write_at(&mut self, offset: u64, data: &[u8], now_ns: u64) -> Result<usize, Error> {
+        if data.is_empty() {
+            return self.file().map(|_| 0);
+        }
         let start = usize::try_from(offset).map_err(|_| Error::TooBig)?;
         let end = start.checked_add(data.len()).filter(|&end| end <= isize::MAX as usize).ok_or(Error::TooBig)?;
         let bytes = self.file()?.owned(end)?;

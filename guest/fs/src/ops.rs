@@ -162,12 +162,21 @@ pub fn rename(old_start: &NodeRef, old: &[u8], new_start: &NodeRef, new: &[u8], 
     Ok(())
 }
 
-/// Whether `dir`'s subtree holds `needle`. Only expanded directories are searched: anything a
-/// path has reached was expanded on the way.
+/// Whether `dir`'s subtree holds `needle`. Iterative: a workload can nest directories as deep
+/// as its memory allows, far deeper than the guest's stack would take recursion.
 fn contains(dir: &NodeRef, needle: &NodeRef) -> bool {
-    let mut dir = dir.borrow_mut();
-    let Kind::Dir(entries) = &mut dir.kind else { return false };
-    entries.entries().values().any(|child| Rc::ptr_eq(child, needle) || contains(child, needle))
+    let mut pending = alloc::vec![dir.clone()];
+    while let Some(dir) = pending.pop() {
+        let mut dir = dir.borrow_mut();
+        let Kind::Dir(entries) = &mut dir.kind else { continue };
+        for child in entries.entries().values() {
+            if Rc::ptr_eq(child, needle) {
+                return true;
+            }
+            pending.push(child.clone());
+        }
+    }
+    false
 }
 
 fn missing(resolved: Resolved) -> Result<(NodeRef, Vec<u8>), Error> {

@@ -135,3 +135,23 @@ fn hard_links_share_the_file_but_never_a_directory() {
     assert_eq!(link(&data, b"sub", false, &other, b"hard_dir", 1), Err(Error::Perm));
     assert_eq!(link(&data, b"sub/b.txt", false, &other, b"hard", 1), Err(Error::Exist));
 }
+
+/// Renaming a directory into its own subtree is refused however deep the subtree is: the check
+/// walks it without recursion (a workload can nest directories far deeper than any stack).
+#[test]
+fn renaming_into_a_very_deep_subtree_is_refused_without_recursion() {
+    let (data, _) = tree();
+    create_dir(&data, b"top", 0).unwrap();
+    let mut deepest = resolve(&data, b"top", false).unwrap().node.unwrap();
+    for _ in 0..200_000 {
+        create_dir(&deepest, b"d", 0).unwrap();
+        let next = resolve(&deepest, b"d", false).unwrap().node.unwrap();
+        deepest = next;
+    }
+    create_dir(&deepest, b"leaf", 0).unwrap();
+    // From `deepest`, `top` is out of reach by path; move `top` into it through `data`'s name
+    // for it and `deepest`'s for its child.
+    assert_eq!(rename(&data, b"top", &deepest, b"leaf/moved", 0), Err(Error::Inval));
+    assert_eq!(rename(&data, b"top", &data, b"renamed", 0), Ok(()));
+    std::mem::forget(data); // dropping a 200 000-deep chain would recurse in `Rc`'s drop
+}

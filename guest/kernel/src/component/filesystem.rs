@@ -252,7 +252,8 @@ impl types::HostDescriptor for ComponentCtx {
             let mut buf = alloc::vec![0; len.min(MAX_READ) as usize];
             let n = node.borrow_mut().read_at(offset, &mut buf)?;
             buf.truncate(n);
-            Ok((buf, n == 0 && len > 0))
+            // As wasmtime: reading nothing is the end, whatever was asked for.
+            Ok((buf, n == 0))
         }))
     }
 
@@ -318,12 +319,15 @@ impl types::HostDescriptor for ComponentCtx {
         new_path: String,
     ) -> FsResult<()> {
         let now = self.now();
-        let follow = old_flags.contains(PathFlags::SYMLINK_FOLLOW);
+        // wasmtime refuses to follow a symlink for a hard link.
+        if old_flags.contains(PathFlags::SYMLINK_FOLLOW) {
+            return Ok(Err(ErrorCode::Invalid));
+        }
         let (old_dir, new_dir) = match (self.dir(&fd)?, self.dir(&new_fd)?) {
             (Ok(old), Ok(new)) => (old, new),
             (Err(code), _) | (_, Err(code)) => return Ok(Err(code)),
         };
-        Ok(fs::link(&old_dir, old_path.as_bytes(), follow, &new_dir, new_path.as_bytes(), now).map_err(Into::into))
+        Ok(fs::link(&old_dir, old_path.as_bytes(), false, &new_dir, new_path.as_bytes(), now).map_err(Into::into))
     }
 
     fn open_at(

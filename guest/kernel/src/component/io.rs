@@ -130,18 +130,21 @@ impl ComponentCtx {
         Ok(result)
     }
 
-    /// Writes all of `bytes` to `stream`.
+    /// Writes all of `bytes` to `stream` (any size, as wasmtime's stdio and file streams take;
+    /// the console gets it in transfers of at most [`MAX_TRANSFER`]).
     fn write(&mut self, stream: &Resource<OutputStream>, bytes: &[u8]) -> wasmtime::Result<Result<(), Failure>> {
-        if bytes.len() > MAX_TRANSFER {
-            wasmtime::bail!("a write of {} bytes is more than check-write permitted", bytes.len());
-        }
         let now = self.wasi.clocks.realtime_ns();
         let result = match self.table.get_mut(stream)? {
             OutputStream::Console(output) => {
                 let output = *output;
-                stdio::console(&mut self.wasi)
-                    .and_then(|console| console.write(output, bytes).map_err(|_| crate::wasi::Errno::Io))
-                    .map(drop)
+                let console = stdio::console(&mut self.wasi);
+                console
+                    .and_then(|console| {
+                        bytes
+                            .chunks(MAX_TRANSFER)
+                            .try_for_each(|chunk| console.write(output, chunk).map(drop))
+                            .map_err(|_| crate::wasi::Errno::Io)
+                    })
                     .map_err(|_| IoError::Console.into())
             }
             OutputStream::File { writable: false, .. } => Err(IoError::Fs(ErrorCode::BadDescriptor).into()),
@@ -332,7 +335,11 @@ impl streams::HostOutputStream for ComponentCtx {
     }
 
     fn write_zeroes(&mut self, stream: Resource<OutputStream>, len: u64) -> wasmtime::Result<Result<(), StreamError>> {
-        let zeroes = vec![0; usize::try_from(len).unwrap_or(usize::MAX).min(MAX_TRANSFER + 1)];
+        // Zeroes are made here, from a number: bounded like every other transfer.
+        if len > MAX_TRANSFER as u64 {
+            wasmtime::bail!("write-zeroes of {len} bytes is more than check-write permitted ({MAX_TRANSFER})");
+        }
+        let zeroes = vec![0; len as usize];
         let result = ComponentCtx::write(self, &stream, &zeroes)?;
         self.answer(result)
     }

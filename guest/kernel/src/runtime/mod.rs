@@ -29,6 +29,9 @@ pub const TRAP_EXIT_CODE: u32 = 134;
 enum Ended {
     Exit(u32),
     Trap(String),
+    /// A host function refused to go on (e.g. an empty `poll` list, a bad resource handle):
+    /// not a trap, so, as in `wasmtime run`, `Error: …` on stderr and status 1.
+    Failed(String),
     CannotStart(String),
 }
 
@@ -40,6 +43,7 @@ pub fn run(info: &VcpuInfo) -> ! {
     match execute(info) {
         Ended::Exit(code) => control::exit(code),
         Ended::Trap(message) => control::report_trap(&message),
+        Ended::Failed(_) => control::exit(1),
         Ended::CannotStart(message) => control::report_workload_error(&message),
     }
 }
@@ -53,7 +57,7 @@ fn execute(info: &VcpuInfo) -> Ended {
     match ready {
         Ready::Module(mut store, start) => {
             let ended = ended(start.call(&mut store, ()).map(|()| 0));
-            finish(store.data_mut());
+            finish(store.data_mut(), &ended);
             // The store holds the instance, module and engine: freeing them would only cost time.
             core::mem::forget(store);
             ended
@@ -61,7 +65,7 @@ fn execute(info: &VcpuInfo) -> Ended {
         Ready::Component(mut store, command) => {
             // `run` returning its error result ends the program with status 1, as in `wasmtime run`.
             let ended = ended(command.wasi_cli_run().call_run(&mut store).map(|ok| if ok.is_ok() { 0 } else { 1 }));
-            finish(&mut store.data_mut().wasi);
+            finish(&mut store.data_mut().wasi, &ended);
             core::mem::forget(store);
             ended
         }
@@ -76,13 +80,17 @@ fn ended(result: wasmtime::Result<u32>) -> Ended {
             // As on a Unix host: only the low 8 bits of the status survive.
             Some(exit) => Ended::Exit(exit.0 & 0xff),
             None if error.is::<Trap>() => Ended::Trap(format!("{error:?}")),
-            None => Ended::Trap(format!("{error:#}")),
+            None => Ended::Failed(format!("{error:?}")),
         },
     }
 }
 
-/// Queued output goes out before the end is reported (the VMM stops the vCPU at once).
-fn finish(wasi: &mut WasiCtx) {
+/// Says why a workload failed on its stderr, then sends queued output before the end is
+/// reported (the VMM stops the vCPU at once).
+fn finish(wasi: &mut WasiCtx, ended: &Ended) {
+    if let Ended::Failed(message) = ended {
+        wasi.write_stderr(format!("Error: {message}\n").as_bytes());
+    }
     let _ = wasi.flush_output();
 }
 

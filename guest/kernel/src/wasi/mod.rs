@@ -55,6 +55,13 @@ impl WasiCtx {
         }
     }
 
+    /// Writes `bytes` to the workload's stderr, if the console works (the runtime's last word).
+    pub fn write_stderr(&mut self, bytes: &[u8]) {
+        if let Ok(console) = stdio::console(self) {
+            let _ = console.write(crate::virtio::console::Output::Stderr, bytes);
+        }
+    }
+
     /// Waits until the workload's queued output has been sent (before it waits or ends).
     pub fn flush_output(&mut self) -> Result<(), Errno> {
         match &mut self.console {

@@ -41,6 +41,21 @@ fn probe(dir: &Descriptor, path: &str, open: O, flags: F) {
     );
 }
 
+/// Edges where an implementation easily differs: a hard link asked to follow symlinks, a read
+/// of nothing, a write of nothing far past the end.
+fn edges(dir: &Descriptor) {
+    println!("link-at following symlinks: {}", show(dir.link_at(PathFlags::SYMLINK_FOLLOW, "hello.txt", dir, "hard")));
+    let flags = F::READ | F::WRITE;
+    let file = dir.open_at(PathFlags::empty(), "sub/nested.txt", O::empty(), flags).expect("open sub/nested.txt");
+    let size = |file: &Descriptor| file.stat().map(|stat| stat.size);
+    println!("read of 0 bytes: {}", show(file.read(0, 0).map(|(bytes, end)| (bytes.len(), end))));
+    let before = show(size(&file));
+    let written = show(file.write(&[], 5000));
+    println!("write of 0 bytes at 5000: {written}, size {before} -> {}", show(size(&file)));
+    let stream = file.write_via_stream(9000).expect("write-via-stream");
+    println!("stream write of 0 bytes at 9000: {}, size {}", stream_outcome(stream.write(&[])), show(size(&file)));
+}
+
 fn main() {
     let (dir, _) = get_directories().into_iter().find(|(_, path)| path == "/data").expect("/data is preopened");
     println!("preopen flags {}", show(dir.get_flags()));
@@ -60,4 +75,5 @@ fn main() {
     probe(&dir, "excl.txt", O::CREATE | O::EXCLUSIVE, F::WRITE);
     probe(&dir, "excl.txt", O::CREATE | O::EXCLUSIVE, F::WRITE);
     probe(&dir, "missing.txt", O::empty(), F::READ);
+    edges(&dir);
 }
