@@ -43,15 +43,8 @@ fn is_component(path: &str) -> bool {
     })
 }
 
-/// The reference: the module in host wasmtime + wasmtime-wasi, as `wasmtime run` would run it.
-fn on_host(case: &Case) -> Run {
-    if is_component(&case.module) {
-        return component_on_host(case);
-    }
-    let engine = wasmtime::Engine::default();
-    let module = wasmtime::Module::from_file(&engine, &case.module).expect("host compiles the module");
-    let mut linker = wasmtime::Linker::<WasiP1Ctx>::new(&engine);
-    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |ctx| ctx).unwrap();
+/// Host WASI for `case` (arguments, environment, stdin, `/data`), capturing stdout and stderr.
+fn host_wasi(case: &Case) -> (WasiCtxBuilder, MemoryOutputPipe, MemoryOutputPipe) {
     let (stdout, stderr) = (MemoryOutputPipe::new(1 << 24), MemoryOutputPipe::new(1 << 24));
     let mut builder = WasiCtxBuilder::new();
     let argv: Vec<&str> = std::iter::once(case.module.as_str()).chain(case.args.iter().copied()).collect();
@@ -62,16 +55,34 @@ fn on_host(case: &Case) -> Run {
     if let Some(data) = &case.data {
         builder.preopened_dir(data, "/data", FsPerms::ReadWrite).expect("preopen /data");
     }
-    let mut store = wasmtime::Store::new(&engine, builder.build_p1());
-    let instance = linker.instantiate(&mut store, &module).expect("host instantiates");
-    let start = instance.get_typed_func::<(), ()>(&mut store, "_start").expect("_start");
-    let status = match start.call(&mut store, ()) {
-        Ok(()) => 0,
+    (builder, stdout, stderr)
+}
+
+/// The status `wasmtime run` ends with for how the entry point returned.
+fn host_status(result: wasmtime::Result<i32>) -> i32 {
+    match result {
+        Ok(status) => status,
         Err(e) if e.downcast_ref::<I32Exit>().is_some() => e.downcast_ref::<I32Exit>().unwrap().0 & 0xff,
         Err(e) if e.is::<wasmtime::Trap>() => 134,
         // Any other error ends `wasmtime run` with status 1 (e.g. `proc_exit(126..)`).
         Err(_) => 1,
-    };
+    }
+}
+
+/// The reference: the module in host wasmtime + wasmtime-wasi, as `wasmtime run` would run it.
+fn on_host(case: &Case) -> Run {
+    if is_component(&case.module) {
+        return component_on_host(case);
+    }
+    let engine = wasmtime::Engine::default();
+    let module = wasmtime::Module::from_file(&engine, &case.module).expect("host compiles the module");
+    let mut linker = wasmtime::Linker::<WasiP1Ctx>::new(&engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |ctx| ctx).unwrap();
+    let (mut builder, stdout, stderr) = host_wasi(case);
+    let mut store = wasmtime::Store::new(&engine, builder.build_p1());
+    let instance = linker.instantiate(&mut store, &module).expect("host instantiates");
+    let start = instance.get_typed_func::<(), ()>(&mut store, "_start").expect("_start");
+    let status = host_status(start.call(&mut store, ()).map(|()| 0));
     drop(store);
     let text = |pipe: MemoryOutputPipe| String::from_utf8_lossy(&pipe.contents()).into_owned();
     Run { status, stdout: text(stdout), stderr: text(stderr) }
@@ -96,27 +107,12 @@ fn component_on_host(case: &Case) -> Run {
     let component = wasmtime::component::Component::from_file(&engine, &case.module).expect("host compiles it");
     let mut linker = wasmtime::component::Linker::<HostComponent>::new(&engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
-    let (stdout, stderr) = (MemoryOutputPipe::new(1 << 24), MemoryOutputPipe::new(1 << 24));
-    let mut builder = WasiCtxBuilder::new();
-    let argv: Vec<&str> = std::iter::once(case.module.as_str()).chain(case.args.iter().copied()).collect();
-    builder.args(&argv).stdin(MemoryInputPipe::new(case.stdin.to_vec())).stdout(stdout.clone()).stderr(stderr.clone());
-    for (key, value) in case.env {
-        builder.env(key, value);
-    }
-    if let Some(data) = &case.data {
-        builder.preopened_dir(data, "/data", FsPerms::ReadWrite).expect("preopen");
-    }
+    let (mut builder, stdout, stderr) = host_wasi(case);
     let host = HostComponent { ctx: builder.build(), table: wasmtime::component::ResourceTable::new() };
     let mut store = wasmtime::Store::new(&engine, host);
     let command = wasmtime_wasi::p2::bindings::sync::Command::instantiate(&mut store, &component, &linker)
         .expect("host instantiates");
-    let status = match command.wasi_cli_run().call_run(&mut store) {
-        Ok(Ok(())) => 0,
-        Ok(Err(())) => 1,
-        Err(e) if e.downcast_ref::<I32Exit>().is_some() => e.downcast_ref::<I32Exit>().unwrap().0 & 0xff,
-        Err(e) if e.is::<wasmtime::Trap>() => 134,
-        Err(_) => 1,
-    };
+    let status = host_status(command.wasi_cli_run().call_run(&mut store).map(|ran| if ran.is_ok() { 0 } else { 1 }));
     drop(store);
     let text = |pipe: MemoryOutputPipe| String::from_utf8_lossy(&pipe.contents()).into_owned();
     Run { status, stdout: text(stdout), stderr: text(stderr) }
