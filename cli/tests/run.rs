@@ -153,6 +153,16 @@ fn components_that_cannot_start_say_why() {
         "The component is not a command: it exports no `wasi:cli/run`",
     );
     assert_one_line_error(&run(&[&module("unknown_function_component.wat")]), "`get-launch-codes`");
+    // Running out of memory inside the guest's own code (here: 60 MiB of random bytes asked for
+    // in a 48 MiB workload, allocated before they are copied out) ends the workload as a host
+    // process that cannot allocate ends: status 134, and says so — not a kernel panic.
+    let out = run(&["--memory", "48", &module("huge_random_component.wat")]);
+    assert_eq!(out.status.code(), Some(134), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("Error: out of memory: an allocation of 62914560 bytes failed"),
+        "{}",
+        stderr(&out)
+    );
     // A command that ends through `wasi:cli/exit` with an error: status 1, as in wasmtime, and
     // nothing else said.
     let out = run(&[&module("exit_component.wat")]);

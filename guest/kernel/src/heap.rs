@@ -143,6 +143,16 @@ pub fn grow_linear_memory(base: usize, size: usize) -> bool {
     }
 }
 
+/// The size of the last allocation the heap could not serve (0: none). A panic that follows
+/// one is the allocation-failure handler's: the workload ran out of memory, which the panic
+/// handler reports as the workload's end, not the kernel's ([`failed_allocation`]).
+static FAILED_ALLOCATION: AtomicUsize = AtomicUsize::new(0);
+
+/// The size of the last allocation this address space's heap refused, if any.
+pub fn failed_allocation() -> Option<usize> {
+    Some(FAILED_ALLOCATION.load(Ordering::Relaxed)).filter(|&size| size != 0)
+}
+
 struct Allocator;
 
 // SAFETY: every allocation comes from the one talc heap of this address space and goes back to
@@ -150,7 +160,14 @@ struct Allocator;
 unsafe impl GlobalAlloc for Allocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: per the caller.
-        unsafe { HEAP.lock().allocate(layout) }.map_or(null_mut(), NonNull::as_ptr)
+        let allocated = unsafe { HEAP.lock().allocate(layout) };
+        allocated.map_or_else(
+            || {
+                FAILED_ALLOCATION.store(layout.size().max(1), Ordering::Relaxed);
+                null_mut()
+            },
+            NonNull::as_ptr,
+        )
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {

@@ -35,11 +35,20 @@ enum Ended {
     CannotStart(String),
 }
 
+/// Whether this address space runs a workload (set before anything of it is loaded).
+static RUNNING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Whether a workload runs in this address space: its failures are its own, not the kernel's.
+pub fn running() -> bool {
+    RUNNING.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 /// Runs the workload this vCPU's info describes and reports how it ended on the control device.
 /// Nothing is torn down first: everything the workload used (its engine, store and module, and
 /// this address space's copy of the kernel's data, wasmtime's code registry included) lives in
 /// its window, which the VMM removes when the vCPU stops.
 pub fn run(info: &VcpuInfo) -> ! {
+    RUNNING.store(true, core::sync::atomic::Ordering::Relaxed);
     match execute(info) {
         Ended::Exit(code) => control::exit(code),
         Ended::Trap(message) => control::report_trap(&message),
