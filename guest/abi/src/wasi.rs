@@ -92,23 +92,24 @@ pub const COMMAND_INTERFACES: [&str; 27] = [
     "wasi:sockets/udp-create-socket",
 ];
 
-/// The WASI 0.2 versions the guest serves: any `0.2.x` (the guest implements 0.2.12, and
-/// wasmtime links an import of any 0.2 release to it).
-pub const COMPONENT_VERSION_PREFIX: &str = "0.2.";
+/// The interface `name` names if it is one of a WASI 0.2 release (`wasi:cli/exit@0.2.3` →
+/// `wasi:cli/exit`): the guest implements 0.2.12, and wasmtime links any `0.2.x` to it.
+fn interface_0_2(name: &str) -> Option<&str> {
+    let (interface, version) = name.split_once('@')?;
+    let patch = version.strip_prefix("0.2.")?;
+    (!patch.is_empty() && patch.bytes().all(|b| b.is_ascii_digit())).then_some(interface)
+}
 
-/// The interface a component import names (`wasi:cli/exit@0.2.3` → `wasi:cli/exit`), if the
-/// guest offers it at that version.
+/// The interface a component import names, if the guest offers it at that version.
 pub fn offered_interface(import: &str) -> Option<&'static str> {
-    let (interface, version) = import.split_once('@')?;
-    let patch = version.strip_prefix(COMPONENT_VERSION_PREFIX)?;
-    if patch.is_empty() || !patch.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
+    let interface = interface_0_2(import)?;
     COMMAND_INTERFACES.binary_search(&interface).ok().map(|at| COMMAND_INTERFACES[at])
 }
 
-/// The export that makes a component a command (any `0.2.x`).
-pub const RUN_EXPORT: &str = "wasi:cli/run";
+/// Whether an export named `name` makes a component a command: `wasi:cli/run` of any `0.2.x`.
+pub fn is_run_export(name: &str) -> bool {
+    interface_0_2(name) == Some("wasi:cli/run")
+}
 
 #[cfg(test)]
 mod tests {
@@ -124,6 +125,8 @@ mod tests {
         assert_eq!(offered_interface("wasi:cli/exit@0.2.0-rc-2023-11-10"), None, "a release candidate");
         assert_eq!(offered_interface("wasi:http/types@0.2.3"), None, "not in the command world");
         assert_eq!(offered_interface("wasi:cli/exit@0.2."), None);
+        assert!(is_run_export("wasi:cli/run@0.2.0") && is_run_export("wasi:cli/run@0.2.12"));
+        assert!(!is_run_export("wasi:cli/run@0.2.0-rc-2023-12-05") && !is_run_export("wasi:cli/run"));
     }
 
     #[test]

@@ -193,6 +193,12 @@ impl Node {
         Ok(data.len())
     }
 
+    /// Sets the access and modification times given (ns since the epoch); `None` leaves one.
+    pub fn set_times(&mut self, atime_ns: Option<u64>, mtime_ns: Option<u64>) {
+        self.atime_ns = atime_ns.unwrap_or(self.atime_ns);
+        self.mtime_ns = mtime_ns.unwrap_or(self.mtime_ns);
+    }
+
     /// Cuts or extends (with zeros) a file to `len` bytes.
     pub fn set_size(&mut self, len: u64, now_ns: u64) -> Result<(), Error> {
         let len = usize::try_from(len).ok().filter(|&l| l <= isize::MAX as usize).ok_or(Error::TooBig)?;

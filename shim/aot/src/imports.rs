@@ -61,12 +61,8 @@ fn check_component(binary: &[u8]) -> Result<(), AotError> {
             Payload::ComponentExportSection(exports) if depth == 0 => {
                 for export in exports {
                     let export = export.map_err(|e| AotError::Compile(e.into()))?;
-                    let interface = export.name.name.split_once('@');
                     runs |= export.kind == ComponentExternalKind::Instance
-                        && interface.is_some_and(|(name, version)| {
-                            name == wasmcell_abi::wasi::RUN_EXPORT
-                                && version.starts_with(wasmcell_abi::wasi::COMPONENT_VERSION_PREFIX)
-                        });
+                        && wasmcell_abi::wasi::is_run_export(export.name.name);
                 }
             }
             _ => {}

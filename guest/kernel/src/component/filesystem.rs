@@ -93,14 +93,7 @@ fn new_time(timestamp: &NewTimestamp, now_ns: u64) -> Result<Option<u64>, ErrorC
 }
 
 fn set_times(node: &NodeRef, atime: &NewTimestamp, mtime: &NewTimestamp, now_ns: u64) -> Result<(), ErrorCode> {
-    let (atime, mtime) = (new_time(atime, now_ns)?, new_time(mtime, now_ns)?);
-    let mut node = node.borrow_mut();
-    if let Some(at) = atime {
-        node.atime_ns = at;
-    }
-    if let Some(at) = mtime {
-        node.mtime_ns = at;
-    }
+    node.borrow_mut().set_times(new_time(atime, now_ns)?, new_time(mtime, now_ns)?);
     Ok(())
 }
 
@@ -122,6 +115,16 @@ impl ComponentCtx {
     fn dir(&self, descriptor: &Resource<Descriptor>) -> wasmtime::Result<Result<NodeRef, ErrorCode>> {
         let d = self.descriptor(descriptor)?;
         Ok(if d.node.borrow().is_dir() { Ok(d.node.clone()) } else { Err(ErrorCode::NotDirectory) })
+    }
+
+    /// The directories two descriptors are (the first error if either is not one).
+    fn dirs(
+        &self,
+        first: &Resource<Descriptor>,
+        second: &Resource<Descriptor>,
+    ) -> wasmtime::Result<Result<(NodeRef, NodeRef), ErrorCode>> {
+        let (first, second) = (self.dir(first)?, self.dir(second)?);
+        Ok(first.and_then(|a| Ok((a, second?))))
     }
 
     fn now(&self) -> u64 {
@@ -323,9 +326,9 @@ impl types::HostDescriptor for ComponentCtx {
         if old_flags.contains(PathFlags::SYMLINK_FOLLOW) {
             return Ok(Err(ErrorCode::Invalid));
         }
-        let (old_dir, new_dir) = match (self.dir(&fd)?, self.dir(&new_fd)?) {
-            (Ok(old), Ok(new)) => (old, new),
-            (Err(code), _) | (_, Err(code)) => return Ok(Err(code)),
+        let (old_dir, new_dir) = match self.dirs(&fd, &new_fd)? {
+            Ok(dirs) => dirs,
+            Err(code) => return Ok(Err(code)),
         };
         Ok(fs::link(&old_dir, old_path.as_bytes(), false, &new_dir, new_path.as_bytes(), now).map_err(Into::into))
     }
@@ -403,9 +406,9 @@ impl types::HostDescriptor for ComponentCtx {
         new_path: String,
     ) -> FsResult<()> {
         let now = self.now();
-        let (old_dir, new_dir) = match (self.dir(&fd)?, self.dir(&new_fd)?) {
-            (Ok(old), Ok(new)) => (old, new),
-            (Err(code), _) | (_, Err(code)) => return Ok(Err(code)),
+        let (old_dir, new_dir) = match self.dirs(&fd, &new_fd)? {
+            Ok(dirs) => dirs,
+            Err(code) => return Ok(Err(code)),
         };
         Ok(fs::rename(&old_dir, old_path.as_bytes(), &new_dir, new_path.as_bytes(), now).map_err(Into::into))
     }

@@ -115,7 +115,9 @@ impl ComponentCtx {
             InputStream::Stdin => read_stdin(&mut self.wasi, len, block),
             InputStream::File { readable: false, .. } => Err(IoError::Fs(ErrorCode::BadDescriptor).into()),
             InputStream::File { node, position, .. } => {
-                let mut buf = vec![0; len];
+                // No bigger than what is left: a large read near the end allocates little.
+                let left = node.borrow().stat().size.saturating_sub(*position);
+                let mut buf = vec![0; len.min(usize::try_from(left).unwrap_or(usize::MAX))];
                 match node.borrow_mut().read_at(*position, &mut buf) {
                     Ok(0) if len > 0 => Err(Failure::Closed),
                     Ok(n) => {
@@ -133,7 +135,6 @@ impl ComponentCtx {
     /// Writes all of `bytes` to `stream` (any size, as wasmtime's stdio and file streams take;
     /// the console gets it in transfers of at most [`MAX_TRANSFER`]).
     fn write(&mut self, stream: &Resource<OutputStream>, bytes: &[u8]) -> wasmtime::Result<Result<(), Failure>> {
-        let now = self.wasi.clocks.realtime_ns();
         let result = match self.table.get_mut(stream)? {
             OutputStream::Console(output) => {
                 let output = *output;
@@ -149,6 +150,7 @@ impl ComponentCtx {
             }
             OutputStream::File { writable: false, .. } => Err(IoError::Fs(ErrorCode::BadDescriptor).into()),
             OutputStream::File { node, position, append, .. } => {
+                let now = self.wasi.clocks.realtime_ns();
                 let mut node = node.borrow_mut();
                 let at = if *append { node.stat().size } else { *position };
                 match node.write_at(at, bytes, now) {

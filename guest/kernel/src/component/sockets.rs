@@ -107,6 +107,12 @@ impl tcp_create_socket::Host for ComponentCtx {
 }
 
 impl ComponentCtx {
+    /// `answer`, once `socket` is known to be a live handle (a stale one traps, as in wasmtime).
+    fn answer_for<S: 'static, T>(&self, socket: &Resource<S>, answer: Result<T, ErrorCode>) -> SocketResult<T> {
+        self.table.get(socket)?;
+        Ok(answer)
+    }
+
     fn tcp_family(&self, socket: &Resource<TcpSocket>) -> wasmtime::Result<IpAddressFamily> {
         Ok(self.table.get(socket)?.family)
     }
@@ -128,8 +134,7 @@ impl tcp::HostTcpSocket for ComponentCtx {
         Ok(denied(self.tcp_family(&s)?, &address))
     }
     fn finish_bind(&mut self, s: Resource<TcpSocket>) -> SocketResult<()> {
-        self.tcp_family(&s)?;
-        Ok(Err(ErrorCode::NotInProgress))
+        self.answer_for(&s, Err(ErrorCode::NotInProgress))
     }
     fn start_connect(
         &mut self,
@@ -143,31 +148,25 @@ impl tcp::HostTcpSocket for ComponentCtx {
         &mut self,
         s: Resource<TcpSocket>,
     ) -> SocketResult<(Resource<InputStream>, Resource<OutputStream>)> {
-        self.tcp_family(&s)?;
-        Ok(Err(ErrorCode::NotInProgress))
+        self.answer_for(&s, Err(ErrorCode::NotInProgress))
     }
     fn start_listen(&mut self, s: Resource<TcpSocket>) -> SocketResult<()> {
-        self.tcp_family(&s)?;
-        Ok(Err(ErrorCode::InvalidState))
+        self.answer_for(&s, Err(ErrorCode::InvalidState))
     }
     fn finish_listen(&mut self, s: Resource<TcpSocket>) -> SocketResult<()> {
-        self.tcp_family(&s)?;
-        Ok(Err(ErrorCode::NotInProgress))
+        self.answer_for(&s, Err(ErrorCode::NotInProgress))
     }
     fn accept(
         &mut self,
         s: Resource<TcpSocket>,
     ) -> SocketResult<(Resource<TcpSocket>, Resource<InputStream>, Resource<OutputStream>)> {
-        self.tcp_family(&s)?;
-        Ok(Err(ErrorCode::InvalidState))
+        self.answer_for(&s, Err(ErrorCode::InvalidState))
     }
     fn local_address(&mut self, s: Resource<TcpSocket>) -> SocketResult<IpSocketAddress> {
-        self.tcp_family(&s)?;
-        Ok(Err(ErrorCode::InvalidState))
+        self.answer_for(&s, Err(ErrorCode::InvalidState))
     }
     fn remote_address(&mut self, s: Resource<TcpSocket>) -> SocketResult<IpSocketAddress> {
-        self.tcp_family(&s)?;
-        Ok(Err(ErrorCode::InvalidState))
+        self.answer_for(&s, Err(ErrorCode::InvalidState))
     }
     fn is_listening(&mut self, s: Resource<TcpSocket>) -> wasmtime::Result<bool> {
         self.tcp_family(&s)?;
@@ -177,72 +176,56 @@ impl tcp::HostTcpSocket for ComponentCtx {
         self.tcp_family(&s)
     }
     fn set_listen_backlog_size(&mut self, s: Resource<TcpSocket>, value: u64) -> SocketResult<()> {
-        self.tcp_family(&s)?;
-        Ok(option(value))
+        self.answer_for(&s, option(value))
     }
     fn keep_alive_enabled(&mut self, s: Resource<TcpSocket>) -> SocketResult<bool> {
-        self.tcp_family(&s)?;
-        Ok(Ok(false))
+        self.answer_for(&s, Ok(false))
     }
     fn set_keep_alive_enabled(&mut self, s: Resource<TcpSocket>, _: bool) -> SocketResult<()> {
-        self.tcp_family(&s)?;
-        Ok(Ok(()))
+        self.answer_for(&s, Ok(()))
     }
     // Linux's defaults, which a fresh host socket reports.
     fn keep_alive_idle_time(&mut self, s: Resource<TcpSocket>) -> SocketResult<u64> {
-        self.tcp_family(&s)?;
-        Ok(Ok(7_200_000_000_000))
+        self.answer_for(&s, Ok(7_200_000_000_000))
     }
     fn set_keep_alive_idle_time(&mut self, s: Resource<TcpSocket>, value: u64) -> SocketResult<()> {
-        self.tcp_family(&s)?;
-        Ok(option(value))
+        self.answer_for(&s, option(value))
     }
     fn keep_alive_interval(&mut self, s: Resource<TcpSocket>) -> SocketResult<u64> {
-        self.tcp_family(&s)?;
-        Ok(Ok(75_000_000_000))
+        self.answer_for(&s, Ok(75_000_000_000))
     }
     fn set_keep_alive_interval(&mut self, s: Resource<TcpSocket>, value: u64) -> SocketResult<()> {
-        self.tcp_family(&s)?;
-        Ok(option(value))
+        self.answer_for(&s, option(value))
     }
     fn keep_alive_count(&mut self, s: Resource<TcpSocket>) -> SocketResult<u32> {
-        self.tcp_family(&s)?;
-        Ok(Ok(9))
+        self.answer_for(&s, Ok(9))
     }
     fn set_keep_alive_count(&mut self, s: Resource<TcpSocket>, value: u32) -> SocketResult<()> {
-        self.tcp_family(&s)?;
-        Ok(option(value.into()))
+        self.answer_for(&s, option(value.into()))
     }
     fn hop_limit(&mut self, s: Resource<TcpSocket>) -> SocketResult<u8> {
-        self.tcp_family(&s)?;
-        Ok(Ok(64))
+        self.answer_for(&s, Ok(64))
     }
     fn set_hop_limit(&mut self, s: Resource<TcpSocket>, value: u8) -> SocketResult<()> {
-        self.tcp_family(&s)?;
-        Ok(option(value.into()))
+        self.answer_for(&s, option(value.into()))
     }
     fn receive_buffer_size(&mut self, s: Resource<TcpSocket>) -> SocketResult<u64> {
-        self.tcp_family(&s)?;
-        Ok(Ok(131_072))
+        self.answer_for(&s, Ok(131_072))
     }
     fn set_receive_buffer_size(&mut self, s: Resource<TcpSocket>, value: u64) -> SocketResult<()> {
-        self.tcp_family(&s)?;
-        Ok(option(value))
+        self.answer_for(&s, option(value))
     }
     fn send_buffer_size(&mut self, s: Resource<TcpSocket>) -> SocketResult<u64> {
-        self.tcp_family(&s)?;
-        Ok(Ok(16_384))
+        self.answer_for(&s, Ok(16_384))
     }
     fn set_send_buffer_size(&mut self, s: Resource<TcpSocket>, value: u64) -> SocketResult<()> {
-        self.tcp_family(&s)?;
-        Ok(option(value))
+        self.answer_for(&s, option(value))
     }
     fn subscribe(&mut self, s: Resource<TcpSocket>) -> wasmtime::Result<Resource<Pollable>> {
         Ok(self.table.push_child(Pollable::Ready, &s)?)
     }
     fn shutdown(&mut self, s: Resource<TcpSocket>, _: ShutdownType) -> SocketResult<()> {
-        self.tcp_family(&s)?;
-        Ok(Err(ErrorCode::InvalidState))
+        self.answer_for(&s, Err(ErrorCode::InvalidState))
     }
     fn drop(&mut self, s: Resource<TcpSocket>) -> wasmtime::Result<()> {
         self.table.delete(s)?;
@@ -268,51 +251,41 @@ impl udp::HostUdpSocket for ComponentCtx {
         Ok(denied(self.udp_family(&s)?, &address))
     }
     fn finish_bind(&mut self, s: Resource<UdpSocket>) -> SocketResult<()> {
-        self.udp_family(&s)?;
-        Ok(Err(ErrorCode::NotInProgress))
+        self.answer_for(&s, Err(ErrorCode::NotInProgress))
     }
     fn stream(
         &mut self,
         s: Resource<UdpSocket>,
         _remote: Option<IpSocketAddress>,
     ) -> SocketResult<(Resource<IncomingDatagramStream>, Resource<OutgoingDatagramStream>)> {
-        self.udp_family(&s)?;
-        Ok(Err(ErrorCode::InvalidState))
+        self.answer_for(&s, Err(ErrorCode::InvalidState))
     }
     fn local_address(&mut self, s: Resource<UdpSocket>) -> SocketResult<IpSocketAddress> {
-        self.udp_family(&s)?;
-        Ok(Err(ErrorCode::InvalidState))
+        self.answer_for(&s, Err(ErrorCode::InvalidState))
     }
     fn remote_address(&mut self, s: Resource<UdpSocket>) -> SocketResult<IpSocketAddress> {
-        self.udp_family(&s)?;
-        Ok(Err(ErrorCode::InvalidState))
+        self.answer_for(&s, Err(ErrorCode::InvalidState))
     }
     fn address_family(&mut self, s: Resource<UdpSocket>) -> wasmtime::Result<IpAddressFamily> {
         self.udp_family(&s)
     }
     fn unicast_hop_limit(&mut self, s: Resource<UdpSocket>) -> SocketResult<u8> {
-        self.udp_family(&s)?;
-        Ok(Ok(64))
+        self.answer_for(&s, Ok(64))
     }
     fn set_unicast_hop_limit(&mut self, s: Resource<UdpSocket>, value: u8) -> SocketResult<()> {
-        self.udp_family(&s)?;
-        Ok(option(value.into()))
+        self.answer_for(&s, option(value.into()))
     }
     fn receive_buffer_size(&mut self, s: Resource<UdpSocket>) -> SocketResult<u64> {
-        self.udp_family(&s)?;
-        Ok(Ok(212_992))
+        self.answer_for(&s, Ok(212_992))
     }
     fn set_receive_buffer_size(&mut self, s: Resource<UdpSocket>, value: u64) -> SocketResult<()> {
-        self.udp_family(&s)?;
-        Ok(option(value))
+        self.answer_for(&s, option(value))
     }
     fn send_buffer_size(&mut self, s: Resource<UdpSocket>) -> SocketResult<u64> {
-        self.udp_family(&s)?;
-        Ok(Ok(212_992))
+        self.answer_for(&s, Ok(212_992))
     }
     fn set_send_buffer_size(&mut self, s: Resource<UdpSocket>, value: u64) -> SocketResult<()> {
-        self.udp_family(&s)?;
-        Ok(option(value))
+        self.answer_for(&s, option(value))
     }
     fn subscribe(&mut self, s: Resource<UdpSocket>) -> wasmtime::Result<Resource<Pollable>> {
         Ok(self.table.push_child(Pollable::Ready, &s)?)
@@ -327,8 +300,7 @@ impl udp::HostUdpSocket for ComponentCtx {
 // component passes here was never handed out, and the table lookup fails (a trap).
 impl udp::HostIncomingDatagramStream for ComponentCtx {
     fn receive(&mut self, s: Resource<IncomingDatagramStream>, _max: u64) -> SocketResult<Vec<IncomingDatagram>> {
-        self.table.get(&s)?;
-        Ok(Err(ErrorCode::InvalidState))
+        self.answer_for(&s, Err(ErrorCode::InvalidState))
     }
     fn subscribe(&mut self, s: Resource<IncomingDatagramStream>) -> wasmtime::Result<Resource<Pollable>> {
         Ok(self.table.push_child(Pollable::Ready, &s)?)
@@ -341,12 +313,10 @@ impl udp::HostIncomingDatagramStream for ComponentCtx {
 
 impl udp::HostOutgoingDatagramStream for ComponentCtx {
     fn check_send(&mut self, s: Resource<OutgoingDatagramStream>) -> SocketResult<u64> {
-        self.table.get(&s)?;
-        Ok(Err(ErrorCode::InvalidState))
+        self.answer_for(&s, Err(ErrorCode::InvalidState))
     }
     fn send(&mut self, s: Resource<OutgoingDatagramStream>, _datagrams: Vec<OutgoingDatagram>) -> SocketResult<u64> {
-        self.table.get(&s)?;
-        Ok(Err(ErrorCode::InvalidState))
+        self.answer_for(&s, Err(ErrorCode::InvalidState))
     }
     fn subscribe(&mut self, s: Resource<OutgoingDatagramStream>) -> wasmtime::Result<Resource<Pollable>> {
         Ok(self.table.push_child(Pollable::Ready, &s)?)

@@ -185,13 +185,8 @@ pub fn set_times(node: &NodeRef, atim: u64, mtim: u64, flags: u16, now_ns: u64) 
     if (atim_set && atim_now) || (mtim_set && mtim_now) || flags > 0xf {
         return Err(Errno::Inval);
     }
-    let mut node = node.borrow_mut();
-    if atim_set || atim_now {
-        node.atime_ns = if atim_now { now_ns } else { atim };
-    }
-    if mtim_set || mtim_now {
-        node.mtime_ns = if mtim_now { now_ns } else { mtim };
-    }
+    let time = |set: bool, now: bool, at: u64| (set || now).then_some(if now { now_ns } else { at });
+    node.borrow_mut().set_times(time(atim_set, atim_now, atim), time(mtim_set, mtim_now, mtim));
     Ok(())
 }
 
