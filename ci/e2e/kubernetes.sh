@@ -28,9 +28,12 @@ cri() { "$REPO/target/release/wasmcell-cri" --socket "$CTR_SOCK" "$@"; }
         "$REPO/target/release/wasmcell" image build -t "wasmcell.test/$sample:latest" -o "$DIR/images/$sample.tar" \
             "$SAMPLES/$sample.wasm" >/dev/null
     done
-    # A WASI 0.2 component of the same source.
-    "$REPO/target/release/wasmcell" image build -t wasmcell.test/component-exit_code:latest \
-        -o "$DIR/images/component-exit_code.tar" "$REPO/target/images/wasm32-wasip2/release/exit_code.wasm" >/dev/null
+    # WASI 0.2 components: one of the same source, and the networking samples.
+    for sample in exit_code tcp_echo tcp_client; do
+        "$REPO/target/release/wasmcell" image build -t "wasmcell.test/component-$sample:latest" \
+            -o "$DIR/images/component-$sample.tar" "$REPO/target/images/wasm32-wasip2/release/$sample.wasm" >/dev/null
+    done
+    native_image wasmcell.test/tcp-ping:latest images/native/tcp_ping.rs "$DIR/images/tcp-ping.tar"
 } || { echo "building the test images failed" >&2; exit 1; }
 for tar in "$DIR"/images/*.tar; do
     ctr_ images import "$tar" >/dev/null || { echo "cannot import $tar" >&2; exit 1; }
@@ -178,6 +181,45 @@ t_runc_pod_beside_a_wasm_pod() {
     remove_pod "$wpod" || fail "removing the wasmcell pod failed"
     assert_clean "$BASELINE"
 }
+# Networking: a wasmcell pod's component serves TCP on its pod IP; the host (the CNI bridge's
+# gateway), a component in another wasmcell pod and a native client in a runc pod all reach it.
+t_pods_talk_over_their_pod_ips() {
+    local server client rpod echo c code ip logs reply
+    server=$(run_pod net-server wasmcell) || fail "server RunPodSandbox failed"
+    echo=$(run_container net-server "$server" echo wasmcell.test/component-tcp_echo:latest \
+        /tcp_echo.wasm 0.0.0.0:8080 3) || fail "the echo server did not start"
+    ip=$(cri ip "$server") && [ -n "$ip" ] || fail "no pod IP"
+    for _ in $(seq 100); do
+        grep -q "listening on 8080" <<<"$(cri logs "$echo" 2>&1)" && break
+        sleep 0.1
+    done
+    # From the host, through the bridge.
+    exec 3<>"/dev/tcp/$ip/8080" || fail "the host cannot connect to $ip:8080"
+    printf 'ping from the host\n' >&3
+    read -r -t 10 reply <&3 || fail "no echo for the host"
+    exec 3>&-
+    [ "$reply" = "ping from the host" ] || fail "the host got: $reply"
+    # From a component in another wasmcell pod.
+    client=$(run_pod net-client wasmcell) || fail "client RunPodSandbox failed"
+    c=$(run_container net-client "$client" client wasmcell.test/component-tcp_client:latest \
+        /tcp_client.wasm "$ip:8080" "ping from wasmcell") || fail "the client did not start"
+    code=$(cri wait "$c") && [ "$code" = 0 ] || fail "client exit code: $code ($(cri logs "$c" 2>&1))"
+    grep -q "^reply: ping from wasmcell$" <<<"$(cri logs "$c" 2>&1)" || fail "client log: $(cri logs "$c" 2>&1)"
+    # From a native program in a runc pod.
+    rpod=$(run_pod net-runc "") || fail "runc RunPodSandbox failed"
+    c=$(run_container net-runc "$rpod" ping wasmcell.test/tcp-ping:latest /tcp_ping "$ip:8080") ||
+        fail "the runc client did not start"
+    code=$(cri wait "$c") && [ "$code" = 0 ] || fail "runc client exit code: $code ($(cri logs "$c" 2>&1))"
+    [ "$(cri logs "$c" 2>&1)" = "runc got: ping from runc" ] || fail "runc client log: $(cri logs "$c" 2>&1)"
+    # The server saw its three connections end and exited by itself.
+    code=$(cri wait "$echo") && [ "$code" = 0 ] || fail "echo server exit code: $code"
+    logs=$(cri logs "$echo" 2>&1)
+    grep -q "^echoed 51 bytes over 3 connections$" <<<"$logs" || fail "echo server log: $logs"
+    remove_pod "$rpod" || fail "removing the runc pod failed"
+    remove_pod "$client" || fail "removing the client pod failed"
+    remove_pod "$server" || fail "removing the server pod failed"
+    assert_clean "$BASELINE"
+}
 # containerd's CRI creates the task (the first call that reaches a runtime) in StartContainer,
 # not CreateContainer: the refusal comes there, and must name the reason.
 t_non_wasm_container_is_refused() {
@@ -266,6 +308,7 @@ check "a pod mixing a WASI 0.2 component and a preview 1 module: both log and ex
 check "StopContainer stops one workload of a pod's VM, not its neighbour" t_one_container_of_a_pod_is_stopped_alone
 check "each container's memory limit sizes its workload in the pod's VM" t_memory_limits_size_each_workload
 check "hybrid node: a runc pod runs beside a wasmcell pod" t_runc_pod_beside_a_wasm_pod
+check "pods talk over their pod IPs: a component serving TCP in a wasmcell pod answers the host, a component in another wasmcell pod and a runc pod" t_pods_talk_over_their_pod_ips
 check "a non-Wasm container in a wasmcell pod is refused naming the reason (StartContainer)" t_non_wasm_container_is_refused
 check "an idle pod costs no CPU: a workload that logged then sleeps, and its shim, stay asleep" t_idle_pod_costs_nothing
 check "20 wasmcell pods in sequence leave nothing behind" t_twenty_pods_in_sequence

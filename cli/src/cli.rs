@@ -89,6 +89,10 @@ pub struct RunArgs {
     /// packed read-only into the VM; the module's writes stay in VM memory and vanish with it.
     #[arg(long = "dir", value_name = "HOST[::GUEST]", value_parser = parse_dir)]
     pub dirs: Vec<Preopen>,
+    /// Give the module the host's network (as `wasmtime run -S inherit-network`): its sockets
+    /// are real sockets of this process's network namespace. Without it every address is denied.
+    #[arg(long)]
+    pub inherit_network: bool,
     /// Directory for cached compiled modules [default: $WASMCELL_CACHE_DIR, else ~/.cache/wasmcell].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,

@@ -3,6 +3,7 @@
 //! nothing behind.
 
 use crate::artifact::Artifact;
+use crate::devices::socket::Network;
 use crate::devices::virtio::console::{Input, Output};
 use crate::files::Preopen;
 use std::fmt;
@@ -129,6 +130,9 @@ pub struct Workload {
     pub stdout: Output,
     /// The workload's stderr.
     pub stderr: Output,
+    /// Its network: sockets in the VMM's network namespace (`None`: no network, every socket
+    /// call is refused, as `wasmtime run` without `-S inherit-network`).
+    pub network: Option<Network>,
 }
 
 impl Default for Workload {
@@ -144,6 +148,7 @@ impl Default for Workload {
             stdin: Input::Empty,
             stdout: Output::null(),
             stderr: Output::null(),
+            network: None,
         }
     }
 }
@@ -157,6 +162,7 @@ impl fmt::Debug for Workload {
             .field("preopens", &self.preopens)
             .field("archive_len", &self.archive.as_ref().map(Vec::len))
             .field("memory", &self.memory)
+            .field("network", &self.network)
             .finish_non_exhaustive()
     }
 }

@@ -11,6 +11,7 @@
 
 use crate::arch;
 use crate::devices::control::ControlAction;
+use crate::devices::socket::poll_now;
 use crate::devices::virtio::DeviceError;
 use crate::devices::Devices;
 use crate::drain_timer::DrainTimer;
@@ -23,6 +24,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 use vmm_sys_util::eventfd::EventFd;
+use wasmcell_abi::socket::{self, SocketCall, SocketReply};
 
 /// Errors of the vCPU thread that are the VMM's (or KVM's) problem, not the guest's.
 #[derive(Debug, thiserror::Error)]
@@ -239,11 +241,23 @@ impl Vcpu {
                 ControlAction::Wait(timeout) => {
                     // The wait drains the output itself; no ticks while the vCPU sleeps.
                     let _ = timer.set(false);
-                    let waited =
-                        self.devices.stop_console_batching().and_then(|()| wait(control, &mut self.devices, timeout));
+                    let waited = self
+                        .devices
+                        .stop_console_batching()
+                        .and_then(|()| wait(control, &mut self.devices, timeout, &mut []));
                     match waited {
                         Ok(()) => continue,
                         Err(e) => Outcome::DeviceError(format!("virtio-console: {e}")),
+                    }
+                }
+                ControlAction::Socket(op, call) => {
+                    let _ = timer.set(false);
+                    match self.socket_call(control, op, &call) {
+                        Ok(()) => {
+                            self.sync_timer(&mut timer);
+                            continue;
+                        }
+                        Err(message) => Outcome::DeviceError(message),
                     }
                 }
                 ControlAction::MapMemory(request) => {
@@ -267,6 +281,36 @@ impl Vcpu {
         }
     }
 
+    /// A socket call: carried out by the workload's socket device (a poll sleeps here, as a
+    /// WAIT does), its reply written into the vCPU's block. `Err`: the device error that ends
+    /// the workload.
+    fn socket_call(&mut self, control: &RunControl, op: u32, call: &SocketCall) -> Result<(), String> {
+        let Some(op) = socket::Op::from_u32(op) else {
+            self.devices.control.reply(&SocketReply::error(socket::errno::EINVAL));
+            return Ok(());
+        };
+        let Some(device) = self.devices.sockets.as_mut() else {
+            self.devices.control.reply(&SocketReply::error(socket::errno::EACCES));
+            return Ok(());
+        };
+        let reply = if op == socket::Op::Poll {
+            let mut set = device.poll_set(call).map_err(|e| format!("socket: {e}"))?;
+            if !poll_now(&mut set.fds) && set.timeout_us != Some(0) {
+                self.devices.stop_console_batching().map_err(|e| format!("virtio-console: {e}"))?;
+                let timeout = set.timeout_us.map(Duration::from_micros);
+                wait(control, &mut self.devices, timeout, &mut set.fds).map_err(|e| format!("virtio-console: {e}"))?;
+                poll_now(&mut set.fds);
+            }
+            let device = self.devices.sockets.as_ref().expect("the device is still there");
+            device.finish_poll(set)
+        } else {
+            device.call(op, call)
+        };
+        let reply = reply.map_err(|e| format!("socket: {e}"))?;
+        self.devices.control.reply(&reply);
+        Ok(())
+    }
+
     /// Ticks while the console batches output, not otherwise. Without a timer the console
     /// cannot batch: it goes back to notifies.
     fn sync_timer(&mut self, timer: &mut DrainTimer) {
@@ -283,11 +327,16 @@ fn interrupted(e: &kvm_ioctls::Error) -> bool {
 }
 
 /// Sleeps until `control.wake` is written, a stop is requested, `timeout` passes, input the
-/// guest may receive arrives (it is then delivered), or output the guest is waiting on moves on
-/// (a chain given back). Output that a stream cannot take yet is polled for, not retried, so a
-/// guest blocked on a stalled reader costs no CPU; each slice of output sent is bounded and a
-/// stop is checked between slices.
-fn wait(control: &RunControl, devices: &mut Devices, timeout: Option<Duration>) -> Result<(), DeviceError> {
+/// guest may receive arrives (it is then delivered), output the guest is waiting on moves on
+/// (a chain given back), or one of `sockets` is ready (a socket poll). Output that a stream
+/// cannot take yet is polled for, not retried, so a guest blocked on a stalled reader costs no
+/// CPU; each slice of output sent is bounded and a stop is checked between slices.
+fn wait(
+    control: &RunControl,
+    devices: &mut Devices,
+    timeout: Option<Duration>,
+    sockets: &mut [libc::pollfd],
+) -> Result<(), DeviceError> {
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
         if control.stop_requested() {
@@ -313,6 +362,8 @@ fn wait(control: &RunControl, devices: &mut Devices, timeout: Option<Duration>) 
             fds.push(pollfd(fd, libc::POLLIN));
         }
         fds.extend(output.blocked.iter().flatten().map(|&fd| pollfd(fd, libc::POLLOUT)));
+        let first_socket = fds.len();
+        fds.extend(sockets.iter().filter(|s| s.fd >= 0).copied());
         let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
         // SAFETY: `fds` are valid pollfds, `ts_ptr` is null or points at a live timespec, and a
         // null signal mask means "keep the current one".
@@ -327,6 +378,9 @@ fn wait(control: &RunControl, devices: &mut Devices, timeout: Option<Duration>) 
         }
         if input.is_some() && fds[1].revents != 0 {
             devices.deliver_console_input()?;
+            return Ok(());
+        }
+        if fds[first_socket..].iter().any(|fd| fd.revents != 0) {
             return Ok(());
         }
         // An output stream drained: send more (top of the loop).

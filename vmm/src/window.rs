@@ -8,6 +8,7 @@
 
 use crate::artifact::Artifact;
 use crate::config::{ConfigError, Workload};
+use crate::devices::socket::Network;
 use crate::devices::virtio::console::Console;
 use crate::files::{self, FilesError};
 use crate::layout::{LayoutError, WindowLayout, WorkloadSizes};
@@ -16,7 +17,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use vm_memory::{Bytes, GuestAddress};
 use wasmcell_abi::memory_map::window_base;
-use wasmcell_abi::vcpu::{VcpuInfo, HAS_WORKLOAD, VCPU_INFO_MAGIC};
+use wasmcell_abi::vcpu::{VcpuInfo, HAS_NETWORK, HAS_WORKLOAD, VCPU_INFO_MAGIC};
 
 /// A workload checked and encoded, ready to be placed in a window.
 pub struct PreparedWorkload {
@@ -28,6 +29,8 @@ pub struct PreparedWorkload {
     kernel_data: u64,
     /// The console device serving the workload's stdio.
     pub console: Console,
+    /// The workload's network, if it has one (its socket device).
+    pub network: Option<Network>,
 }
 
 impl PreparedWorkload {
@@ -55,6 +58,7 @@ impl PreparedWorkload {
             memory: workload.memory.bytes(),
             kernel_data,
             console: Console::new(workload.stdin, workload.stdout, workload.stderr),
+            network: workload.network,
         };
         // The layout does not depend on where the window is: check it fits now.
         WindowLayout::new(window_base(0), prepared.memory, prepared.sizes())?;
@@ -153,7 +157,7 @@ impl Window {
         VcpuInfo {
             magic: VCPU_INFO_MAGIC,
             index,
-            flags: HAS_WORKLOAD,
+            flags: HAS_WORKLOAD | if workload.network.is_some() { HAS_NETWORK } else { 0 },
             stack_bottom: l.stack.start,
             stack_top: l.stack.end,
             cpu_features: workload.cpu_features,

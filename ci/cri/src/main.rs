@@ -84,6 +84,8 @@ enum Command {
     Rm { id: String },
     /// PodSandboxStatus as one line: state, runtime handler.
     Inspectp { id: String },
+    /// Prints a pod's IP address (its network namespace's, from the CNI).
+    Ip { id: String },
     /// StopPodSandbox.
     Stopp { id: String },
     /// RemovePodSandbox.
@@ -249,6 +251,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let status = response.status.with_context(|| format!("No status for pod {id}"))?;
             let state = cri::PodSandboxState::try_from(status.state).map_or("?", |s| s.as_str_name());
             println!("state={state} runtime_handler={}", status.runtime_handler);
+        }
+        Command::Ip { id } => {
+            let request = cri::PodSandboxStatusRequest { pod_sandbox_id: id.clone(), verbose: false };
+            let response = client.pod_sandbox_status(request).await.map_err(call_error)?.into_inner();
+            let network =
+                response.status.and_then(|s| s.network).with_context(|| format!("No network for pod {id}"))?;
+            println!("{}", network.ip);
         }
         Command::Stopp { id } => {
             client.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: id }).await.map_err(call_error)?;

@@ -15,7 +15,7 @@
 //! - The first `roots` entries are the preopened directories, named by their guest path.
 //!
 //! Offsets are from the start of the archive. [`Archive::parse`] checks every entry once, so
-//! later accessors cannot go out of bounds and the tree cannot loop.
+//! later accessors cannot go out of bounds, the tree cannot loop and no entry has two parents.
 
 use core::ops::Range;
 
@@ -88,7 +88,8 @@ impl<'a> Entry<'a> {
 
 impl<'a> Archive<'a> {
     /// Parses and validates the whole archive; `None` if anything is out of bounds, a directory
-    /// names children before itself, or a name is not a plain file name.
+    /// names children before itself or children another directory already has, or a name is
+    /// not a plain file name.
     pub fn parse(bytes: &'a [u8]) -> Option<Self> {
         if read_u64(bytes, 0)? != MAGIC {
             return None;
@@ -100,6 +101,10 @@ impl<'a> Archive<'a> {
             return None;
         }
         let archive = Self { bytes, count, roots };
+        // Children ranges must follow each other in the order of their directories, so no
+        // entry has two parents: a shared child would make the tree a DAG whose walk can be
+        // exponentially long.
+        let mut first_free_child = u64::from(roots);
         for index in 0..count {
             let raw = archive.raw(index)?;
             let name = slice(bytes, raw.name_at, raw.name_len as u64)?;
@@ -113,8 +118,11 @@ impl<'a> Archive<'a> {
                 }
                 Kind::Dir => {
                     let end = raw.a.checked_add(raw.b)?;
-                    if raw.b > 0 && (raw.a <= u64::from(index) || raw.a < u64::from(roots) || end > u64::from(count)) {
-                        return None;
+                    if raw.b > 0 {
+                        if raw.a <= u64::from(index) || raw.a < first_free_child || end > u64::from(count) {
+                            return None;
+                        }
+                        first_free_child = end;
                     }
                 }
             }
@@ -390,6 +398,13 @@ mod tests {
         assert!(patched(root + 24, 5), "children past the last entry");
         assert!(patched(child + 24, u64::MAX), "content length overflows");
         assert!(patched(child, 9), "unknown kind");
+        let two = encode(&[dir("/a", vec![file("f", "x")]), dir("/b", vec![file("g", "y")])]).unwrap();
+        let mut shared = two.clone();
+        // Root /b's children become /a's: entry 2 would have two parents.
+        let a_children = read_u64(&two, HEADER_LEN + 16).unwrap();
+        shared[HEADER_LEN + ENTRY_LEN + 16..][..8].copy_from_slice(&a_children.to_le_bytes());
+        assert!(Archive::parse(&two).is_some());
+        assert!(Archive::parse(&shared).is_none(), "two directories share a child");
         let mut slash = bytes.clone();
         let name_at = read_u64(&bytes, child + 8).unwrap() as usize;
         slash[name_at] = b'/';

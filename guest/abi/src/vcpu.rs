@@ -2,7 +2,7 @@
 //!
 //! Every vCPU is entered at the guest's ELF entry point with `RDI` = the boot info (the VM's)
 //! and `RSI` = its own [`VcpuInfo`] (read-only). Its GS base is its [`VcpuBlock`], a page both
-//! sides write: the guest its lock count and messages, the VMM a stop request. The first vCPU
+//! sides write: the guest its messages and socket calls, the VMM socket replies. The first vCPU
 //! in sets the kernel up; a vCPU whose info names a workload then runs it, one without (the boot
 //! vCPU of a pod) reports boot done and parks.
 
@@ -15,6 +15,8 @@ pub const VCPU_INFO_MAGIC: u64 = u64::from_le_bytes(*b"WCELVCPU");
 
 /// [`VcpuInfo::flags`]: the info describes a workload for this vCPU to run.
 pub const HAS_WORKLOAD: u32 = 1;
+/// [`VcpuInfo::flags`]: the workload may use the socket device (`crate::socket`).
+pub const HAS_NETWORK: u32 = 2;
 
 /// One vCPU's instructions, written by the VMM before the vCPU starts (mapped read-only).
 /// Addresses are guest-physical (= guest-virtual); every region is page aligned.
@@ -25,7 +27,7 @@ pub struct VcpuInfo {
     pub magic: u64,
     /// This vCPU's index (its area is `memory_map::vcpu_area(index)`).
     pub index: u32,
-    /// [`HAS_WORKLOAD`] or 0.
+    /// [`HAS_WORKLOAD`], [`HAS_NETWORK`].
     pub flags: u32,
     /// Lowest usable byte of this vCPU's stack; the page below it is unmapped.
     pub stack_bottom: u64,
@@ -67,12 +69,17 @@ impl VcpuInfo {
     pub fn has_workload(&self) -> bool {
         self.flags & HAS_WORKLOAD != 0
     }
+
+    /// Whether this vCPU's workload may use the socket device.
+    pub fn has_network(&self) -> bool {
+        self.flags & HAS_NETWORK != 0
+    }
 }
 
 /// The page a vCPU and the VMM share while it runs, mapped read-write in that vCPU's address
 /// space and in no other. The VMM writes it before the vCPU starts and afterwards only reads
-/// messages from it, treating every byte as hostile; nothing the guest writes here decides
-/// anything for the VMM but the text of a message.
+/// messages and requests from it, treating every byte as hostile, and writes socket replies
+/// (`crate::socket`) over the request that asked for them.
 #[repr(C)]
 pub struct VcpuBlock {
     /// The block's own address, so the guest finds it through its GS base (VMM-written).

@@ -24,6 +24,7 @@ mod component;
 mod control;
 mod heap;
 mod log;
+mod net;
 mod panic;
 mod runtime;
 mod selftest;

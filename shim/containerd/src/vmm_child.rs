@@ -21,8 +21,10 @@ use wasmcell_vmm::jail::{Jail, JailRoot};
 use wasmcell_vmm::seccomp::{self, ThreadKind};
 use wasmcell_vmm::{Vm, VmConfig};
 
-/// Descriptors a VMM may hold: a pod's 32 workloads with a handful each, and the VM's own.
-const MAX_FDS: u64 = 1024;
+/// Descriptors a VMM may hold: a pod's 32 workloads, each with a handful and at most its
+/// sockets (`wasmcell_abi::socket::MAX_SOCKETS`), and the VM's own. So no workload's sockets can
+/// leave another without descriptors.
+const MAX_FDS: u64 = wasmcell_abi::memory_map::MAX_VCPUS as u64 * (wasmcell_abi::socket::MAX_SOCKETS as u64 + 16) + 64;
 
 /// Runs the plan at `path`; returns the exit status.
 pub fn run(path: &Path) -> i32 {
@@ -114,7 +116,8 @@ impl Confinement {
         jail.enter().map_err(|e| error_chain(&e))?;
         seccomp::apply(ThreadKind::Vmm).map_err(|e| error_chain(&e))?;
         if self.probe {
-            // The test hook: a vCPU-filtered thread opens a socket, as a hijacked one might.
+            // The test hook: a vCPU-filtered thread opens a blocking socket (the socket device
+            // makes only non-blocking ones), as a hijacked one might.
             let _ = std::thread::Builder::new().name("wasmcell-probe".into()).spawn(|| {
                 if seccomp::apply(ThreadKind::Vcpu).is_ok() {
                     // SAFETY: the forbidden call itself; the filter ends the process on it.

@@ -10,7 +10,7 @@ use crate::plan::{Descriptor, WorkloadPlan};
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use wasmcell_vmm::{Artifact, Input, MemorySize, Outcome, Output, Workload};
+use wasmcell_vmm::{Artifact, Input, MemorySize, Network, Outcome, Output, Workload};
 
 /// The status of a workload that trapped, as `wasmtime run` gives it (128 + SIGABRT).
 const TRAP_STATUS: i32 = 134;
@@ -85,6 +85,9 @@ pub fn load(plan: &WorkloadPlan, opened: Opened) -> Result<(Workload, Reporter),
         stdin: opened.stdin.map_or(Input::Empty, |f| Input::from_fd(f.into())),
         stdout: opened.stdout.map_or_else(Output::null, |f| Output::fifo(f.into())),
         stderr: opened.stderr.map_or_else(Output::null, |f| Output::fifo(f.into())),
+        // The VMM lives in the container's (a pod's) network namespace: its sockets are the
+        // pod's, as a runc container's are, and the namespace's rules (NetworkPolicy) apply.
+        network: Some(Network::default()),
     };
     Ok((workload, reporter))
 }

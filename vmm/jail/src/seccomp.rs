@@ -5,8 +5,9 @@
 //! - [`ThreadKind::Vcpu`]: a vCPU thread, the one that decodes every exit of a possibly hostile
 //!   guest. Installed first thing on every vCPU thread, in every process that runs a VM
 //!   (`wasmcell run` as much as a pod's VMM): KVM_RUN and the two register reads of a fault
-//!   report, the console's reads and writes, its timer, memory for the allocator, and nothing
-//!   that opens, creates, maps executable memory or talks to another process.
+//!   report, the console's reads and writes, its timer, memory for the allocator, the socket
+//!   device's non-blocking IPv4/IPv6 TCP and UDP calls with their few options, and nothing
+//!   that opens files, maps executable memory or talks to another process but by socket.
 //! - [`ThreadKind::Vmm`]: everything else in a jailed VMM process (`crate::jail`), installed
 //!   when the jail closes, before any other thread exists: what creates vCPUs and windows,
 //!   serves a pod's control channel and watches signals. KVM ioctls only; new threads only
@@ -191,7 +192,64 @@ fn vcpu_rules() -> Result<Rules, seccompiler::BackendError> {
     }
     let ioctls = [KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS, libc::FIONREAD];
     rules.insert(libc::SYS_ioctl, any_of(1, &ioctls)?);
+    add_socket_rules(&mut rules)?;
     Ok(rules)
+}
+
+/// What a workload's socket device does (`wasmcell_vmm::devices::socket`): IPv4/IPv6 TCP and
+/// UDP sockets, always non-blocking, and only the options it offers (never `SO_REUSEPORT`).
+fn add_socket_rules(rules: &mut Rules) -> Result<(), seccompiler::BackendError> {
+    for call in [
+        libc::SYS_bind,
+        libc::SYS_listen,
+        libc::SYS_connect,
+        libc::SYS_recvfrom,
+        libc::SYS_shutdown,
+        libc::SYS_getsockname,
+        libc::SYS_getpeername,
+    ] {
+        rules.insert(call, vec![]);
+    }
+    let flags = (libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) as u64;
+    let mut sockets = Vec::new();
+    for domain in [libc::AF_INET, libc::AF_INET6] {
+        for kind in [libc::SOCK_STREAM, libc::SOCK_DGRAM] {
+            sockets.push(SeccompRule::new(vec![
+                Cond::new(0, Len::Dword, Op::Eq, domain as u64)?,
+                Cond::new(1, Len::Dword, Op::Eq, kind as u64 | flags)?,
+                Cond::new(2, Len::Dword, Op::Eq, 0)?,
+            ])?);
+        }
+    }
+    rules.insert(libc::SYS_socket, sockets);
+    rules.insert(libc::SYS_accept4, any_of(3, &[flags])?);
+    let options = [
+        (libc::SOL_SOCKET, libc::SO_REUSEADDR),
+        (libc::SOL_SOCKET, libc::SO_KEEPALIVE),
+        (libc::SOL_SOCKET, libc::SO_RCVBUF),
+        (libc::SOL_SOCKET, libc::SO_SNDBUF),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPCNT),
+        (libc::IPPROTO_IP, libc::IP_TTL),
+        (libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS),
+        (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY),
+    ];
+    let option_rules = |extra: &[(libc::c_int, libc::c_int)]| {
+        options
+            .iter()
+            .chain(extra)
+            .map(|&(level, name)| {
+                SeccompRule::new(vec![
+                    Cond::new(1, Len::Dword, Op::Eq, level as u64)?,
+                    Cond::new(2, Len::Dword, Op::Eq, name as u64)?,
+                ])
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    rules.insert(libc::SYS_setsockopt, option_rules(&[])?);
+    rules.insert(libc::SYS_getsockopt, option_rules(&[(libc::SOL_SOCKET, libc::SO_ERROR)])?);
+    Ok(())
 }
 
 /// What a process that starts threads needs for them: `clone` for threads only (`clone3` is
@@ -387,7 +445,8 @@ mod tests {
     }
 
     /// In the child: a vCPU-filtered thread does what a vCPU thread does, then what it must
-    /// not (opening a socket); the process must end on the second.
+    /// not (opening a blocking socket: the socket device makes only non-blocking ones); the
+    /// process must end on the second.
     #[test]
     #[ignore = "the child half of a_vcpu_thread_that_breaks_its_filter_stops_the_process_saying_why"]
     fn child_breaks_the_vcpu_filter() {

@@ -1,14 +1,15 @@
 //! The devices one vCPU reaches, and the port-I/O and MMIO bus its thread dispatches exits to.
 //!
-//! Each vCPU has its own control device and, if it runs a workload, that workload's console:
-//! their registers are touched only by that vCPU's exits, so they need no locking, and no vCPU
-//! can reach another's console (its address decodes to nothing, and its page is not mapped in
+//! Each vCPU has its own control device and, if it runs a workload, that workload's console and
+//! (with a network) its sockets: they are touched only by that vCPU's exits, so they need no
+//! locking, and no vCPU can reach another's console or sockets (its address decodes to nothing, and its page is not mapped in
 //! the vCPU's address space). The serial log is the VM's one shared device, and a workload's
 //! vCPU reaches it only when the guest was asked to log (diagnostics); otherwise its writes go
 //! nowhere. One folder per device.
 
 pub mod control;
 pub mod serial;
+pub mod socket;
 pub mod virtio;
 
 use crate::memory::GuestMemory;
@@ -36,6 +37,9 @@ pub struct Devices {
     /// The serial log, if this vCPU may write it.
     pub serial: Option<Arc<Mutex<SerialConsole>>>,
     pub control: ControlDevice,
+    /// The workload's sockets, if it has a network. Its memory is a view of the window whose
+    /// host mapping the console's slot keeps alive: declared first, so dropped first.
+    pub sockets: Option<socket::SocketDevice>,
     pub console: Option<ConsoleSlot>,
 }
 

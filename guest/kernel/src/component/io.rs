@@ -8,15 +8,28 @@
 
 use super::bindings::wasi::filesystem::types::ErrorCode;
 use super::bindings::wasi::io::{error, poll, streams};
+use super::sockets::{StreamFailure, TcpInput, TcpOutput, TcpSocket};
 use super::ComponentCtx;
+use crate::net;
 use crate::virtio::console::Output;
 use crate::wasi::{poll as wasi_poll, stdio};
 use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 use streams::StreamError;
+use wasmcell_abi::socket::PollEntry;
 use wasmcell_guest_fs::NodeRef;
 use wasmtime::component::Resource;
+
+type SocketError = super::bindings::wasi::sockets::network::ErrorCode;
+
+/// What a pollable that is not ready waits for.
+enum Wait {
+    Ready,
+    Deadline(u64),
+    Stdin,
+    Socket(PollEntry),
+}
 
 /// Most bytes one stream call moves (what `check-write` permits).
 pub const MAX_TRANSFER: usize = 1 << 20;
@@ -30,6 +43,8 @@ pub enum IoError {
     Fs(ErrorCode),
     /// The console failed.
     Console,
+    /// A socket error (what `network-error-code` reports).
+    Socket(SocketError),
 }
 
 /// Something a component can wait for (`wasi:io/poll.pollable`).
@@ -40,11 +55,18 @@ pub enum Pollable {
     Stdin,
     /// Ready at this monotonic instant (ns).
     Deadline(u64),
+    /// Ready when the device's socket `handle` has `events` (`wasmcell_abi::socket`).
+    Socket { handle: net::Handle, events: u16 },
+    /// Ready when the TCP output stream (its table index) has sent what it staged.
+    TcpOutput(u32),
+    /// Ready as the TCP socket (its table index) says when polled (`TcpSocket::waits_for`).
+    TcpSocket(u32),
 }
 
 /// `wasi:io/streams.input-stream`.
 pub enum InputStream {
     Stdin,
+    Tcp(TcpInput),
     /// `readable`: the descriptor was opened for reading (else reads fail, as an OS read of a
     /// write-only descriptor does).
     File {
@@ -57,6 +79,7 @@ pub enum InputStream {
 /// `wasi:io/streams.output-stream`.
 pub enum OutputStream {
     Console(Output),
+    Tcp(TcpOutput),
     /// `writable`: the descriptor was opened for writing (else writes fail, as an OS write to a
     /// read-only descriptor does).
     File {
@@ -87,6 +110,15 @@ impl From<IoError> for Failure {
     }
 }
 
+impl From<StreamFailure> for Failure {
+    fn from(failure: StreamFailure) -> Self {
+        match failure {
+            StreamFailure::Closed => Failure::Closed,
+            StreamFailure::Failed(code) => Failure::Error(IoError::Socket(code)),
+        }
+    }
+}
+
 impl ComponentCtx {
     /// The stream error the component sees for `failure`.
     fn stream_error(&mut self, failure: Failure) -> wasmtime::Result<StreamError> {
@@ -113,6 +145,7 @@ impl ComponentCtx {
         let len = usize::try_from(len).unwrap_or(usize::MAX).min(MAX_TRANSFER);
         let result = match self.table.get_mut(stream)? {
             InputStream::Stdin => read_stdin(&mut self.wasi, len, block),
+            InputStream::Tcp(input) => input.read(&mut self.wasi, len as u64, block).map_err(Failure::from),
             InputStream::File { readable: false, .. } => Err(IoError::Fs(ErrorCode::BadDescriptor).into()),
             InputStream::File { node, position, .. } => {
                 // No bigger than what is left: a large read near the end allocates little.
@@ -148,6 +181,7 @@ impl ComponentCtx {
                     })
                     .map_err(|_| IoError::Console.into())
             }
+            OutputStream::Tcp(output) => output.write_all(&mut self.wasi, bytes).map_err(Failure::from),
             OutputStream::File { writable: false, .. } => Err(IoError::Fs(ErrorCode::BadDescriptor).into()),
             OutputStream::File { node, position, append, .. } => {
                 let now = self.wasi.clocks.realtime_ns();
@@ -167,7 +201,38 @@ impl ComponentCtx {
 
     /// Whether `pollable` is ready now; the deadline it waits for if it is not.
     fn ready(&mut self, pollable: &Resource<Pollable>) -> wasmtime::Result<(bool, Option<u64>)> {
+        Ok(match self.wait_of(pollable)? {
+            Wait::Ready => (true, None),
+            Wait::Deadline(at) => (false, Some(at)),
+            Wait::Stdin => (false, None),
+            Wait::Socket(mut entry) => (net::poll(core::slice::from_mut(&mut entry), Some(0)).unwrap_or(1) > 0, None),
+        })
+    }
+
+    /// What `pollable` waits for, if it is not ready now (sockets are asked the device).
+    fn wait_of(&mut self, pollable: &Resource<Pollable>) -> wasmtime::Result<Wait> {
         Ok(match *self.table.get(pollable)? {
+            Pollable::Socket { handle, events } => Wait::Socket(PollEntry { handle, events, ready: 0 }),
+            Pollable::TcpOutput(stream) => match self.table.get_mut(&Resource::<OutputStream>::new_borrow(stream)) {
+                Ok(OutputStream::Tcp(output)) => output.ready().map_or_else(Wait::Socket, |_| Wait::Ready),
+                _ => Wait::Ready,
+            },
+            Pollable::TcpSocket(socket) => match self.table.get(&Resource::<TcpSocket>::new_borrow(socket)) {
+                Ok(socket) => socket.waits_for().map_or(Wait::Ready, Wait::Socket),
+                Err(_) => Wait::Ready,
+            },
+            _ => match self.plain_ready(pollable)? {
+                (true, _) => Wait::Ready,
+                (false, Some(at)) => Wait::Deadline(at),
+                (false, None) => Wait::Stdin,
+            },
+        })
+    }
+
+    /// Readiness of the pollables that need no socket.
+    fn plain_ready(&mut self, pollable: &Resource<Pollable>) -> wasmtime::Result<(bool, Option<u64>)> {
+        Ok(match *self.table.get(pollable)? {
+            Pollable::Socket { .. } | Pollable::TcpOutput(_) | Pollable::TcpSocket(_) => (true, None),
             Pollable::Ready => (true, None),
             Pollable::Stdin => (
                 stdio::console(&mut self.wasi)
@@ -179,24 +244,50 @@ impl ComponentCtx {
         })
     }
 
-    /// The indices of the ready pollables of `list`, waiting until there is at least one.
+    /// The indices of the ready pollables of `list`, waiting until there is at least one:
+    /// sockets are asked the device in one poll, which also sleeps (to the earliest deadline)
+    /// when nothing is ready.
     fn poll_list(&mut self, list: &[Resource<Pollable>]) -> wasmtime::Result<Vec<u32>> {
         if list.is_empty() {
             wasmtime::bail!("poll: empty list of pollables");
         }
+        let mut timeout = Some(0);
         loop {
             let mut ready = Vec::new();
             let mut next: Option<u64> = None;
+            let mut sockets: Vec<(u32, PollEntry)> = Vec::new();
             for (index, pollable) in list.iter().enumerate() {
-                match self.ready(pollable)? {
-                    (true, _) => ready.push(index as u32),
-                    (false, deadline) => next = deadline.map(|d| next.map_or(d, |n| n.min(d))).or(next),
+                match self.wait_of(pollable)? {
+                    Wait::Ready => ready.push(index as u32),
+                    Wait::Deadline(at) => next = Some(next.map_or(at, |n| n.min(at))),
+                    Wait::Stdin => {}
+                    Wait::Socket(entry) => sockets.push((index as u32, entry)),
                 }
             }
+            if sockets.is_empty() {
+                if !ready.is_empty() {
+                    return Ok(ready);
+                }
+                wasi_poll::sleep_until(&mut self.wasi, next).map_err(|e| wasmtime::format_err!("poll: {e:?}"))?;
+                continue;
+            }
+            // Sockets: look first; sleep in the device only when nothing at all is ready.
+            if timeout != Some(0) {
+                self.wasi.flush_output().map_err(|e| wasmtime::format_err!("poll: {e:?}"))?;
+            }
+            let mut entries: Vec<PollEntry> = sockets.iter().map(|(_, e)| *e).collect();
+            let wait = if ready.is_empty() { timeout } else { Some(0) };
+            net::poll(&mut entries, wait).map_err(|e| wasmtime::format_err!("poll: socket device error {e}"))?;
+            ready.extend(sockets.iter().zip(&entries).filter(|(_, e)| e.ready != 0).map(|((i, _), _)| *i));
             if !ready.is_empty() {
+                ready.sort_unstable();
                 return Ok(ready);
             }
-            wasi_poll::sleep_until(&mut self.wasi, next).map_err(|e| wasmtime::format_err!("poll: {e:?}"))?;
+            let now = self.wasi.clocks.monotonic_ns().unwrap_or(0);
+            timeout = Some(next.map_or(u64::MAX, |at| at.saturating_sub(now).div_ceil(1000).max(1)));
+            if timeout == Some(u64::MAX) {
+                timeout = None;
+            }
         }
     }
 }
@@ -223,6 +314,7 @@ impl error::HostError for ComponentCtx {
     fn to_debug_string(&mut self, error: Resource<IoError>) -> wasmtime::Result<String> {
         Ok(match self.table.get(&error)? {
             IoError::Fs(code) => alloc::format!("{code:?}"),
+            IoError::Socket(code) => alloc::format!("{code:?}"),
             IoError::Console => "the console failed".to_string(),
         })
     }
@@ -284,6 +376,7 @@ impl streams::HostInputStream for ComponentCtx {
     fn subscribe(&mut self, stream: Resource<InputStream>) -> wasmtime::Result<Resource<Pollable>> {
         let pollable = match self.table.get(&stream)? {
             InputStream::Stdin => Pollable::Stdin,
+            InputStream::Tcp(input) => input.pollable(),
             InputStream::File { .. } => Pollable::Ready,
         };
         Ok(self.table.push_child(pollable, &stream)?)
@@ -297,8 +390,11 @@ impl streams::HostInputStream for ComponentCtx {
 
 impl streams::HostOutputStream for ComponentCtx {
     fn check_write(&mut self, stream: Resource<OutputStream>) -> wasmtime::Result<Result<u64, StreamError>> {
-        self.table.get(&stream)?;
-        Ok(Ok(MAX_TRANSFER as u64))
+        let result = match self.table.get_mut(&stream)? {
+            OutputStream::Tcp(output) => output.check_write().map_err(Failure::from),
+            _ => Ok(MAX_TRANSFER as u64),
+        };
+        self.answer(result)
     }
 
     fn write(
@@ -306,7 +402,14 @@ impl streams::HostOutputStream for ComponentCtx {
         stream: Resource<OutputStream>,
         contents: Vec<u8>,
     ) -> wasmtime::Result<Result<(), StreamError>> {
-        let result = ComponentCtx::write(self, &stream, &contents)?;
+        let result = match self.table.get_mut(&stream)? {
+            OutputStream::Tcp(output) => match output.write(&contents) {
+                Ok(()) => Ok(()),
+                Err(Some(failure)) => Err(failure.into()),
+                Err(None) => wasmtime::bail!("not permitted to write {} bytes", contents.len()),
+            },
+            _ => ComponentCtx::write(self, &stream, &contents)?,
+        };
         self.answer(result)
     }
 
@@ -323,17 +426,28 @@ impl streams::HostOutputStream for ComponentCtx {
     }
 
     fn flush(&mut self, stream: Resource<OutputStream>) -> wasmtime::Result<Result<(), StreamError>> {
-        self.table.get(&stream)?;
-        Ok(Ok(()))
+        // A connection's staged bytes go as the socket takes them; only a failure shows here.
+        let result = match self.table.get_mut(&stream)? {
+            OutputStream::Tcp(output) => output.check_write().map(drop).map_err(Failure::from),
+            _ => Ok(()),
+        };
+        self.answer(result)
     }
 
     fn blocking_flush(&mut self, stream: Resource<OutputStream>) -> wasmtime::Result<Result<(), StreamError>> {
-        self.table.get(&stream)?;
-        Ok(Ok(()))
+        let result = match self.table.get_mut(&stream)? {
+            OutputStream::Tcp(output) => output.drain(&mut self.wasi).map_err(Failure::from),
+            _ => Ok(()),
+        };
+        self.answer(result)
     }
 
     fn subscribe(&mut self, stream: Resource<OutputStream>) -> wasmtime::Result<Resource<Pollable>> {
-        Ok(self.table.push_child(Pollable::Ready, &stream)?)
+        let pollable = match self.table.get(&stream)? {
+            OutputStream::Tcp(_) => Pollable::TcpOutput(stream.rep()),
+            _ => Pollable::Ready,
+        };
+        Ok(self.table.push_child(pollable, &stream)?)
     }
 
     fn write_zeroes(&mut self, stream: Resource<OutputStream>, len: u64) -> wasmtime::Result<Result<(), StreamError>> {

@@ -6,7 +6,8 @@
 //! meaning as in preview 1 is preview 1's: one file tree (`--dir` preopens), one console for
 //! stdio, one clock and one random generator, all in [`WasiCtx`]. What is only the component
 //! model's lives here: resources (streams, pollables, descriptors) in a [`ResourceTable`].
-//! Sockets link but, as in `wasmtime run` without `-S inherit-network`, every address is denied.
+//! Sockets are the host's, through the socket device, for a workload with a network (as
+//! `wasmtime run -S inherit-network`); without one every address is denied.
 
 mod cli;
 mod clocks;
@@ -37,6 +38,8 @@ mod bindings {
             "wasi:sockets/network.network": crate::component::sockets::Network,
             "wasi:sockets/tcp.tcp-socket": crate::component::sockets::TcpSocket,
             "wasi:sockets/udp.udp-socket": crate::component::sockets::UdpSocket,
+            "wasi:sockets/udp.incoming-datagram-stream": crate::component::sockets::IncomingDatagrams,
+            "wasi:sockets/udp.outgoing-datagram-stream": crate::component::sockets::OutgoingDatagrams,
         },
     });
 }

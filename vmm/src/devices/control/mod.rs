@@ -1,14 +1,17 @@
 //! The control device: how a vCPU ends, marks boot done, reports panics and faults, waits for
-//! events and parks. The register map is `wasmcell_abi::control`.
+//! events, parks and makes socket calls. The register map is `wasmcell_abi::control` (and
+//! `wasmcell_abi::socket::SOCKET`).
 //!
 //! Each vCPU has its own: a register write is decoded into a [`ControlAction`] for that vCPU's
-//! loop to carry out. The only guest memory it reads, a message in the vCPU's block, is read
-//! through vm-memory and capped in length.
+//! loop to carry out. The only guest memory it reads, a message or request in the vCPU's block,
+//! is read through vm-memory and capped in length; the only one it writes is a socket reply
+//! there.
 
 use crate::memory::GuestMemory;
 use std::time::Duration;
 use vm_memory::{Bytes, GuestAddress};
 use wasmcell_abi::control::{self as reg, FaultReport, MapRequest, BOOT_DONE_MAGIC, MESSAGE_MAX, WAIT_FOREVER};
+use wasmcell_abi::socket::{self, SocketCall, SocketReply};
 use wasmcell_abi::vcpu::VcpuBlock;
 
 /// What the vCPU loop must do after a control-register write.
@@ -36,6 +39,9 @@ pub enum ControlAction {
     WorkloadError(String),
     /// Stop: the vCPU has nothing to do; the VM lives on.
     Park,
+    /// Make a socket call (`wasmcell_abi::socket`), write its reply, then resume. The raw
+    /// operation number: an unknown one is answered `EINVAL`.
+    Socket(u32, SocketCall),
     /// Stop: the workload drove one of its devices in a way no correct driver does.
     DeviceError(String),
 }
@@ -71,6 +77,7 @@ impl ControlDevice {
             reg::PARK => ControlAction::Park,
             reg::MAP_MEMORY => ControlAction::MapMemory(MapRequest::from_bytes(&self.words())),
             reg::FAULT_REPORT => ControlAction::FaultReport(FaultReport::from_bytes(&self.words())),
+            socket::SOCKET => ControlAction::Socket(value, SocketCall::from_bytes(&self.words())),
             _ => ControlAction::Continue,
         }
     }
@@ -81,6 +88,12 @@ impl ControlDevice {
         let mut words = [0u8; N];
         let _ = self.memory.read_slice(&mut words, GuestAddress(self.messages));
         words
+    }
+
+    /// Writes a socket call's reply over its arguments (a block the guest made unwritable
+    /// only loses its own reply).
+    pub fn reply(&self, reply: &SocketReply) {
+        let _ = self.memory.write_slice(&reply.to_bytes(), GuestAddress(self.messages));
     }
 
     /// The first `len` bytes (capped) of the vCPU's message, as lossy UTF-8.
@@ -138,6 +151,19 @@ mod tests {
         // A block outside guest memory reads as zeros.
         let mut short = device(BLOCK as usize + 16);
         assert_eq!(write32(&mut short, reg::MAP_MEMORY, 0), ControlAction::MapMemory(MapRequest::default()));
+    }
+
+    #[test]
+    fn socket_calls_are_read_and_replied_in_the_message_buffer() {
+        let mut dev = device(4 << 20);
+        let call = SocketCall { args: [3, 0x1_0000, 512, 0, 0, 0, 0, 9] };
+        dev.memory.write_slice(&call.to_bytes(), GuestAddress(MESSAGES)).unwrap();
+        assert_eq!(write32(&mut dev, socket::SOCKET, 7), ControlAction::Socket(7, call));
+        let reply = SocketReply { result: -11, ..Default::default() };
+        dev.reply(&reply);
+        let mut raw = [0u8; SocketReply::SIZE];
+        dev.memory.read_slice(&mut raw, GuestAddress(MESSAGES)).unwrap();
+        assert_eq!(SocketReply::from_bytes(&raw), reply);
     }
 
     #[test]

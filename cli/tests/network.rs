@@ -1,0 +1,223 @@
+//! Networking (`wasmcell run --inherit-network`): components serve and connect over real
+//! sockets on loopback, through the socket device, and answer as host wasmtime with
+//! `inherit_network` does (the reference runs the same component in-process). Also the limits
+//! a tenant meets: sockets per workload, and a stop with connections open frees everything.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::WasiCtxBuilder;
+
+/// `wasmcell run --inherit-network COMPONENT ARGS…` started in the background, stdout piped.
+fn spawn_in_microvm(component: &str, args: &[&str], extra: &[&str]) -> Child {
+    require_kvm();
+    Command::new(env!("CARGO_BIN_EXE_wasmcell"))
+        .args(["run", "--cache-dir", &cache_dir(), "--inherit-network"])
+        .args(extra)
+        .arg(component)
+        .arg("--")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run wasmcell")
+}
+
+/// The port a server printed as `listening on PORT`, and the rest of its stdout.
+fn listening_port(child: &mut Child) -> (u16, BufReader<std::process::ChildStdout>) {
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let port = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("not a port line: {line:?}"));
+    (port.parse().unwrap(), stdout)
+}
+
+/// The same component in host wasmtime with the host's network (`wasmtime run -S inherit-network`):
+/// runs on a thread; its stdout can be read while it runs.
+fn spawn_on_host(component: &str, args: &[&str]) -> (std::thread::JoinHandle<i32>, MemoryOutputPipe) {
+    let stdout = MemoryOutputPipe::new(1 << 20);
+    let argv: Vec<String> = std::iter::once(component).chain(args.iter().copied()).map(String::from).collect();
+    let (component, out) = (component.to_string(), stdout.clone());
+    let thread = std::thread::spawn(move || {
+        let engine = wasmtime::Engine::default();
+        let component = wasmtime::component::Component::from_file(&engine, &component).unwrap();
+        let mut linker = wasmtime::component::Linker::<Host>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+        let mut builder = WasiCtxBuilder::new();
+        builder.args(&argv).stdout(out).inherit_stderr().inherit_network().allow_tcp(true).allow_udp(true);
+        let host = Host { ctx: builder.build(), table: wasmtime::component::ResourceTable::new() };
+        let mut store = wasmtime::Store::new(&engine, host);
+        let command = wasmtime_wasi::p2::bindings::sync::Command::instantiate(&mut store, &component, &linker).unwrap();
+        match command.wasi_cli_run().call_run(&mut store) {
+            Ok(Ok(())) => 0,
+            _ => 1,
+        }
+    });
+    (thread, stdout)
+}
+
+struct Host {
+    ctx: wasmtime_wasi::WasiCtx,
+    table: wasmtime::component::ResourceTable,
+}
+
+impl wasmtime_wasi::WasiView for Host {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView { ctx: &mut self.ctx, table: &mut self.table }
+    }
+}
+
+/// Waits for the host run's `listening on PORT` line.
+fn host_port(stdout: &MemoryOutputPipe) -> u16 {
+    for _ in 0..2000 {
+        let text = String::from_utf8_lossy(&stdout.contents()).into_owned();
+        if let Some(line) = text.lines().next().filter(|_| text.contains('\n')) {
+            return line.strip_prefix("listening on ").unwrap().parse().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("the host server never listened");
+}
+
+/// `clients` clients at once, each sending `bytes` bytes (its own pattern) and reading them
+/// all back.
+fn echo_clients(port: u16, clients: usize, bytes: usize) {
+    let threads: Vec<_> = (0..clients)
+        .map(|client| {
+            std::thread::spawn(move || {
+                let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                let sent: Vec<u8> = (0..bytes).map(|i| (i * 7 + client) as u8).collect();
+                let mut writer = stream.try_clone().unwrap();
+                let data = sent.clone();
+                let write = std::thread::spawn(move || {
+                    for chunk in data.chunks(4096) {
+                        writer.write_all(chunk).unwrap();
+                    }
+                    writer.shutdown(Shutdown::Write).unwrap();
+                });
+                let mut echoed = Vec::new();
+                stream.read_to_end(&mut echoed).unwrap();
+                write.join().unwrap();
+                assert!(echoed == sent, "client {client}: {} bytes back of {}", echoed.len(), sent.len());
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+}
+
+#[test]
+fn a_component_echo_server_answers_concurrent_clients_as_on_the_host() {
+    let (clients, bytes) = (16, 100_000);
+    let count = clients.to_string();
+    let mut server = spawn_in_microvm(&component("tcp_echo"), &["127.0.0.1:0", &count], &[]);
+    let (port, mut rest) = listening_port(&mut server);
+    assert_ne!(port, 0, "bind to port 0 reports the port actually bound");
+    echo_clients(port, clients, bytes);
+    let mut tail = String::new();
+    rest.read_to_string(&mut tail).unwrap();
+    assert!(server.wait().unwrap().success());
+
+    let (host, host_out) = spawn_on_host(&component("tcp_echo"), &["127.0.0.1:0", &count]);
+    echo_clients(host_port(&host_out), clients, bytes);
+    assert_eq!(host.join().unwrap(), 0);
+    let host_text = String::from_utf8_lossy(&host_out.contents()).into_owned();
+    assert_eq!(tail, host_text.split_once('\n').unwrap().1, "the same report as host wasmtime");
+    assert_eq!(tail, format!("echoed {} bytes over {clients} connections\n", clients * bytes));
+}
+
+/// An upper-casing server on loopback for the client samples, answering `connections` clients.
+fn upper_server(connections: usize) -> (u16, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let thread = std::thread::spawn(move || {
+        for stream in listener.incoming().take(connections) {
+            let mut stream = stream.unwrap();
+            let mut text = String::new();
+            stream.read_to_string(&mut text).unwrap();
+            stream.write_all(text.to_uppercase().as_bytes()).unwrap();
+        }
+    });
+    (port, thread)
+}
+
+fn host_run(component: &str, args: &[&str]) -> (i32, String) {
+    let (thread, stdout) = spawn_on_host(component, args);
+    let status = thread.join().unwrap();
+    (status, String::from_utf8_lossy(&stdout.contents()).into_owned())
+}
+
+#[test]
+fn a_component_client_connects_out_and_sees_refusals_as_on_the_host() {
+    let (port, server) = upper_server(2);
+    let address = format!("127.0.0.1:{port}");
+    let out = run(&["--inherit-network", &component("tcp_client"), "--", &address, "ping"]);
+    let expected = "connected from a local port: true\nreply: PING\n";
+    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), expected), "{}", stderr(&out));
+    assert_eq!(host_run(&component("tcp_client"), &[&address, "ping"]), (0, expected.to_string()));
+    server.join().unwrap();
+
+    // A port nobody listens on: refused, the same way.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let out = run(&["--inherit-network", &component("tcp_client"), "--", &closed]);
+    let host = host_run(&component("tcp_client"), &[&closed]);
+    assert_eq!((out.status.code().unwrap(), stdout(&out)), host);
+    assert_eq!(host.1, "connect: ConnectionRefused\n");
+}
+
+#[test]
+fn datagrams_go_out_and_come_back() {
+    let mut server = spawn_in_microvm(&component("udp_echo"), &["127.0.0.1:0", "3"], &[]);
+    let (port, mut rest) = listening_port(&mut server);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    for word in ["one", "two", "three"] {
+        socket.send_to(word.as_bytes(), ("127.0.0.1", port)).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = socket.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], from.port()), (word.to_uppercase().as_bytes(), port));
+    }
+    let mut tail = String::new();
+    rest.read_to_string(&mut tail).unwrap();
+    assert_eq!(tail, "answered 3 datagrams\n");
+    assert!(server.wait().unwrap().success());
+}
+
+#[test]
+fn the_network_samples_answer_as_host_wasmtime_with_inherit_network() {
+    let out = run(&["--inherit-network", &component("net_denied")]);
+    let host = host_run(&component("net_denied"), &[]);
+    assert_eq!((out.status.code().unwrap(), stdout(&out)), host);
+    assert!(host.1.starts_with("bind tcp 127.0.0.1:0: ok\n"), "{}", host.1);
+}
+
+#[test]
+fn a_workload_holds_at_most_its_socket_limit() {
+    let out = run(&["--inherit-network", &component("socket_flood")]);
+    let limit = wasmcell_abi::socket::MAX_SOCKETS;
+    assert!(stdout(&out).starts_with(&format!("opened {limit} sockets, then: ")), "{}", stdout(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn a_stop_with_connections_open_closes_them_and_frees_the_port() {
+    let mut server = spawn_in_microvm(&component("tcp_echo"), &["127.0.0.1:0", "5"], &["--timeout", "2s"]);
+    let (port, _rest) = listening_port(&mut server);
+    let mut held = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    held.write_all(b"still here").unwrap();
+    held.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut echoed = [0u8; 10];
+    held.read_exact(&mut echoed).unwrap();
+    assert_eq!(server.wait().unwrap().code(), Some(124), "stopped by its timeout");
+    let mut rest = Vec::new();
+    assert!(matches!(held.read_to_end(&mut rest), Ok(0) | Err(_)), "the connection ended with the VM");
+    TcpListener::bind(("127.0.0.1", port)).expect("the port is free again");
+}

@@ -1,0 +1,146 @@
+//! The guest's side of the socket device (`wasmcell_abi::socket`): each function is one call,
+//! one VM exit — arguments into this vCPU's block, the operation number to the control
+//! device, the reply read back from the block. The host sockets are non-blocking; [`poll`] is
+//! how a workload sleeps until one is ready. WASI's two socket APIs (`crate::component::sockets`)
+//! are built on these; buffers are the guest heap's or stack's (the device reaches nothing
+//! else).
+
+use crate::{arch, vcpu};
+use wasmcell_abi::socket::{errno, Address, Op, Opt, PollEntry, SocketCall, SocketReply, SOCKET, TCP, UDP};
+
+/// A socket call's error: a Linux `errno`.
+pub type Errno = i32;
+
+/// Whether this workload has a network (without one every call answers `EACCES`).
+pub fn available() -> bool {
+    vcpu::info().has_network()
+}
+
+fn call(op: Op, args: [u64; 8]) -> SocketReply {
+    let bytes = SocketCall { args }.to_bytes();
+    // SAFETY: the vCPU's block is mapped user read-write while the vCPU runs and only this
+    // vCPU uses its message buffer, one request at a time; a call is far shorter than it.
+    unsafe {
+        let message = (&raw mut (*vcpu::block()).message).cast::<u8>();
+        core::ptr::copy_nonoverlapping(bytes.as_ptr(), message, bytes.len());
+    }
+    arch::control_write(SOCKET, op as u32);
+    let mut raw = [0u8; SocketReply::SIZE];
+    // SAFETY: as above; the VMM wrote the reply over the arguments before resuming the vCPU.
+    unsafe {
+        let message = (&raw const (*vcpu::block()).message).cast::<u8>();
+        core::ptr::copy_nonoverlapping(message, raw.as_mut_ptr(), raw.len());
+    }
+    SocketReply::from_bytes(&raw)
+}
+
+fn result(reply: SocketReply) -> Result<u64, Errno> {
+    if reply.result < 0 {
+        Err(i32::try_from(-reply.result).unwrap_or(errno::EINVAL))
+    } else {
+        Ok(reply.result as u64)
+    }
+}
+
+fn with_address(op: Op, args: [u64; 8]) -> Result<(u64, Address), Errno> {
+    let reply = call(op, args);
+    result(reply).map(|value| (value, reply.address))
+}
+
+fn args(first: &[u64], address: Option<(usize, &Address)>) -> [u64; 8] {
+    let mut args = [0; 8];
+    args[..first.len()].copy_from_slice(first);
+    if let Some((at, address)) = address {
+        args[at..at + Address::WORDS].copy_from_slice(&address.to_words());
+    }
+    args
+}
+
+/// A socket's handle, as the device gave it.
+pub type Handle = u32;
+
+pub fn open(family: u8, tcp: bool) -> Result<Handle, Errno> {
+    if !available() {
+        return Err(errno::EACCES);
+    }
+    let kind = if tcp { TCP } else { UDP };
+    result(call(Op::Open, args(&[family.into(), kind], None))).map(|h| h as Handle)
+}
+
+pub fn bind(handle: Handle, address: &Address) -> Result<(), Errno> {
+    result(call(Op::Bind, args(&[handle.into()], Some((1, address))))).map(drop)
+}
+
+pub fn listen(handle: Handle, backlog: u64) -> Result<(), Errno> {
+    result(call(Op::Listen, args(&[handle.into(), backlog], None))).map(drop)
+}
+
+pub fn accept(handle: Handle) -> Result<(Handle, Address), Errno> {
+    with_address(Op::Accept, args(&[handle.into()], None)).map(|(h, peer)| (h as Handle, peer))
+}
+
+/// Starts connecting: `Err(EINPROGRESS)` while under way ([`take_error`] tells how it ended).
+pub fn connect(handle: Handle, address: &Address) -> Result<(), Errno> {
+    result(call(Op::Connect, args(&[handle.into()], Some((1, address))))).map(drop)
+}
+
+/// Sends (at most `MAX_TRANSFER` bytes of) `bytes`, to `to` if given.
+pub fn send(handle: Handle, bytes: &[u8], to: Option<&Address>) -> Result<usize, Errno> {
+    let to = to.copied().unwrap_or_default();
+    let first = [handle.into(), bytes.as_ptr() as u64, bytes.len() as u64];
+    result(call(Op::Send, args(&first, Some((3, &to))))).map(|n| n as usize)
+}
+
+/// Receives into `buf`: bytes received (0: the peer closed) and the sender.
+pub fn receive(handle: Handle, buf: &mut [u8], peek: bool) -> Result<(usize, Address), Errno> {
+    let first = [handle.into(), buf.as_mut_ptr() as u64, buf.len() as u64, peek.into()];
+    with_address(Op::Receive, args(&first, None)).map(|(n, from)| (n as usize, from))
+}
+
+/// `how`: 0 read, 1 write, 2 both.
+pub fn shutdown(handle: Handle, how: u64) -> Result<(), Errno> {
+    result(call(Op::Shutdown, args(&[handle.into(), how], None))).map(drop)
+}
+
+pub fn close(handle: Handle) {
+    let _ = call(Op::Close, args(&[handle.into()], None));
+}
+
+pub fn local_address(handle: Handle) -> Result<Address, Errno> {
+    with_address(Op::LocalAddress, args(&[handle.into()], None)).map(|(_, a)| a)
+}
+
+pub fn peer_address(handle: Handle) -> Result<Address, Errno> {
+    with_address(Op::PeerAddress, args(&[handle.into()], None)).map(|(_, a)| a)
+}
+
+pub fn set_option(handle: Handle, option: Opt, value: u64) -> Result<(), Errno> {
+    result(call(Op::SetOption, args(&[handle.into(), option as u64, value], None))).map(drop)
+}
+
+pub fn get_option(handle: Handle, option: Opt) -> Result<u64, Errno> {
+    result(call(Op::GetOption, args(&[handle.into(), option as u64], None)))
+}
+
+/// The socket's pending error (a connection's outcome): `Ok(())` for none.
+pub fn take_error(handle: Handle) -> Result<(), Errno> {
+    match result(call(Op::TakeError, args(&[handle.into()], None)))? {
+        0 => Ok(()),
+        negated => Err(i32::try_from((negated as i64).unsigned_abs()).unwrap_or(errno::EINVAL)),
+    }
+}
+
+/// Sleeps until one of `entries` is ready, `timeout_us` passes (`None`: never; `Some(0)`:
+/// only looks) or stdin has input; fills every entry's `ready` → how many are ready.
+pub fn poll(entries: &mut [PollEntry], timeout_us: Option<u64>) -> Result<usize, Errno> {
+    let mut raw = alloc::vec![0u8; entries.len() * PollEntry::SIZE];
+    for (chunk, entry) in raw.chunks_exact_mut(PollEntry::SIZE).zip(entries.iter()) {
+        chunk.copy_from_slice(&entry.to_bytes());
+    }
+    let first = [raw.as_ptr() as u64, entries.len() as u64, timeout_us.unwrap_or(u64::MAX)];
+    let ready = result(call(Op::Poll, args(&first, None)))?;
+    for (entry, chunk) in entries.iter_mut().zip(raw.chunks_exact(PollEntry::SIZE)) {
+        *entry = PollEntry::from_bytes(chunk.try_into().unwrap_or(&[0; PollEntry::SIZE]));
+    }
+    Ok(ready as usize)
+}
