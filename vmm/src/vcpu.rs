@@ -251,7 +251,10 @@ impl Vcpu {
                     }
                 }
                 ControlAction::Socket(op, call) => {
-                    let _ = timer.set(false);
+                    // A poll may sleep: no ticks meanwhile (the wait drains the output itself).
+                    if op == socket::Op::Poll as u32 {
+                        let _ = timer.set(false);
+                    }
                     match self.socket_call(control, op, &call) {
                         Ok(()) => {
                             self.sync_timer(&mut timer);
@@ -295,7 +298,13 @@ impl Vcpu {
         };
         let reply = if op == socket::Op::Poll {
             let mut set = device.poll_set(call).map_err(|e| format!("socket: {e}"))?;
-            if !poll_now(&mut set.fds) && set.timeout_us != Some(0) {
+            let spin_until = Instant::now() + Duration::from_micros(50);
+            let mut ready = poll_now(&mut set.fds);
+            while !ready && set.timeout_us != Some(0) && Instant::now() < spin_until {
+                std::hint::spin_loop();
+                ready = poll_now(&mut set.fds);
+            }
+            if !ready && set.timeout_us != Some(0) {
                 self.devices.stop_console_batching().map_err(|e| format!("virtio-console: {e}"))?;
                 let timeout = set.timeout_us.map(Duration::from_micros);
                 wait(control, &mut self.devices, timeout, &mut set.fds).map_err(|e| format!("virtio-console: {e}"))?;

@@ -245,13 +245,12 @@ impl ComponentCtx {
     }
 
     /// The indices of the ready pollables of `list`, waiting until there is at least one:
-    /// sockets are asked the device in one poll, which also sleeps (to the earliest deadline)
-    /// when nothing is ready.
+    /// sockets are asked the device in one poll, which also sleeps (to the earliest deadline,
+    /// or until stdin has input) when nothing else is ready — one exit either way.
     fn poll_list(&mut self, list: &[Resource<Pollable>]) -> wasmtime::Result<Vec<u32>> {
         if list.is_empty() {
             wasmtime::bail!("poll: empty list of pollables");
         }
-        let mut timeout = Some(0);
         loop {
             let mut ready = Vec::new();
             let mut next: Option<u64> = None;
@@ -271,23 +270,23 @@ impl ComponentCtx {
                 wasi_poll::sleep_until(&mut self.wasi, next).map_err(|e| wasmtime::format_err!("poll: {e:?}"))?;
                 continue;
             }
-            // Sockets: look first; sleep in the device only when nothing at all is ready.
-            if timeout != Some(0) {
+            // Something ready already: the sockets are only looked at. Otherwise the device
+            // sleeps until one is ready or the earliest deadline (output queued goes first).
+            let timeout = if ready.is_empty() {
                 self.wasi.flush_output().map_err(|e| wasmtime::format_err!("poll: {e:?}"))?;
-            }
+                let now = self.wasi.clocks.monotonic_ns().unwrap_or(0);
+                next.map(|at| at.saturating_sub(now).div_ceil(1000).max(1))
+            } else {
+                Some(0)
+            };
             let mut entries: Vec<PollEntry> = sockets.iter().map(|(_, e)| *e).collect();
-            let wait = if ready.is_empty() { timeout } else { Some(0) };
-            net::poll(&mut entries, wait).map_err(|e| wasmtime::format_err!("poll: socket device error {e}"))?;
+            net::poll(&mut entries, timeout).map_err(|e| wasmtime::format_err!("poll: socket device error {e}"))?;
             ready.extend(sockets.iter().zip(&entries).filter(|(_, e)| e.ready != 0).map(|((i, _), _)| *i));
             if !ready.is_empty() {
                 ready.sort_unstable();
                 return Ok(ready);
             }
-            let now = self.wasi.clocks.monotonic_ns().unwrap_or(0);
-            timeout = Some(next.map_or(u64::MAX, |at| at.saturating_sub(now).div_ceil(1000).max(1)));
-            if timeout == Some(u64::MAX) {
-                timeout = None;
-            }
+            // A deadline passed, stdin has input, or the sleep ended early: look again.
         }
     }
 }
