@@ -7,10 +7,11 @@ set -euo pipefail
 rustup target add x86_64-unknown-none wasm32-wasip1 wasm32-wasip2 >/dev/null
 rustup component add rustfmt clippy >/dev/null
 
-# protoc: the CRI client's (ci/cri) gRPC bindings are generated at build time.
-if ! command -v protoc >/dev/null; then
+# protoc: the CRI client's (ci/cri) gRPC bindings are generated at build time. ip (iproute2):
+# the name-lookup tests make network namespaces of their own.
+if ! command -v protoc >/dev/null || ! command -v ip >/dev/null; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends protobuf-compiler >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends protobuf-compiler iproute2 >/dev/null
 fi
 
 if [ ! -e /dev/kvm ]; then

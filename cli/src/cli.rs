@@ -93,6 +93,10 @@ pub struct RunArgs {
     /// are real sockets of this process's network namespace. Without it every address is denied.
     #[arg(long)]
     pub inherit_network: bool,
+    /// Let the module look names up (as `wasmtime run -S allow-ip-name-lookup`): with this
+    /// host's /etc/resolv.conf and /etc/hosts, through its own sockets. Needs --inherit-network.
+    #[arg(long, requires = "inherit_network")]
+    pub allow_ip_name_lookup: bool,
     /// Directory for cached compiled modules [default: $WASMCELL_CACHE_DIR, else ~/.cache/wasmcell].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -245,7 +249,13 @@ pub fn report_usage_error(error: clap::Error) -> ExitCode {
         return ExitCode::from(if error.use_stderr() { 2 } else { 0 });
     }
     let text = error.to_string();
-    let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+    let mut lines = text.lines();
+    let mut first = lines.next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_string();
+    // "… were not provided:" is followed by the arguments, one an indented line each.
+    if first.ends_with(':') {
+        let listed: Vec<&str> = lines.take_while(|l| l.starts_with("  ")).map(str::trim).collect();
+        first = format!("{first} {}", listed.join(", "));
+    }
     eprintln!("wasmcell: error: {first} (see wasmcell --help)");
     ExitCode::from(2)
 }

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use wasmcell_abi::boot_info::LOG_OFF;
 use wasmcell_aot::{Cache, Compiler, Limits};
 use wasmcell_vmm::signals;
-use wasmcell_vmm::{Artifact, Input, Network, Outcome, Output, Vm, VmConfig, Workload};
+use wasmcell_vmm::{Artifact, Input, Network, Outcome, Output, Resolver, Vm, VmConfig, Workload};
 
 /// The status `wasmtime run` gives a trap on Unix (128 + SIGABRT).
 const TRAP_STATUS: u8 = 134;
@@ -56,7 +56,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         stdin: stdin(),
         stdout: output(std::io::stdout().as_fd()),
         stderr: output(std::io::stderr().as_fd()),
-        network: args.inherit_network.then(Network::default),
+        network: args
+            .inherit_network
+            .then(|| Network { name_lookup: args.allow_ip_name_lookup.then(Resolver::system), ..Network::default() }),
     };
     let config = VmConfig { timeout: args.timeout, workload: Some(workload), log_level: LOG_OFF, ..Default::default() };
     let vm = Vm::try_from(config)?;

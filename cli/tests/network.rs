@@ -4,14 +4,14 @@
 //! a tenant meets: sockets per workload, and a stop with connections open frees everything.
 
 mod common;
+mod host_network;
 
 use common::*;
+use host_network::{host_port, host_run, spawn_on_host};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::WasiCtxBuilder;
 
 /// `wasmcell run --inherit-network COMPONENT ARGS…` started in the background, stdout piped.
 fn spawn_in_microvm(component: &str, args: &[&str], extra: &[&str]) -> Child {
@@ -36,53 +36,6 @@ fn listening_port(child: &mut Child) -> (u16, BufReader<std::process::ChildStdou
     stdout.read_line(&mut line).unwrap();
     let port = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("not a port line: {line:?}"));
     (port.parse().unwrap(), stdout)
-}
-
-/// The same component in host wasmtime with the host's network (`wasmtime run -S inherit-network`):
-/// runs on a thread; its stdout can be read while it runs.
-fn spawn_on_host(component: &str, args: &[&str]) -> (std::thread::JoinHandle<i32>, MemoryOutputPipe) {
-    let stdout = MemoryOutputPipe::new(1 << 20);
-    let argv: Vec<String> = std::iter::once(component).chain(args.iter().copied()).map(String::from).collect();
-    let (component, out) = (component.to_string(), stdout.clone());
-    let thread = std::thread::spawn(move || {
-        let engine = wasmtime::Engine::default();
-        let component = wasmtime::component::Component::from_file(&engine, &component).unwrap();
-        let mut linker = wasmtime::component::Linker::<Host>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
-        let mut builder = WasiCtxBuilder::new();
-        builder.args(&argv).stdout(out).inherit_stderr().inherit_network().allow_tcp(true).allow_udp(true);
-        let host = Host { ctx: builder.build(), table: wasmtime::component::ResourceTable::new() };
-        let mut store = wasmtime::Store::new(&engine, host);
-        let command = wasmtime_wasi::p2::bindings::sync::Command::instantiate(&mut store, &component, &linker).unwrap();
-        match command.wasi_cli_run().call_run(&mut store) {
-            Ok(Ok(())) => 0,
-            _ => 1,
-        }
-    });
-    (thread, stdout)
-}
-
-struct Host {
-    ctx: wasmtime_wasi::WasiCtx,
-    table: wasmtime::component::ResourceTable,
-}
-
-impl wasmtime_wasi::WasiView for Host {
-    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
-        wasmtime_wasi::WasiCtxView { ctx: &mut self.ctx, table: &mut self.table }
-    }
-}
-
-/// Waits for the host run's `listening on PORT` line.
-fn host_port(stdout: &MemoryOutputPipe) -> u16 {
-    for _ in 0..2000 {
-        let text = String::from_utf8_lossy(&stdout.contents()).into_owned();
-        if let Some(line) = text.lines().next().filter(|_| text.contains('\n')) {
-            return line.strip_prefix("listening on ").unwrap().parse().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    panic!("the host server never listened");
 }
 
 /// `clients` clients at once, each sending `bytes` bytes (its own pattern) and reading them
@@ -147,12 +100,6 @@ fn upper_server(connections: usize) -> (u16, std::thread::JoinHandle<()>) {
         }
     });
     (port, thread)
-}
-
-fn host_run(component: &str, args: &[&str]) -> (i32, String) {
-    let (thread, stdout) = spawn_on_host(component, args);
-    let status = thread.join().unwrap();
-    (status, String::from_utf8_lossy(&stdout.contents()).into_owned())
 }
 
 #[test]

@@ -10,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 use std::net::Ipv6Addr;
 use vm_memory::{Bytes, GuestAddress};
 use wasmcell_abi::socket::{Address, Op, SocketCall, MAX_SOCKETS};
-use wasmcell_vmm::devices::socket::{poll_now, Network, Outgoing, SocketDevice};
+use wasmcell_vmm::devices::socket::{poll_now, Network, Outgoing, Resolver, SocketDevice};
 use wasmcell_vmm::memory::GuestMemory;
 
 /// The workload's memory: 64 KiB at 1 MiB.
@@ -22,9 +22,12 @@ fuzz_target!(|input: (Vec<u8>, Vec<(u8, [u64; 8])>)| {
     let (bytes, calls) = input;
     let memory = GuestMemory::from_ranges(&[(GuestAddress(BASE), SIZE)]).unwrap();
     memory.write_slice(&bytes[..bytes.len().min(SIZE)], GuestAddress(BASE)).unwrap();
-    let mut device = SocketDevice::new(memory, Network { outgoing: Outgoing::Denied });
+    let mut device = SocketDevice::new(
+        memory,
+        Network { outgoing: Outgoing::Denied, name_lookup: Some(Resolver::new(b"nameserver 10.0.0.1\n", b"")) },
+    );
     for (op, mut args) in calls.into_iter().take(64) {
-        let Some(op) = Op::from_u32(u32::from(op % 16)) else { continue };
+        let Some(op) = Op::from_u32(u32::from(op % 17)) else { continue };
         // Mostly small handles, so that calls get past the first check.
         args[0] %= 300;
         if op == Op::Bind {

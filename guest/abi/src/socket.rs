@@ -68,6 +68,11 @@ pub enum Op {
     Poll = 14,
     /// `(handle)` → the socket's pending error (`SO_ERROR`), negated, or 0.
     TakeError = 15,
+    /// `(buffer, length)`: copies the workload's resolver files into the buffer as
+    /// [`ResolverFiles`] lays them out → their length (`-ERANGE` if the buffer is shorter,
+    /// `-EACCES` for a workload without name lookup). Only the VMM's copy of the files it was
+    /// given is read; the guest parses and resolves.
+    Resolver = 16,
 }
 
 impl Op {
@@ -88,8 +93,35 @@ impl Op {
             13 => Op::GetOption,
             14 => Op::Poll,
             15 => Op::TakeError,
+            16 => Op::Resolver,
             _ => return None,
         })
+    }
+}
+
+/// The bytes [`Op::Resolver`] copies: `resolv.conf`'s length (u32, little-endian), its bytes,
+/// then the hosts file's bytes; at most [`MAX_TRANSFER`] in all.
+pub struct ResolverFiles;
+
+impl ResolverFiles {
+    /// `(resolv.conf, hosts)` of a copy.
+    pub fn split(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+        let (length, rest) = bytes.split_first_chunk::<4>()?;
+        let length = usize::try_from(u32::from_le_bytes(*length)).ok()?;
+        (length <= rest.len()).then(|| rest.split_at(length))
+    }
+
+    /// The copy of `resolv_conf` and `hosts`, each cut to its first `MAX_TRANSFER / 2 - 4`
+    /// bytes (the guest reads less of each).
+    #[cfg(any(feature = "alloc", test))]
+    pub fn join(resolv_conf: &[u8], hosts: &[u8]) -> alloc::vec::Vec<u8> {
+        let cap = MAX_TRANSFER as usize / 2 - 4;
+        let (resolv_conf, hosts) = (&resolv_conf[..resolv_conf.len().min(cap)], &hosts[..hosts.len().min(cap)]);
+        let mut bytes = alloc::vec::Vec::with_capacity(4 + resolv_conf.len() + hosts.len());
+        bytes.extend_from_slice(&(resolv_conf.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(resolv_conf);
+        bytes.extend_from_slice(hosts);
+        bytes
     }
 }
 
@@ -276,6 +308,7 @@ pub mod errno {
     pub const EINVAL: i32 = 22;
     pub const EMFILE: i32 = 24;
     pub const EPIPE: i32 = 32;
+    pub const ERANGE: i32 = 34;
     pub const ENOTSOCK: i32 = 88;
     pub const EDESTADDRREQ: i32 = 89;
     pub const EMSGSIZE: i32 = 90;
@@ -309,6 +342,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn resolver_files_split_as_joined_and_a_bad_length_splits_nothing() {
+        let joined = ResolverFiles::join(b"nameserver 10.0.0.1\n", b"127.0.0.1 localhost\n");
+        assert_eq!(ResolverFiles::split(&joined), Some((&b"nameserver 10.0.0.1\n"[..], &b"127.0.0.1 localhost\n"[..])));
+        assert_eq!(ResolverFiles::join(&[b'#'; 1 << 20], &[b'#'; 1 << 20]).len() as u64, MAX_TRANSFER - 4);
+        assert_eq!(ResolverFiles::split(&[9, 0, 0, 0, b'x']), None);
+        assert_eq!(ResolverFiles::split(&[0, 0]), None);
+    }
+
+    #[test]
     fn calls_replies_and_entries_round_trip() {
         let call = SocketCall { args: [1, 2, u64::MAX, 4, 5, 6, 7, 8] };
         assert_eq!(SocketCall::from_bytes(&call.to_bytes()), call);
@@ -324,8 +366,9 @@ mod tests {
     #[test]
     fn unknown_numbers_are_no_operation_or_option() {
         assert_eq!(Op::from_u32(0), None);
-        assert_eq!(Op::from_u32(16), None);
+        assert_eq!(Op::from_u32(17), None);
         assert_eq!(Op::from_u32(14), Some(Op::Poll));
+        assert_eq!(Op::from_u32(16), Some(Op::Resolver));
         assert_eq!(Opt::from_u64(8), None);
         assert_eq!(Opt::from_u64(1), Some(Opt::KeepAlive));
     }

@@ -33,6 +33,7 @@ pub struct Plan {
 /// What a VMM process runs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant, reason = "made and sent once per workload: a box would save nothing")]
 pub enum PlanKind {
     /// A container of its own (`ctr run`): a VM with this one workload, ending with it.
     Container(WorkloadPlan),
@@ -81,6 +82,12 @@ pub struct WorkloadPlan {
     pub stdin: String,
     pub stdout: String,
     pub stderr: String,
+    /// The pod's `resolv.conf` and hosts file as the shim read them (before any jail): what
+    /// the workload's name lookups read.
+    #[serde(default)]
+    pub resolv_conf: String,
+    #[serde(default)]
+    pub hosts: String,
 }
 
 impl WorkloadPlan {

@@ -32,6 +32,7 @@ const MAX_QUEUED_FDS: usize = 64;
 /// Shim → VMM.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant, reason = "made and sent once per workload: a box would save nothing")]
 pub enum Request {
     /// Start container `id`'s workload: answered by [`Event::Started`] or [`Event::Failed`].
     /// Sent with [`WorkloadPlan::descriptors`] descriptors, in [`WorkloadPlan::descriptor_order`].
@@ -232,6 +233,8 @@ mod tests {
             stdin: String::new(),
             stdout: "/fifo/out".into(),
             stderr: "/fifo/err".into(),
+            resolv_conf: "nameserver 10.96.0.10\n".into(),
+            hosts: String::new(),
         };
         let requests = [Request::Start { id: "c1".into(), workload }, Request::Kill { id: "c1".into(), signal: 15 }];
         let mut wire = Vec::new();

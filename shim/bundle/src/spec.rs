@@ -40,6 +40,10 @@ pub struct ContainerSpec {
     pub sandbox: bool,
     /// The pod this container belongs to (CRI), which groups its containers in one shim.
     pub sandbox_id: Option<String>,
+    /// The host files mounted at `/etc/resolv.conf` and `/etc/hosts` (CRI mounts the pod's):
+    /// what the workload's name lookups read.
+    pub resolv_conf: Option<PathBuf>,
+    pub hosts: Option<PathBuf>,
 }
 
 /// CRI's annotation naming a container's role: `sandbox` or `container`.
@@ -136,8 +140,17 @@ impl ContainerSpec {
                 .and_then(|n| n.path().clone()),
             sandbox,
             sandbox_id: annotation(SANDBOX_ID),
+            resolv_conf: mount_source(spec, "/etc/resolv.conf"),
+            hosts: mount_source(spec, "/etc/hosts"),
         })
     }
+}
+
+/// The source of the spec's last bind mount at `destination` (a later mount hides an earlier).
+fn mount_source(spec: &Spec, destination: &str) -> Option<PathBuf> {
+    let mounts = spec.mounts().as_ref()?;
+    let mount = mounts.iter().rev().find(|m| m.destination() == Path::new(destination))?;
+    mount.source().clone().filter(|source| source.is_absolute())
 }
 
 #[cfg(test)]
@@ -160,6 +173,18 @@ mod tests {
         assert_eq!(s.cgroup.as_deref(), Some("/ns/c1"));
         assert_eq!(s.limits.memory_bytes, Some(128 << 20));
         assert_eq!((s.netns, s.sandbox, s.sandbox_id), (None, false, None));
+    }
+
+    #[test]
+    fn the_pods_resolver_files_are_the_sources_mounted_at_etc() {
+        let json = r#"{"ociVersion":"1.0.2","process":{"args":["/app.wasm"],"cwd":"/","user":{"uid":0,"gid":0}},
+            "mounts":[{"destination":"/etc/resolv.conf","source":"/old/resolv.conf","options":["rbind","ro"]},
+                      {"destination":"/etc/hostname","source":"/sb/hostname"},
+                      {"destination":"/etc/resolv.conf","source":"/sb/resolv.conf","type":"bind"},
+                      {"destination":"/etc/hosts","source":"relative/hosts"}]}"#;
+        let s = spec(json).unwrap();
+        assert_eq!(s.resolv_conf.as_deref(), Some(Path::new("/sb/resolv.conf")));
+        assert_eq!(s.hosts, None, "a relative source is not a host file");
     }
 
     #[test]

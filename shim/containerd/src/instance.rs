@@ -160,6 +160,8 @@ impl VmInstance {
             stdin: request.stdin.clone(),
             stdout: request.stdout.clone(),
             stderr: request.stderr.clone(),
+            resolv_conf: read_text(spec.resolv_conf.as_deref()),
+            hosts: read_text(spec.hosts.as_deref()),
         };
         Ok((plan, compiled.pin, files))
     }
@@ -357,6 +359,12 @@ impl Instance for VmInstance {
 /// Removes what the shim put in `bundle`: a VMM still running in the plan's cgroup, the cgroup,
 /// the root filesystem mount and the plan. Also run by the binary's `delete` action, so it must
 /// work on a bundle whose shim is gone (for a pod, killing the sandbox's VMM ends the pod's VM).
+/// A resolver file the spec mounts, as text (empty for none).
+fn read_text(path: Option<&Path>) -> String {
+    let bytes = path.map(wasmcell_vmm::Resolver::read_file).unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 pub fn cleanup_bundle(bundle: &Path) {
     let plan = bundle.join("wasmcell-plan.json");
     if let Some(cgroup) = Plan::read(&plan).ok().and_then(|plan| plan.cgroup) {

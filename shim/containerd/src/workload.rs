@@ -10,7 +10,7 @@ use crate::plan::{Descriptor, WorkloadPlan};
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use wasmcell_vmm::{Artifact, Input, MemorySize, Network, Outcome, Output, Workload};
+use wasmcell_vmm::{Artifact, Input, MemorySize, Network, Outcome, Output, Resolver, Workload};
 
 /// The status of a workload that trapped, as `wasmtime run` gives it (128 + SIGABRT).
 const TRAP_STATUS: i32 = 134;
@@ -87,7 +87,11 @@ pub fn load(plan: &WorkloadPlan, opened: Opened) -> Result<(Workload, Reporter),
         stderr: opened.stderr.map_or_else(Output::null, |f| Output::fifo(f.into())),
         // The VMM lives in the container's (a pod's) network namespace: its sockets are the
         // pod's, as a runc container's are, and the namespace's rules (NetworkPolicy) apply.
-        network: Some(Network::default()),
+        // Names are looked up with the pod's resolv.conf and hosts, as a runc container's are.
+        network: Some(Network {
+            name_lookup: Some(Resolver::new(plan.resolv_conf.as_bytes(), plan.hosts.as_bytes())),
+            ..Network::default()
+        }),
     };
     Ok((workload, reporter))
 }
@@ -187,6 +191,8 @@ mod tests {
             stdin: String::new(),
             stdout: stdout.into(),
             stderr: String::new(),
+            resolv_conf: String::new(),
+            hosts: String::new(),
         }
     }
 

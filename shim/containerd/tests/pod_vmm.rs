@@ -58,6 +58,8 @@ impl Scratch {
             stdin: String::new(),
             stdout: stdout.to_string_lossy().into_owned(),
             stderr: stderr.to_string_lossy().into_owned(),
+            resolv_conf: String::new(),
+            hosts: String::new(),
         }
     }
 

@@ -36,6 +36,7 @@ mod bindings {
             "wasi:filesystem/types.descriptor": crate::component::filesystem::Descriptor,
             "wasi:filesystem/types.directory-entry-stream": crate::component::filesystem::DirectoryEntries,
             "wasi:sockets/network.network": crate::component::sockets::Network,
+            "wasi:sockets/ip-name-lookup.resolve-address-stream": crate::component::sockets::ResolveAddressStream,
             "wasi:sockets/tcp.tcp-socket": crate::component::sockets::TcpSocket,
             "wasi:sockets/udp.udp-socket": crate::component::sockets::UdpSocket,
             "wasi:sockets/udp.incoming-datagram-stream": crate::component::sockets::IncomingDatagrams,

@@ -13,6 +13,9 @@
 //! workload's [`Network`] policy first.
 
 mod host;
+mod resolver;
+
+pub use resolver::Resolver;
 
 use crate::memory::GuestMemory;
 use host::Errno;
@@ -23,10 +26,14 @@ use wasmcell_abi::socket::{
     MAX_TRANSFER, READABLE, TCP, UDP, WRITABLE,
 };
 
-/// A workload's network: what its sockets may reach beyond what the network namespace allows.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// A workload's network: what its sockets may reach beyond what the network namespace allows,
+/// and whether it may look names up.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Network {
     pub outgoing: Outgoing,
+    /// The files its name lookups read (`None`: lookups are refused, as `wasmtime run` without
+    /// `-S allow-ip-name-lookup`).
+    pub name_lookup: Option<Resolver>,
 }
 
 /// Whether a workload may connect out or send datagrams (listening and answering are always
@@ -117,6 +124,7 @@ impl SocketDevice {
                     .and_then(|fd| host::get_int(fd, libc::SOL_SOCKET, libc::SO_ERROR))
                     .map(|e| (-i64::from(e)) as u64),
             ),
+            Op::Resolver => return self.resolver(a, b).map(value),
             // Answered by the vCPU loop (it blocks); reaching here is a VMM bug, not the guest's.
             Op::Poll => SocketReply::error(errno::EINVAL),
         })
@@ -250,6 +258,19 @@ impl SocketDevice {
             unsafe { host::receive(fd, ptr, len, peek) }
         });
         Ok(received.map(|(n, from)| (n as u64, from)))
+    }
+
+    /// Copies the resolver files into `addr..addr+len` → their length.
+    fn resolver(&self, addr: u64, len: u64) -> Result<Result<u64, Errno>, SocketError> {
+        let Some(resolver) = &self.network.name_lookup else { return Ok(Err(errno::EACCES)) };
+        let files = resolver.files();
+        if (files.len() as u64) > len {
+            return Ok(Err(errno::ERANGE));
+        }
+        self.memory
+            .write_slice(files, GuestAddress(addr))
+            .map_err(|_| SocketError::BufferOutside { addr, len: files.len() as u64 })?;
+        Ok(Ok(files.len() as u64))
     }
 
     fn shutdown(&mut self, handle: u64, how: u64) -> Result<(), Errno> {

@@ -134,7 +134,7 @@ fn options_are_an_allow_list_with_capped_buffers() {
 
 #[test]
 fn a_denied_network_refuses_to_connect_or_send_out_but_serves() {
-    let mut dev = device(Network { outgoing: Outgoing::Denied });
+    let mut dev = device(Network { outgoing: Outgoing::Denied, ..Network::default() });
     let (_, port) = listener(&mut dev);
     let tcp = call(&mut dev, Op::Open, &[4, TCP]).result as u64;
     assert_eq!(call(&mut dev, Op::Connect, &with_address(&[tcp], loopback(port))).result, -i64::from(errno::EACCES));
@@ -152,4 +152,20 @@ fn a_denied_network_refuses_to_connect_or_send_out_but_serves() {
     assert!(started == 0 || started == -i64::from(errno::EINPROGRESS), "{started}");
     assert_eq!(wait_for(&allowed, tcp, WRITABLE), WRITABLE);
     assert_eq!(call(&mut allowed, Op::TakeError, &[tcp]).result, 0, "connected");
+}
+
+#[test]
+fn the_resolver_files_are_copied_only_to_a_workload_allowed_to_look_up_names_and_only_into_its_memory() {
+    let mut refused = device(Network::default());
+    assert_eq!(call(&mut refused, Op::Resolver, &[BASE, MAX_TRANSFER]).result, -i64::from(errno::EACCES));
+    let resolver = Resolver::new(b"nameserver 10.96.0.10\n", b"10.0.0.1 db\n");
+    let mut dev = device(Network { name_lookup: Some(resolver.clone()), ..Network::default() });
+    let len = resolver.files().len() as u64;
+    assert_eq!(call(&mut dev, Op::Resolver, &[BASE, len - 1]).result, -i64::from(errno::ERANGE));
+    assert_eq!(call(&mut dev, Op::Resolver, &[BASE, MAX_TRANSFER]).result, len as i64);
+    let mut copied = vec![0; len as usize];
+    dev.memory.read_slice(&mut copied, GuestAddress(BASE)).unwrap();
+    assert_eq!(copied, resolver.files());
+    let outside = dev.call(Op::Resolver, &SocketCall { args: [BASE + (1 << 20) - 4, MAX_TRANSFER, 0, 0, 0, 0, 0, 0] });
+    assert!(matches!(outside, Err(SocketError::BufferOutside { .. })), "{outside:?}");
 }

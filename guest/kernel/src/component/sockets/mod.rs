@@ -2,7 +2,8 @@
 //! (`crate::net`): the sockets are the host kernel's, in the VMM's network namespace, and
 //! everything answers as `wasmtime run -S inherit-network` does — the same state machine, the
 //! same argument checks before any system call, the same mapping of the host's `errno` to
-//! error codes. Name lookup is not allowed (as wasmtime without `-S allow-ip-name-lookup`).
+//! error codes. Names are looked up in the guest (`crate::net::lookup`) for a workload allowed
+//! to (`wasmtime run -S allow-ip-name-lookup`); the lookup blocks the instance until it is done.
 //!
 //! A workload without a network still creates and configures sockets (with Linux's defaults),
 //! but every address is denied, as `wasmtime run` without `-S inherit-network` answers.
@@ -15,8 +16,13 @@ use super::bindings::wasi::sockets::network::{
 };
 use super::bindings::wasi::sockets::{instance_network, ip_name_lookup, network};
 use super::{ComponentCtx, IoError, Pollable};
-use ip_name_lookup::{IpAddress, ResolveAddressStream};
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use core::net::IpAddr;
+use ip_name_lookup::IpAddress;
+use rand_chacha::rand_core::Rng;
 use wasmcell_abi::socket::{errno, Address};
+use wasmcell_guest_dns::{parse_host, Config, Host};
 use wasmtime::component::Resource;
 
 pub use tcp::{StreamFailure, TcpInput, TcpOutput, TcpSocket};
@@ -162,25 +168,82 @@ impl instance_network::Host for ComponentCtx {
     }
 }
 
+/// `wasi:sockets/ip-name-lookup.resolve-address-stream`: a lookup, done when first read.
+pub enum ResolveAddressStream {
+    /// A domain and the resolver files it is to be looked up with.
+    Pending(String, Config),
+    Done(Result<VecDeque<IpAddress>, ErrorCode>),
+}
+
+fn ip_address(ip: IpAddr) -> IpAddress {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            IpAddress::Ipv4((a, b, c, d))
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddress::Ipv6((s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]))
+        }
+    }
+}
+
+impl ComponentCtx {
+    /// The lookup of `name` as far as it goes without a query: an address, an error, or a
+    /// domain to ask about.
+    fn start_lookup(&self, name: &str) -> Result<ResolveAddressStream, ErrorCode> {
+        // Allowed first, as wasmtime (one call: the files come with the permission).
+        let config = match crate::net::available().then(crate::net::lookup::resolver) {
+            Some(Ok(config)) => config,
+            _ => return Err(ErrorCode::PermanentResolverFailure),
+        };
+        let done = |ip: IpAddr| ResolveAddressStream::Done(Ok(VecDeque::from([ip_address(ip)])));
+        match parse_host(name).map_err(|_| ErrorCode::InvalidArgument)? {
+            Host::V4(v4) => Ok(done(IpAddr::V4(v4))),
+            Host::V6(v6) => Ok(done(IpAddr::V6(v6))),
+            Host::Domain(domain) => Ok(ResolveAddressStream::Pending(domain, config)),
+        }
+    }
+
+    fn finish_lookup(&mut self, domain: &str, config: &Config) -> Result<VecDeque<IpAddress>, ErrorCode> {
+        let clocks = &self.wasi.clocks;
+        let rng = &mut self.wasi.rng;
+        let now_ns = || clocks.monotonic_ns().unwrap_or(0);
+        let mut id = || rng.next_u32() as u16;
+        let found = crate::net::lookup::resolve(config, domain, &now_ns, &mut id).ok_or(ErrorCode::NameUnresolvable)?;
+        Ok(found.into_iter().map(ip_address).collect())
+    }
+}
+
 impl ip_name_lookup::Host for ComponentCtx {
     fn resolve_addresses(
         &mut self,
         network: Resource<Network>,
-        _name: alloc::string::String,
+        name: String,
     ) -> SocketResult<Resource<ResolveAddressStream>> {
         self.table.get(&network)?;
-        Ok(Err(ErrorCode::PermanentResolverFailure))
+        match self.start_lookup(&name) {
+            Ok(stream) => Ok(Ok(self.table.push(stream)?)),
+            Err(code) => Ok(Err(code)),
+        }
     }
 }
 
-// Streams come only from `resolve-addresses`, which never succeeds: a handle a component passes
-// here was never handed out, and the table lookup fails (a trap).
 impl ip_name_lookup::HostResolveAddressStream for ComponentCtx {
     fn resolve_next_address(&mut self, stream: Resource<ResolveAddressStream>) -> SocketResult<Option<IpAddress>> {
-        self.table.get(&stream)?;
-        Ok(Err(ErrorCode::PermanentResolverFailure))
+        if let ResolveAddressStream::Pending(domain, config) = self.table.get(&stream)? {
+            let (domain, config) = (domain.clone(), config.clone());
+            let done = self.finish_lookup(&domain, &config);
+            *self.table.get_mut(&stream)? = ResolveAddressStream::Done(done);
+        }
+        match self.table.get_mut(&stream)? {
+            ResolveAddressStream::Done(Ok(addresses)) => Ok(Ok(addresses.pop_front())),
+            ResolveAddressStream::Done(Err(code)) => Ok(Err(*code)),
+            ResolveAddressStream::Pending(..) => Ok(Err(ErrorCode::WouldBlock)),
+        }
     }
 
+    // The lookup runs when the stream is read, so it is always ready to be read.
     fn subscribe(&mut self, stream: Resource<ResolveAddressStream>) -> wasmtime::Result<Resource<Pollable>> {
         Ok(self.table.push_child(Pollable::Ready, &stream)?)
     }

@@ -5,6 +5,8 @@
 //! are built on these; buffers are the guest heap's or stack's (the device reaches nothing
 //! else).
 
+pub mod lookup;
+
 use crate::{arch, vcpu};
 use wasmcell_abi::socket::{errno, Address, Op, Opt, PollEntry, SocketCall, SocketReply, SOCKET, TCP, UDP};
 
