@@ -6,11 +6,15 @@
 //! receive, a send and a poll), and 8 MiB pushed through one connection and back (throughput).
 //! `WASMCELL_BENCH_RUNS` sets the round trips (default 2000). `docs/perf.md` quotes the output.
 
+// The tests' host reference: the same component in wasmtime + wasmtime-wasi, in this process.
+#[path = "../tests/host_network/mod.rs"]
+mod host_network;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -80,41 +84,10 @@ fn wasmcell(component: &str, round_trips: usize) -> (f64, f64) {
     figures
 }
 
-struct Host {
-    ctx: wasmtime_wasi::WasiCtx,
-    table: wasmtime::component::ResourceTable,
-}
-
-impl wasmtime_wasi::WasiView for Host {
-    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
-        wasmtime_wasi::WasiCtxView { ctx: &mut self.ctx, table: &mut self.table }
-    }
-}
-
 fn host(component: &str, round_trips: usize) -> (f64, f64) {
-    let stdout = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(4096);
-    let (path, out) = (component.to_string(), stdout.clone());
-    let server = std::thread::spawn(move || {
-        let engine = wasmtime::Engine::default();
-        let component = wasmtime::component::Component::from_file(&engine, &path).unwrap();
-        let mut linker = wasmtime::component::Linker::<Host>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
-        let mut builder = wasmtime_wasi::WasiCtxBuilder::new();
-        builder.args(&[path.as_str(), "127.0.0.1:0", "2"]).stdout(out).inherit_network().allow_tcp(true);
-        let host = Host { ctx: builder.build(), table: wasmtime::component::ResourceTable::new() };
-        let mut store = wasmtime::Store::new(&engine, host);
-        let command = wasmtime_wasi::p2::bindings::sync::Command::instantiate(&mut store, &component, &linker).unwrap();
-        command.wasi_cli_run().call_run(&mut store).unwrap().unwrap();
-    });
-    let port = loop {
-        let text = String::from_utf8_lossy(&stdout.contents()).into_owned();
-        if let Some(line) = text.lines().next().filter(|_| text.contains('\n')) {
-            break line.trim_start_matches("listening on ").parse().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let figures = measure(port, round_trips);
-    server.join().unwrap();
+    let (server, stdout) = host_network::spawn_on_host(component, &["127.0.0.1:0", "2"]);
+    let figures = measure(host_network::host_port(&stdout), round_trips);
+    assert_eq!(server.join().unwrap(), 0);
     figures
 }
 
