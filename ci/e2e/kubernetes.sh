@@ -33,6 +33,9 @@ cri() { "$REPO/target/release/wasmcell-cri" --socket "$CTR_SOCK" "$@"; }
         "$REPO/target/release/wasmcell" image build -t "wasmcell.test/component-$sample:latest" \
             -o "$DIR/images/component-$sample.tar" "$REPO/target/images/wasm32-wasip2/release/$sample.wasm" >/dev/null
     done
+    # A wasi:http component whose image says how it is served (the shim takes the variable out).
+    "$REPO/target/release/wasmcell" image build -t wasmcell.test/http-hello:latest --env WASMCELL_HTTP_ADDR=8080 \
+        -o "$DIR/images/http-hello.tar" "$REPO/target/images/wasm32-wasip2/release/http_hello.wasm" >/dev/null
     native_image wasmcell.test/tcp-ping:latest images/native/tcp_ping.rs "$DIR/images/tcp-ping.tar"
 } || { echo "building the test images failed" >&2; exit 1; }
 for tar in "$DIR"/images/*.tar; do
@@ -220,6 +223,48 @@ t_pods_talk_over_their_pod_ips() {
     remove_pod "$server" || fail "removing the server pod failed"
     assert_clean "$BASELINE"
 }
+# GET PATH from IP:PORT over a fresh connection (bash's /dev/tcp, as a kubelet probe would) →
+# the whole response.
+http_get() {
+    exec 3<>"/dev/tcp/$1/$2" || return 1
+    printf 'GET %s HTTP/1.1\r\nhost: %s\r\nconnection: close\r\n\r\n' "$3" "$1" >&3
+    timeout 10 cat <&3
+    exec 3>&-
+}
+# wasi:http in a pod: an image with WASMCELL_HTTP_ADDR=8080 is served (`wasmcell serve` in the
+# pod's VM); the host reaches it on the pod IP, as a kubelet's probe or a Service would, and a
+# component in another wasmcell pod too; a second container of the pod serving the same port
+# fails saying so (as on Linux); removing the pod frees the address.
+t_a_pod_serves_wasi_http() {
+    local pod web dup client c ip response code
+    pod=$(run_pod http wasmcell) || fail "RunPodSandbox failed"
+    web=$(run_container http "$pod" web wasmcell.test/http-hello:latest) || fail "the web container did not start"
+    ip=$(cri ip "$pod") && [ -n "$ip" ] || fail "no pod IP"
+    for _ in $(seq 100); do
+        grep -q "Serving HTTP on http://0.0.0.0:8080/" <<<"$(cri logs "$web" 2>&1)" && break
+        sleep 0.1
+    done
+    response=$(http_get "$ip" 8080 /) || fail "the host cannot connect to $ip:8080"
+    [[ "$response" == "HTTP/1.1 200 OK"* ]] || fail "the host got: $response"
+    grep -q "^hello from wasi:http" <<<"$response" || fail "the host got: $response"
+    response=$(http_get "$ip" 8080 /env) || fail "no answer to /env"
+    ! grep -q "WASMCELL_HTTP_ADDR" <<<"$response" || fail "the variable reached the workload: $response"
+    # A component in another wasmcell pod sends a request over a plain TCP connection.
+    client=$(run_pod http-client wasmcell) || fail "client RunPodSandbox failed"
+    c=$(run_container http-client "$client" client wasmcell.test/component-tcp_client:latest \
+        /tcp_client.wasm "$ip:8080" $'GET /status/202 HTTP/1.1\r\nhost: web\r\n\r\n') || fail "the client did not start"
+    code=$(cri wait "$c") && [ "$code" = 0 ] || fail "client exit code: $code ($(cri logs "$c" 2>&1))"
+    grep -q "^reply: HTTP/1.1 202 Accepted" <<<"$(cri logs "$c" 2>&1)" || fail "client log: $(cri logs "$c" 2>&1)"
+    remove_pod "$client" || fail "removing the client pod failed"
+    dup=$(run_container http "$pod" dup wasmcell.test/http-hello:latest) || fail "the second container did not start"
+    code=$(cri wait "$dup") && [ "$code" != 0 ] || fail "the second server on port 8080 exited $code"
+    grep -q "cannot serve on 0.0.0.0:8080: the address is in use" <<<"$(cri logs "$dup" 2>&1)" ||
+        fail "the second server's log: $(cri logs "$dup" 2>&1)"
+    [[ "$(http_get "$ip" 8080 /)" == "HTTP/1.1 200 OK"* ]] || fail "the first server stopped serving"
+    remove_pod "$pod" || fail "removing the pod failed"
+    ! timeout 2 bash -c "exec 3<>/dev/tcp/$ip/8080" 2>/dev/null || fail "$ip:8080 still answers after the pod is gone"
+    assert_clean "$BASELINE"
+}
 # containerd's CRI creates the task (the first call that reaches a runtime) in StartContainer,
 # not CreateContainer: the refusal comes there, and must name the reason.
 t_non_wasm_container_is_refused() {
@@ -309,6 +354,7 @@ check "StopContainer stops one workload of a pod's VM, not its neighbour" t_one_
 check "each container's memory limit sizes its workload in the pod's VM" t_memory_limits_size_each_workload
 check "hybrid node: a runc pod runs beside a wasmcell pod" t_runc_pod_beside_a_wasm_pod
 check "pods talk over their pod IPs: a component serving TCP in a wasmcell pod answers the host, a component in another wasmcell pod and a runc pod" t_pods_talk_over_their_pod_ips
+check "a pod serves a wasi:http component (WASMCELL_HTTP_ADDR) on its pod IP to the host and another pod; a second server on the port fails saying so" t_a_pod_serves_wasi_http
 check "a non-Wasm container in a wasmcell pod is refused naming the reason (StartContainer)" t_non_wasm_container_is_refused
 check "an idle pod costs no CPU: a workload that logged then sleeps, and its shim, stay asleep" t_idle_pod_costs_nothing
 check "20 wasmcell pods in sequence leave nothing behind" t_twenty_pods_in_sequence

@@ -18,6 +18,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a WebAssembly module (`.wasm` or `.wat`; a `.cwasm` with --allow-precompiled) in a microVM.
     Run(RunArgs),
+    /// Serve a `wasi:http/proxy` component over HTTP/1.1 from a microVM (as `wasmtime serve`).
+    Serve(ServeArgs),
     /// Compile a module ahead of time for the guest (`.wasm`/`.wat` → `.cwasm`).
     Compile(CompileArgs),
     /// Boot the guest with no workload; print its log, how it ended and the boot time.
@@ -112,6 +114,33 @@ pub struct RunArgs {
     /// Arguments passed to the module (after `--`).
     #[arg(last = true, value_name = "ARGS")]
     pub args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The address to listen on (port 0: any free port; the one bound is printed).
+    #[arg(long, value_name = "IP:PORT", default_value = "0.0.0.0:8080")]
+    pub addr: std::net::SocketAddr,
+    /// The component's memory in MiB: every request's instance, stack and runtime.
+    #[arg(long, value_name = "MIB", default_value = "256", value_parser = parse_memory)]
+    pub memory: MemorySize,
+    /// Set an environment variable for the component (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    pub env: Vec<String>,
+    /// Let the component see a host directory, at GUEST, as `wasmcell run --dir` does.
+    #[arg(long = "dir", value_name = "HOST[::GUEST]", value_parser = parse_dir)]
+    pub dirs: Vec<Preopen>,
+    /// Let the component look names up (this host's /etc/resolv.conf and /etc/hosts).
+    #[arg(long)]
+    pub allow_ip_name_lookup: bool,
+    /// Directory for cached compiled modules [default: $WASMCELL_CACHE_DIR, else ~/.cache/wasmcell].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Serve a precompiled `.cwasm` (native code: only artifacts you trust).
+    #[arg(long)]
+    pub allow_precompiled: bool,
+    /// The component (it must export `wasi:http/incoming-handler`).
+    pub component: PathBuf,
 }
 
 #[derive(Args)]

@@ -1,13 +1,14 @@
 //! `wasmcell`: the command line. `wasmcell boot` boots the guest unikernel in a KVM microVM with
 //! no workload (or a self-test) and prints the guest's log, how it ended and how long boot took.
 //! `wasmcell run app.wasm` runs a module through the same path with the host AOT compiler in
-//! front; `wasmcell compile` is that compiler on its own; `wasmcell image build` packs a module
+//! front; `wasmcell serve app.wasm` serves a `wasi:http` component from one; `wasmcell compile` is that compiler on its own; `wasmcell image build` packs a module
 //! as an OCI image for containerd; `wasmcell install` sets a node's containerd up for it.
 
 mod cli;
 mod image;
 mod install;
 mod run;
+mod serve;
 
 use anyhow::Context;
 use clap::Parser;
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
     };
     let result = match args.command {
         cli::Command::Run(run) => run::run(run),
+        cli::Command::Serve(serve) => serve::serve(serve),
         cli::Command::Compile(compile) => run::compile(compile),
         cli::Command::Boot(boot) => run_boot(boot),
         cli::Command::Image(cli::ImageCommand::Build(build)) => image::build(build),

@@ -7,10 +7,10 @@
 use crate::cli::{CompileArgs, RunArgs};
 use anyhow::{bail, Context};
 use std::os::fd::AsFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use wasmcell_abi::boot_info::LOG_OFF;
-use wasmcell_aot::{Cache, Compiler, Limits};
+use wasmcell_aot::{Cache, Compiler, Entry, Limits};
 use wasmcell_vmm::signals;
 use wasmcell_vmm::{Artifact, Input, Network, Outcome, Output, Resolver, Vm, VmConfig, Workload};
 
@@ -21,33 +21,50 @@ fn read_module(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("Cannot read module {}", path.display()))
 }
 
+/// A module compiled (or taken as it is) for the guest, with what keeps its cache entry.
+pub struct Prepared {
+    pub artifact: Artifact,
+    pub cpu_features: u64,
+    /// Keeps the cache entry (mapped into the VM, not read) while the VM runs.
+    _pin: Option<wasmcell_aot::Pin>,
+}
+
+/// Reads `path`, checks it can be entered by `entry`, and compiles it through the cache (a
+/// precompiled artifact only with `allow_precompiled`).
+pub fn prepare(
+    path: &Path,
+    entry: Entry,
+    allow_precompiled: bool,
+    cache_dir: Option<PathBuf>,
+) -> anyhow::Result<Prepared> {
+    let module = read_module(path)?;
+    let compiler = Compiler::for_host()?;
+    let cpu_features = compiler.cpu_features();
+    if wasmcell_aot::is_precompiled(&module) {
+        if !allow_precompiled {
+            bail!(
+                "{} is a precompiled artifact (native code): run it with --allow-precompiled if you trust it",
+                path.display()
+            );
+        }
+        return Ok(Prepared { artifact: Artifact::from(module), cpu_features, _pin: None });
+    }
+    wasmcell_aot::check_entry(&module, entry)?;
+    let cache = Cache::open(cache_dir.unwrap_or_else(Cache::default_dir), &Limits::from_env()?)?;
+    let compiled = cache.get_or_compile(&compiler, &module)?;
+    let file = compiled.file().context("Cannot open the compiled module")?;
+    let artifact = Artifact::map(file).context("Cannot open the compiled module")?;
+    Ok(Prepared { artifact, cpu_features, _pin: Some(compiled.pin) })
+}
+
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Before compiling, whose worker threads would otherwise take a SIGTERM and die of it.
     signals::block_stop_signals().context("Cannot watch for SIGINT/SIGTERM")?;
-    let module = read_module(&args.module)?;
-    let compiler = Compiler::for_host()?;
-    let mut _pin = None;
-    let artifact = if wasmcell_aot::is_precompiled(&module) {
-        if !args.allow_precompiled {
-            bail!(
-                "{} is a precompiled artifact (native code): run it with --allow-precompiled if you trust it",
-                args.module.display()
-            );
-        }
-        Artifact::from(module)
-    } else {
-        wasmcell_aot::check_imports(&module)?;
-        let cache = Cache::open(args.cache_dir.unwrap_or_else(Cache::default_dir), &Limits::from_env()?)?;
-        let compiled = cache.get_or_compile(&compiler, &module)?;
-        // Mapped into the VM, not read: the pin (and the mapping) keep the entry while it runs.
-        let file = compiled.file().context("Cannot open the compiled module")?;
-        _pin = Some(compiled.pin);
-        Artifact::map(file).context("Cannot open the compiled module")?
-    };
+    let prepared = prepare(&args.module, Entry::Run, args.allow_precompiled, args.cache_dir)?;
     let argv0 = args.module.to_string_lossy().into_owned();
     let workload = Workload {
-        artifact,
-        cpu_features: compiler.cpu_features(),
+        artifact: prepared.artifact,
+        cpu_features: prepared.cpu_features,
         args: std::iter::once(argv0).chain(args.args).collect(),
         env: args.env,
         preopens: args.dirs,
@@ -59,6 +76,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         network: args
             .inherit_network
             .then(|| Network { name_lookup: args.allow_ip_name_lookup.then(Resolver::system), ..Network::default() }),
+        serve: None,
     };
     let config = VmConfig { timeout: args.timeout, workload: Some(workload), log_level: LOG_OFF, ..Default::default() };
     let vm = Vm::try_from(config)?;
@@ -87,7 +105,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// One of this process's output streams for the module (a duplicate: the VMM writes it through
 /// a non-blocking description of its own); nowhere if closed.
-fn output(fd: std::os::fd::BorrowedFd<'_>) -> Output {
+pub fn output(fd: std::os::fd::BorrowedFd<'_>) -> Output {
     fd.try_clone_to_owned().map_or_else(|_| Output::null(), Output::from_fd)
 }
 

@@ -43,6 +43,9 @@ pub enum ConfigError {
     /// A workload without an artifact.
     #[error("The workload has no compiled module")]
     EmptyArtifact,
+    /// A workload to serve HTTP without a network to serve it on.
+    #[error("Serving HTTP needs a network")]
+    ServeWithoutNetwork,
 }
 
 /// A RAM size, validated on construction.
@@ -133,6 +136,10 @@ pub struct Workload {
     /// Its network: sockets in the VMM's network namespace (`None`: no network, every socket
     /// call is refused, as `wasmtime run` without `-S inherit-network`).
     pub network: Option<Network>,
+    /// Serve the component's `wasi:http/incoming-handler` on this address (`wasmcell serve`)
+    /// instead of running it; the guest binds it with the workload's own sockets, so it needs
+    /// a [`Self::network`].
+    pub serve: Option<std::net::SocketAddr>,
 }
 
 impl Default for Workload {
@@ -149,6 +156,7 @@ impl Default for Workload {
             stdout: Output::null(),
             stderr: Output::null(),
             network: None,
+            serve: None,
         }
     }
 }
@@ -163,6 +171,7 @@ impl fmt::Debug for Workload {
             .field("archive_len", &self.archive.as_ref().map(Vec::len))
             .field("memory", &self.memory)
             .field("network", &self.network)
+            .field("serve", &self.serve)
             .finish_non_exhaustive()
     }
 }
@@ -172,8 +181,10 @@ impl Workload {
     pub(crate) fn encode(&self) -> Result<Vec<u8>, ConfigError> {
         let args = self.args.iter().map(String::as_bytes);
         let env = self.env.iter().map(String::as_bytes);
-        let mut blob = vec![0; wasmcell_abi::workload::encoded_len(args.clone(), env.clone())];
-        wasmcell_abi::workload::encode(args, env, &mut blob).ok_or(ConfigError::WorkloadTooLarge)?;
+        let serve = self.serve.map(|address| address.to_string());
+        let serve = serve.as_deref().map(str::as_bytes);
+        let mut blob = vec![0; wasmcell_abi::workload::encoded_len(args.clone(), env.clone(), serve)];
+        wasmcell_abi::workload::encode(args, env, serve, &mut blob).ok_or(ConfigError::WorkloadTooLarge)?;
         Ok(blob)
     }
 }
@@ -225,6 +236,9 @@ impl VmConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.timeout == Some(Duration::ZERO) {
             return Err(ConfigError::ZeroTimeout);
+        }
+        if self.workload.as_ref().is_some_and(|w| w.serve.is_some() && w.network.is_none()) {
+            return Err(ConfigError::ServeWithoutNetwork);
         }
         Ok(())
     }

@@ -92,6 +92,10 @@ pub const COMMAND_INTERFACES: [&str; 27] = [
     "wasi:sockets/udp-create-socket",
 ];
 
+/// The interfaces of `wasi:http` a component may import besides the command world's (those of
+/// the `wasi:http/proxy` world; its other imports are all in [`COMMAND_INTERFACES`]).
+pub const HTTP_INTERFACES: [&str; 2] = ["wasi:http/outgoing-handler", "wasi:http/types"];
+
 /// The interface `name` names if it is one of a WASI 0.2 release (`wasi:cli/exit@0.2.3` →
 /// `wasi:cli/exit`): the guest implements 0.2.12, and wasmtime links any `0.2.x` to it.
 fn interface_0_2(name: &str) -> Option<&str> {
@@ -103,12 +107,20 @@ fn interface_0_2(name: &str) -> Option<&str> {
 /// The interface a component import names, if the guest offers it at that version.
 pub fn offered_interface(import: &str) -> Option<&'static str> {
     let interface = interface_0_2(import)?;
-    COMMAND_INTERFACES.binary_search(&interface).ok().map(|at| COMMAND_INTERFACES[at])
+    [&COMMAND_INTERFACES[..], &HTTP_INTERFACES[..]]
+        .into_iter()
+        .find_map(|list| list.binary_search(&interface).ok().map(|at| list[at]))
 }
 
 /// Whether an export named `name` makes a component a command: `wasi:cli/run` of any `0.2.x`.
 pub fn is_run_export(name: &str) -> bool {
     interface_0_2(name) == Some("wasi:cli/run")
+}
+
+/// Whether an export named `name` is what `wasmcell serve` calls: `wasi:http/incoming-handler`
+/// of any `0.2.x`.
+pub fn is_http_handler_export(name: &str) -> bool {
+    interface_0_2(name) == Some("wasi:http/incoming-handler")
 }
 
 #[cfg(test)]
@@ -123,10 +135,17 @@ mod tests {
         assert_eq!(offered_interface("wasi:cli/exit"), None, "unversioned");
         assert_eq!(offered_interface("wasi:cli/exit@0.3.0"), None, "WASI 0.3");
         assert_eq!(offered_interface("wasi:cli/exit@0.2.0-rc-2023-11-10"), None, "a release candidate");
-        assert_eq!(offered_interface("wasi:http/types@0.2.3"), None, "not in the command world");
+        assert_eq!(offered_interface("wasi:http/types@0.2.3"), Some("wasi:http/types"), "the proxy world's");
+        assert_eq!(offered_interface("wasi:http/incoming-handler@0.2.3"), None, "an export, never an import");
         assert_eq!(offered_interface("wasi:cli/exit@0.2."), None);
         assert!(is_run_export("wasi:cli/run@0.2.0") && is_run_export("wasi:cli/run@0.2.12"));
         assert!(!is_run_export("wasi:cli/run@0.2.0-rc-2023-12-05") && !is_run_export("wasi:cli/run"));
+        assert!(is_http_handler_export("wasi:http/incoming-handler@0.2.0"));
+        assert!(
+            !is_http_handler_export("wasi:http/incoming-handler@0.3.0")
+                && !is_http_handler_export("wasi:cli/run@0.2.0")
+        );
+        assert!(HTTP_INTERFACES.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

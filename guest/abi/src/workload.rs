@@ -1,23 +1,30 @@
 //! The workload description the VMM places in guest memory for the guest runtime: the module's
-//! arguments and environment, as a flat, length-prefixed blob (mapped read-only).
+//! arguments and environment, and for `wasmcell serve` the address to serve HTTP on, as a flat,
+//! length-prefixed blob (mapped read-only).
 //!
 //! Layout, all integers little-endian `u32`:
-//! `argc, envc, then argc + envc entries of (len, len bytes)`. Environment entries are
-//! `KEY=VALUE`. The guest parses it with bounds checks; nothing here trusts a length.
+//! `argc, envc, then argc + envc entries of (len, len bytes)`, then optionally one more entry:
+//! the address (`IP:PORT`, text) a `wasi:http/proxy` component is served on. Environment
+//! entries are `KEY=VALUE`. The guest parses it with bounds checks; nothing here trusts a length.
 
-/// Bytes needed to encode `args` and `env`.
-pub fn encoded_len<'a>(args: impl IntoIterator<Item = &'a [u8]>, env: impl IntoIterator<Item = &'a [u8]>) -> usize {
-    8 + args.into_iter().chain(env).map(|s| 4 + s.len()).sum::<usize>()
+/// Bytes needed to encode `args`, `env` and `serve`.
+pub fn encoded_len<'a>(
+    args: impl IntoIterator<Item = &'a [u8]>,
+    env: impl IntoIterator<Item = &'a [u8]>,
+    serve: Option<&'a [u8]>,
+) -> usize {
+    8 + args.into_iter().chain(env).chain(serve).map(|s| 4 + s.len()).sum::<usize>()
 }
 
-/// Encodes `args` and `env` into `out`, which must be exactly [`encoded_len`] bytes.
+/// Encodes `args`, `env` and `serve` into `out`, which must be exactly [`encoded_len`] bytes.
 /// Returns `None` if it is not, or if a count or length does not fit in a `u32`.
 pub fn encode<'a>(
     args: impl IntoIterator<Item = &'a [u8]> + Clone,
     env: impl IntoIterator<Item = &'a [u8]> + Clone,
+    serve: Option<&'a [u8]>,
     out: &mut [u8],
 ) -> Option<()> {
-    if out.len() != encoded_len(args.clone(), env.clone()) {
+    if out.len() != encoded_len(args.clone(), env.clone(), serve) {
         return None;
     }
     let argc = u32::try_from(args.clone().into_iter().count()).ok()?;
@@ -25,7 +32,7 @@ pub fn encode<'a>(
     out[0..4].copy_from_slice(&argc.to_le_bytes());
     out[4..8].copy_from_slice(&envc.to_le_bytes());
     let mut at = 8;
-    for s in args.into_iter().chain(env) {
+    for s in args.into_iter().chain(env).chain(serve) {
         out[at..at + 4].copy_from_slice(&u32::try_from(s.len()).ok()?.to_le_bytes());
         out[at + 4..at + 4 + s.len()].copy_from_slice(s);
         at += 4 + s.len();
@@ -39,6 +46,7 @@ pub struct Workload<'a> {
     argc: usize,
     envc: usize,
     entries: &'a [u8],
+    serve: Option<&'a [u8]>,
 }
 
 impl<'a> Workload<'a> {
@@ -46,16 +54,29 @@ impl<'a> Workload<'a> {
     pub fn parse(blob: &'a [u8]) -> Option<Self> {
         let argc = read_u32(blob, 0)? as usize;
         let envc = read_u32(blob, 4)? as usize;
-        let workload = Self { argc, envc, entries: blob.get(8..)? };
+        let entries = blob.get(8..)?;
         // Walk every entry once so that later iteration cannot fail.
         let mut count = 0usize;
-        let mut rest = workload.entries;
+        let mut rest = entries;
         while count < argc.checked_add(envc)? {
             let len = read_u32(rest, 0)? as usize;
             rest = rest.get(4usize.checked_add(len)?..)?;
             count += 1;
         }
-        Some(workload)
+        // What follows is the serve address, exactly one entry, or nothing.
+        let serve = match rest {
+            [] => None,
+            _ => {
+                let len = read_u32(rest, 0)? as usize;
+                (rest.len() == 4usize.checked_add(len)?).then(|| &rest[4..])?.into()
+            }
+        };
+        Some(Self { argc, envc, entries, serve })
+    }
+
+    /// The address to serve a `wasi:http/proxy` component on (`wasmcell serve`), if any.
+    pub fn serve(&self) -> Option<&'a [u8]> {
+        self.serve
     }
 
     fn entries(&self) -> impl Iterator<Item = &'a [u8]> {
@@ -102,13 +123,25 @@ mod tests {
         let args: [&[u8]; 3] = [b"app.wasm", b"", b"x y"];
         let env: [&[u8]; 1] = [b"K=V"];
         let mut buf = [0u8; 64];
-        let len = encoded_len(args, env);
-        encode(args, env, &mut buf[..len]).unwrap();
+        let len = encoded_len(args, env, None);
+        encode(args, env, None, &mut buf[..len]).unwrap();
         let w = Workload::parse(&buf[..len]).unwrap();
         assert_eq!((w.argc(), w.envc()), (3, 1));
         assert!(w.args().eq(args.iter().copied()));
         assert!(w.env().eq(env.iter().copied()));
-        assert!(encode(args, env, &mut buf[..len - 1]).is_none());
+        assert_eq!(w.serve(), None);
+        assert!(encode(args, env, None, &mut buf[..len - 1]).is_none());
+
+        let serve = Some(&b"127.0.0.1:8080"[..]);
+        let len = encoded_len(args, env, serve);
+        encode(args, env, serve, &mut buf[..len]).unwrap();
+        let w = Workload::parse(&buf[..len]).unwrap();
+        assert!(w.args().eq(args.iter().copied()) && w.env().eq(env.iter().copied()));
+        assert_eq!(w.serve(), serve);
+        // Anything after the serve address, or an address cut short, is refused.
+        assert!(Workload::parse(&buf[..len - 1]).is_none());
+        buf[len] = 0;
+        assert!(Workload::parse(&buf[..len + 1]).is_none());
     }
 
     #[test]

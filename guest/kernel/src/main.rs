@@ -28,6 +28,7 @@ mod net;
 mod panic;
 mod runtime;
 mod selftest;
+mod serve;
 mod sync;
 mod trap;
 mod vcpu;

@@ -1,8 +1,8 @@
 //! What a module or component imports, checked before any VM exists: the guest links only WASI
 //! preview 1 for modules and WASI 0.2's command world for components (`wasmcell_abi::wasi`), so
 //! any other import would fail inside the VM, later and more expensively. The error names the
-//! first import the guest cannot satisfy. A component must also be a command (export
-//! `wasi:cli/run`): nothing else has an entry point.
+//! first import the guest cannot satisfy. A component must also export what it is entered by:
+//! `wasi:cli/run` to be run, `wasi:http/incoming-handler` to be served ([`Entry`]).
 
 use crate::AotError;
 use std::borrow::Cow;
@@ -14,6 +14,20 @@ use wasmparser::{ComponentExternalKind, Parser, Payload, TypeRef};
 /// can check (callers that run artifacts they trust, as `wasmcell run --allow-precompiled`, do
 /// not ask).
 pub fn check_imports(module: &[u8]) -> Result<(), AotError> {
+    check_entry(module, Entry::Run)
+}
+
+/// How a workload is entered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// `_start` or `wasi:cli/run` (`wasmcell run`, containers).
+    Run,
+    /// `wasi:http/incoming-handler` (`wasmcell serve`): components only.
+    Serve,
+}
+
+/// [`check_imports`], for a workload entered by `entry`.
+pub fn check_entry(module: &[u8], entry: Entry) -> Result<(), AotError> {
     if module.starts_with(b"\x7fELF") {
         return Err(AotError::Precompiled);
     }
@@ -23,7 +37,10 @@ pub fn check_imports(module: &[u8]) -> Result<(), AotError> {
         Cow::Owned(wat::parse_bytes(module).map_err(|e| AotError::Compile(e.into()))?.into_owned())
     };
     if Parser::is_component(&binary) {
-        return check_component(&binary);
+        return check_component(&binary, entry);
+    }
+    if entry == Entry::Serve {
+        return Err(AotError::ModuleNotServable);
     }
     for payload in Parser::new(0).parse_all(&binary) {
         let Payload::ImportSection(imports) = payload.map_err(|e| AotError::Compile(e.into()))? else {
@@ -42,10 +59,11 @@ pub fn check_imports(module: &[u8]) -> Result<(), AotError> {
 }
 
 /// A component's own imports (not those of the modules and components nested in it, which it
-/// satisfies itself) must be WASI 0.2 interfaces, and it must export `wasi:cli/run`.
-fn check_component(binary: &[u8]) -> Result<(), AotError> {
+/// satisfies itself) must be WASI 0.2 interfaces, and it must export its entry.
+fn check_component(binary: &[u8], entry: Entry) -> Result<(), AotError> {
     let mut depth = 0usize;
     let mut runs = false;
+    let mut serves = false;
     for payload in Parser::new(0).parse_all(binary) {
         match payload.map_err(|e| AotError::Compile(e.into()))? {
             Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
@@ -61,17 +79,19 @@ fn check_component(binary: &[u8]) -> Result<(), AotError> {
             Payload::ComponentExportSection(exports) if depth == 0 => {
                 for export in exports {
                     let export = export.map_err(|e| AotError::Compile(e.into()))?;
-                    runs |= export.kind == ComponentExternalKind::Instance
-                        && wasmcell_abi::wasi::is_run_export(export.name.name);
+                    let instance = export.kind == ComponentExternalKind::Instance;
+                    runs |= instance && wasmcell_abi::wasi::is_run_export(export.name.name);
+                    serves |= instance && wasmcell_abi::wasi::is_http_handler_export(export.name.name);
                 }
             }
             _ => {}
         }
     }
-    if !runs {
-        return Err(AotError::NotCommand);
+    match entry {
+        Entry::Run if !runs => Err(AotError::NotCommand),
+        Entry::Serve if !serves => Err(AotError::NotProxy),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -117,11 +137,16 @@ mod tests {
     fn components_import_only_the_command_world_and_export_run() {
         assert!(check_imports(&component(&["wasi:cli/environment@0.2.3", "wasi:io/streams@0.2.0"], true)).is_ok());
         let err =
-            check_imports(&component(&["wasi:cli/environment@0.2.3", "wasi:http/types@0.2.3"], true)).unwrap_err();
+            check_imports(&component(&["wasi:cli/environment@0.2.3", "wasi:keyvalue/store@0.2.0"], true)).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "Unknown import `wasi:http/types@0.2.3`: the guest offers only the WASI 0.2 command world's interfaces"
+            "Unknown import `wasi:keyvalue/store@0.2.0`: the guest offers only the interfaces of WASI 0.2's command and proxy worlds"
         );
+        assert!(check_imports(&component(&["wasi:http/types@0.2.3", "wasi:http/outgoing-handler@0.2.0"], true)).is_ok());
+        let err = check_entry(&component(&["wasi:http/types@0.2.3"], true), Entry::Serve).unwrap_err();
+        assert_eq!(err.to_string(), "The component cannot be served: it exports no `wasi:http/incoming-handler`");
+        let err = check_entry(b"(module)", Entry::Serve).unwrap_err();
+        assert!(matches!(err, AotError::ModuleNotServable), "{err:?}");
         let err = check_imports(&component(&["wasi:cli/environment@0.2.3"], false)).unwrap_err();
         assert_eq!(err.to_string(), "The component is not a command: it exports no `wasi:cli/run`");
         // The imports of a nested core module are the component's business, not the guest's.

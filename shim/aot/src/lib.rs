@@ -30,7 +30,7 @@ pub use cache::{Cache, CacheError, Compiled, Pin};
 pub use child::{run_if_compile_action, COMPILE_ACTION};
 #[cfg(feature = "compiler")]
 pub use compiler::{is_precompiled, Compiler};
-pub use imports::check_imports;
+pub use imports::{check_entry, check_imports, Entry};
 #[cfg(feature = "compiler")]
 pub use limits::{CompileLimits, Limits};
 #[cfg(feature = "compiler")]
@@ -51,11 +51,17 @@ pub enum AotError {
     #[error("Unknown import `{0}`: the guest offers only WASI preview 1 functions")]
     UnknownImport(String),
     /// The component imports something the guest does not link.
-    #[error("Unknown import `{0}`: the guest offers only the WASI 0.2 command world's interfaces")]
+    #[error("Unknown import `{0}`: the guest offers only the interfaces of WASI 0.2's command and proxy worlds")]
     UnknownComponentImport(String),
     /// The component has no entry point.
     #[error("The component is not a command: it exports no `wasi:cli/run`")]
     NotCommand,
+    /// The component cannot be served: no HTTP handler.
+    #[error("The component cannot be served: it exports no `wasi:http/incoming-handler`")]
+    NotProxy,
+    /// A core module cannot be served.
+    #[error("Only a component can be served: a core module has no `wasi:http/incoming-handler`")]
+    ModuleNotServable,
     /// Native code where a module was expected.
     #[error("The module is a precompiled artifact (native code), not WebAssembly")]
     Precompiled,

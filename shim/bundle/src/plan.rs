@@ -88,6 +88,9 @@ pub struct WorkloadPlan {
     pub resolv_conf: String,
     #[serde(default)]
     pub hosts: String,
+    /// Serve the component's `wasi:http/incoming-handler` here instead of running it.
+    #[serde(default)]
+    pub serve: Option<std::net::SocketAddr>,
 }
 
 impl WorkloadPlan {

@@ -235,6 +235,7 @@ mod tests {
             stderr: "/fifo/err".into(),
             resolv_conf: "nameserver 10.96.0.10\n".into(),
             hosts: String::new(),
+            serve: None,
         };
         let requests = [Request::Start { id: "c1".into(), workload }, Request::Kill { id: "c1".into(), signal: 15 }];
         let mut wire = Vec::new();

@@ -44,7 +44,14 @@ pub struct ContainerSpec {
     /// what the workload's name lookups read.
     pub resolv_conf: Option<PathBuf>,
     pub hosts: Option<PathBuf>,
+    /// Where to serve the module's `wasi:http/incoming-handler` (`WASMCELL_HTTP_ADDR` in the
+    /// environment, which is taken out of what the workload sees), instead of running it.
+    pub serve: Option<std::net::SocketAddr>,
 }
+
+/// The environment variable that makes a container serve its `wasi:http/proxy` component:
+/// `PORT` (on every address) or `IP:PORT`.
+pub const HTTP_ADDR_ENV: &str = "WASMCELL_HTTP_ADDR";
 
 /// CRI's annotation naming a container's role: `sandbox` or `container`.
 pub const CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
@@ -70,6 +77,8 @@ pub enum SpecError {
     NoArgs,
     #[error("The container's memory limit ({0} MiB) is outside the {MIN_MEMORY_MIB}..={MAX_MEMORY_MIB} MiB a wasmcell workload can have")]
     MemoryLimit(u64),
+    #[error("{HTTP_ADDR_ENV}={0} is not a port or an IP:PORT address")]
+    HttpAddr(String),
 }
 
 impl ContainerSpec {
@@ -118,9 +127,11 @@ impl ContainerSpec {
             cpu_quota: cpu.and_then(|c| c.quota()).filter(|&q| q > 0),
             cpu_period: cpu.and_then(|c| c.period()).filter(|&p| p > 0),
         };
+        let (env, serve) = take_http_addr(process.env().clone().unwrap_or_default())?;
         Ok(Self {
             args,
-            env: process.env().clone().unwrap_or_default(),
+            env,
+            serve,
             cwd: process.cwd().to_string_lossy().into_owned(),
             memory_mib,
             limits,
@@ -146,6 +157,20 @@ impl ContainerSpec {
     }
 }
 
+/// Takes [`HTTP_ADDR_ENV`] out of `env` (the last one counts, as for any variable) and parses it.
+fn take_http_addr(env: Vec<String>) -> Result<(Vec<String>, Option<std::net::SocketAddr>), SpecError> {
+    let prefix = format!("{HTTP_ADDR_ENV}=");
+    let (addrs, env): (Vec<String>, Vec<String>) = env.into_iter().partition(|e| e.starts_with(&prefix));
+    let serve = match addrs.last().map(|e| e[prefix.len()..].trim()) {
+        None => None,
+        Some(value) => Some(match value.parse::<u16>() {
+            Ok(port) => std::net::SocketAddr::from(([0, 0, 0, 0], port)),
+            Err(_) => value.parse().map_err(|_| SpecError::HttpAddr(value.to_string()))?,
+        }),
+    };
+    Ok((env, serve))
+}
+
 /// The source of the spec's last bind mount at `destination` (a later mount hides an earlier).
 fn mount_source(spec: &Spec, destination: &str) -> Option<PathBuf> {
     let mounts = spec.mounts().as_ref()?;
@@ -159,6 +184,24 @@ mod tests {
 
     fn spec(json: &str) -> Result<ContainerSpec, SpecError> {
         ContainerSpec::parse(json.as_bytes())
+    }
+
+    #[test]
+    fn the_http_address_is_taken_out_of_the_environment() {
+        let with_env = |env: &str| {
+            spec(&format!(
+                r#"{{"ociVersion":"1.0.2","process":{{"args":["/a.wasm"],"env":[{env}],"cwd":"/","user":{{"uid":0,"gid":0}}}}}}"#
+            ))
+        };
+        let s = with_env(r#""A=1","WASMCELL_HTTP_ADDR=8080","B=2""#).unwrap();
+        assert_eq!(s.env, ["A=1", "B=2"]);
+        assert_eq!(s.serve, Some("0.0.0.0:8080".parse().unwrap()));
+        let s = with_env(r#""WASMCELL_HTTP_ADDR=127.0.0.1:9000""#).unwrap();
+        assert_eq!(s.serve, Some("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(with_env(r#""WASMCELL_HTTP_ADDR=[::1]:80""#).unwrap().serve, Some("[::1]:80".parse().unwrap()));
+        assert_eq!(with_env(r#""A=1""#).unwrap().serve, None);
+        let err = with_env(r#""WASMCELL_HTTP_ADDR=http://x""#).unwrap_err();
+        assert_eq!(err.to_string(), "WASMCELL_HTTP_ADDR=http://x is not a port or an IP:PORT address");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use wasmcell_aot::{Cache, Compiler, CompilerProcess, Limits, Pin};
+use wasmcell_aot::{Cache, Compiler, CompilerProcess, Entry, Limits, Pin};
 
 /// What `create` is given.
 #[derive(Clone, Debug, Default)]
@@ -108,7 +108,7 @@ enum Kind {
     /// The pod's VMM child; `pod` once its VM is up.
     Sandbox { plan: PathBuf, sandbox_id: String, pod: Mutex<Option<Arc<PodVm>>> },
     /// A workload in the pod's VM, with its root filesystem's archive.
-    PodContainer { id: String, pod: Arc<PodVm>, workload: WorkloadPlan, files: Option<File> },
+    PodContainer { id: String, pod: Arc<PodVm>, workload: Box<WorkloadPlan>, files: Option<File> },
 }
 
 /// Who jailed VMMs run as: `WASMCELL_VMM_USER=UID:GID` in the shim's environment (containerd's),
@@ -137,7 +137,8 @@ impl VmInstance {
         if !module.starts_with(b"\0asm") {
             return Err(InstanceError::NotWasm(spec.args[0].clone()));
         }
-        wasmcell_aot::check_imports(&module)?;
+        let entry = if spec.serve.is_some() { Entry::Serve } else { Entry::Run };
+        wasmcell_aot::check_entry(&module, entry)?;
         let compiler = Compiler::for_host()?;
         // The compiler and the packer are charged to the tenant: moved into its pod's (or
         // container's) cgroup as they start, before they read what the tenant wrote.
@@ -162,6 +163,7 @@ impl VmInstance {
             stderr: request.stderr.clone(),
             resolv_conf: read_text(spec.resolv_conf.as_deref()),
             hosts: read_text(spec.hosts.as_deref()),
+            serve: spec.serve,
         };
         Ok((plan, compiled.pin, files))
     }
@@ -275,7 +277,8 @@ impl Instance for VmInstance {
         if let Some(sandbox_id) = &spec.sandbox_id {
             let pod = pod::find(sandbox_id).ok_or_else(|| InstanceError::NoPod(sandbox_id.clone()))?;
             let (workload, pin, files) = Self::mount_and_prepare(request, &spec)?;
-            let kind = Kind::PodContainer { id: request.id.clone(), pod, workload, files: Some(files) };
+            let kind =
+                Kind::PodContainer { id: request.id.clone(), pod, workload: Box::new(workload), files: Some(files) };
             return Ok(Self { bundle, process, kind, _artifact: Some(pin) });
         }
         // A compile charged to the container's cgroup created it: it goes if the create fails.
@@ -297,7 +300,8 @@ impl Instance for VmInstance {
             Kind::PodContainer { id, pod, workload, files } => {
                 let files = files.as_ref().map(File::try_clone).transpose().map_err(InstanceError::Spawn)?;
                 let opened = crate::workload::Opened::open(workload, files).map_err(InstanceError::PodWorkload)?;
-                pod.start(id, workload.clone(), opened, self.process.clone()).map_err(InstanceError::PodWorkload)?;
+                pod.start(id, (**workload).clone(), opened, self.process.clone())
+                    .map_err(InstanceError::PodWorkload)?;
                 self.process.started(pod.pid());
                 Ok(pod.pid())
             }

@@ -92,6 +92,7 @@ pub fn load(plan: &WorkloadPlan, opened: Opened) -> Result<(Workload, Reporter),
             name_lookup: Some(Resolver::new(plan.resolv_conf.as_bytes(), plan.hosts.as_bytes())),
             ..Network::default()
         }),
+        serve: plan.serve,
     };
     Ok((workload, reporter))
 }
@@ -193,6 +194,7 @@ mod tests {
             stderr: String::new(),
             resolv_conf: String::new(),
             hosts: String::new(),
+            serve: None,
         }
     }
 

@@ -60,6 +60,7 @@ impl Scratch {
             stderr: stderr.to_string_lossy().into_owned(),
             resolv_conf: String::new(),
             hosts: String::new(),
+            serve: None,
         }
     }
 

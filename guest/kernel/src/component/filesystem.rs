@@ -175,7 +175,7 @@ impl types::Host for ComponentCtx {
     fn filesystem_error_code(&mut self, error: Resource<IoError>) -> wasmtime::Result<Option<ErrorCode>> {
         Ok(match self.table.get(&error)? {
             IoError::Fs(code) => Some(*code),
-            IoError::Console | IoError::Socket(_) => None,
+            IoError::Console | IoError::Socket(_) | IoError::Http(_) => None,
         })
     }
 }

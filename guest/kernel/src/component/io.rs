@@ -45,6 +45,8 @@ pub enum IoError {
     Console,
     /// A socket error (what `network-error-code` reports).
     Socket(SocketError),
+    /// An HTTP body's error (what `http-error-code` reports).
+    Http(super::http::HttpErrorCode),
 }
 
 /// Something a component can wait for (`wasi:io/poll.pollable`).
@@ -67,6 +69,8 @@ pub enum Pollable {
 pub enum InputStream {
     Stdin,
     Tcp(TcpInput),
+    /// The body of the request being served.
+    HttpBody,
     /// `readable`: the descriptor was opened for reading (else reads fail, as an OS read of a
     /// write-only descriptor does).
     File {
@@ -80,6 +84,10 @@ pub enum InputStream {
 pub enum OutputStream {
     Console(Output),
     Tcp(TcpOutput),
+    /// An outgoing body's bytes (a response's, or a request's that is never sent).
+    HttpBody {
+        sink: u32,
+    },
     /// `writable`: the descriptor was opened for writing (else writes fail, as an OS write to a
     /// read-only descriptor does).
     File {
@@ -146,6 +154,11 @@ impl ComponentCtx {
         let result = match self.table.get_mut(stream)? {
             InputStream::Stdin => read_stdin(&mut self.wasi, len, block),
             InputStream::Tcp(input) => input.read(&mut self.wasi, len as u64, block).map_err(Failure::from),
+            InputStream::HttpBody => match self.http_read(len, block) {
+                Ok(Some(bytes)) => Ok(bytes),
+                Ok(None) => Err(Failure::Closed),
+                Err(error) => Err(error.into()),
+            },
             InputStream::File { readable: false, .. } => Err(IoError::Fs(ErrorCode::BadDescriptor).into()),
             InputStream::File { node, position, .. } => {
                 // No bigger than what is left: a large read near the end allocates little.
@@ -182,6 +195,10 @@ impl ComponentCtx {
                     .map_err(|_| IoError::Console.into())
             }
             OutputStream::Tcp(output) => output.write_all(&mut self.wasi, bytes).map_err(Failure::from),
+            OutputStream::HttpBody { sink } => {
+                let sink = *sink;
+                return Ok(self.http_write(sink, bytes).map_err(Failure::from));
+            }
             OutputStream::File { writable: false, .. } => Err(IoError::Fs(ErrorCode::BadDescriptor).into()),
             OutputStream::File { node, position, append, .. } => {
                 let now = self.wasi.clocks.realtime_ns();
@@ -314,6 +331,7 @@ impl error::HostError for ComponentCtx {
         Ok(match self.table.get(&error)? {
             IoError::Fs(code) => alloc::format!("{code:?}"),
             IoError::Socket(code) => alloc::format!("{code:?}"),
+            IoError::Http(code) => alloc::format!("{code:?}"),
             IoError::Console => "the console failed".to_string(),
         })
     }
@@ -376,6 +394,7 @@ impl streams::HostInputStream for ComponentCtx {
         let pollable = match self.table.get(&stream)? {
             InputStream::Stdin => Pollable::Stdin,
             InputStream::Tcp(input) => input.pollable(),
+            InputStream::HttpBody => self.http_body_pollable(),
             InputStream::File { .. } => Pollable::Ready,
         };
         Ok(self.table.push_child(pollable, &stream)?)
@@ -420,7 +439,10 @@ impl streams::HostOutputStream for ComponentCtx {
         if contents.len() as u64 > MAX_BLOCKING_WRITE {
             wasmtime::bail!("Buffer too large for blocking-write-and-flush (expected at most {MAX_BLOCKING_WRITE})");
         }
-        let result = ComponentCtx::write(self, &stream, &contents)?;
+        let result = match ComponentCtx::write(self, &stream, &contents)? {
+            Ok(()) => self.flush_http_body(&stream)?,
+            failed => failed,
+        };
         self.answer(result)
     }
 
@@ -428,6 +450,10 @@ impl streams::HostOutputStream for ComponentCtx {
         // A connection's staged bytes go as the socket takes them; only a failure shows here.
         let result = match self.table.get_mut(&stream)? {
             OutputStream::Tcp(output) => output.check_write().map(drop).map_err(Failure::from),
+            OutputStream::HttpBody { sink } => {
+                let sink = *sink;
+                self.http_flush(sink).map_err(Failure::from)
+            }
             _ => Ok(()),
         };
         self.answer(result)
@@ -436,6 +462,10 @@ impl streams::HostOutputStream for ComponentCtx {
     fn blocking_flush(&mut self, stream: Resource<OutputStream>) -> wasmtime::Result<Result<(), StreamError>> {
         let result = match self.table.get_mut(&stream)? {
             OutputStream::Tcp(output) => output.drain(&mut self.wasi).map_err(Failure::from),
+            OutputStream::HttpBody { sink } => {
+                let sink = *sink;
+                self.http_flush(sink).map_err(Failure::from)
+            }
             _ => Ok(()),
         };
         self.answer(result)
@@ -469,7 +499,12 @@ impl streams::HostOutputStream for ComponentCtx {
                 "Buffer too large for blocking-write-zeroes-and-flush (expected at most {MAX_BLOCKING_WRITE})"
             );
         }
-        self.write_zeroes(stream, len)
+        let zeroes = vec![0; len as usize];
+        let result = match ComponentCtx::write(self, &stream, &zeroes)? {
+            Ok(()) => self.flush_http_body(&stream)?,
+            failed => failed,
+        };
+        self.answer(result)
     }
 
     fn splice(
@@ -497,6 +532,17 @@ impl streams::HostOutputStream for ComponentCtx {
 }
 
 impl ComponentCtx {
+    /// Sends what an HTTP body stream has staged (the other streams never hold bytes back).
+    fn flush_http_body(&mut self, stream: &Resource<OutputStream>) -> wasmtime::Result<Result<(), Failure>> {
+        Ok(match self.table.get(stream)? {
+            OutputStream::HttpBody { sink } => {
+                let sink = *sink;
+                self.http_flush(sink).map_err(Failure::from)
+            }
+            _ => Ok(()),
+        })
+    }
+
     fn splice_from(
         &mut self,
         stream: &Resource<OutputStream>,

@@ -12,6 +12,7 @@
 mod cli;
 mod clocks;
 mod filesystem;
+pub mod http;
 mod io;
 mod sockets;
 
@@ -54,20 +55,23 @@ pub struct ComponentCtx {
     table: ResourceTable,
     /// `wasi:random/insecure-seed`: fixed for the instance's life.
     insecure_seed: (u64, u64),
+    /// The request being served (`wasmcell serve`).
+    http: http::HttpState,
 }
 
 impl ComponentCtx {
     pub fn new(mut wasi: WasiCtx) -> Self {
         use rand_chacha::rand_core::Rng;
         let insecure_seed = (wasi.rng.next_u64(), wasi.rng.next_u64());
-        Self { wasi, table: ResourceTable::new(), insecure_seed }
+        Self { wasi, table: ResourceTable::new(), insecure_seed, http: http::HttpState::default() }
     }
 }
 
 type Host = HasSelf<ComponentCtx>;
 type AddToLinker = fn(&mut Linker<ComponentCtx>) -> wasmtime::Result<()>;
 
-/// The host side of every interface the guest offers (`wasmcell_abi::wasi::COMMAND_INTERFACES`),
+/// The host side of every interface the guest offers (`wasmcell_abi::wasi::COMMAND_INTERFACES`
+/// and `HTTP_INTERFACES`),
 /// by interface name without version.
 const INTERFACES: &[(&str, AddToLinker)] = &[
     ("wasi:cli/environment", |l| wasi::cli::environment::add_to_linker::<_, Host>(l, |c| c)),
@@ -97,6 +101,8 @@ const INTERFACES: &[(&str, AddToLinker)] = &[
     ("wasi:sockets/udp", |l| wasi::sockets::udp::add_to_linker::<_, Host>(l, |c| c)),
     ("wasi:sockets/udp-create-socket", |l| wasi::sockets::udp_create_socket::add_to_linker::<_, Host>(l, |c| c)),
     ("wasi:sockets/ip-name-lookup", |l| wasi::sockets::ip_name_lookup::add_to_linker::<_, Host>(l, |c| c)),
+    ("wasi:http/types", http::add_types),
+    ("wasi:http/outgoing-handler", http::add_outgoing_handler),
 ];
 
 /// Links the WASI 0.2 interfaces `component` imports, and only those: linking costs time per

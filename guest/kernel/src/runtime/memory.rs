@@ -8,14 +8,20 @@
 //! RAM nobody has written, zero without a zeroing pass, growing in place up to the budget;
 //! later memories take zeroed chunks from the allocator as they grow. The guest cannot write
 //! page tables: the VMM maps each new range at the guest's request (`MAP_MEMORY`, one exit per
-//! growth). Nothing is ever unmapped: a memory's span and pages stay its own until the
-//! workload ends, even if wasmtime drops it first (an unmapped page could live on in KVM's
-//! shadow page tables and reach whatever the heap put there next).
+//! growth). Nothing is ever unmapped: a span's pages stay its own until the workload ends, even
+//! if wasmtime drops its memory first (an unmapped page could live on in KVM's shadow page
+//! tables and reach whatever the heap put there next). A dropped memory's span goes back to a
+//! free list with its pages, and the next memory created takes it, zeroed: that is how
+//! `wasmcell serve` makes an instance per request within [`MAX_GUARDED_MEMORIES`] spans. The
+//! one difference from a fresh span: pages an earlier memory grew into stay mapped (zeroed),
+//! so an access past the new memory's end but below what the span once held reads zeros
+//! instead of trapping (documented in docs/wasi.md).
 
 use crate::{control, heap};
 use alloc::alloc::{alloc_zeroed, Layout};
 use alloc::boxed::Box;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 use wasmcell_abi::control::MapRequest;
 use wasmcell_abi::memory_map::{
@@ -27,6 +33,15 @@ const PAGE: usize = PAGE_SIZE as usize;
 
 /// The next guarded span to hand out in this address space.
 static NEXT_SPAN: AtomicU32 = AtomicU32::new(0);
+
+/// Spans whose memories were dropped, with their pages (still mapped).
+static FREE_SPANS: spinning_top::Spinlock<Vec<FreeSpan>> = spinning_top::Spinlock::new(Vec::new());
+
+struct FreeSpan {
+    base: usize,
+    mapped: usize,
+    backing: Backing,
+}
 
 pub struct GuestMemoryCreator;
 
@@ -46,6 +61,18 @@ unsafe impl MemoryCreator for GuestMemoryCreator {
         if capacity as u64 > GUARDED_MEMORY_MAX || (capacity as u64).saturating_add(guard as u64) > GUARDED_MEMORY_SPAN
         {
             return Err(alloc::format!("a reservation of {capacity:#x} bytes and a guard of {guard:#x} do not fit"));
+        }
+        if let Some(free) = FREE_SPANS.lock().pop() {
+            // SAFETY: `[base, base + mapped)` is mapped read-write to pages this span owns, and
+            // nothing refers to them since their memory was dropped.
+            unsafe { core::ptr::write_bytes(free.base as *mut u8, 0, free.mapped) };
+            let mut memory =
+                GuardedMemory { base: free.base, size: 0, mapped: free.mapped, capacity, backing: free.backing };
+            memory.map_to(minimum).map_err(|()| {
+                alloc::format!("the module's initial memory ({} KiB) does not fit in the VM's memory", minimum / 1024)
+            })?;
+            memory.size = minimum;
+            return Ok(Box::new(memory));
         }
         let span = NEXT_SPAN.fetch_add(1, Ordering::Relaxed);
         if span >= MAX_GUARDED_MEMORIES {
@@ -114,6 +141,13 @@ impl GuardedMemory {
         control::map_memory(MapRequest { virt: (self.base + self.mapped) as u64, len: len as u64, phys: phys as u64 });
         self.mapped = end;
         Ok(())
+    }
+}
+
+impl Drop for GuardedMemory {
+    fn drop(&mut self) {
+        let backing = core::mem::replace(&mut self.backing, Backing::Chunks);
+        FREE_SPANS.lock().push(FreeSpan { base: self.base, mapped: self.mapped, backing });
     }
 }
 

@@ -6,14 +6,18 @@
 //! `Component::deserialize_raw` on the payload where the VMM placed it (read + execute, never
 //! copied) → link WASI (preview 1 for a module, 0.2 for a component) → instantiate → boot-done
 //! marker → `_start` or `wasi:cli/run` → the exit code. A trap or a workload that cannot start
-//! is reported to the VMM with its message.
+//! is reported to the VMM with its message. A workload with a serve address (`wasmcell serve`)
+//! binds it before the marker and then serves its component's `wasi:http/incoming-handler`
+//! (`crate::serve`) until the VM is stopped.
 
 mod memory;
 mod platform;
 
-use crate::component::{self, ComponentCtx};
+use crate::component::{self, http::Proxy, ComponentCtx};
 use crate::control;
+use crate::serve::{self, Listener};
 use crate::wasi::{self, WasiCtx, WasiExit};
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use core::ptr::NonNull;
@@ -78,6 +82,10 @@ fn execute(info: &VcpuInfo) -> Ended {
             core::mem::forget(store);
             ended
         }
+        Ready::Serve(proxy, mut ctx, listener) => {
+            ctx.wasi.write_stderr(format!("Serving HTTP on http://{}/\n", listener.local).as_bytes());
+            Ended::CannotStart(serve::serve(&proxy, *ctx, listener))
+        }
     }
 }
 
@@ -107,6 +115,8 @@ fn finish(wasi: &mut WasiCtx, ended: &Ended) {
 enum Ready {
     Module(Store<WasiCtx>, wasmtime::TypedFunc<(), ()>),
     Component(Store<ComponentCtx>, component::Command),
+    /// A component to instantiate for each request on the listener.
+    Serve(Proxy, Box<ComponentCtx>, Listener),
 }
 
 /// Everything up to calling the entry point; an error is a message for the user.
@@ -120,7 +130,8 @@ fn prepare(info: &VcpuInfo) -> Result<Ready, String> {
     };
     let wasi = WasiCtx::new(&workload, files, info);
     match Engine::detect_precompiled(payload) {
-        Some(Precompiled::Component) => prepare_component(&engine, payload, wasi),
+        Some(Precompiled::Component) => prepare_component(&engine, payload, wasi, workload.serve()),
+        _ if workload.serve().is_some() => Err(String::from("only a component can be served, not a module")),
         _ => prepare_module(&engine, payload, wasi),
     }
 }
@@ -141,12 +152,22 @@ fn prepare_module(engine: &Engine, payload: &'static [u8], wasi: WasiCtx) -> Res
     Ok(Ready::Module(store, start))
 }
 
-fn prepare_component(engine: &Engine, payload: &'static [u8], wasi: WasiCtx) -> Result<Ready, String> {
+fn prepare_component(
+    engine: &Engine,
+    payload: &'static [u8],
+    wasi: WasiCtx,
+    serve: Option<&[u8]>,
+) -> Result<Ready, String> {
     // SAFETY: as for a module: the VMM's read + execute copy of a host-compiled artifact, never
     // written after boot, checked by wasmtime against this engine's configuration.
     let component = unsafe { wasmtime::component::Component::deserialize_raw(engine, NonNull::from(payload)) }
         .map_err(|e| format!("cannot load the component: {e:#}"))?;
     let mut linker = wasmtime::component::Linker::new(engine);
+    if let Some(address) = serve {
+        let proxy = Proxy::new(&mut linker, &component)?;
+        let listener = Listener::bind(address)?;
+        return Ok(Ready::Serve(proxy, Box::new(ComponentCtx::new(wasi)), listener));
+    }
     component::link(&mut linker, &component)?;
     let mut store = Store::new(engine, ComponentCtx::new(wasi));
     let instance = linker.instantiate(&mut store, &component).map_err(|e| format!("{e:#}"))?;
