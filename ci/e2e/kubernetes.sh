@@ -233,10 +233,11 @@ http_get() {
 }
 # wasi:http in a pod: an image with WASMCELL_HTTP_ADDR=8080 is served (`wasmcell serve` in the
 # pod's VM); the host reaches it on the pod IP, as a kubelet's probe or a Service would, and a
-# component in another wasmcell pod too; a second container of the pod serving the same port
-# fails saying so (as on Linux); removing the pod frees the address.
+# component in another wasmcell pod calls it with wasi:http/outgoing-handler; a second
+# container of the pod serving the same port fails saying so (as on Linux); removing the pod
+# frees the address.
 t_a_pod_serves_wasi_http() {
-    local pod web dup client c ip response code
+    local pod web dup client c ip cip response code
     pod=$(run_pod http wasmcell) || fail "RunPodSandbox failed"
     web=$(run_container http "$pod" web wasmcell.test/http-hello:latest) || fail "the web container did not start"
     ip=$(cri ip "$pod") && [ -n "$ip" ] || fail "no pod IP"
@@ -249,12 +250,16 @@ t_a_pod_serves_wasi_http() {
     grep -q "^hello from wasi:http" <<<"$response" || fail "the host got: $response"
     response=$(http_get "$ip" 8080 /env) || fail "no answer to /env"
     ! grep -q "WASMCELL_HTTP_ADDR" <<<"$response" || fail "the variable reached the workload: $response"
-    # A component in another wasmcell pod sends a request over a plain TCP connection.
+    # A component in another wasmcell pod calls this one (wasi:http/outgoing-handler) on its pod IP.
     client=$(run_pod http-client wasmcell) || fail "client RunPodSandbox failed"
-    c=$(run_container http-client "$client" client wasmcell.test/component-tcp_client:latest \
-        /tcp_client.wasm "$ip:8080" $'GET /status/202 HTTP/1.1\r\nhost: web\r\n\r\n') || fail "the client did not start"
-    code=$(cri wait "$c") && [ "$code" = 0 ] || fail "client exit code: $code ($(cri logs "$c" 2>&1))"
-    grep -q "^reply: HTTP/1.1 202 Accepted" <<<"$(cri logs "$c" 2>&1)" || fail "client log: $(cri logs "$c" 2>&1)"
+    c=$(run_container http-client "$client" caller wasmcell.test/http-hello:latest) || fail "the caller did not start"
+    cip=$(cri ip "$client") && [ -n "$cip" ] || fail "no pod IP for the caller"
+    for _ in $(seq 100); do
+        grep -q "Serving HTTP" <<<"$(cri logs "$c" 2>&1)" && break
+        sleep 0.1
+    done
+    response=$(http_get "$cip" 8080 "/fetch?http://$ip:8080/status/202") || fail "the caller does not answer"
+    grep -q "^202" <<<"$response" || fail "the caller got: $response"
     remove_pod "$client" || fail "removing the client pod failed"
     dup=$(run_container http "$pod" dup wasmcell.test/http-hello:latest) || fail "the second container did not start"
     code=$(cri wait "$dup") && [ "$code" != 0 ] || fail "the second server on port 8080 exited $code"
@@ -354,7 +359,7 @@ check "StopContainer stops one workload of a pod's VM, not its neighbour" t_one_
 check "each container's memory limit sizes its workload in the pod's VM" t_memory_limits_size_each_workload
 check "hybrid node: a runc pod runs beside a wasmcell pod" t_runc_pod_beside_a_wasm_pod
 check "pods talk over their pod IPs: a component serving TCP in a wasmcell pod answers the host, a component in another wasmcell pod and a runc pod" t_pods_talk_over_their_pod_ips
-check "a pod serves a wasi:http component (WASMCELL_HTTP_ADDR) on its pod IP to the host and another pod; a second server on the port fails saying so" t_a_pod_serves_wasi_http
+check "a pod serves a wasi:http component (WASMCELL_HTTP_ADDR) on its pod IP to the host and to another pod's outgoing request; a second server on the port fails saying so" t_a_pod_serves_wasi_http
 check "a non-Wasm container in a wasmcell pod is refused naming the reason (StartContainer)" t_non_wasm_container_is_refused
 check "an idle pod costs no CPU: a workload that logged then sleeps, and its shim, stay asleep" t_idle_pod_costs_nothing
 check "20 wasmcell pods in sequence leave nothing behind" t_twenty_pods_in_sequence

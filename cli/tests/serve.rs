@@ -205,3 +205,32 @@ fn a_stop_with_connections_open_frees_the_port() {
     assert!(client.closed(), "the kept-alive connection ended with the VM");
     TcpListener::bind(("127.0.0.1", port)).expect("the port is free again");
 }
+
+#[test]
+fn outgoing_requests_answer_as_in_wasmtime_serve() {
+    let served = Served::start();
+    let reference = spawn_host_serve(&component("http_hello"));
+    // The upstream both call: the reference server itself.
+    let upstream = format!("http://127.0.0.1:{reference}");
+    let refused = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    let cases: [(String, &[u8]); 5] = [
+        (format!("/fetch?{upstream}/echo"), b""),
+        (format!("/fetch?{upstream}/status/204"), b""),
+        (format!("/fetch?{upstream}/echo?x=1"), b"a posted body"),
+        (format!("/fetch?{upstream}/echo"), &big),
+        (format!("/fetch?http://127.0.0.1:{refused}/"), b""),
+    ];
+    let mut ours = Client::connect(served.port);
+    for (path, body) in &cases {
+        let mine = ours.request("POST", path, &[], body).unwrap_or_else(|| panic!("{path}: closed"));
+        let theirs = Client::connect(reference).request("POST", path, &[], body).unwrap();
+        assert_eq!(mine.comparable(), theirs.comparable(), "{path}");
+    }
+    let first = ours.request("GET", &format!("/fetch?{upstream}/echo"), &[], b"").unwrap();
+    assert!(String::from_utf8_lossy(&first.body).starts_with("200\nGET /echo 127.0.0.1:"), "{first:?}");
+    // No TLS in the guest: said plainly.
+    let https = ours.request("GET", "/fetch?https://127.0.0.1:1/", &[], b"").unwrap();
+    assert_eq!(https.status, 502);
+    assert!(String::from_utf8_lossy(&https.body).contains("HTTPS is not supported by wasmcell yet"), "{https:?}");
+}

@@ -11,6 +11,8 @@ pub enum Framing {
     Length(u64),
     /// `Transfer-Encoding: chunked`.
     Chunked,
+    /// Until the connection closes (a response without a length).
+    UntilClose,
 }
 
 /// The body is malformed: the connection cannot be trusted further.
@@ -41,6 +43,8 @@ enum State {
         line: usize,
         total: usize,
     },
+    /// Everything until the connection ends.
+    UntilClose,
     Done,
 }
 
@@ -56,8 +60,20 @@ impl Decoder {
             Framing::Length(0) => State::Done,
             Framing::Length(n) => State::Length(n),
             Framing::Chunked => State::Size { size: 0, digits: 0, extension: false, line: 0 },
+            Framing::UntilClose => State::UntilClose,
         };
         Self { state }
+    }
+
+    /// The connection ended: the body is complete only if it was delimited by that end.
+    pub fn end_of_input(&mut self) -> Result<(), BodyError> {
+        match self.state {
+            State::UntilClose | State::Done => {
+                self.state = State::Done;
+                Ok(())
+            }
+            _ => Err(BodyError),
+        }
     }
 
     /// Whether the whole body has been read.
@@ -143,6 +159,14 @@ impl Decoder {
                         _ => *line += 1,
                     }
                 }
+                State::UntilClose => {
+                    let take = rest.len().min(max.saturating_sub(out.len()));
+                    if take == 0 {
+                        break;
+                    }
+                    out.extend_from_slice(&rest[..take]);
+                    at += take;
+                }
                 State::Done => break,
             }
         }
@@ -218,6 +242,19 @@ mod tests {
         assert_eq!(out, b"0123456789");
         assert_eq!(used + used2, input.len());
         assert!(decoder.done());
+    }
+
+    #[test]
+    fn a_body_until_close_ends_with_the_connection() {
+        let mut decoder = Decoder::new(Framing::UntilClose);
+        let mut out = Vec::new();
+        assert_eq!(decoder.decode(b"abc", &mut out, 2), Ok(2));
+        assert_eq!(decoder.decode(b"c", &mut out, usize::MAX), Ok(1));
+        assert!(!decoder.done());
+        assert_eq!(decoder.end_of_input(), Ok(()));
+        assert!(decoder.done() && out == b"abc");
+        assert_eq!(Decoder::new(Framing::Length(3)).end_of_input(), Err(BodyError), "cut short");
+        assert_eq!(Decoder::new(Framing::Length(0)).end_of_input(), Ok(()));
     }
 
     /// A huge declared size costs nothing until bytes arrive.

@@ -10,6 +10,7 @@
 extern crate alloc;
 
 pub mod body;
+pub mod client;
 pub mod fields;
 pub mod request;
 pub mod response;

@@ -69,8 +69,8 @@ pub enum Pollable {
 pub enum InputStream {
     Stdin,
     Tcp(TcpInput),
-    /// The body of the request being served.
-    HttpBody,
+    /// An incoming HTTP body: the request's being served, or an outgoing request's response.
+    HttpBody(super::http::BodySource),
     /// `readable`: the descriptor was opened for reading (else reads fail, as an OS read of a
     /// write-only descriptor does).
     File {
@@ -154,11 +154,14 @@ impl ComponentCtx {
         let result = match self.table.get_mut(stream)? {
             InputStream::Stdin => read_stdin(&mut self.wasi, len, block),
             InputStream::Tcp(input) => input.read(&mut self.wasi, len as u64, block).map_err(Failure::from),
-            InputStream::HttpBody => match self.http_read(len, block) {
-                Ok(Some(bytes)) => Ok(bytes),
-                Ok(None) => Err(Failure::Closed),
-                Err(error) => Err(error.into()),
-            },
+            InputStream::HttpBody(source) => {
+                let source = *source;
+                match self.http_read(source, len, block) {
+                    Ok(Some(bytes)) => Ok(bytes),
+                    Ok(None) => Err(Failure::Closed),
+                    Err(error) => Err(error.into()),
+                }
+            }
             InputStream::File { readable: false, .. } => Err(IoError::Fs(ErrorCode::BadDescriptor).into()),
             InputStream::File { node, position, .. } => {
                 // No bigger than what is left: a large read near the end allocates little.
@@ -394,7 +397,7 @@ impl streams::HostInputStream for ComponentCtx {
         let pollable = match self.table.get(&stream)? {
             InputStream::Stdin => Pollable::Stdin,
             InputStream::Tcp(input) => input.pollable(),
-            InputStream::HttpBody => self.http_body_pollable(),
+            InputStream::HttpBody(source) => self.http_body_pollable(*source),
             InputStream::File { .. } => Pollable::Ready,
         };
         Ok(self.table.push_child(pollable, &stream)?)

@@ -5,6 +5,7 @@
 //! are built on these; buffers are the guest heap's or stack's (the device reaches nothing
 //! else).
 
+pub mod http_client;
 pub mod lookup;
 
 use crate::{arch, vcpu};

@@ -9,10 +9,14 @@
 //! - `/fill` and `/scan` — grow memory by 64 pages; fill them with 0xAB, or count their
 //!   non-zero bytes (0 unless one request's memory reaches another);
 //! - `/trap` — traps before answering; `/no-response` — returns without answering;
-//! - `/bad-header` — tries to set a forbidden header and reports the error.
+//! - `/bad-header` — tries to set a forbidden header and reports the error;
+//! - `/fetch?URL` — GETs `URL` with `wasi:http/outgoing-handler` (POSTs `/echo`'s body when
+//!   the request has one) and answers `STATUS` and the body it got, or the error.
 use std::sync::atomic::{AtomicU32, Ordering};
+use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
-    Fields, HeaderError, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
+    ErrorCode, Fields, HeaderError, IncomingRequest, Method, OutgoingBody, OutgoingRequest, OutgoingResponse,
+    ResponseOutparam, Scheme,
 };
 
 wasip2::http::proxy::export!(Hello);
@@ -84,15 +88,60 @@ fn echo(request: IncomingRequest, out: ResponseOutparam) {
     stream.blocking_write_and_flush(head.as_bytes()).unwrap();
     let incoming = request.consume().unwrap();
     let input = incoming.stream().unwrap();
-    loop {
-        match input.blocking_read(4096) {
-            Ok(bytes) => stream.blocking_write_and_flush(&bytes).unwrap(),
-            Err(_) => break,
-        }
+    while let Ok(bytes) = input.blocking_read(4096) {
+        stream.blocking_write_and_flush(&bytes).unwrap();
     }
     drop(input);
     drop(stream);
     OutgoingBody::finish(outgoing, None).unwrap();
+}
+
+/// GETs `url` (or POSTs `body`) → the status and body of the response.
+fn fetch(url: &str, body: Option<Vec<u8>>) -> Result<(u16, Vec<u8>), ErrorCode> {
+    let (scheme, rest) = match url.split_once("://") {
+        Some(("http", rest)) => (Scheme::Http, rest),
+        Some(("https", rest)) => (Scheme::Https, rest),
+        _ => (Scheme::Other(url.into()), ""),
+    };
+    let (authority, path) = rest.find('/').map_or((rest, "/"), |at| (&rest[..at], &rest[at..]));
+    let request = OutgoingRequest::new(Fields::new());
+    request.set_scheme(Some(&scheme)).unwrap();
+    request.set_authority(Some(authority)).unwrap();
+    request.set_path_with_query(Some(path)).unwrap();
+    let outgoing = body.as_ref().map(|_| {
+        request.set_method(&Method::Post).unwrap();
+        request.body().unwrap()
+    });
+    let future = outgoing_handler::handle(request, None)?;
+    if let (Some(outgoing), Some(body)) = (outgoing, body) {
+        let stream = outgoing.write().unwrap();
+        for chunk in body.chunks(4096) {
+            stream.blocking_write_and_flush(chunk).unwrap();
+        }
+        drop(stream);
+        OutgoingBody::finish(outgoing, None)?;
+    }
+    future.subscribe().block();
+    let response = future.get().unwrap().unwrap()?;
+    let status = response.status();
+    let incoming = response.consume().unwrap();
+    let stream = incoming.stream().unwrap();
+    let mut bytes = Vec::new();
+    while let Ok(chunk) = stream.blocking_read(65536) {
+        bytes.extend(chunk);
+    }
+    Ok((status, bytes))
+}
+
+/// The request's body, read to its end.
+fn read_body(request: &IncomingRequest) -> Vec<u8> {
+    let incoming = request.consume().unwrap();
+    let stream = incoming.stream().unwrap();
+    let mut bytes = Vec::new();
+    while let Ok(chunk) = stream.blocking_read(65536) {
+        bytes.extend(chunk);
+    }
+    bytes
 }
 
 impl wasip2::exports::http::incoming_handler::Guest for Hello {
@@ -131,6 +180,18 @@ impl wasip2::exports::http::incoming_handler::Guest for Hello {
                     Ok(()) => "accepted\n",
                 };
                 respond(out, 200, &[], answer.as_bytes());
+            }
+            _ if path.starts_with("/fetch?") => {
+                let body = read_body(&request);
+                let answer = fetch(&path["/fetch?".len()..], (!body.is_empty()).then_some(body));
+                match answer {
+                    Ok((status, bytes)) => {
+                        let mut text = format!("{status}\n").into_bytes();
+                        text.extend(bytes);
+                        respond(out, 200, &[], &text);
+                    }
+                    Err(code) => respond(out, 502, &[], format!("{code:?}\n").as_bytes()),
+                }
             }
             _ => match path.strip_prefix("/status/").and_then(|s| s.parse::<u16>().ok()) {
                 Some(status) => respond(out, status, &[], b""),

@@ -14,7 +14,8 @@ mod outgoing;
 mod types;
 
 use super::bindings::wasi::clocks::monotonic_clock::Duration;
-use super::ComponentCtx;
+use super::{ComponentCtx, Pollable};
+use crate::net::http_client::ClientExchange;
 use crate::serve::Exchange;
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -89,11 +90,25 @@ pub struct RequestOptions {
 /// The one response a request gets.
 pub struct ResponseOutparam;
 
-/// Never made: the outgoing handler answers no request (see `outgoing`).
-pub struct IncomingResponse;
+/// The response to an outgoing request: its exchange by number.
+pub struct IncomingResponse {
+    status: u16,
+    headers: Fields,
+    client: u32,
+    consumed: bool,
+}
 
-/// The request's body (the only incoming body there is).
+/// Whose body an incoming body is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodySource {
+    /// The request being served.
+    Request,
+    /// The response to outgoing exchange N.
+    Response(u32),
+}
+
 pub struct IncomingBody {
+    source: BodySource,
     stream_taken: bool,
 }
 
@@ -113,8 +128,11 @@ pub struct OutgoingBody {
     stream_taken: bool,
 }
 
-/// Never made (see [`IncomingResponse`]).
-pub struct FutureIncomingResponse;
+/// The response an outgoing exchange is waiting for.
+pub struct FutureIncomingResponse {
+    client: u32,
+    taken: bool,
+}
 
 // SAFETY (all): `ResourceTable` asks for `Send`; as for the other component resources, nothing
 // crosses a thread (one workload per vCPU, no threads).
@@ -130,8 +148,10 @@ struct Sink {
     written: u64,
     /// Written before its response was set.
     unsent: Vec<u8>,
-    /// Finished (with these trailers) before its response was set.
+    /// Finished (with these trailers) before its response was set (or its request sent).
     finished: Option<Vec<(String, Vec<u8>)>>,
+    /// The outgoing exchange its bytes go to (a request's body, once the request was sent).
+    client: Option<u32>,
 }
 
 /// A request's HTTP state, in its store's [`ComponentCtx`].
@@ -142,11 +162,30 @@ pub struct HttpState {
     sent_sink: Option<u32>,
     sinks: BTreeMap<u32, Sink>,
     next_sink: u32,
-    /// Whether `response-outparam.set` was called (with a response or an error).
-    answered: bool,
+    /// Outgoing requests' exchanges, by number; dropping one closes its connection.
+    clients: BTreeMap<u32, ClientExchange>,
+    next_client: u32,
 }
 
 impl HttpState {
+    /// What waiting on outgoing exchange `client` (its response head or body) waits for.
+    fn client_pollable(&self, client: u32) -> Pollable {
+        match self.clients.get(&client) {
+            Some(exchange) if !exchange.ready() => {
+                let entry = exchange.wait_entry();
+                Pollable::Socket { handle: entry.handle, events: entry.events }
+            }
+            _ => Pollable::Ready,
+        }
+    }
+
+    /// An incoming body is done with: a response's connection closes.
+    fn end_body(&mut self, source: BodySource) {
+        if let BodySource::Response(client) = source {
+            self.clients.remove(&client);
+        }
+    }
+
     fn new_sink(&mut self, length: Option<u64>) -> u32 {
         let id = self.next_sink;
         self.next_sink = self.next_sink.wrapping_add(1);

@@ -2,8 +2,9 @@
 
 use super::bindings::wasi::http::types::{self, ErrorCode, HeaderError, Method, Scheme, StatusCode};
 use super::{
-    body_size_error, Fields, FutureIncomingResponse, FutureTrailers, IncomingBody, IncomingRequest, IncomingResponse,
-    OutgoingBody, OutgoingRequest, OutgoingResponse, RequestOptions, ResponseOutparam, MAX_UNSENT_BODY,
+    body_size_error, BodySource, Fields, FutureIncomingResponse, FutureTrailers, IncomingBody, IncomingRequest,
+    IncomingResponse, OutgoingBody, OutgoingRequest, OutgoingResponse, RequestOptions, ResponseOutparam,
+    MAX_UNSENT_BODY,
 };
 use crate::component::bindings::wasi::clocks::monotonic_clock::Duration;
 use crate::component::{ComponentCtx, InputStream, IoError, OutputStream, Pollable};
@@ -109,6 +110,10 @@ impl ComponentCtx {
             return Err(IoError::Http(body_size_error(written)));
         }
         state.written = written;
+        if let Some(client) = state.client {
+            let exchange = http.clients.get_mut(&client).ok_or(IoError::Http(ErrorCode::ConnectionTerminated))?;
+            return exchange.write_body(bytes).map_err(|e| IoError::Http(super::outgoing::error_code(e)));
+        }
         if http.sent_sink == Some(sink) {
             let exchange = http.exchange.as_mut().ok_or(IoError::Http(ErrorCode::ConnectionTerminated))?;
             return exchange.write_body(bytes).map_err(|_| IoError::Http(ErrorCode::ConnectionTerminated));
@@ -124,6 +129,10 @@ impl ComponentCtx {
 
     /// Sends what `sink` has staged, if its response was set.
     pub(in crate::component) fn http_flush(&mut self, sink: u32) -> Result<(), IoError> {
+        let client = self.http.sinks.get(&sink).and_then(|s| s.client);
+        if let Some(exchange) = client.and_then(|c| self.http.clients.get_mut(&c)) {
+            return exchange.flush().map_err(|e| IoError::Http(super::outgoing::error_code(e)));
+        }
         if self.http.sent_sink != Some(sink) {
             return Ok(());
         }
@@ -133,8 +142,17 @@ impl ComponentCtx {
         }
     }
 
-    /// Up to `len` bytes of the request body (`Ok(None)`: its end).
-    pub(in crate::component) fn http_read(&mut self, len: usize, block: bool) -> Result<Option<Vec<u8>>, IoError> {
+    /// Up to `len` bytes of an incoming body (`Ok(None)`: its end).
+    pub(in crate::component) fn http_read(
+        &mut self,
+        source: BodySource,
+        len: usize,
+        block: bool,
+    ) -> Result<Option<Vec<u8>>, IoError> {
+        if let BodySource::Response(client) = source {
+            let Some(exchange) = self.http.clients.get_mut(&client) else { return Ok(None) };
+            return exchange.read_body(len, block).map_err(|e| IoError::Http(super::outgoing::error_code(e)));
+        }
         let exchange = self.http.exchange.as_mut().ok_or(IoError::Http(ErrorCode::ConnectionTerminated))?;
         exchange.read_body(len, block).map_err(|e| {
             IoError::Http(match e {
@@ -144,8 +162,11 @@ impl ComponentCtx {
         })
     }
 
-    /// What reading the request body would wait for.
-    pub(in crate::component) fn http_body_pollable(&self) -> Pollable {
+    /// What reading an incoming body would wait for.
+    pub(in crate::component) fn http_body_pollable(&self, source: BodySource) -> Pollable {
+        if let BodySource::Response(client) = source {
+            return self.http.client_pollable(client);
+        }
         match self.http.exchange.as_ref() {
             Some(exchange) if !exchange.body_ready() => {
                 let entry = exchange.body_wait();
@@ -296,7 +317,7 @@ impl types::HostIncomingRequest for ComponentCtx {
         if core::mem::replace(&mut request_ref.consumed, true) {
             return Ok(Err(()));
         }
-        Ok(Ok(self.table.push(IncomingBody { stream_taken: false })?))
+        Ok(Ok(self.table.push(IncomingBody { source: BodySource::Request, stream_taken: false })?))
     }
 
     fn drop(&mut self, request: Resource<IncomingRequest>) -> wasmtime::Result<()> {
@@ -463,7 +484,6 @@ impl types::HostResponseOutparam for ComponentCtx {
         response: Result<Resource<OutgoingResponse>, ErrorCode>,
     ) -> wasmtime::Result<()> {
         self.table.delete(param)?;
-        self.http.answered = true;
         let Ok(response) = response else {
             // An error for a response: the connection closes without one (the exchange never
             // starts), as wasmtime serve's hyper does with a failed service.
@@ -509,25 +529,31 @@ impl types::HostResponseOutparam for ComponentCtx {
 
 impl types::HostIncomingResponse for ComponentCtx {
     fn status(&mut self, response: Resource<IncomingResponse>) -> wasmtime::Result<StatusCode> {
-        self.table.get(&response)?;
-        wasmtime::bail!("no incoming responses exist")
+        Ok(self.table.get(&response)?.status)
     }
 
     fn headers(&mut self, response: Resource<IncomingResponse>) -> wasmtime::Result<Resource<Fields>> {
-        self.table.get(&response)?;
-        wasmtime::bail!("no incoming responses exist")
+        let headers = self.table.get(&response)?.headers.clone();
+        Ok(self.table.push_child(headers, &response)?)
     }
 
     fn consume(
         &mut self,
         response: Resource<IncomingResponse>,
     ) -> wasmtime::Result<Result<Resource<IncomingBody>, ()>> {
-        self.table.get(&response)?;
-        wasmtime::bail!("no incoming responses exist")
+        let response_ref = self.table.get_mut(&response)?;
+        if core::mem::replace(&mut response_ref.consumed, true) {
+            return Ok(Err(()));
+        }
+        let body = IncomingBody { source: BodySource::Response(response_ref.client), stream_taken: false };
+        Ok(Ok(self.table.push(body)?))
     }
 
     fn drop(&mut self, response: Resource<IncomingResponse>) -> wasmtime::Result<()> {
-        self.table.delete(response)?;
+        let response = self.table.delete(response)?;
+        if !response.consumed {
+            self.http.clients.remove(&response.client);
+        }
         Ok(())
     }
 }
@@ -538,16 +564,19 @@ impl types::HostIncomingBody for ComponentCtx {
         if core::mem::replace(&mut body_ref.stream_taken, true) {
             return Ok(Err(()));
         }
-        Ok(Ok(self.table.push_child(InputStream::HttpBody, &body)?))
+        let source = body_ref.source;
+        Ok(Ok(self.table.push_child(InputStream::HttpBody(source), &body)?))
     }
 
     fn finish(&mut self, body: Resource<IncomingBody>) -> wasmtime::Result<Resource<FutureTrailers>> {
-        self.table.delete(body)?;
+        let body = self.table.delete(body)?;
+        self.http.end_body(body.source);
         Ok(self.table.push(FutureTrailers)?)
     }
 
     fn drop(&mut self, body: Resource<IncomingBody>) -> wasmtime::Result<()> {
-        self.table.delete(body)?;
+        let body = self.table.delete(body)?;
+        self.http.end_body(body.source);
         Ok(())
     }
 }
@@ -643,6 +672,13 @@ impl types::HostOutgoingBody for ComponentCtx {
             self.http.sinks.remove(&body.sink);
             return Ok(Err(body_size_error(written)));
         }
+        if let Some(client) = sink.client {
+            self.http.sinks.remove(&body.sink);
+            let Some(exchange) = self.http.clients.get_mut(&client) else {
+                return Ok(Err(ErrorCode::ConnectionTerminated));
+            };
+            return Ok(exchange.finish(&trailers).map_err(super::outgoing::error_code));
+        }
         if self.http.sent_sink != Some(body.sink) {
             sink.finished = Some(trailers);
             return Ok(Ok(()));
@@ -662,7 +698,9 @@ impl types::HostOutgoingBody for ComponentCtx {
 
 impl types::HostFutureIncomingResponse for ComponentCtx {
     fn subscribe(&mut self, future: Resource<FutureIncomingResponse>) -> wasmtime::Result<Resource<Pollable>> {
-        Ok(self.table.push_child(Pollable::Ready, &future)?)
+        let future_ref = self.table.get(&future)?;
+        let pollable = if future_ref.taken { Pollable::Ready } else { self.http.client_pollable(future_ref.client) };
+        Ok(self.table.push_child(pollable, &future)?)
     }
 
     #[allow(clippy::type_complexity, reason = "the WIT's own type")]
@@ -670,12 +708,42 @@ impl types::HostFutureIncomingResponse for ComponentCtx {
         &mut self,
         future: Resource<FutureIncomingResponse>,
     ) -> wasmtime::Result<Option<Result<Result<Resource<IncomingResponse>, ErrorCode>, ()>>> {
-        self.table.get(&future)?;
-        wasmtime::bail!("no outgoing requests are made")
+        let future_ref = self.table.get(&future)?;
+        if future_ref.taken {
+            return Ok(Some(Err(())));
+        }
+        let client = future_ref.client;
+        let answer = match self.http.clients.get_mut(&client) {
+            None => Err(ErrorCode::ConnectionTerminated),
+            Some(exchange) => match exchange.response(false) {
+                Ok(None) => return Ok(None),
+                Ok(Some(head)) => Ok(head),
+                Err(error) => Err(super::outgoing::error_code(error)),
+            },
+        };
+        self.table.get_mut(&future)?.taken = true;
+        let head = match answer {
+            Ok(head) => head,
+            Err(code) => {
+                self.http.clients.remove(&client);
+                return Ok(Some(Ok(Err(code))));
+            }
+        };
+        let headers = head.headers.into_iter().filter(|(name, _)| !is_forbidden(name)).collect();
+        let response = IncomingResponse {
+            status: head.status,
+            headers: Fields { entries: headers, mutable: false },
+            client,
+            consumed: false,
+        };
+        Ok(Some(Ok(Ok(self.table.push(response)?))))
     }
 
     fn drop(&mut self, future: Resource<FutureIncomingResponse>) -> wasmtime::Result<()> {
-        self.table.delete(future)?;
+        let future = self.table.delete(future)?;
+        if !future.taken {
+            self.http.clients.remove(&future.client);
+        }
         Ok(())
     }
 }
