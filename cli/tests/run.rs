@@ -146,7 +146,7 @@ fn modules_that_cannot_start_say_why() {
 fn components_that_cannot_start_say_why() {
     assert_one_line_error(
         &run(&[&module("unknown_import_component.wat")]),
-        "Unknown import `wasi:http/types@0.2.3`: the guest offers only the WASI 0.2 command world's interfaces",
+        "Unknown import `wasi:keyvalue/store@0.2.0`: the guest offers only the interfaces of WASI 0.2's command and proxy worlds",
     );
     assert_one_line_error(
         &run(&[&module("not_a_command.wat")]),

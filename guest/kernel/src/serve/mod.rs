@@ -108,11 +108,13 @@ pub fn serve(proxy: &Proxy, ctx: ComponentCtx, listener: Listener) -> String {
         if let Err(e) = net::poll(&mut entries, None) {
             return format!("the socket device failed to poll (errno {e})");
         }
-        if accepting && entries.last().is_some_and(|e| e.ready != 0) {
+        // Connections with input (the first `polled` entries), highest index first so that
+        // removing one keeps the others' places.
+        let polled = connections.len();
+        let ready: Vec<usize> = (0..polled).filter(|&i| entries[i].ready != 0).collect();
+        if accepting && entries[polled].ready != 0 {
             accept(&listener, &mut connections);
         }
-        // Connections with input, newest index first so that removing one keeps the others'.
-        let ready: Vec<usize> = (0..entries.len().min(connections.len())).filter(|&i| entries[i].ready != 0).collect();
         for index in ready.into_iter().rev() {
             let connection = connections.swap_remove(index);
             if let Some(kept) = serve_connection(proxy, &mut ctx, connection) {
