@@ -1,10 +1,12 @@
-//! `wasmcell serve` against `wasmtime serve`'s parts, side by side in one run: the `http_hello`
-//! component (`images/samples`) served from a wasmcell microVM, and by wasmtime-wasi-http 48
-//! on hyper in this process (an instance per request, keep-alive, a tokio thread pool: what
-//! `wasmtime serve` is made of). Clients on loopback, each with one keep-alive connection,
-//! send `GET /` back to back for a fixed time; requests per second and the p50/p99 latency at
-//! 1, 16 and 64 connections. `WASMCELL_BENCH_SECONDS` sets the time per point (default 3).
-//! `docs/perf.md` quotes the output.
+//! `wasmcell serve` against `wasmtime serve`, side by side in one run: the `http_hello`
+//! component (`images/samples`) served from a wasmcell microVM, by the `wasmtime serve` CLI
+//! 48.0.8 when it is at hand (`$WASMTIME`, else `target/wasmtime-cli/bin/wasmtime`, which
+//! `cargo bench --bench cli` installs), and by wasmtime-wasi-http 48 on hyper in this process
+//! (an instance per request, keep-alive, a tokio thread pool: what `wasmtime serve` is made
+//! of). Clients on loopback, each with one keep-alive connection, send `GET /` back to back
+//! for a fixed time; requests per second and the p50/p99 latency at 1, 16 and 64 connections.
+//! `WASMCELL_BENCH_SECONDS` sets the time per point (default 3). `docs/perf.md` quotes the
+//! output.
 
 #[path = "../tests/http/mod.rs"]
 mod http;
@@ -58,31 +60,61 @@ fn measure(port: u16, connections: usize, time: Duration) -> (f64, f64, f64) {
     (latencies.len() as f64 / elapsed, at(0.5), at(0.99))
 }
 
+/// `wasmtime serve` (the CLI) on a free port of loopback, if the CLI is at hand.
+fn spawn_wasmtime_serve(component: &str) -> Option<(std::process::Child, u16)> {
+    use std::io::BufRead;
+    let cli = std::env::var("WASMTIME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("target/wasmtime-cli/bin/wasmtime"));
+    if !cli.exists() {
+        return None;
+    }
+    let mut child = Command::new(cli)
+        .args(["serve", "--addr", "127.0.0.1:0", component])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    let mut stderr = std::io::BufReader::new(child.stderr.take()?);
+    let mut line = String::new();
+    stderr.read_line(&mut line).ok()?;
+    let port = line.trim().trim_end_matches('/').rsplit(':').next()?.parse().ok()?;
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    Some((child, port))
+}
+
 fn main() {
     let seconds: u64 = std::env::var("WASMCELL_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     let time = Duration::from_secs(seconds);
     let component = component();
     let cache = root().join("target/bench-cache");
     let (mut served, port) = http::spawn_wasmcell_serve(&component, &cache.to_string_lossy());
-    let reference = http::spawn_host_serve(&component);
-    println!("GET / on keep-alive connections, {seconds} s per point; reference: wasmtime-wasi-http 48 on hyper");
-    println!(
-        "{:<12} {:>14} {:>14} {:>7} {:>22} {:>22}",
-        "connections", "wasmcell req/s", "wasmtime req/s", "ratio", "wasmcell p50/p99 µs", "wasmtime p50/p99 µs"
-    );
-    for connections in [1, 16, 64] {
-        let ours = measure(port, connections, time);
-        let theirs = measure(reference, connections, time);
-        println!(
-            "{:<12} {:>14.0} {:>14.0} {:>7.2} {:>22} {:>22}",
-            connections,
-            ours.0,
-            theirs.0,
-            ours.0 / theirs.0,
-            format!("{:.0} / {:.0}", ours.1, ours.2),
-            format!("{:.0} / {:.0}", theirs.1, theirs.2)
-        );
+    let mut servers = vec![("wasmcell serve", port)];
+    let mut cli = spawn_wasmtime_serve(&component);
+    match &cli {
+        Some((_, port)) => servers.push(("wasmtime serve", *port)),
+        None => eprintln!("no wasmtime 48.0.8 CLI at hand: comparing with the in-process reference only"),
     }
-    let _ = served.kill();
-    let _ = served.wait();
+    servers.push(("wasi-http+hyper", http::spawn_host_serve(&component)));
+    println!("GET / on keep-alive connections, {seconds} s per point: requests/s, p50 / p99 latency (µs)");
+    print!("{:<12}", "connections");
+    for (name, _) in &servers {
+        print!(" {name:>30}");
+    }
+    println!(" {:>8}", "ratio");
+    for connections in [1, 16, 64] {
+        print!("{connections:<12}");
+        let mut rates = Vec::new();
+        for (_, port) in &servers {
+            let (rate, p50, p99) = measure(*port, connections, time);
+            print!(" {:>30}", format!("{rate:.0} req/s {p50:.0} / {p99:.0}"));
+            rates.push(rate);
+        }
+        // wasmcell against the first reference (the CLI when there is one).
+        println!(" {:>8.2}", rates[0] / rates[1]);
+    }
+    for child in [Some(&mut served), cli.as_mut().map(|(c, _)| c)].into_iter().flatten() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
