@@ -62,24 +62,28 @@ fn measure(port: u16, connections: usize, time: Duration) -> (f64, f64, f64) {
 
 /// `wasmtime serve` (the CLI) on a free port of loopback, if the CLI is at hand.
 fn spawn_wasmtime_serve(component: &str) -> Option<(std::process::Child, u16)> {
-    use std::io::BufRead;
     let cli = std::env::var("WASMTIME")
         .map(PathBuf::from)
         .unwrap_or_else(|_| root().join("target/wasmtime-cli/bin/wasmtime"));
     if !cli.exists() {
         return None;
     }
-    let mut child = Command::new(cli)
-        .args(["serve", "--addr", "127.0.0.1:0", component])
+    // A free port, then ours to give: the CLI's "Serving HTTP" line is not flushed to a pipe.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+    // `-Scli`: the component is a Rust program whose std imports wasi:cli, as wasmcell links it.
+    let child = Command::new(cli)
+        .args(["serve", "-Scli", "--addr", &format!("127.0.0.1:{port}"), component])
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .ok()?;
-    let mut stderr = std::io::BufReader::new(child.stderr.take()?);
-    let mut line = String::new();
-    stderr.read_line(&mut line).ok()?;
-    let port = line.trim().trim_end_matches('/').rsplit(':').next()?.parse().ok()?;
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let ready = (0..500).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    if !ready {
+        return None;
+    }
     Some((child, port))
 }
 
