@@ -234,3 +234,23 @@ fn outgoing_requests_answer_as_in_wasmtime_serve() {
     assert_eq!(https.status, 502);
     assert!(String::from_utf8_lossy(&https.body).contains("HTTPS is not supported by wasmcell yet"), "{https:?}");
 }
+
+#[test]
+fn at_the_connection_limit_a_new_client_takes_an_idle_connections_place() {
+    let served = Served::start();
+    // As many kept-alive connections as the server holds (three quarters of the socket limit),
+    // each idle after one request.
+    let limit = wasmcell_abi::socket::MAX_SOCKETS as usize * 3 / 4;
+    let mut idle: Vec<Client> = (0..limit)
+        .map(|_| {
+            let mut client = Client::connect(served.port);
+            assert_eq!(client.request("GET", "/", &[], b"").unwrap().status, 200);
+            client
+        })
+        .collect();
+    // One more is served (not left in the backlog), and the least recently used gave way.
+    let mut newcomer = Client::connect(served.port);
+    assert_eq!(newcomer.request("GET", "/", &[], b"").unwrap().status, 200);
+    assert!(idle[0].closed(), "the oldest idle connection was closed to make room");
+    assert_eq!(idle[limit - 1].request("GET", "/", &[], b"").unwrap().status, 200, "a recent one still works");
+}

@@ -27,8 +27,9 @@ use wasmcell_guest_http::request::{self, Parsed, Refusal};
 use wasmcell_guest_http::response::{self, Delimit};
 use wasmtime::Store;
 
-/// Connections open at once (the listener is not polled at this many: new clients wait in
-/// its backlog). Leaves the component a quarter of the workload's sockets.
+/// Connections open at once; at this many, a new client takes the place of the least
+/// recently used idle one, or waits in the backlog. Leaves the component a quarter of the
+/// workload's sockets.
 const MAX_CONNECTIONS: usize = (MAX_SOCKETS as usize) * 3 / 4;
 /// Bytes read from a connection at a time while its head arrives.
 const READ: usize = 16 * 1024;
@@ -87,6 +88,16 @@ impl Listener {
 struct Connection {
     socket: Handle,
     received: Vec<u8>,
+    /// The serve loop's turn when it was last accepted or served (the least recent idle one
+    /// makes room when the limit is reached and a new client waits).
+    last_used: u64,
+}
+
+impl Connection {
+    /// Between requests, nothing of the next one received.
+    fn idle(&self) -> bool {
+        self.received.is_empty()
+    }
 }
 
 /// Serves `proxy`'s component on `listener` until the VM is stopped; returns only if the
@@ -95,11 +106,15 @@ pub fn serve(proxy: &Proxy, ctx: ComponentCtx, listener: Listener) -> String {
     // The context moves into each request's store and back out of it.
     let mut ctx = Some(ctx);
     let mut connections: Vec<Connection> = Vec::new();
+    let mut turn = 0u64;
     loop {
+        turn += 1;
         if let Some(ctx) = ctx.as_mut() {
             let _ = ctx.wasi.flush_output();
         }
-        let accepting = connections.len() < MAX_CONNECTIONS;
+        // At the limit, a new client still gets in if an idle keep-alive connection can make
+        // room; only when every connection is mid-request do new clients wait in the backlog.
+        let accepting = connections.len() < MAX_CONNECTIONS || connections.iter().any(Connection::idle);
         let mut entries: Vec<PollEntry> =
             connections.iter().map(|c| PollEntry { handle: c.socket, events: READABLE, ready: 0 }).collect();
         if accepting {
@@ -112,23 +127,41 @@ pub fn serve(proxy: &Proxy, ctx: ComponentCtx, listener: Listener) -> String {
         // removing one keeps the others' places.
         let polled = connections.len();
         let ready: Vec<usize> = (0..polled).filter(|&i| entries[i].ready != 0).collect();
-        if accepting && entries[polled].ready != 0 {
-            accept(&listener, &mut connections);
-        }
+        let clients_wait = accepting && entries[polled].ready != 0;
         for index in ready.into_iter().rev() {
             let connection = connections.swap_remove(index);
-            if let Some(kept) = serve_connection(proxy, &mut ctx, connection) {
+            if let Some(mut kept) = serve_connection(proxy, &mut ctx, connection) {
+                kept.last_used = turn;
                 connections.push(kept);
             }
+        }
+        if clients_wait {
+            if connections.len() >= MAX_CONNECTIONS {
+                evict_least_recent_idle(&mut connections, turn);
+            }
+            accept(&listener, &mut connections, turn);
         }
     }
 }
 
+/// Closes the idle connection used least recently (not one served in this `turn`).
+fn evict_least_recent_idle(connections: &mut Vec<Connection>, turn: u64) {
+    let oldest = connections
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.idle() && c.last_used < turn)
+        .min_by_key(|(_, c)| c.last_used)
+        .map(|(index, _)| index);
+    if let Some(index) = oldest {
+        net::close(connections.swap_remove(index).socket);
+    }
+}
+
 /// Takes the clients waiting on the listener, up to the connection limit.
-fn accept(listener: &Listener, connections: &mut Vec<Connection>) {
+fn accept(listener: &Listener, connections: &mut Vec<Connection>, turn: u64) {
     while connections.len() < MAX_CONNECTIONS {
         match net::accept(listener.socket) {
-            Ok((socket, _peer)) => connections.push(Connection { socket, received: Vec::new() }),
+            Ok((socket, _peer)) => connections.push(Connection { socket, received: Vec::new(), last_used: turn }),
             // EAGAIN: nobody else waits; anything else (EMFILE…): try again on the next wake.
             Err(_) => return,
         }
@@ -154,7 +187,7 @@ fn serve_connection(proxy: &Proxy, ctx: &mut Option<ComponentCtx>, mut connectio
                 let body = connection.received.split_off(len);
                 let exchange = Exchange::new(connection.socket, head, body);
                 let (socket, received) = handle(proxy, ctx, exchange).or_else(|| close(connection.socket))?;
-                connection = Connection { socket, received };
+                connection = Connection { socket, received, last_used: connection.last_used };
                 if connection.received.is_empty() {
                     return Some(connection);
                 }
