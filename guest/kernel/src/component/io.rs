@@ -84,7 +84,7 @@ pub enum InputStream {
 pub enum OutputStream {
     Console(Output),
     Tcp(TcpOutput),
-    /// An outgoing body's bytes (a response's, or a request's that is never sent).
+    /// An outgoing body's bytes (a response's, or an outgoing request's).
     HttpBody {
         sink: u32,
     },
@@ -453,10 +453,7 @@ impl streams::HostOutputStream for ComponentCtx {
         // A connection's staged bytes go as the socket takes them; only a failure shows here.
         let result = match self.table.get_mut(&stream)? {
             OutputStream::Tcp(output) => output.check_write().map(drop).map_err(Failure::from),
-            OutputStream::HttpBody { sink } => {
-                let sink = *sink;
-                self.http_flush(sink).map_err(Failure::from)
-            }
+            OutputStream::HttpBody { .. } => self.flush_http_body(&stream)?,
             _ => Ok(()),
         };
         self.answer(result)
@@ -465,10 +462,7 @@ impl streams::HostOutputStream for ComponentCtx {
     fn blocking_flush(&mut self, stream: Resource<OutputStream>) -> wasmtime::Result<Result<(), StreamError>> {
         let result = match self.table.get_mut(&stream)? {
             OutputStream::Tcp(output) => output.drain(&mut self.wasi).map_err(Failure::from),
-            OutputStream::HttpBody { sink } => {
-                let sink = *sink;
-                self.http_flush(sink).map_err(Failure::from)
-            }
+            OutputStream::HttpBody { .. } => self.flush_http_body(&stream)?,
             _ => Ok(()),
         };
         self.answer(result)

@@ -4,7 +4,7 @@
 //! writes it, then the response head and body as the component reads them. Plain HTTP only:
 //! there is no TLS in the guest.
 
-use super::{close, connect, open, poll, receive, send, take_error, Errno, Handle};
+use super::{close, connect, open, poll, receive_into, send_all, take_error, Errno, Handle};
 use alloc::vec::Vec;
 use wasmcell_abi::socket::{errno, Address, PollEntry, READABLE, WRITABLE};
 use wasmcell_guest_http::body::{Decoder, Framing};
@@ -97,15 +97,7 @@ impl ClientExchange {
     /// Sends what is staged.
     pub fn flush(&mut self) -> Result<(), ClientError> {
         let staged = core::mem::take(&mut self.staged);
-        let mut bytes = staged.as_slice();
-        while !bytes.is_empty() {
-            match send(self.socket, bytes, None) {
-                Ok(n) => bytes = &bytes[n..],
-                Err(errno::EAGAIN) => self.wait(WRITABLE)?,
-                Err(_) => return Err(ClientError::Terminated),
-            }
-        }
-        Ok(())
+        send_all(self.socket, &staged).map_err(|_| ClientError::Terminated)
     }
 
     /// The request body ended: the last chunk, then everything is sent.
@@ -182,24 +174,12 @@ impl ClientExchange {
 
     /// Receives more; `false` if nothing has arrived (without `block`).
     fn receive(&mut self, block: bool) -> Result<bool, ClientError> {
-        let mut buf = alloc::vec![0; READ];
-        loop {
-            match receive(self.socket, &mut buf, false) {
-                Ok((0, _)) => return Err(ClientError::Terminated),
-                Ok((n, _)) => {
-                    self.received.extend_from_slice(&buf[..n]);
-                    return Ok(true);
-                }
-                Err(errno::EAGAIN) if block => self.wait(READABLE)?,
-                Err(errno::EAGAIN) => return Ok(false),
-                Err(_) => return Err(ClientError::Terminated),
-            }
+        match receive_into(self.socket, &mut self.received, READ, block) {
+            Ok(0) => Err(ClientError::Terminated),
+            Ok(_) => Ok(true),
+            Err(errno::EAGAIN) => Ok(false),
+            Err(_) => Err(ClientError::Terminated),
         }
-    }
-
-    fn wait(&self, events: u16) -> Result<(), ClientError> {
-        let mut entry = [PollEntry { handle: self.socket, events, ready: 0 }];
-        poll(&mut entry, None).map(drop).map_err(ClientError::Device)
     }
 }
 

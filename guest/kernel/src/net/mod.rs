@@ -147,3 +147,39 @@ pub fn poll(entries: &mut [PollEntry], timeout_us: Option<u64>) -> Result<usize,
     }
     Ok(ready as usize)
 }
+
+/// Sleeps until `handle` is ready for `events` (`READABLE`, `WRITABLE`).
+pub fn wait(handle: Handle, events: u16) -> Result<(), Errno> {
+    poll(&mut [PollEntry { handle, events, ready: 0 }], None).map(drop)
+}
+
+/// Sends all of `bytes`, sleeping while the socket is full.
+pub fn send_all(handle: Handle, mut bytes: &[u8]) -> Result<(), Errno> {
+    while !bytes.is_empty() {
+        match send(handle, bytes, None) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(errno::EAGAIN) => wait(handle, wasmcell_abi::socket::WRITABLE)?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Appends what has arrived (at most `max` bytes) to `out` → how many; 0: the peer closed.
+/// Without `block`, `Err(EAGAIN)` when nothing has arrived; with it, sleeps until something has.
+pub fn receive_into(handle: Handle, out: &mut alloc::vec::Vec<u8>, max: usize, block: bool) -> Result<usize, Errno> {
+    let start = out.len();
+    out.resize(start + max, 0);
+    let result = loop {
+        match receive(handle, &mut out[start..], false) {
+            Err(errno::EAGAIN) if block => {
+                if let Err(e) = wait(handle, wasmcell_abi::socket::READABLE) {
+                    break Err(e);
+                }
+            }
+            other => break other.map(|(n, _)| n),
+        }
+    };
+    out.truncate(start + *result.as_ref().unwrap_or(&0));
+    result
+}

@@ -8,7 +8,7 @@
 use crate::net::{self, Handle};
 use alloc::string::String;
 use alloc::vec::Vec;
-use wasmcell_abi::socket::{errno, PollEntry, READABLE, WRITABLE};
+use wasmcell_abi::socket::{errno, PollEntry, READABLE};
 use wasmcell_guest_http::body::Decoder;
 use wasmcell_guest_http::request::Head;
 use wasmcell_guest_http::response::{self, Delimit};
@@ -105,18 +105,11 @@ impl Exchange {
 
     /// Receives more of the connection; `false` if nothing has arrived (without `block`).
     fn receive(&mut self, block: bool) -> Result<bool, WireError> {
-        let mut buf = alloc::vec![0; READ];
-        loop {
-            match net::receive(self.socket, &mut buf, false) {
-                Ok((0, _)) => return Err(WireError::Connection),
-                Ok((n, _)) => {
-                    self.received.extend_from_slice(&buf[..n]);
-                    return Ok(true);
-                }
-                Err(errno::EAGAIN) if block => wait(self.socket, READABLE)?,
-                Err(errno::EAGAIN) => return Ok(false),
-                Err(_) => return Err(WireError::Connection),
-            }
+        match net::receive_into(self.socket, &mut self.received, READ, block) {
+            Ok(0) => Err(WireError::Connection),
+            Ok(_) => Ok(true),
+            Err(errno::EAGAIN) => Ok(false),
+            Err(_) => Err(WireError::Connection),
         }
     }
 
@@ -199,24 +192,11 @@ impl Exchange {
         Some((self.socket, self.received))
     }
 
-    /// Sends all of `bytes`, waiting while the socket is full.
-    fn send(&mut self, mut bytes: &[u8]) -> Result<(), WireError> {
-        while !bytes.is_empty() {
-            match net::send(self.socket, bytes, None) {
-                Ok(n) => bytes = &bytes[n..],
-                Err(errno::EAGAIN) => wait(self.socket, WRITABLE).inspect_err(|_| self.progress = Progress::Broken)?,
-                Err(_) => {
-                    self.progress = Progress::Broken;
-                    return Err(WireError::Connection);
-                }
-            }
-        }
-        Ok(())
+    /// Sends all of `bytes`; a failure breaks the exchange.
+    fn send(&mut self, bytes: &[u8]) -> Result<(), WireError> {
+        net::send_all(self.socket, bytes).map_err(|_| {
+            self.progress = Progress::Broken;
+            WireError::Connection
+        })
     }
-}
-
-/// Sleeps until `socket` is ready for `events`.
-fn wait(socket: Handle, events: u16) -> Result<(), WireError> {
-    let mut entry = [PollEntry { handle: socket, events, ready: 0 }];
-    net::poll(&mut entry, None).map(drop).map_err(|_| WireError::Connection)
 }

@@ -171,14 +171,12 @@ fn accept(listener: &Listener, connections: &mut Vec<Connection>, turn: u64) {
 /// Reads what `connection` sent and serves every complete request in it; the connection back
 /// if it stays open.
 fn serve_connection(proxy: &Proxy, ctx: &mut Option<ComponentCtx>, mut connection: Connection) -> Option<Connection> {
-    let mut buf = alloc::vec![0; READ];
-    match net::receive(connection.socket, &mut buf, false) {
-        Ok((0, _)) => return close(connection.socket),
-        Ok((n, _)) => connection.received.extend_from_slice(&buf[..n]),
+    match net::receive_into(connection.socket, &mut connection.received, READ, false) {
+        Ok(0) => return close(connection.socket),
+        Ok(_) => {}
         Err(errno::EAGAIN) => return Some(connection),
         Err(_) => return close(connection.socket),
     }
-    drop(buf);
     // Pipelined requests are served in order, each after the one before has been answered.
     loop {
         match request::parse(&connection.received) {

@@ -1,5 +1,5 @@
-//! `wasi:http` (types, outgoing-handler, and the incoming-handler export) for components that
-//! `wasmcell serve` runs, with the semantics of wasmtime-wasi-http 48 where a component can
+//! `wasi:http` (types, outgoing-handler, and the incoming-handler export) for components: those
+//! `wasmcell serve` runs, and any that call out. With the semantics of wasmtime-wasi-http 48 where a component can
 //! tell: forbidden headers refused and stripped, immutable request and response headers,
 //! `Content-Length` enforced on the body written, a response whose body is dropped unfinished
 //! is cut off.
@@ -8,7 +8,8 @@
 //! [`ComponentCtx`] holds it ([`ComponentCtx::for_request`]); [`Proxy::handle`] instantiates the
 //! component and calls `handle` with an `incoming-request` that reads the exchange and a
 //! `response-outparam` that writes it. Body bytes written before the response is set wait in
-//! their body's [`Sink`] (bounded); after, they go to the exchange.
+//! their body's [`Sink`] (bounded); after, they go to the exchange. An outgoing request is a
+//! `ClientExchange` of its own (`crate::net::http_client`, `outgoing`).
 
 mod outgoing;
 mod types;
@@ -112,7 +113,7 @@ pub struct IncomingBody {
     stream_taken: bool,
 }
 
-/// A request's trailers, which the server drops: always ready, always none.
+/// An incoming body's trailers, which are read past and dropped: always ready, always none.
 pub struct FutureTrailers;
 
 pub struct OutgoingResponse {

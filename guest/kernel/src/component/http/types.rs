@@ -30,29 +30,6 @@ pub(super) fn method(name: &str) -> Method {
     }
 }
 
-fn clone_method(method: &Method) -> Method {
-    match method {
-        Method::Get => Method::Get,
-        Method::Head => Method::Head,
-        Method::Post => Method::Post,
-        Method::Put => Method::Put,
-        Method::Delete => Method::Delete,
-        Method::Connect => Method::Connect,
-        Method::Options => Method::Options,
-        Method::Trace => Method::Trace,
-        Method::Patch => Method::Patch,
-        Method::Other(other) => Method::Other(other.clone()),
-    }
-}
-
-fn clone_scheme(scheme: &Scheme) -> Scheme {
-    match scheme {
-        Scheme::Http => Scheme::Http,
-        Scheme::Https => Scheme::Https,
-        Scheme::Other(other) => Scheme::Other(other.clone()),
-    }
-}
-
 /// A name and value a component may put in fields, lowercased.
 fn checked(name: &str, value: &[u8]) -> Result<String, HeaderError> {
     if !valid_name(name) || !valid_value(value) {
@@ -292,7 +269,7 @@ impl types::HostFields for ComponentCtx {
 
 impl types::HostIncomingRequest for ComponentCtx {
     fn method(&mut self, request: Resource<IncomingRequest>) -> wasmtime::Result<Method> {
-        Ok(clone_method(&self.table.get(&request)?.method))
+        Ok(self.table.get(&request)?.method.clone())
     }
 
     fn path_with_query(&mut self, request: Resource<IncomingRequest>) -> wasmtime::Result<Option<String>> {
@@ -352,7 +329,7 @@ impl types::HostOutgoingRequest for ComponentCtx {
     }
 
     fn method(&mut self, request: Resource<OutgoingRequest>) -> wasmtime::Result<Method> {
-        Ok(clone_method(&self.table.get(&request)?.method))
+        Ok(self.table.get(&request)?.method.clone())
     }
 
     fn set_method(&mut self, request: Resource<OutgoingRequest>, method: Method) -> wasmtime::Result<Result<(), ()>> {
@@ -382,7 +359,7 @@ impl types::HostOutgoingRequest for ComponentCtx {
     }
 
     fn scheme(&mut self, request: Resource<OutgoingRequest>) -> wasmtime::Result<Option<Scheme>> {
-        Ok(self.table.get(&request)?.scheme.as_ref().map(clone_scheme))
+        Ok(self.table.get(&request)?.scheme.clone())
     }
 
     fn set_scheme(
