@@ -99,6 +99,11 @@ pub struct RunArgs {
     /// host's /etc/resolv.conf and /etc/hosts, through its own sockets. Needs --inherit-network.
     #[arg(long, requires = "inherit_network")]
     pub allow_ip_name_lookup: bool,
+    /// Hand a preview-1 module a TCP listener bound to this address, as a descriptor from 3 on,
+    /// before the --dir ones (repeatable; as `wasmtime run --tcplisten` before 47): it serves
+    /// with `sock_accept`. Without --inherit-network the module can answer but not connect out.
+    #[arg(long = "tcplisten", value_name = "IP:PORT")]
+    pub tcplisten: Vec<std::net::SocketAddr>,
     /// Directory for cached compiled modules [default: $WASMCELL_CACHE_DIR, else ~/.cache/wasmcell].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use wasmcell_abi::boot_info::LOG_OFF;
 use wasmcell_aot::{Cache, Compiler, Entry, Limits};
 use wasmcell_vmm::signals;
-use wasmcell_vmm::{Artifact, Input, Network, Outcome, Output, Resolver, Vm, VmConfig, Workload};
+use wasmcell_vmm::{Artifact, Input, Network, Outcome, Outgoing, Output, Resolver, Vm, VmConfig, Workload};
 
 /// The status `wasmtime run` gives a trap on Unix (128 + SIGABRT).
 const TRAP_STATUS: u8 = 134;
@@ -60,7 +60,13 @@ pub fn prepare(
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Before compiling, whose worker threads would otherwise take a SIGTERM and die of it.
     signals::block_stop_signals().context("Cannot watch for SIGINT/SIGTERM")?;
-    let prepared = prepare(&args.module, Entry::Run, args.allow_precompiled, args.cache_dir)?;
+    let entry = if args.tcplisten.is_empty() { Entry::Run } else { Entry::RunWithListeners };
+    let prepared = prepare(&args.module, entry, args.allow_precompiled, args.cache_dir)?;
+    // Preopened listeners alone give a network that answers and never connects out: a
+    // preview-1 module can only accept on what it was handed.
+    let outgoing = if args.inherit_network { Outgoing::Allowed } else { Outgoing::Denied };
+    let network = (args.inherit_network || !args.tcplisten.is_empty())
+        .then(|| Network { outgoing, name_lookup: args.allow_ip_name_lookup.then(Resolver::system) });
     let argv0 = args.module.to_string_lossy().into_owned();
     let workload = Workload {
         artifact: prepared.artifact,
@@ -73,10 +79,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         stdin: stdin(),
         stdout: output(std::io::stdout().as_fd()),
         stderr: output(std::io::stderr().as_fd()),
-        network: args
-            .inherit_network
-            .then(|| Network { name_lookup: args.allow_ip_name_lookup.then(Resolver::system), ..Network::default() }),
+        network,
         serve: None,
+        listen: args.tcplisten,
     };
     let config = VmConfig { timeout: args.timeout, workload: Some(workload), log_level: LOG_OFF, ..Default::default() };
     let vm = Vm::try_from(config)?;

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use wasmcell_abi::boot_info::LOG_INFO;
 use wasmcell_abi::memory_map::{RAM_MAX, WINDOW_MAX};
+use wasmcell_abi::workload::Parts;
 use wasmcell_abi::{SelfTest, ABI_VERSION};
 
 /// Smallest RAM the VMM accepts (base RAM or a workload's), in MiB: the fixed layout below the
@@ -46,6 +47,12 @@ pub enum ConfigError {
     /// A workload to serve HTTP without a network to serve it on.
     #[error("Serving HTTP needs a network")]
     ServeWithoutNetwork,
+    /// Listeners to preopen without a network to bind them in.
+    #[error("Preopened TCP listeners need a network")]
+    ListenWithoutNetwork,
+    /// Listeners to preopen for a workload that is served (a component, which opens its own).
+    #[error("A served workload cannot also have preopened TCP listeners")]
+    ListenWhileServing,
 }
 
 /// A RAM size, validated on construction.
@@ -140,6 +147,9 @@ pub struct Workload {
     /// instead of running it; the guest binds it with the workload's own sockets, so it needs
     /// a [`Self::network`].
     pub serve: Option<std::net::SocketAddr>,
+    /// TCP listeners the guest binds and hands a preview-1 module as descriptors 3, 4, …
+    /// (`wasmcell run --tcplisten`, as wasmtime ≤ 46 offered); they need a [`Self::network`].
+    pub listen: Vec<std::net::SocketAddr>,
 }
 
 impl Default for Workload {
@@ -157,6 +167,7 @@ impl Default for Workload {
             stderr: Output::null(),
             network: None,
             serve: None,
+            listen: Vec::new(),
         }
     }
 }
@@ -172,6 +183,7 @@ impl fmt::Debug for Workload {
             .field("memory", &self.memory)
             .field("network", &self.network)
             .field("serve", &self.serve)
+            .field("listen", &self.listen)
             .finish_non_exhaustive()
     }
 }
@@ -179,12 +191,15 @@ impl fmt::Debug for Workload {
 impl Workload {
     /// The workload blob the guest parses (`wasmcell_abi::workload`).
     pub(crate) fn encode(&self) -> Result<Vec<u8>, ConfigError> {
-        let args = self.args.iter().map(String::as_bytes);
-        let env = self.env.iter().map(String::as_bytes);
+        fn bytes(strings: &[String]) -> Vec<&[u8]> {
+            strings.iter().map(String::as_bytes).collect()
+        }
+        let listen: Vec<String> = self.listen.iter().map(ToString::to_string).collect();
         let serve = self.serve.map(|address| address.to_string());
-        let serve = serve.as_deref().map(str::as_bytes);
-        let mut blob = vec![0; wasmcell_abi::workload::encoded_len(args.clone(), env.clone(), serve)];
-        wasmcell_abi::workload::encode(args, env, serve, &mut blob).ok_or(ConfigError::WorkloadTooLarge)?;
+        let (args, env, listen) = (bytes(&self.args), bytes(&self.env), bytes(&listen));
+        let parts = Parts { args: &args, env: &env, listen: &listen, serve: serve.as_deref().map(str::as_bytes) };
+        let mut blob = vec![0; wasmcell_abi::workload::encoded_len(&parts)];
+        wasmcell_abi::workload::encode(&parts, &mut blob).ok_or(ConfigError::WorkloadTooLarge)?;
         Ok(blob)
     }
 }
@@ -237,8 +252,16 @@ impl VmConfig {
         if self.timeout == Some(Duration::ZERO) {
             return Err(ConfigError::ZeroTimeout);
         }
-        if self.workload.as_ref().is_some_and(|w| w.serve.is_some() && w.network.is_none()) {
-            return Err(ConfigError::ServeWithoutNetwork);
+        if let Some(workload) = &self.workload {
+            if workload.serve.is_some() && workload.network.is_none() {
+                return Err(ConfigError::ServeWithoutNetwork);
+            }
+            if !workload.listen.is_empty() && workload.network.is_none() {
+                return Err(ConfigError::ListenWithoutNetwork);
+            }
+            if !workload.listen.is_empty() && workload.serve.is_some() {
+                return Err(ConfigError::ListenWhileServing);
+            }
         }
         Ok(())
     }

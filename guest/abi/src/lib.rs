@@ -32,4 +32,4 @@ pub mod workload;
 pub use boot_info::{BootInfo, SelfTest};
 
 /// Version of every layout in this crate. Bumped on any incompatible change.
-pub const ABI_VERSION: u32 = 10;
+pub const ABI_VERSION: u32 = 11;

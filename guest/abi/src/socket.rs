@@ -306,6 +306,7 @@ pub mod errno {
     pub const ENOMEM: i32 = 12;
     pub const EACCES: i32 = 13;
     pub const EINVAL: i32 = 22;
+    pub const ENFILE: i32 = 23;
     pub const EMFILE: i32 = 24;
     pub const EPIPE: i32 = 32;
     pub const ERANGE: i32 = 34;

@@ -1,38 +1,48 @@
 //! The workload description the VMM places in guest memory for the guest runtime: the module's
-//! arguments and environment, and for `wasmcell serve` the address to serve HTTP on, as a flat,
+//! arguments and environment, the TCP listeners a preview-1 module is handed (`wasmcell run
+//! --tcplisten`), and for `wasmcell serve` the address to serve HTTP on, as a flat,
 //! length-prefixed blob (mapped read-only).
 //!
 //! Layout, all integers little-endian `u32`:
-//! `argc, envc, then argc + envc entries of (len, len bytes)`, then optionally one more entry:
-//! the address (`IP:PORT`, text) a `wasi:http/proxy` component is served on. Environment
-//! entries are `KEY=VALUE`. The guest parses it with bounds checks; nothing here trusts a length.
+//! `argc, envc, listenc, then argc + envc + listenc entries of (len, len bytes)`, then
+//! optionally one more entry: the address (`IP:PORT`, text) a `wasi:http/proxy` component is
+//! served on. Environment entries are `KEY=VALUE`; listen entries are `IP:PORT` text, each
+//! bound by the guest and preopened from descriptor 3, in order. The guest parses it with
+//! bounds checks; nothing here trusts a length.
 
-/// Bytes needed to encode `args`, `env` and `serve`.
-pub fn encoded_len<'a>(
-    args: impl IntoIterator<Item = &'a [u8]>,
-    env: impl IntoIterator<Item = &'a [u8]>,
-    serve: Option<&'a [u8]>,
-) -> usize {
-    8 + args.into_iter().chain(env).chain(serve).map(|s| 4 + s.len()).sum::<usize>()
+/// What a blob holds, borrowed: each part is a list of byte strings.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Parts<'a> {
+    pub args: &'a [&'a [u8]],
+    pub env: &'a [&'a [u8]],
+    pub listen: &'a [&'a [u8]],
+    pub serve: Option<&'a [u8]>,
 }
 
-/// Encodes `args`, `env` and `serve` into `out`, which must be exactly [`encoded_len`] bytes.
-/// Returns `None` if it is not, or if a count or length does not fit in a `u32`.
-pub fn encode<'a>(
-    args: impl IntoIterator<Item = &'a [u8]> + Clone,
-    env: impl IntoIterator<Item = &'a [u8]> + Clone,
-    serve: Option<&'a [u8]>,
-    out: &mut [u8],
-) -> Option<()> {
-    if out.len() != encoded_len(args.clone(), env.clone(), serve) {
+impl<'a> Parts<'a> {
+    fn entries(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let (args, env, listen) = (self.args, self.env, self.listen);
+        args.iter().chain(env).chain(listen).copied().chain(self.serve)
+    }
+}
+
+/// Bytes needed to encode `parts`.
+pub fn encoded_len(parts: &Parts<'_>) -> usize {
+    12 + parts.entries().map(|s| 4 + s.len()).sum::<usize>()
+}
+
+/// Encodes `parts` into `out`, which must be exactly [`encoded_len`] bytes. Returns `None` if
+/// it is not, or if a count or length does not fit in a `u32`.
+pub fn encode(parts: &Parts<'_>, out: &mut [u8]) -> Option<()> {
+    if out.len() != encoded_len(parts) {
         return None;
     }
-    let argc = u32::try_from(args.clone().into_iter().count()).ok()?;
-    let envc = u32::try_from(env.clone().into_iter().count()).ok()?;
-    out[0..4].copy_from_slice(&argc.to_le_bytes());
-    out[4..8].copy_from_slice(&envc.to_le_bytes());
-    let mut at = 8;
-    for s in args.into_iter().chain(env).chain(serve) {
+    let counts = [parts.args.len(), parts.env.len(), parts.listen.len()];
+    for (at, count) in counts.into_iter().enumerate() {
+        out[at * 4..at * 4 + 4].copy_from_slice(&u32::try_from(count).ok()?.to_le_bytes());
+    }
+    let mut at = 12;
+    for s in parts.entries() {
         out[at..at + 4].copy_from_slice(&u32::try_from(s.len()).ok()?.to_le_bytes());
         out[at + 4..at + 4 + s.len()].copy_from_slice(s);
         at += 4 + s.len();
@@ -40,11 +50,12 @@ pub fn encode<'a>(
     Some(())
 }
 
-/// A parsed workload blob: borrowed views of its arguments and environment.
+/// A parsed workload blob: borrowed views of its arguments, environment and addresses.
 #[derive(Clone, Copy, Debug)]
 pub struct Workload<'a> {
     argc: usize,
     envc: usize,
+    listenc: usize,
     entries: &'a [u8],
     serve: Option<&'a [u8]>,
 }
@@ -54,11 +65,12 @@ impl<'a> Workload<'a> {
     pub fn parse(blob: &'a [u8]) -> Option<Self> {
         let argc = read_u32(blob, 0)? as usize;
         let envc = read_u32(blob, 4)? as usize;
-        let entries = blob.get(8..)?;
+        let listenc = read_u32(blob, 8)? as usize;
+        let entries = blob.get(12..)?;
         // Walk every entry once so that later iteration cannot fail.
         let mut count = 0usize;
         let mut rest = entries;
-        while count < argc.checked_add(envc)? {
+        while count < argc.checked_add(envc)?.checked_add(listenc)? {
             let len = read_u32(rest, 0)? as usize;
             rest = rest.get(4usize.checked_add(len)?..)?;
             count += 1;
@@ -71,7 +83,7 @@ impl<'a> Workload<'a> {
                 (rest.len() == 4usize.checked_add(len)?).then(|| &rest[4..])?.into()
             }
         };
-        Some(Self { argc, envc, entries, serve })
+        Some(Self { argc, envc, listenc, entries, serve })
     }
 
     /// The address to serve a `wasi:http/proxy` component on (`wasmcell serve`), if any.
@@ -99,6 +111,11 @@ impl<'a> Workload<'a> {
         self.entries().skip(self.argc).take(self.envc)
     }
 
+    /// The addresses (`IP:PORT`) of the TCP listeners to preopen for a preview-1 module.
+    pub fn listen(&self) -> impl Iterator<Item = &'a [u8]> {
+        self.entries().skip(self.argc + self.envc).take(self.listenc)
+    }
+
     /// Number of arguments.
     pub fn argc(&self) -> usize {
         self.argc
@@ -107,6 +124,11 @@ impl<'a> Workload<'a> {
     /// Number of environment entries.
     pub fn envc(&self) -> usize {
         self.envc
+    }
+
+    /// Number of listen addresses.
+    pub fn listenc(&self) -> usize {
+        self.listenc
     }
 }
 
@@ -122,19 +144,30 @@ mod tests {
     fn round_trip() {
         let args: [&[u8]; 3] = [b"app.wasm", b"", b"x y"];
         let env: [&[u8]; 1] = [b"K=V"];
-        let mut buf = [0u8; 64];
-        let len = encoded_len(args, env, None);
-        encode(args, env, None, &mut buf[..len]).unwrap();
+        let listen: [&[u8]; 2] = [b"127.0.0.1:0", b"[::1]:8080"];
+        let mut buf = [0u8; 128];
+        let parts = Parts { args: &args, env: &env, ..Parts::default() };
+        let len = encoded_len(&parts);
+        encode(&parts, &mut buf[..len]).unwrap();
         let w = Workload::parse(&buf[..len]).unwrap();
         assert_eq!((w.argc(), w.envc()), (3, 1));
         assert!(w.args().eq(args.iter().copied()));
         assert!(w.env().eq(env.iter().copied()));
+        assert_eq!((w.listen().count(), w.serve()), (0, None));
+        assert!(encode(&parts, &mut buf[..len - 1]).is_none());
+
+        let parts = Parts { listen: &listen, ..parts };
+        let len = encoded_len(&parts);
+        encode(&parts, &mut buf[..len]).unwrap();
+        let w = Workload::parse(&buf[..len]).unwrap();
+        assert!(w.args().eq(args.iter().copied()) && w.env().eq(env.iter().copied()));
+        assert!(w.listen().eq(listen.iter().copied()));
         assert_eq!(w.serve(), None);
-        assert!(encode(args, env, None, &mut buf[..len - 1]).is_none());
 
         let serve = Some(&b"127.0.0.1:8080"[..]);
-        let len = encoded_len(args, env, serve);
-        encode(args, env, serve, &mut buf[..len]).unwrap();
+        let parts = Parts { serve, listen: &[], ..parts };
+        let len = encoded_len(&parts);
+        encode(&parts, &mut buf[..len]).unwrap();
         let w = Workload::parse(&buf[..len]).unwrap();
         assert!(w.args().eq(args.iter().copied()) && w.env().eq(env.iter().copied()));
         assert_eq!(w.serve(), serve);
@@ -148,9 +181,14 @@ mod tests {
     fn hostile_blobs_are_refused() {
         assert!(Workload::parse(b"").is_none());
         // Claims one argument of 0xffff_ffff bytes.
-        assert!(Workload::parse(&[1, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]).is_none());
-        // Claims 2^32-1 arguments.
-        assert!(Workload::parse(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]).is_none());
-        assert!(Workload::parse(&[0, 0, 0, 0, 0, 0, 0, 0]).is_some());
+        assert!(Workload::parse(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]).is_none());
+        // Claims 2^32-1 arguments, or listeners.
+        assert!(Workload::parse(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0]).is_none());
+        assert!(Workload::parse(&[0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]).is_none());
+        // Counts that overflow when added.
+        assert!(Workload::parse(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).is_none());
+        assert!(Workload::parse(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_some());
+        // The old (v10) header, without a listen count, is too short.
+        assert!(Workload::parse(&[0, 0, 0, 0, 0, 0, 0, 0]).is_none());
     }
 }

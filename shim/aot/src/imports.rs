@@ -24,6 +24,9 @@ pub enum Entry {
     Run,
     /// `wasi:http/incoming-handler` (`wasmcell serve`): components only.
     Serve,
+    /// `_start`, with preopened TCP listeners (`wasmcell run --tcplisten`): modules only, as
+    /// in wasmtime, since preview 1 alone has `sock_accept` on a descriptor it was given.
+    RunWithListeners,
 }
 
 /// [`check_imports`], for a workload entered by `entry`.
@@ -37,6 +40,9 @@ pub fn check_entry(module: &[u8], entry: Entry) -> Result<(), AotError> {
         Cow::Owned(wat::parse_bytes(module).map_err(|e| AotError::Compile(e.into()))?.into_owned())
     };
     if Parser::is_component(&binary) {
+        if entry == Entry::RunWithListeners {
+            return Err(AotError::ComponentWithListeners);
+        }
         return check_component(&binary, entry);
     }
     if entry == Entry::Serve {
@@ -147,6 +153,9 @@ mod tests {
         assert_eq!(err.to_string(), "The component cannot be served: it exports no `wasi:http/incoming-handler`");
         let err = check_entry(b"(module)", Entry::Serve).unwrap_err();
         assert!(matches!(err, AotError::ModuleNotServable), "{err:?}");
+        assert!(check_entry(b"(module)", Entry::RunWithListeners).is_ok());
+        let err = check_entry(&component(&[], true), Entry::RunWithListeners).unwrap_err();
+        assert!(matches!(err, AotError::ComponentWithListeners), "{err:?}");
         let err = check_imports(&component(&["wasi:cli/environment@0.2.3"], false)).unwrap_err();
         assert_eq!(err.to_string(), "The component is not a command: it exports no `wasi:cli/run`");
         // The imports of a nested core module are the component's business, not the guest's.

@@ -62,6 +62,9 @@ pub enum AotError {
     /// A core module cannot be served.
     #[error("Only a component can be served: a core module has no `wasi:http/incoming-handler`")]
     ModuleNotServable,
+    /// Preopened listeners are preview 1's; a component opens its own sockets.
+    #[error("A component cannot be given preopened TCP listeners: it opens its own with `wasi:sockets`")]
+    ComponentWithListeners,
     /// Native code where a module was expected.
     #[error("The module is a precompiled artifact (native code), not WebAssembly")]
     Precompiled,

@@ -91,6 +91,9 @@ pub struct WorkloadPlan {
     /// Serve the component's `wasi:http/incoming-handler` here instead of running it.
     #[serde(default)]
     pub serve: Option<std::net::SocketAddr>,
+    /// TCP listeners to hand a preview-1 module from descriptor 3 on.
+    #[serde(default)]
+    pub listen: Vec<std::net::SocketAddr>,
 }
 
 impl WorkloadPlan {

@@ -236,6 +236,7 @@ mod tests {
             resolv_conf: "nameserver 10.96.0.10\n".into(),
             hosts: String::new(),
             serve: None,
+            listen: vec!["0.0.0.0:7000".parse().unwrap()],
         };
         let requests = [Request::Start { id: "c1".into(), workload }, Request::Kill { id: "c1".into(), signal: 15 }];
         let mut wire = Vec::new();

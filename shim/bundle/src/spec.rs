@@ -47,11 +47,19 @@ pub struct ContainerSpec {
     /// Where to serve the module's `wasi:http/incoming-handler` (`WASMCELL_HTTP_ADDR` in the
     /// environment, which is taken out of what the workload sees), instead of running it.
     pub serve: Option<std::net::SocketAddr>,
+    /// TCP listeners to hand a preview-1 module from descriptor 3 on (`WASMCELL_TCP_LISTEN` in
+    /// the environment, taken out of what the workload sees; `wasmcell run --tcplisten`).
+    pub listen: Vec<std::net::SocketAddr>,
 }
 
 /// The environment variable that makes a container serve its `wasi:http/proxy` component:
 /// `PORT` (on every address) or `IP:PORT`.
 pub const HTTP_ADDR_ENV: &str = "WASMCELL_HTTP_ADDR";
+/// The environment variable that hands a preview-1 module preopened TCP listeners: a
+/// comma-separated list of `PORT` (on every address) or `IP:PORT`.
+pub const TCP_LISTEN_ENV: &str = "WASMCELL_TCP_LISTEN";
+/// Most listeners [`TCP_LISTEN_ENV`] may name.
+pub const MAX_LISTENERS: usize = 16;
 
 /// CRI's annotation naming a container's role: `sandbox` or `container`.
 pub const CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
@@ -79,6 +87,10 @@ pub enum SpecError {
     MemoryLimit(u64),
     #[error("{HTTP_ADDR_ENV}={0} is not a port or an IP:PORT address")]
     HttpAddr(String),
+    #[error("{TCP_LISTEN_ENV}={0} is not a list of at most {MAX_LISTENERS} ports or IP:PORT addresses")]
+    TcpListen(String),
+    #[error("{TCP_LISTEN_ENV} and {HTTP_ADDR_ENV} cannot both be set: a served component opens its own sockets")]
+    ListenWhileServing,
 }
 
 impl ContainerSpec {
@@ -128,10 +140,15 @@ impl ContainerSpec {
             cpu_period: cpu.and_then(|c| c.period()).filter(|&p| p > 0),
         };
         let (env, serve) = take_http_addr(process.env().clone().unwrap_or_default())?;
+        let (env, listen) = take_tcp_listen(env)?;
+        if serve.is_some() && !listen.is_empty() {
+            return Err(SpecError::ListenWhileServing);
+        }
         Ok(Self {
             args,
             env,
             serve,
+            listen,
             cwd: process.cwd().to_string_lossy().into_owned(),
             memory_mib,
             limits,
@@ -157,18 +174,38 @@ impl ContainerSpec {
     }
 }
 
-/// Takes [`HTTP_ADDR_ENV`] out of `env` (the last one counts, as for any variable) and parses it.
+/// Takes variable `name` out of `env` → the rest, and its value (the last one counts, as for
+/// any variable).
+fn take_variable(env: Vec<String>, name: &str) -> (Vec<String>, Option<String>) {
+    let prefix = format!("{name}=");
+    let (values, env): (Vec<String>, Vec<String>) = env.into_iter().partition(|e| e.starts_with(&prefix));
+    (env, values.last().map(|e| e[prefix.len()..].trim().to_string()))
+}
+
+/// `PORT` (every IPv4 address) or `IP:PORT`.
+fn port_or_address(value: &str) -> Option<std::net::SocketAddr> {
+    match value.parse::<u16>() {
+        Ok(port) => Some(std::net::SocketAddr::from(([0, 0, 0, 0], port))),
+        Err(_) => value.parse().ok(),
+    }
+}
+
+/// Takes [`HTTP_ADDR_ENV`] out of `env` and parses it.
 fn take_http_addr(env: Vec<String>) -> Result<(Vec<String>, Option<std::net::SocketAddr>), SpecError> {
-    let prefix = format!("{HTTP_ADDR_ENV}=");
-    let (addrs, env): (Vec<String>, Vec<String>) = env.into_iter().partition(|e| e.starts_with(&prefix));
-    let serve = match addrs.last().map(|e| e[prefix.len()..].trim()) {
-        None => None,
-        Some(value) => Some(match value.parse::<u16>() {
-            Ok(port) => std::net::SocketAddr::from(([0, 0, 0, 0], port)),
-            Err(_) => value.parse().map_err(|_| SpecError::HttpAddr(value.to_string()))?,
-        }),
-    };
+    let (env, value) = take_variable(env, HTTP_ADDR_ENV);
+    let serve = value.map(|v| port_or_address(&v).ok_or(SpecError::HttpAddr(v))).transpose()?;
     Ok((env, serve))
+}
+
+/// Takes [`TCP_LISTEN_ENV`] out of `env` and parses it.
+fn take_tcp_listen(env: Vec<String>) -> Result<(Vec<String>, Vec<std::net::SocketAddr>), SpecError> {
+    let (env, value) = take_variable(env, TCP_LISTEN_ENV);
+    let Some(value) = value else { return Ok((env, Vec::new())) };
+    let listen: Option<Vec<_>> = value.split(',').map(|a| port_or_address(a.trim())).collect();
+    match listen {
+        Some(listen) if listen.len() <= MAX_LISTENERS => Ok((env, listen)),
+        _ => Err(SpecError::TcpListen(value)),
+    }
 }
 
 /// The source of the spec's last bind mount at `destination` (a later mount hides an earlier).
@@ -202,6 +239,20 @@ mod tests {
         assert_eq!(with_env(r#""A=1""#).unwrap().serve, None);
         let err = with_env(r#""WASMCELL_HTTP_ADDR=http://x""#).unwrap_err();
         assert_eq!(err.to_string(), "WASMCELL_HTTP_ADDR=http://x is not a port or an IP:PORT address");
+
+        let s = with_env(r#""A=1","WASMCELL_TCP_LISTEN=7000, 127.0.0.1:7001""#).unwrap();
+        assert_eq!(s.env, ["A=1"]);
+        assert_eq!(s.listen, ["0.0.0.0:7000".parse().unwrap(), "127.0.0.1:7001".parse().unwrap()]);
+        assert_eq!(with_env(r#""A=1""#).unwrap().listen, []);
+        let err = with_env(r#""WASMCELL_TCP_LISTEN=7000,x""#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "WASMCELL_TCP_LISTEN=7000,x is not a list of at most 16 ports or IP:PORT addresses"
+        );
+        let many = (1..=17).map(|p| p.to_string()).collect::<Vec<_>>().join(",");
+        assert!(matches!(with_env(&format!(r#""WASMCELL_TCP_LISTEN={many}""#)), Err(SpecError::TcpListen(_))));
+        let err = with_env(r#""WASMCELL_TCP_LISTEN=7000","WASMCELL_HTTP_ADDR=8080""#).unwrap_err();
+        assert!(matches!(err, SpecError::ListenWhileServing), "{err:?}");
     }
 
     #[test]

@@ -137,7 +137,11 @@ impl VmInstance {
         if !module.starts_with(b"\0asm") {
             return Err(InstanceError::NotWasm(spec.args[0].clone()));
         }
-        let entry = if spec.serve.is_some() { Entry::Serve } else { Entry::Run };
+        let entry = match (spec.serve, spec.listen.is_empty()) {
+            (Some(_), _) => Entry::Serve,
+            (None, false) => Entry::RunWithListeners,
+            (None, true) => Entry::Run,
+        };
         wasmcell_aot::check_entry(&module, entry)?;
         let compiler = Compiler::for_host()?;
         // The compiler and the packer are charged to the tenant: moved into its pod's (or
@@ -164,6 +168,7 @@ impl VmInstance {
             resolv_conf: read_text(spec.resolv_conf.as_deref()),
             hosts: read_text(spec.hosts.as_deref()),
             serve: spec.serve,
+            listen: spec.listen.clone(),
         };
         Ok((plan, compiled.pin, files))
     }

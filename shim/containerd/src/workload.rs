@@ -93,6 +93,7 @@ pub fn load(plan: &WorkloadPlan, opened: Opened) -> Result<(Workload, Reporter),
             ..Network::default()
         }),
         serve: plan.serve,
+        listen: plan.listen.clone(),
     };
     Ok((workload, reporter))
 }
@@ -195,6 +196,7 @@ mod tests {
             resolv_conf: String::new(),
             hosts: String::new(),
             serve: None,
+            listen: Vec::new(),
         }
     }
 

@@ -61,6 +61,7 @@ impl Scratch {
             resolv_conf: String::new(),
             hosts: String::new(),
             serve: None,
+            listen: Vec::new(),
         }
     }
 

@@ -9,6 +9,9 @@ pub mod http_client;
 pub mod lookup;
 
 use crate::{arch, vcpu};
+use alloc::format;
+use alloc::string::String;
+use core::net::{IpAddr, SocketAddr};
 use wasmcell_abi::socket::{errno, Address, Op, Opt, PollEntry, SocketCall, SocketReply, SOCKET, TCP, UDP};
 
 /// A socket call's error: a Linux `errno`.
@@ -131,6 +134,40 @@ pub fn take_error(handle: Handle) -> Result<(), Errno> {
         0 => Ok(()),
         negated => Err(i32::try_from((negated as i64).unsigned_abs()).unwrap_or(errno::EINVAL)),
     }
+}
+
+/// A TCP socket bound to `address` (`IP:PORT` text, as the host's `SocketAddr` prints it) and
+/// listening, and the address it is bound to (the port the kernel chose for port 0). The
+/// error is a sentence for the user: "cannot {what} on {address}: why".
+pub fn listen_on(address: &[u8], backlog: u64, what: &str) -> Result<(Handle, SocketAddr), String> {
+    let text = core::str::from_utf8(address).map_err(|_| format!("the address to {what} on is not text"))?;
+    let address: SocketAddr = text.parse().map_err(|_| format!("`{text}` is not an IP address and port"))?;
+    let (family, device) = match address {
+        SocketAddr::V4(a) => (4, Address::v4(a.ip().octets(), a.port())),
+        SocketAddr::V6(a) => (
+            6,
+            Address { family: 6, port: a.port(), flowinfo: a.flowinfo(), ip: a.ip().octets(), scope_id: a.scope_id() },
+        ),
+    };
+    let socket = open(family, true).map_err(|e| format!("cannot open a socket to {what} on (errno {e})"))?;
+    let bound = bind(socket, &device).and_then(|()| listen(socket, backlog)).and_then(|()| local_address(socket));
+    let local = match bound {
+        Ok(local) => local,
+        Err(e) => {
+            close(socket);
+            return Err(match e {
+                errno::EADDRINUSE => format!("cannot {what} on {address}: the address is in use"),
+                errno::EACCES => format!("cannot {what} on {address}: permission denied"),
+                errno::EADDRNOTAVAIL => format!("cannot {what} on {address}: no interface has this address"),
+                _ => format!("cannot {what} on {address} (errno {e})"),
+            });
+        }
+    };
+    let ip = match local.family {
+        4 => IpAddr::from([local.ip[0], local.ip[1], local.ip[2], local.ip[3]]),
+        _ => IpAddr::from(local.ip),
+    };
+    Ok((socket, SocketAddr::new(ip, local.port)))
 }
 
 /// Sleeps until one of `entries` is ready, `timeout_us` passes (`None`: never; `Some(0)`:

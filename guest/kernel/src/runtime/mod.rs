@@ -128,11 +128,15 @@ fn prepare(info: &VcpuInfo) -> Result<Ready, String> {
         Some(bytes) => Some(Archive::parse(bytes).ok_or("the VMM passed a damaged file archive")?),
         None => None,
     };
-    let wasi = WasiCtx::new(&workload, files, info);
-    match Engine::detect_precompiled(payload) {
-        Some(Precompiled::Component) => prepare_component(&engine, payload, wasi, workload.serve()),
-        _ if workload.serve().is_some() => Err(String::from("only a component can be served, not a module")),
-        _ => prepare_module(&engine, payload, wasi),
+    let component = Engine::detect_precompiled(payload) == Some(Precompiled::Component);
+    if component && workload.listen().next().is_some() {
+        return Err(String::from("a component cannot be given preopened TCP listeners: it opens its own"));
+    }
+    let wasi = WasiCtx::new(&workload, files, info)?;
+    match component {
+        true => prepare_component(&engine, payload, wasi, workload.serve()),
+        false if workload.serve().is_some() => Err(String::from("only a component can be served, not a module")),
+        false => prepare_module(&engine, payload, wasi),
     }
 }
 

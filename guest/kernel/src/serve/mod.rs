@@ -22,7 +22,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
-use wasmcell_abi::socket::{errno, Address, PollEntry, MAX_SOCKETS, READABLE};
+use wasmcell_abi::socket::{errno, PollEntry, MAX_SOCKETS, READABLE};
 use wasmcell_guest_http::request::{self, Parsed, Refusal};
 use wasmcell_guest_http::response::{self, Delimit};
 use wasmtime::Store;
@@ -46,41 +46,8 @@ pub struct Listener {
 impl Listener {
     /// Binds and listens on `address` (`IP:PORT`, as the host's `SocketAddr` prints it).
     pub fn bind(address: &[u8]) -> Result<Self, String> {
-        let text = core::str::from_utf8(address).map_err(|_| String::from("the serve address is not text"))?;
-        let address: SocketAddr = text.parse().map_err(|_| format!("`{text}` is not an IP address and port"))?;
-        let (family, device) = match address {
-            SocketAddr::V4(a) => (4, Address::v4(a.ip().octets(), a.port())),
-            SocketAddr::V6(a) => (
-                6,
-                Address {
-                    family: 6,
-                    port: a.port(),
-                    flowinfo: a.flowinfo(),
-                    ip: a.ip().octets(),
-                    scope_id: a.scope_id(),
-                },
-            ),
-        };
-        let socket = net::open(family, true).map_err(|e| format!("cannot open a socket to serve on (errno {e})"))?;
-        let bound = net::bind(socket, &device)
-            .and_then(|()| net::listen(socket, BACKLOG))
-            .and_then(|()| net::local_address(socket));
-        let local = match bound {
-            Ok(local) => local,
-            Err(e) => {
-                net::close(socket);
-                return Err(match e {
-                    errno::EADDRINUSE => format!("cannot serve on {address}: the address is in use"),
-                    errno::EACCES => format!("cannot serve on {address}: permission denied"),
-                    _ => format!("cannot serve on {address} (errno {e})"),
-                });
-            }
-        };
-        let ip = match local.family {
-            4 => core::net::IpAddr::from([local.ip[0], local.ip[1], local.ip[2], local.ip[3]]),
-            _ => core::net::IpAddr::from(local.ip),
-        };
-        Ok(Self { socket, local: SocketAddr::new(ip, local.port) })
+        let (socket, local) = net::listen_on(address, BACKLOG, "serve")?;
+        Ok(Self { socket, local })
     }
 }
 

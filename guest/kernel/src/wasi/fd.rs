@@ -1,8 +1,10 @@
 //! The file descriptor table and the calls that act on a descriptor itself, whatever it is:
 //! close, renumber, fdstat, filestat, prestat, sync, advise. 0–2 are the standard streams, the
-//! preopened directories follow from 3, in `--dir` order.
+//! preopened TCP listeners follow from 3 (`--tcplisten` order, as wasmtime numbered them), then
+//! the preopened directories, in `--dir` order.
 
 use super::errno::{to_errno, Errno};
+use super::socket::Socket;
 use super::{write_bytes, WasiCtx, WasiLinker, MODULE};
 use alloc::vec::Vec;
 use wasmcell_guest_fs::{FileType, NodeRef, Stat};
@@ -64,6 +66,7 @@ const PREOPEN_RIGHTS: u64 =
 const UNKNOWN: u8 = 0;
 const DIRECTORY: u8 = 3;
 const REGULAR_FILE: u8 = 4;
+const SOCKET_STREAM: u8 = 6;
 const SYMBOLIC_LINK: u8 = 7;
 
 /// The `filetype` of a node.
@@ -90,6 +93,7 @@ pub enum Fd {
         flags: u16,
     },
     File(OpenFile),
+    Socket(Socket),
 }
 
 /// An open regular file.
@@ -113,9 +117,10 @@ pub struct FdTable {
 }
 
 impl FdTable {
-    /// The standard streams, then the preopened directories.
-    pub fn new(preopens: Vec<(&'static [u8], NodeRef)>) -> Self {
+    /// The standard streams, then the preopened listeners, then the preopened directories.
+    pub fn new(listeners: Vec<Socket>, preopens: Vec<(&'static [u8], NodeRef)>) -> Self {
         let mut slots = alloc::vec![Some(Fd::Stdin), Some(Fd::Stdout), Some(Fd::Stderr)];
+        slots.extend(listeners.into_iter().map(|listener| Some(Fd::Socket(listener))));
         let preopen = |(name, node)| Some(Fd::Dir { node, preopen: Some(name), read_right: true, flags: 0 });
         slots.extend(preopens.into_iter().map(preopen));
         Self { slots }
@@ -226,6 +231,8 @@ fn fd_fdstat_get(caller: &mut Caller<'_, WasiCtx>, fd: u32, ptr: u32) -> Result<
             let flags = file.flags | if file.append { FDFLAGS_APPEND } else { 0 };
             (REGULAR_FILE, flags, rights, rights)
         }
+        // As wasi-common: read and write, nothing to inherit.
+        Fd::Socket(socket) => (SOCKET_STREAM, socket.flags(), FD_READ | FD_WRITE, 0),
     };
     // struct fdstat { u8 filetype; u16 flags @2; u64 rights_base @8; u64 rights_inheriting @16 }
     let mut stat = [0u8; 24];
@@ -237,9 +244,13 @@ fn fd_fdstat_get(caller: &mut Caller<'_, WasiCtx>, fd: u32, ptr: u32) -> Result<
 }
 
 /// As wasmtime: only an open file's flags change, and only APPEND (and NONBLOCK, which
-/// changes nothing here); the SYNC family is refused.
+/// changes nothing here); the SYNC family is refused. A socket's NONBLOCK is all it has.
 fn fd_fdstat_set_flags(ctx: &mut WasiCtx, fd: u32, flags: u32) -> Result<(), Errno> {
-    let Fd::File(file) = ctx.fds.get_mut(fd)? else { return Err(Errno::BadF) };
+    let file = match ctx.fds.get_mut(fd)? {
+        Fd::File(file) => file,
+        Fd::Socket(socket) => return socket.set_flags(u16::try_from(flags).map_err(|_| Errno::Inval)?),
+        _ => return Err(Errno::BadF),
+    };
     if flags as u16 & (FDFLAGS_DSYNC | FDFLAGS_RSYNC | FDFLAGS_SYNC) != 0 {
         return Err(Errno::Inval);
     }
@@ -251,6 +262,7 @@ fn fd_fdstat_set_flags(ctx: &mut WasiCtx, fd: u32, flags: u32) -> Result<(), Err
 fn fd_filestat_get(caller: &mut Caller<'_, WasiCtx>, fd: u32, ptr: u32) -> Result<(), Errno> {
     let bytes = match caller.data().fds.get(fd)? {
         Fd::Stdin | Fd::Stdout | Fd::Stderr => filestat_bytes(UNKNOWN, None),
+        Fd::Socket(_) => filestat_bytes(SOCKET_STREAM, None),
         Fd::Dir { node, .. } | Fd::File(OpenFile { node, .. }) => {
             let stat = node.borrow().stat();
             filestat_bytes(filetype(stat.file_type), Some(&stat))
@@ -265,7 +277,7 @@ fn fd_filestat_set_size(ctx: &mut WasiCtx, fd: u32, size: u64) -> Result<(), Err
         Fd::File(file) if file.writable => Ok(file.node.borrow_mut().set_size(size, now)?),
         // As wasmtime: a file not opened for writing cannot be resized.
         Fd::File(_) => Err(Errno::Inval),
-        Fd::Dir { .. } => Err(Errno::BadF),
+        Fd::Dir { .. } | Fd::Socket(_) => Err(Errno::BadF),
         Fd::Stdin | Fd::Stdout | Fd::Stderr => Err(Errno::Inval),
     }
 }
@@ -274,7 +286,7 @@ fn fd_filestat_set_times(ctx: &mut WasiCtx, fd: u32, atim: u64, mtim: u64, flags
     let now = ctx.clocks.realtime_ns();
     match ctx.fds.get(fd)? {
         Fd::Dir { node, .. } | Fd::File(OpenFile { node, .. }) => set_times(node, atim, mtim, flags as u16, now),
-        Fd::Stdin | Fd::Stdout | Fd::Stderr => Err(Errno::BadF),
+        Fd::Stdin | Fd::Stdout | Fd::Stderr | Fd::Socket(_) => Err(Errno::BadF),
     }
 }
 

@@ -1,10 +1,10 @@
 //! Reading, writing and seeking, by descriptor: the standard streams go to the console
 //! (`stdio`), files to the in-guest file tree, copied straight between the tree and the
-//! module's memory.
+//! module's memory, connections to the socket device (`socket`).
 
 use super::errno::{to_errno, Errno};
 use super::fd::{Fd, OpenFile};
-use super::{memory, stdio, write_bytes, write_u32, WasiCtx, WasiLinker, MODULE};
+use super::{memory, socket, stdio, write_bytes, write_u32, WasiCtx, WasiLinker, MODULE};
 use crate::virtio::console::Output;
 use alloc::vec::Vec;
 use wasmtime::Caller;
@@ -29,6 +29,7 @@ pub(super) fn iovecs(caller: &mut Caller<'_, WasiCtx>, ptr: u32, count: u32) -> 
 enum Target {
     Stream(Option<Output>),
     File,
+    Socket,
 }
 
 fn target(ctx: &WasiCtx, fd: u32, write: bool, positioned: bool) -> Result<Target, Errno> {
@@ -38,7 +39,9 @@ fn target(ctx: &WasiCtx, fd: u32, write: bool, positioned: bool) -> Result<Targe
         Fd::Stdout if write => Ok(Target::Stream(Some(Output::Stdout))),
         Fd::Stderr if write => Ok(Target::Stream(Some(Output::Stderr))),
         Fd::File(file) if (write && file.writable) || (!write && file.readable) => Ok(Target::File),
-        // Reading a directory descriptor is EBADF, as in wasmtime.
+        Fd::Socket(socket) if !positioned && !socket.listener => Ok(Target::Socket),
+        // Reading a directory descriptor is EBADF, as in wasmtime; a listener, or a socket at
+        // an offset, as in wasi-common.
         _ => Err(Errno::BadF),
     }
 }
@@ -63,6 +66,14 @@ fn transfer(
     match target(caller.data(), fd, write, offset.is_some())? {
         Target::Stream(Some(output)) => return stdio::write(caller, output, iovs, count, out),
         Target::Stream(None) => return stdio::read(caller, iovs, count, out),
+        Target::Socket => {
+            let n = if write {
+                socket::send(caller, fd, iovs, count)?
+            } else {
+                socket::receive(caller, fd, iovs, count, false, false)?
+            };
+            return write_u32(caller, out, n as u32);
+        }
         Target::File => {}
     }
     let vecs = iovecs(caller, iovs, count)?;
@@ -99,7 +110,7 @@ fn fd_seek(caller: &mut Caller<'_, WasiCtx>, fd: u32, offset: i64, whence: u32, 
     let file = match caller.data_mut().fds.get_mut(fd)? {
         Fd::File(file) => file,
         Fd::Stdin | Fd::Stdout | Fd::Stderr => return Err(Errno::SPipe),
-        Fd::Dir { .. } => return Err(Errno::BadF),
+        Fd::Dir { .. } | Fd::Socket(_) => return Err(Errno::BadF),
     };
     let base = match whence {
         0 => 0,

@@ -1,10 +1,10 @@
 //! WASI preview 1 (`wasi_snapshot_preview1`), served by the guest itself; its state (stdio,
 //! files, clocks, randomness) is what WASI 0.2 components use too (`crate::component`).
 //!
-//! Every import of the snapshot is linked, so any WASI program instantiates. Sockets (no
-//! network yet) answer `NOTSOCK` (`BADF` for a closed descriptor) and `proc_raise` `NOTSUP`, as
-//! wasmtime does, and never trap. Every guest pointer goes through
-//! wasmtime's bounds-checked memory accessors.
+//! Every import of the snapshot is linked, so any WASI program instantiates. The socket calls
+//! serve the TCP listeners the command line preopens and the connections accepted from them
+//! (`socket`); `proc_raise` answers `NOTSUP`, as wasmtime does. Nothing traps. Every guest
+//! pointer goes through wasmtime's bounds-checked memory accessors.
 
 mod clock;
 mod env;
@@ -14,6 +14,7 @@ mod io;
 mod path;
 pub(crate) mod poll;
 mod proc;
+mod socket;
 pub(crate) mod stdio;
 
 use alloc::collections::BTreeSet;
@@ -42,17 +43,19 @@ pub struct WasiCtx {
 }
 
 impl WasiCtx {
-    /// The context for `workload`, with the preopened directories of `files` (the VMM's archive).
-    pub fn new(workload: &Workload<'_>, files: Option<Archive<'static>>, info: &VcpuInfo) -> Self {
+    /// The context for `workload`, with its preopened TCP listeners (bound here: the error
+    /// says why one could not be) and the preopened directories of `files` (the VMM's archive).
+    pub fn new(workload: &Workload<'_>, files: Option<Archive<'static>>, info: &VcpuInfo) -> Result<Self, String> {
+        let listeners = socket::preopen(workload.listen())?;
         let preopens = files.map(wasmcell_guest_fs::preopens).unwrap_or_default();
-        Self {
-            fds: fd::FdTable::new(preopens),
+        Ok(Self {
+            fds: fd::FdTable::new(listeners, preopens),
             args: workload.args().map(<[u8]>::to_vec).collect(),
             env: workload.env().map(<[u8]>::to_vec).collect(),
             console: None,
             clocks: clock::Clocks::new(info),
             rng: clock::new_rng(info),
-        }
+        })
     }
 
     /// Writes `bytes` to the workload's stderr, if the console works (the runtime's last word).
@@ -124,26 +127,12 @@ pub fn add_to_linker(linker: &mut Linker<WasiCtx>, module: &Module) -> wasmtime:
     io::add_to_linker(linker)?;
     path::add_to_linker(linker)?;
     poll::add_to_linker(linker)?;
+    socket::add_to_linker(linker)?;
     add_unimplemented(linker)
 }
 
-/// Links the calls the guest does not offer, answering as wasmtime does: `proc_raise` is not
-/// supported, and no descriptor is a socket (`NOTSOCK` for an open one, `BADF` otherwise).
+/// Links the call the guest does not offer, answering as wasmtime does.
 fn add_unimplemented(linker: &mut WasiLinker<'_>) -> wasmtime::Result<()> {
     linker.func_wrap(MODULE, "proc_raise", |_: Caller<'_, WasiCtx>, _: i32| Errno::NotSup as i32)?;
-    let not_a_socket =
-        |c: &Caller<'_, WasiCtx>, fd: u32| errno::to_errno(c.data().fds.get(fd).and(Err::<(), _>(Errno::NotSock)));
-    linker.func_wrap(MODULE, "sock_accept", move |c: Caller<'_, WasiCtx>, fd: u32, _: i32, _: i32| {
-        not_a_socket(&c, fd)
-    })?;
-    linker.func_wrap(
-        MODULE,
-        "sock_recv",
-        move |c: Caller<'_, WasiCtx>, fd: u32, _: i32, _: i32, _: i32, _: i32, _: i32| not_a_socket(&c, fd),
-    )?;
-    linker.func_wrap(MODULE, "sock_send", move |c: Caller<'_, WasiCtx>, fd: u32, _: i32, _: i32, _: i32, _: i32| {
-        not_a_socket(&c, fd)
-    })?;
-    linker.func_wrap(MODULE, "sock_shutdown", move |c: Caller<'_, WasiCtx>, fd: u32, _: i32| not_a_socket(&c, fd))?;
     Ok(())
 }

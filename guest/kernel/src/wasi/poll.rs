@@ -1,13 +1,16 @@
-//! `poll_oneoff`: clock subscriptions and readiness of descriptors (files are always ready).
-//! Waiting happens in the VMM (control-device WAIT), which also wakes the guest when stdin
-//! becomes readable.
+//! `poll_oneoff`: clock subscriptions and readiness of descriptors (files are always ready,
+//! sockets as the socket device's poll says). Waiting happens in the VMM (control-device WAIT,
+//! or the device's poll when a socket is among the subscriptions), which also wakes the guest
+//! when stdin becomes readable.
 
 use super::errno::{to_errno, Errno};
 use super::fd::Fd;
+use super::socket::{self, Socket};
 use super::stdio::console;
 use super::{memory, write_bytes, write_u32, WasiCtx, WasiLinker, MODULE};
-use crate::control;
+use crate::{control, net};
 use alloc::vec::Vec;
+use wasmcell_abi::socket::{PollEntry, READABLE, WRITABLE};
 use wasmtime::Caller;
 
 const SUBSCRIPTION_SIZE: usize = 48;
@@ -88,12 +91,24 @@ fn read_subscriptions(caller: &mut Caller<'_, WasiCtx>, ptr: u32, count: u32) ->
         .collect()
 }
 
-/// The events that are ready now, and the earliest clock deadline still ahead.
-fn ready_events(ctx: &mut WasiCtx, subs: &[Subscription]) -> Result<(Vec<Event>, Option<u64>), Errno> {
+/// What one sweep over the subscriptions found.
+#[derive(Default)]
+struct Sweep {
+    /// The events ready now, sockets aside.
+    events: Vec<Event>,
+    /// The earliest clock deadline still ahead.
+    next_deadline: Option<u64>,
+    /// The socket subscriptions, for the device: `(index in the subscriptions, entry)`.
+    sockets: Vec<(usize, PollEntry)>,
+}
+
+/// The events that are ready now (sockets aside), the earliest deadline, and the sockets.
+fn sweep(ctx: &mut WasiCtx, subs: &[Subscription]) -> Result<Sweep, Errno> {
     let now = ctx.clocks.monotonic_ns().ok_or(Errno::NoSys)?;
     let mut events = Vec::new();
     let mut next_deadline: Option<u64> = None;
-    for sub in subs {
+    let mut sockets = Vec::new();
+    for (index, sub) in subs.iter().enumerate() {
         let event = |kind, error, nbytes, hangup| Event { userdata: sub.userdata, error, kind, nbytes, hangup };
         match sub.kind {
             Kind::Clock(deadline) if deadline <= now => events.push(event(EVENTTYPE_CLOCK, Errno::Success, 0, false)),
@@ -106,6 +121,7 @@ fn ready_events(ctx: &mut WasiCtx, subs: &[Subscription]) -> Result<(Vec<Event>,
                         events.push(event(EVENTTYPE_FD_READ, Errno::Success, pending, pending == 0));
                     }
                 }
+                Ok(Fd::Socket(socket)) => sockets.push((index, entry(socket, READABLE))),
                 // A file is always readable: report what is left after its position.
                 Ok(Fd::File(file)) if file.readable => {
                     let left = file.node.borrow().stat().size.saturating_sub(file.position);
@@ -116,11 +132,49 @@ fn ready_events(ctx: &mut WasiCtx, subs: &[Subscription]) -> Result<(Vec<Event>,
             Kind::FdWrite(fd) => match ctx.fds.get(fd) {
                 Ok(Fd::Stdout | Fd::Stderr) => events.push(event(EVENTTYPE_FD_WRITE, Errno::Success, 1 << 16, false)),
                 Ok(Fd::File(file)) if file.writable => events.push(event(EVENTTYPE_FD_WRITE, Errno::Success, 0, false)),
+                Ok(Fd::Socket(socket)) => sockets.push((index, entry(socket, WRITABLE))),
                 _ => events.push(event(EVENTTYPE_FD_WRITE, Errno::BadF, 0, false)),
             },
         }
     }
-    Ok((events, next_deadline))
+    Ok(Sweep { events, next_deadline, sockets })
+}
+
+fn entry(socket: &Socket, events: u16) -> PollEntry {
+    PollEntry { handle: socket.handle(), events, ready: 0 }
+}
+
+/// The events of the sockets the device found ready: as wasi-common, a readable socket
+/// reports at least one byte (the device does not count them; the read tells), a writable one
+/// none.
+fn socket_events<'a>(subs: &'a [Subscription], sockets: &'a [(usize, PollEntry)]) -> impl Iterator<Item = Event> + 'a {
+    sockets.iter().filter(|(_, entry)| entry.ready & entry.events != 0).map(|(index, entry)| {
+        let read = entry.events == READABLE;
+        Event {
+            userdata: subs[*index].userdata,
+            error: Errno::Success,
+            kind: if read { EVENTTYPE_FD_READ } else { EVENTTYPE_FD_WRITE },
+            nbytes: u64::from(read),
+            hangup: false,
+        }
+    })
+}
+
+/// Polls the device once for `sockets`, each socket once (a module may subscribe to one many
+/// times, the device takes at most `MAX_POLL` entries), and sets every subscription's `ready`.
+fn poll_sockets(sockets: &mut [(usize, PollEntry)], timeout: Option<u64>) -> Result<(), Errno> {
+    let mut entries: Vec<PollEntry> = Vec::new();
+    for (_, sub) in sockets.iter() {
+        match entries.iter_mut().find(|e| e.handle == sub.handle) {
+            Some(entry) => entry.events |= sub.events,
+            None => entries.push(*sub),
+        }
+    }
+    net::poll(&mut entries, timeout).map_err(socket::from_linux)?;
+    for (_, sub) in sockets.iter_mut() {
+        sub.ready = entries.iter().find(|e| e.handle == sub.handle).map_or(0, |e| e.ready);
+    }
+    Ok(())
 }
 
 fn poll_oneoff(
@@ -135,7 +189,19 @@ fn poll_oneoff(
     }
     let subs = read_subscriptions(caller, input, count)?;
     loop {
-        let (events, next_deadline) = ready_events(caller.data_mut(), &subs)?;
+        let Sweep { mut events, next_deadline, mut sockets } = sweep(caller.data_mut(), &subs)?;
+        if !sockets.is_empty() {
+            // One device poll: a look if something else is ready, else the sleep itself.
+            let timeout = if events.is_empty() { timeout_us(caller.data_mut(), next_deadline)? } else { Some(0) };
+            if events.is_empty() {
+                caller.data_mut().flush_output()?;
+            }
+            poll_sockets(&mut sockets, timeout)?;
+            events.extend(socket_events(&subs, &sockets));
+            if events.is_empty() {
+                continue;
+            }
+        }
         if !events.is_empty() {
             for (i, event) in events.iter().enumerate() {
                 let at = output.checked_add((i * EVENT_SIZE) as u32).ok_or(Errno::Fault)?;
@@ -156,6 +222,12 @@ pub(crate) fn sleep_until(ctx: &mut WasiCtx, deadline: Option<u64>) -> Result<()
     let micros = deadline.map_or(u64::from(u32::MAX), |d| d.saturating_sub(now).div_ceil(1000).max(1));
     control::wait(micros.min(u64::from(u32::MAX - 1)) as u32);
     Ok(())
+}
+
+/// The device poll's timeout (µs) until the monotonic `deadline`: `None` for none.
+fn timeout_us(ctx: &WasiCtx, deadline: Option<u64>) -> Result<Option<u64>, Errno> {
+    let now = ctx.clocks.monotonic_ns().ok_or(Errno::NoSys)?;
+    Ok(deadline.map(|d| d.saturating_sub(now).div_ceil(1000).max(1)))
 }
 
 pub fn add_to_linker(linker: &mut WasiLinker<'_>) -> wasmtime::Result<()> {
