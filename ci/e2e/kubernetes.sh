@@ -36,6 +36,9 @@ cri() { "$REPO/target/release/wasmcell-cri" --socket "$CTR_SOCK" "$@"; }
     # A wasi:http component whose image says how it is served (the shim takes the variable out).
     "$REPO/target/release/wasmcell" image build -t wasmcell.test/http-hello:latest --env WASMCELL_HTTP_ADDR=8080 \
         -o "$DIR/images/http-hello.tar" "$REPO/target/images/wasm32-wasip2/release/http_hello.wasm" >/dev/null
+    # A preview-1 server, handed a listener on port 7000 by its image (the shim takes it out).
+    "$REPO/target/release/wasmcell" image build -t wasmcell.test/p1-server:latest --env WASMCELL_TCP_LISTEN=7000 \
+        -o "$DIR/images/p1-server.tar" "$SAMPLES/p1_server.wasm" >/dev/null
     native_image wasmcell.test/tcp-ping:latest images/native/tcp_ping.rs "$DIR/images/tcp-ping.tar"
 } || { echo "building the test images failed" >&2; exit 1; }
 for tar in "$DIR"/images/*.tar; do
@@ -184,10 +187,12 @@ t_runc_pod_beside_a_wasm_pod() {
     remove_pod "$wpod" || fail "removing the wasmcell pod failed"
     assert_clean "$BASELINE"
 }
+
 # Networking: a wasmcell pod's component serves TCP on its pod IP; the host (the CNI bridge's
-# gateway), a component in another wasmcell pod and a native client in a runc pod all reach it.
+# gateway), a component in another wasmcell pod and a native client in a runc pod all reach it;
+# and a component calls a native server in the runc pod.
 t_pods_talk_over_their_pod_ips() {
-    local server client rpod echo c code ip logs reply
+    local server client rpod rip echo pong c code ip logs reply
     server=$(run_pod net-server wasmcell) || fail "server RunPodSandbox failed"
     echo=$(run_container net-server "$server" echo wasmcell.test/component-tcp_echo:latest \
         /tcp_echo.wasm 0.0.0.0:8080 3) || fail "the echo server did not start"
@@ -214,6 +219,20 @@ t_pods_talk_over_their_pod_ips() {
         fail "the runc client did not start"
     code=$(cri wait "$c") && [ "$code" = 0 ] || fail "runc client exit code: $code ($(cri logs "$c" 2>&1))"
     [ "$(cri logs "$c" 2>&1)" = "runc got: ping from runc" ] || fail "runc client log: $(cri logs "$c" 2>&1)"
+    # And the other way: a component in a wasmcell pod calls a native server in the runc pod.
+    rip=$(cri ip "$rpod") && [ -n "$rip" ] || fail "no pod IP for the runc pod"
+    pong=$(run_container net-runc "$rpod" pong wasmcell.test/tcp-ping:latest /tcp_ping serve 9090) ||
+        fail "the runc server did not start"
+    for _ in $(seq 100); do
+        grep -q "^listening" <<<"$(cri logs "$pong" 2>&1)" && break
+        sleep 0.1
+    done
+    c=$(run_container net-client "$client" to-runc wasmcell.test/component-tcp_client:latest \
+        /tcp_client.wasm "$rip:9090" "ping from wasmcell") || fail "the client of the runc pod did not start"
+    code=$(cri wait "$c") && [ "$code" = 0 ] || fail "client of runc exit code: $code ($(cri logs "$c" 2>&1))"
+    grep -q "^reply: pong: ping from wasmcell$" <<<"$(cri logs "$c" 2>&1)" ||
+        fail "client of runc log: $(cri logs "$c" 2>&1)"
+    code=$(cri wait "$pong") && [ "$code" = 0 ] || fail "runc server exit code: $code ($(cri logs "$pong" 2>&1))"
     # The server saw its three connections end and exited by itself.
     code=$(cri wait "$echo") && [ "$code" = 0 ] || fail "echo server exit code: $code"
     logs=$(cri logs "$echo" 2>&1)
@@ -268,6 +287,34 @@ t_a_pod_serves_wasi_http() {
     [[ "$(http_get "$ip" 8080 /)" == "HTTP/1.1 200 OK"* ]] || fail "the first server stopped serving"
     remove_pod "$pod" || fail "removing the pod failed"
     ! timeout 2 bash -c "exec 3<>/dev/tcp/$ip/8080" 2>/dev/null || fail "$ip:8080 still answers after the pod is gone"
+    assert_clean "$BASELINE"
+}
+# A preview-1 server in a pod: WASMCELL_TCP_LISTEN=7000 in its image hands it a listener on the
+# pod's port 7000 (descriptor 3, `sock_accept`); the host and a runc pod are echoed, then it
+# ends on its own, freeing the port.
+t_a_preview1_server_in_a_pod_answers_on_its_preopened_listener() {
+    local pod c rpod ping ip code echoed
+    pod=$(run_pod p1 wasmcell) || fail "RunPodSandbox failed"
+    c=$(run_container p1 "$pod" server wasmcell.test/p1-server:latest /p1_server.wasm echo 2) ||
+        fail "the server did not start"
+    ip=$(cri ip "$pod") && [ -n "$ip" ] || fail "no pod IP"
+    for _ in $(seq 100); do
+        grep -q "^ready" <<<"$(cri logs "$c" 2>&1)" && break
+        sleep 0.1
+    done
+    echoed=$(timeout 10 bash -c "exec 3<>/dev/tcp/$ip/7000 && printf hi >&3 && read -r -n 2 reply <&3 && echo \"\$reply\"") ||
+        fail "the host got no echo from $ip:7000 (log: $(cri logs "$c" 2>&1))"
+    [ "$echoed" = hi ] || fail "the host got: $echoed"
+    rpod=$(run_pod p1-runc "") || fail "runc RunPodSandbox failed"
+    ping=$(run_container p1-runc "$rpod" ping wasmcell.test/tcp-ping:latest /tcp_ping "$ip:7000") ||
+        fail "the runc client did not start"
+    code=$(cri wait "$ping") && [ "$code" = 0 ] || fail "runc client exit code: $code ($(cri logs "$ping" 2>&1))"
+    [ "$(cri logs "$ping" 2>&1)" = "runc got: ping from runc" ] || fail "runc client log: $(cri logs "$ping" 2>&1)"
+    remove_pod "$rpod" || fail "removing the runc pod failed"
+    code=$(cri wait "$c") && [ "$code" = 0 ] || fail "the server exited $code ($(cri logs "$c" 2>&1))"
+    grep -q "^served 2" <<<"$(cri logs "$c" 2>&1)" || fail "the server's log: $(cri logs "$c" 2>&1)"
+    ! timeout 2 bash -c "exec 3<>/dev/tcp/$ip/7000" 2>/dev/null || fail "$ip:7000 still answers after the server ended"
+    remove_pod "$pod" || fail "removing the pod failed"
     assert_clean "$BASELINE"
 }
 # containerd's CRI creates the task (the first call that reaches a runtime) in StartContainer,
@@ -358,8 +405,9 @@ check "a pod mixing a WASI 0.2 component and a preview 1 module: both log and ex
 check "StopContainer stops one workload of a pod's VM, not its neighbour" t_one_container_of_a_pod_is_stopped_alone
 check "each container's memory limit sizes its workload in the pod's VM" t_memory_limits_size_each_workload
 check "hybrid node: a runc pod runs beside a wasmcell pod" t_runc_pod_beside_a_wasm_pod
-check "pods talk over their pod IPs: a component serving TCP in a wasmcell pod answers the host, a component in another wasmcell pod and a runc pod" t_pods_talk_over_their_pod_ips
+check "pods talk over their pod IPs: a component serving TCP in a wasmcell pod answers the host, a component in another wasmcell pod and a runc pod; a component calls a runc pod's server" t_pods_talk_over_their_pod_ips
 check "a pod serves a wasi:http component (WASMCELL_HTTP_ADDR) on its pod IP to the host and to another pod's outgoing request; a second server on the port fails saying so" t_a_pod_serves_wasi_http
+check "a preview-1 server in a pod (WASMCELL_TCP_LISTEN) answers the host and a runc pod on its preopened listener" t_a_preview1_server_in_a_pod_answers_on_its_preopened_listener
 check "a non-Wasm container in a wasmcell pod is refused naming the reason (StartContainer)" t_non_wasm_container_is_refused
 check "an idle pod costs no CPU: a workload that logged then sleeps, and its shim, stay asleep" t_idle_pod_costs_nothing
 check "20 wasmcell pods in sequence leave nothing behind" t_twenty_pods_in_sequence

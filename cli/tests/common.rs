@@ -4,7 +4,8 @@
 
 #![allow(dead_code)]
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -174,5 +175,34 @@ impl Fixture {
 impl Drop for Fixture {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// `clients` clients at once, each sending `bytes` bytes (its own pattern) and reading them
+/// all back.
+pub fn echo_clients(port: u16, clients: usize, bytes: usize) {
+    let threads: Vec<_> = (0..clients)
+        .map(|client| {
+            std::thread::spawn(move || {
+                let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                let sent: Vec<u8> = (0..bytes).map(|i| (i * 7 + client) as u8).collect();
+                let mut writer = stream.try_clone().unwrap();
+                let data = sent.clone();
+                let write = std::thread::spawn(move || {
+                    for chunk in data.chunks(4096) {
+                        writer.write_all(chunk).unwrap();
+                    }
+                    writer.shutdown(Shutdown::Write).unwrap();
+                });
+                let mut echoed = Vec::new();
+                stream.read_to_end(&mut echoed).unwrap();
+                write.join().unwrap();
+                assert!(echoed == sent, "client {client}: {} bytes back of {}", echoed.len(), sent.len());
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
     }
 }

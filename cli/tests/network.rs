@@ -9,7 +9,7 @@ mod host_network;
 use common::*;
 use host_network::{host_port, host_run, spawn_on_host};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -36,35 +36,6 @@ fn listening_port(child: &mut Child) -> (u16, BufReader<std::process::ChildStdou
     stdout.read_line(&mut line).unwrap();
     let port = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("not a port line: {line:?}"));
     (port.parse().unwrap(), stdout)
-}
-
-/// `clients` clients at once, each sending `bytes` bytes (its own pattern) and reading them
-/// all back.
-fn echo_clients(port: u16, clients: usize, bytes: usize) {
-    let threads: Vec<_> = (0..clients)
-        .map(|client| {
-            std::thread::spawn(move || {
-                let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-                stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-                let sent: Vec<u8> = (0..bytes).map(|i| (i * 7 + client) as u8).collect();
-                let mut writer = stream.try_clone().unwrap();
-                let data = sent.clone();
-                let write = std::thread::spawn(move || {
-                    for chunk in data.chunks(4096) {
-                        writer.write_all(chunk).unwrap();
-                    }
-                    writer.shutdown(Shutdown::Write).unwrap();
-                });
-                let mut echoed = Vec::new();
-                stream.read_to_end(&mut echoed).unwrap();
-                write.join().unwrap();
-                assert!(echoed == sent, "client {client}: {} bytes back of {}", echoed.len(), sent.len());
-            })
-        })
-        .collect();
-    for thread in threads {
-        thread.join().unwrap();
-    }
 }
 
 #[test]

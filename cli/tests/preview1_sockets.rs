@@ -9,7 +9,7 @@ mod common;
 
 use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
@@ -50,32 +50,6 @@ fn spawn(extra: &[&str], args: &[&str]) -> Child {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("run wasmcell")
-}
-
-/// `clients` clients at once, each sending `bytes` bytes of its own pattern, shutting its side
-/// and reading everything back.
-fn echo_clients(port: u16, clients: usize, bytes: usize) {
-    let threads: Vec<_> = (0..clients)
-        .map(|client| {
-            std::thread::spawn(move || {
-                let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-                stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-                let sent: Vec<u8> = (0..bytes).map(|i| (i * 13 + client) as u8).collect();
-                let (mut writer, data) = (stream.try_clone().unwrap(), sent.clone());
-                let write = std::thread::spawn(move || {
-                    writer.write_all(&data).unwrap();
-                    writer.shutdown(Shutdown::Write).unwrap();
-                });
-                let mut echoed = Vec::new();
-                stream.read_to_end(&mut echoed).unwrap();
-                write.join().unwrap();
-                assert!(echoed == sent, "client {client}: {} bytes back of {}", echoed.len(), sent.len());
-            })
-        })
-        .collect();
-    for thread in threads {
-        thread.join().unwrap();
-    }
 }
 
 /// The rest of the server's stdout and its exit status.
