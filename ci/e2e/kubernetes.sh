@@ -24,7 +24,7 @@ cri() { "$REPO/target/release/wasmcell-cri" --socket "$CTR_SOCK" "$@"; }
 {
     native_image wasmcell.test/pause:latest images/native/pause.rs "$DIR/images/pause.tar"
     native_image wasmcell.test/native:latest images/native/hello_native.rs "$DIR/images/native.tar"
-    for sample in hello exit_code sleep spin grow log_then_sleep; do
+    for sample in hello exit_code sleep spin grow log_then_sleep read_paths; do
         "$REPO/target/release/wasmcell" image build -t "wasmcell.test/$sample:latest" -o "$DIR/images/$sample.tar" \
             "$SAMPLES/$sample.wasm" >/dev/null
     done
@@ -317,6 +317,32 @@ t_a_preview1_server_in_a_pod_answers_on_its_preopened_listener() {
     remove_pod "$pod" || fail "removing the pod failed"
     assert_clean "$BASELINE"
 }
+# Read-only volumes as the kubelet mounts a configMap (files as symlinks into a timestamped
+# directory) and a service-account token: the workload reads them at their destinations; a
+# symlink out of the volume does not lead to the host; a writable mount is not served yet and
+# starts nothing.
+t_read_only_volumes_reach_the_workload() {
+    local pod c v code logs
+    v=$DIR/volumes
+    mkdir -p "$v/config/..2026_12_03" "$v/token" "$v/scratch"
+    printf 'replicas: 3\n' >"$v/config/..2026_12_03/app.yaml"
+    ln -sfn ..2026_12_03/app.yaml "$v/config/app.yaml"
+    ln -sfn /etc/shadow "$v/config/escape"
+    printf 's3cr3t' >"$v/token/token"
+    pod=$(run_pod vol wasmcell) || fail "RunPodSandbox failed"
+    c=$(cri create "$pod" --pod-config "$DIR/pods/vol.json" --name reader --image wasmcell.test/read_paths:latest \
+        --mount "$v/config:/etc/config:ro" --mount "$v/token:/var/run/secrets/kubernetes.io/serviceaccount:ro" \
+        --mount "$v/scratch:/scratch" -- /read_paths.wasm /etc/config/app.yaml \
+        /var/run/secrets/kubernetes.io/serviceaccount/token /etc/config/escape) || fail "CreateContainer failed"
+    cri start "$c" || fail "StartContainer failed"
+    code=$(cri wait "$c") && [ "$code" = 0 ] || fail "reader exit code: $code ($(cri logs "$c" 2>&1))"
+    logs=$(cri logs "$c" 2>&1)
+    grep -qx "/etc/config/app.yaml: 12 bytes" <<<"$logs" || fail "reader log: $logs"
+    grep -qx "/var/run/secrets/kubernetes.io/serviceaccount/token: 6 bytes" <<<"$logs" || fail "reader log: $logs"
+    grep -q "^/etc/config/escape: error: " <<<"$logs" || fail "the symlink out of the volume was followed: $logs"
+    remove_pod "$pod" || fail "removing the pod failed"
+    assert_clean "$BASELINE"
+}
 # containerd's CRI creates the task (the first call that reaches a runtime) in StartContainer,
 # not CreateContainer: the refusal comes there, and must name the reason.
 t_non_wasm_container_is_refused() {
@@ -408,6 +434,7 @@ check "hybrid node: a runc pod runs beside a wasmcell pod" t_runc_pod_beside_a_w
 check "pods talk over their pod IPs: a component serving TCP in a wasmcell pod answers the host, a component in another wasmcell pod and a runc pod; a component calls a runc pod's server" t_pods_talk_over_their_pod_ips
 check "a pod serves a wasi:http component (WASMCELL_HTTP_ADDR) on its pod IP to the host and to another pod's outgoing request; a second server on the port fails saying so" t_a_pod_serves_wasi_http
 check "a preview-1 server in a pod (WASMCELL_TCP_LISTEN) answers the host and a runc pod on its preopened listener" t_a_preview1_server_in_a_pod_answers_on_its_preopened_listener
+check "read-only volumes (a configMap's layout, a token) reach the workload at their destinations; a symlink out of one does not" t_read_only_volumes_reach_the_workload
 check "a non-Wasm container in a wasmcell pod is refused naming the reason (StartContainer)" t_non_wasm_container_is_refused
 check "an idle pod costs no CPU: a workload that logged then sleeps, and its shim, stay asleep" t_idle_pod_costs_nothing
 check "20 wasmcell pods in sequence leave nothing behind" t_twenty_pods_in_sequence

@@ -58,6 +58,9 @@ enum Command {
         env: Vec<String>,
         #[arg(long, value_name = "BYTES")]
         memory_limit: Option<i64>,
+        /// A volume, as the kubelet passes one (`:ro` read-only), repeatable.
+        #[arg(long = "mount", value_name = "HOST:CONTAINER[:ro]")]
+        mounts: Vec<String>,
         /// Replaces the image's command (CRI `command`).
         #[arg(last = true)]
         command: Vec<String>,
@@ -110,6 +113,16 @@ async fn connect(socket: PathBuf) -> anyhow::Result<RuntimeServiceClient<Channel
 /// The gRPC status message alone (tonic's Display adds code and metadata).
 fn call_error(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{}", status.message())
+}
+
+/// `HOST:CONTAINER[:ro]` as a CRI mount.
+fn mount(text: &str) -> anyhow::Result<cri::Mount> {
+    let (host, rest) = text.split_once(':').with_context(|| format!("{text} is not HOST:CONTAINER[:ro]"))?;
+    let (container, readonly) = match rest.strip_suffix(":ro") {
+        Some(container) => (container, true),
+        None => (rest, false),
+    };
+    Ok(cri::Mount { host_path: host.into(), container_path: container.into(), readonly, ..Default::default() })
 }
 
 fn key_values(entries: &[String]) -> anyhow::Result<Vec<cri::KeyValue>> {
@@ -171,7 +184,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let response = client.run_pod_sandbox(request).await.map_err(call_error)?.into_inner();
             println!("{}", response.pod_sandbox_id);
         }
-        Command::Create { pod, pod_config, name, image, env, memory_limit, command } => {
+        Command::Create { pod, pod_config, name, image, env, memory_limit, mounts, command } => {
             let sandbox: cri::PodSandboxConfig = serde_json::from_slice(
                 &std::fs::read(&pod_config).with_context(|| format!("Cannot read {}", pod_config.display()))?,
             )?;
@@ -180,6 +193,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 image: Some(cri::ImageSpec { image, ..Default::default() }),
                 command,
                 envs: key_values(&env)?,
+                mounts: mounts.iter().map(|m| mount(m)).collect::<anyhow::Result<_>>()?,
                 log_path: format!("{name}.log"),
                 linux: memory_limit.map(|bytes| cri::LinuxContainerConfig {
                     resources: Some(cri::LinuxContainerResources {

@@ -50,7 +50,28 @@ pub struct ContainerSpec {
     /// TCP listeners to hand a preview-1 module from descriptor 3 on (`WASMCELL_TCP_LISTEN` in
     /// the environment, taken out of what the workload sees; `wasmcell run --tcplisten`).
     pub listen: Vec<std::net::SocketAddr>,
+    /// The read-only bind mounts the workload sees at their destinations ([`Volume`]).
+    pub volumes: Vec<Volume>,
 }
+
+/// A read-only bind mount of the spec — what the kubelet makes of a configMap, secret,
+/// downwardAPI or projected volume, or a `readOnly` hostPath — packed with the root filesystem
+/// and seen by the workload at its destination. Which mounts become volumes: [`volumes`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Volume {
+    /// Absolute, normalised, text: the workload's path.
+    pub destination: String,
+    /// The host path (the shim checks what it is before packing).
+    pub source: PathBuf,
+}
+
+/// Most volumes a container may have.
+pub const MAX_VOLUMES: usize = 64;
+
+/// Destinations the runtime serves otherwise: the pod's resolver files reach name lookups
+/// through the socket device; the rest are single files not packed yet.
+const SERVED_OTHERWISE: [&str; 5] =
+    ["/etc/hosts", "/etc/resolv.conf", "/etc/hostname", "/dev/termination-log", "/dev/shm"];
 
 /// The environment variable that makes a container serve its `wasi:http/proxy` component:
 /// `PORT` (on every address) or `IP:PORT`.
@@ -91,6 +112,10 @@ pub enum SpecError {
     TcpListen(String),
     #[error("{TCP_LISTEN_ENV} and {HTTP_ADDR_ENV} cannot both be set: a served component opens its own sockets")]
     ListenWhileServing,
+    #[error("The mount at {0:?} is not at an absolute, normalised path")]
+    MountDestination(String),
+    #[error("The container has more than {MAX_VOLUMES} read-only volumes")]
+    TooManyVolumes,
 }
 
 impl ContainerSpec {
@@ -170,6 +195,7 @@ impl ContainerSpec {
             sandbox_id: annotation(SANDBOX_ID),
             resolv_conf: mount_source(spec, "/etc/resolv.conf"),
             hosts: mount_source(spec, "/etc/hosts"),
+            volumes: volumes(spec)?,
         })
     }
 }
@@ -206,6 +232,37 @@ fn take_tcp_listen(env: Vec<String>) -> Result<(Vec<String>, Vec<std::net::Socke
         Some(listen) if listen.len() <= MAX_LISTENERS => Ok((env, listen)),
         _ => Err(SpecError::TcpListen(value)),
     }
+}
+
+/// The spec's mounts that become [`Volume`]s: bind mounts (`type: bind`, or a `bind`/`rbind`
+/// option) marked `ro`, in order, but those at a destination [`SERVED_OTHERWISE`]. Skipped,
+/// never an error, as every pod has them: kernel filesystems (`proc`, `sysfs`, `tmpfs`,
+/// `devpts`, `mqueue`, `cgroup`: the guest has none), and writable binds (emptyDir, writable
+/// hostPath; not served yet: their writes must reach the host).
+pub fn volumes(spec: &Spec) -> Result<Vec<Volume>, SpecError> {
+    let mut volumes = Vec::new();
+    for mount in spec.mounts().iter().flatten() {
+        let options = mount.options().as_deref().unwrap_or_default();
+        let bind = mount.typ().as_deref() == Some("bind") || options.iter().any(|o| o == "bind" || o == "rbind");
+        let destination = mount.destination().to_string_lossy();
+        if !bind || !options.iter().any(|o| o == "ro") || SERVED_OTHERWISE.contains(&destination.as_ref()) {
+            continue;
+        }
+        let normal = destination.starts_with('/')
+            && destination.len() > 1
+            && !destination.ends_with('/')
+            && destination[1..].split('/').all(|part| !part.is_empty() && part != "." && part != "..")
+            && mount.destination().to_str().is_some();
+        let source = mount.source().clone().filter(|source| source.is_absolute());
+        match source {
+            Some(source) if normal => volumes.push(Volume { destination: destination.into_owned(), source }),
+            _ => return Err(SpecError::MountDestination(destination.into_owned())),
+        }
+    }
+    if volumes.len() > MAX_VOLUMES {
+        return Err(SpecError::TooManyVolumes);
+    }
+    Ok(volumes)
 }
 
 /// The source of the spec's last bind mount at `destination` (a later mount hides an earlier).
@@ -253,6 +310,45 @@ mod tests {
         assert!(matches!(with_env(&format!(r#""WASMCELL_TCP_LISTEN={many}""#)), Err(SpecError::TcpListen(_))));
         let err = with_env(r#""WASMCELL_TCP_LISTEN=7000","WASMCELL_HTTP_ADDR=8080""#).unwrap_err();
         assert!(matches!(err, SpecError::ListenWhileServing), "{err:?}");
+    }
+
+    #[test]
+    fn read_only_binds_become_volumes_and_the_rest_is_skipped() {
+        let json = r#"{"ociVersion":"1.0.2","process":{"args":["/a.wasm"],"cwd":"/","user":{"uid":0,"gid":0}},
+            "mounts":[
+              {"destination":"/proc","type":"proc","source":"proc"},
+              {"destination":"/dev/shm","type":"bind","source":"/run/shm","options":["rbind","rw"]},
+              {"destination":"/etc/hosts","type":"bind","source":"/pod/hosts","options":["rbind","ro"]},
+              {"destination":"/etc/config","type":"bind","source":"/kubelet/cm","options":["rbind","ro","nosuid"]},
+              {"destination":"/data","type":"bind","source":"/kubelet/empty","options":["rbind","rw"]},
+              {"destination":"/var/run/secrets/kubernetes.io/serviceaccount","source":"/kubelet/token","options":["bind","ro"]}
+            ]}"#;
+        let s = spec(json).unwrap();
+        let volume =
+            |destination: &str, source: &str| Volume { destination: destination.into(), source: source.into() };
+        assert_eq!(
+            s.volumes,
+            [
+                volume("/etc/config", "/kubelet/cm"),
+                volume("/var/run/secrets/kubernetes.io/serviceaccount", "/kubelet/token")
+            ]
+        );
+        for destination in ["etc/x", "/", "/a/../b", "/a//b", "/a/", "/a/./b"] {
+            let json = format!(
+                r#"{{"ociVersion":"1.0.2","process":{{"args":["/a.wasm"],"cwd":"/","user":{{"uid":0,"gid":0}}}},
+                "mounts":[{{"destination":"{destination}","type":"bind","source":"/s","options":["ro"]}}]}}"#
+            );
+            let err = spec(&json).unwrap_err();
+            assert_eq!(err.to_string(), format!("The mount at {destination:?} is not at an absolute, normalised path"));
+        }
+        let many: Vec<String> = (0..=MAX_VOLUMES)
+            .map(|i| format!(r#"{{"destination":"/v{i}","type":"bind","source":"/s","options":["ro"]}}"#))
+            .collect();
+        let json = format!(
+            r#"{{"ociVersion":"1.0.2","process":{{"args":["/a.wasm"],"cwd":"/","user":{{"uid":0,"gid":0}}}},"mounts":[{}]}}"#,
+            many.join(",")
+        );
+        assert!(matches!(spec(&json), Err(SpecError::TooManyVolumes)));
     }
 
     #[test]

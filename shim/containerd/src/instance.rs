@@ -59,6 +59,8 @@ pub enum InstanceError {
     Pack(#[source] std::io::Error),
     #[error("Cannot pack the root filesystem: {0}")]
     Files(String),
+    #[error("The volume at {destination} cannot be mounted: its source {source_path} {reason}")]
+    Volume { destination: String, source_path: PathBuf, reason: &'static str },
     #[error("WASMCELL_VMM_USER must be UID:GID (numbers), not {0:?}")]
     VmmUser(String),
     #[error("Cannot watch the VMM process")]
@@ -143,6 +145,7 @@ impl VmInstance {
             (None, true) => Entry::Run,
         };
         wasmcell_aot::check_entry(&module, entry)?;
+        let volumes = directory_volumes(&spec.volumes)?;
         let compiler = Compiler::for_host()?;
         // The compiler and the packer are charged to the tenant: moved into its pod's (or
         // container's) cgroup as they start, before they read what the tenant wrote.
@@ -154,7 +157,8 @@ impl VmInstance {
         let cache = Cache::open(Cache::default_dir(), &limits)?.with_compiler_process(process);
         let compiled = cache.get_or_compile(&compiler, &module)?;
         let vmm = crate::vmm_binary().map_err(InstanceError::Pack)?;
-        let files = crate::packer::pack(&vmm, &request.bundle, &rootfs, spec.memory_mib << 20, charged.as_deref())?;
+        let files =
+            crate::packer::pack(&vmm, &request.bundle, &rootfs, &volumes, spec.memory_mib << 20, charged.as_deref())?;
         let plan = WorkloadPlan {
             artifact: compiled.path,
             cpu_features: compiler.cpu_features(),
@@ -365,15 +369,37 @@ impl Instance for VmInstance {
     }
 }
 
-/// Removes what the shim put in `bundle`: a VMM still running in the plan's cgroup, the cgroup,
-/// the root filesystem mount and the plan. Also run by the binary's `delete` action, so it must
-/// work on a bundle whose shim is gone (for a pod, killing the sandbox's VMM ends the pod's VM).
+/// The volumes whose source is a directory, packed with the root filesystem. A single file
+/// (a `subPath` of a configMap, say) is not packed yet and is skipped; a missing source, or
+/// one that is neither (a socket, a device), fails the start.
+fn directory_volumes(volumes: &[crate::spec::Volume]) -> Result<Vec<crate::spec::Volume>, InstanceError> {
+    let mut directories = Vec::new();
+    for volume in volumes {
+        let refused = |reason| InstanceError::Volume {
+            destination: volume.destination.clone(),
+            source_path: volume.source.clone(),
+            reason,
+        };
+        match std::fs::metadata(&volume.source) {
+            Ok(meta) if meta.is_dir() => directories.push(volume.clone()),
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => return Err(refused("is neither a directory nor a regular file")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(refused("does not exist")),
+            Err(_) => return Err(refused("cannot be read")),
+        }
+    }
+    Ok(directories)
+}
+
 /// A resolver file the spec mounts, as text (empty for none).
 fn read_text(path: Option<&Path>) -> String {
     let bytes = path.map(wasmcell_vmm::Resolver::read_file).unwrap_or_default();
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// Removes what the shim put in `bundle`: a VMM still running in the plan's cgroup, the cgroup,
+/// the root filesystem mount and the plan. Also run by the binary's `delete` action, so it must
+/// work on a bundle whose shim is gone (for a pod, killing the sandbox's VMM ends the pod's VM).
 pub fn cleanup_bundle(bundle: &Path) {
     let plan = bundle.join("wasmcell-plan.json");
     if let Some(cgroup) = Plan::read(&plan).ok().and_then(|plan| plan.cgroup) {

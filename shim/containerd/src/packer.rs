@@ -1,11 +1,15 @@
-//! A container's root filesystem, packed into the archive the guest reads
-//! (`wasmcell_abi::archive`) by a jailed child, `wasmcell-vmm pack ROOTFS BUDGET`: the tree is
-//! the tenant's, every name, link and size in it hostile, and the jailed VMM that runs the
-//! workload can open nothing by name. The child sees the root filesystem, read-only, as its
-//! whole world (`pivot_root`), keeps uid 0 with one capability, `CAP_DAC_READ_SEARCH` (to read
-//! files whatever their mode, as the container's root user could), and runs under the packer
-//! seccomp filter: it can read that tree and write its stdout, nothing else. The shim gives it
-//! a memfd as stdout and seals it once the child is done; the VMM reads the archive from it.
+//! A container's root filesystem and its read-only volumes, packed into the archive the guest
+//! reads (`wasmcell_abi::archive`) by a jailed child, `wasmcell-vmm pack ROOTFS BUDGET [GUEST
+//! SOURCE]…`: the trees are the tenant's, every name, link and size in them hostile, and the
+//! jailed VMM that runs the workload can open nothing by name. The child sees read-only views
+//! of the root filesystem and of each volume's source, at `/0`, `/1`, … of an empty root
+//! (`pivot_root`; names of the jail's choosing, so nothing in the tenant's tree decides where
+//! a volume goes), keeps uid 0 with one capability, `CAP_DAC_READ_SEARCH` (to read files
+//! whatever their mode, as the container's root user could), and runs under the packer
+//! seccomp filter: it can read those trees and write its stdout, nothing else. Each view is
+//! one preopen of the archive: the root filesystem as `/`, each volume at its destination. The
+//! shim gives it a memfd as stdout and seals it once the child is done; the VMM reads the
+//! archive from it.
 //!
 //! The verdict comes from the child's last line on stderr ([`DONE`]), not from its exit
 //! status: in the shim, containerd-shim's reaper may collect the child before we can. The
@@ -14,13 +18,14 @@
 //! the tenant, not to containerd.
 
 use crate::instance::InstanceError;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use wasmcell_vmm::jail::{Jail, JailRoot, CAP_DAC_READ_SEARCH};
+use wasmcell_bundle::spec::Volume;
+use wasmcell_vmm::jail::{Jail, JailRoot, CAP_DAC_READ_SEARCH, MAX_VIEWS};
 use wasmcell_vmm::seccomp::{self, ThreadKind};
 use wasmcell_vmm::Preopen;
 
@@ -29,21 +34,24 @@ const DONE: &str = "wasmcell-pack: done";
 /// How much of the child's stderr is kept.
 const STDERR_KEPT: u64 = 16 << 10;
 
-/// Packs `rootfs` (at most `budget` bytes of archive: the workload's memory) in a jailed child
-/// (`vmm`, the VMM binary) run in `bundle`, charged to the cgroup `charged_to` (a
-/// [`crate::cgroup::charged_to`] path); the sealed memfd holding the archive.
+/// Packs `rootfs` and `volumes` (at most `budget` bytes of archive: the workload's memory) in
+/// a jailed child (`vmm`, the VMM binary) run in `bundle`, charged to the cgroup `charged_to`
+/// (a [`crate::cgroup::charged_to`] path); the sealed memfd holding the archive.
 pub fn pack(
     vmm: &Path,
     bundle: &Path,
     rootfs: &Path,
+    volumes: &[Volume],
     budget: u64,
     charged_to: Option<&str>,
 ) -> Result<File, InstanceError> {
     let memfd = memfd().map_err(InstanceError::Pack)?;
-    let mut child = Command::new(vmm)
-        .arg("pack")
-        .arg(rootfs)
-        .arg(budget.to_string())
+    let mut command = Command::new(vmm);
+    command.arg("pack").arg(rootfs).arg(budget.to_string());
+    for volume in volumes {
+        command.arg(&volume.destination).arg(&volume.source);
+    }
+    let mut child = command
         .current_dir(bundle)
         .env_clear()
         .stdin(Stdio::piped())
@@ -97,10 +105,10 @@ fn seal(file: &File) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The child: `wasmcell-vmm pack ROOTFS BUDGET`. The archive on stdout and [`DONE`] on stderr
-/// (status 0), or one line on stderr saying why not (status 1).
-pub fn child(rootfs: &Path, budget: &OsStr) -> i32 {
-    match pack_in_jail(rootfs, budget) {
+/// The child: `wasmcell-vmm pack ROOTFS BUDGET [GUEST SOURCE]…`. The archive on stdout and
+/// [`DONE`] on stderr (status 0), or one line on stderr saying why not (status 1).
+pub fn child(rootfs: &Path, budget: &OsStr, volumes: &[OsString]) -> i32 {
+    match pack_in_jail(rootfs, budget, volumes) {
         Ok(()) => {
             eprintln!("{DONE}");
             0
@@ -112,13 +120,23 @@ pub fn child(rootfs: &Path, budget: &OsStr) -> i32 {
     }
 }
 
-fn pack_in_jail(rootfs: &Path, budget: &OsStr) -> Result<(), String> {
+fn pack_in_jail(rootfs: &Path, budget: &OsStr, volumes: &[OsString]) -> Result<(), String> {
     let budget: u64 = budget.to_str().and_then(|b| b.parse().ok()).ok_or("the budget is not a number")?;
+    if !volumes.len().is_multiple_of(2) || volumes.len() / 2 >= MAX_VIEWS {
+        return Err(String::from("the volumes are not pairs of a guest path and a source, or too many"));
+    }
+    let mut views = vec![rootfs.to_path_buf()];
+    let mut preopens = vec![Preopen { host: "/0".into(), guest: "/".into() }];
+    for (index, pair) in volumes.chunks_exact(2).enumerate() {
+        let guest = pair[0].to_str().ok_or("a volume's guest path is not text")?;
+        views.push(PathBuf::from(&pair[1]));
+        preopens.push(Preopen { host: format!("/{}", index + 1).into(), guest: guest.to_string() });
+    }
     // Until the shim has put this process in the tenant's cgroup and closed our stdin.
     let _ = std::io::stdin().lock().read_to_end(&mut Vec::new());
     wasmcell_vmm::jail::close_inherited_descriptors(&[0, 1, 2]).map_err(|e| e.to_string())?;
     let jail = Jail {
-        root: JailRoot::ReadOnly(rootfs.to_path_buf()),
+        root: JailRoot::Views(views),
         uid: 0,
         gid: 0,
         keep_caps: vec![CAP_DAC_READ_SEARCH],
@@ -128,7 +146,6 @@ fn pack_in_jail(rootfs: &Path, budget: &OsStr) -> Result<(), String> {
     };
     jail.enter().map_err(|e| crate::service::error_chain(&e))?;
     seccomp::apply(ThreadKind::Packer).map_err(|e| crate::service::error_chain(&e))?;
-    let preopen = Preopen { host: "/".into(), guest: "/".into() };
-    let archive = wasmcell_vmm::pack_files(&[preopen], budget).map_err(|e| crate::service::error_chain(&e))?;
+    let archive = wasmcell_vmm::pack_files(&preopens, budget).map_err(|e| crate::service::error_chain(&e))?;
     std::io::stdout().lock().write_all(&archive).map_err(|e| format!("cannot write the archive: {e}"))
 }

@@ -69,7 +69,7 @@ fn the_packing_runs_in_the_tenants_cgroup_and_its_archive_is_sealed() {
     std::fs::create_dir_all(&rootfs).unwrap();
     std::fs::write(rootfs.join("big.bin"), vec![7u8; 8 << 20]).unwrap();
     let vmm = Path::new(env!("CARGO_BIN_EXE_wasmcell-vmm"));
-    let packed = wasmcell_shim::packer::pack(vmm, &bundle, &rootfs, 64 << 20, Some(&name));
+    let packed = wasmcell_shim::packer::pack(vmm, &bundle, &rootfs, &[], 64 << 20, Some(&name));
     let peak = read_u64(&memory.join("memory.max_usage_in_bytes"));
     wasmcell_shim::cgroup::remove(&name);
     let _ = std::fs::remove_dir_all(&bundle);

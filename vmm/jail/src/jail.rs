@@ -3,8 +3,9 @@
 //! instruction, and the packer that reads a tenant's root filesystem. [`Jail::enter`], while
 //! the process is still single-threaded:
 //!
-//! 1. a mount namespace of its own whose root is an empty, read-only tmpfs (or a read-only view
-//!    of one directory, for the packer), reached with `pivot_root`: no host path is left to open;
+//! 1. a mount namespace of its own whose root is an empty, read-only tmpfs (holding read-only
+//!    views of the directories it reads, for the packer), reached with `pivot_root`: no host
+//!    path is left to open;
 //! 2. resource limits: no core dumps, a bounded descriptor table (no file-size limit: a
 //!    workload's stdout may be a regular file its user chose, written through a descriptor);
 //! 3. an unprivileged uid and gid with no supplementary groups, no capabilities (but those
@@ -15,7 +16,7 @@
 //! opens itself afterwards is its own.
 
 use std::ffi::CString;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::path::{Path, PathBuf};
 
 /// The highest capability number the kernel may know (`CAP_LAST_CAP` is 40 on 6.x); dropping
@@ -29,9 +30,14 @@ pub const CAP_DAC_READ_SEARCH: u32 = 2;
 pub enum JailRoot {
     /// An empty, read-only tmpfs.
     Empty,
-    /// A read-only view of this directory (and what is mounted below it).
-    ReadOnly(PathBuf),
+    /// Read-only views of these directories at `/0`, `/1`, … of an empty, read-only tmpfs:
+    /// names of the jail's choosing, so nothing in a view (a tenant's tree) decides where
+    /// another is mounted. At most [`MAX_VIEWS`].
+    Views(Vec<PathBuf>),
 }
+
+/// Most directories a [`JailRoot::Views`] shows.
+pub const MAX_VIEWS: usize = 128;
 
 /// What a jailed process keeps.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,8 +90,8 @@ impl Jail {
     fn pivot(&self) -> Result<(), JailError> {
         // The new root is mounted over the working directory (the bundle, for a shim's child):
         // a directory that exists, shadowed in this namespace only.
-        let here = std::env::current_dir().map_err(|source| JailError::Step { step: "getcwd", source })?;
-        let here = c_path(&here);
+        let here_path = std::env::current_dir().map_err(|source| JailError::Step { step: "getcwd", source })?;
+        let here = c_path(&here_path);
         let none = std::ptr::null::<libc::c_char>();
         // SAFETY: plain system calls on NUL-terminated paths that outlive them; they change this
         // process's mount namespace only (a new one, private from the first mount on).
@@ -108,11 +114,49 @@ impl Jail {
                     );
                     check("mount the root", rc.into())?;
                 }
-                JailRoot::ReadOnly(dir) => {
-                    let dir = c_path(dir);
-                    let rc =
-                        libc::mount(dir.as_ptr(), here.as_ptr(), none, libc::MS_BIND | libc::MS_REC, std::ptr::null());
-                    check("bind the root", rc.into())?;
+                JailRoot::Views(dirs) => {
+                    if dirs.len() > MAX_VIEWS {
+                        return Err(JailError::Step {
+                            step: "count the views",
+                            source: std::io::Error::from_raw_os_error(libc::E2BIG),
+                        });
+                    }
+                    // Opened before the root covers the working directory, which may hold them
+                    // (a bundle's rootfs), and bound from their descriptors.
+                    let mut sources = Vec::with_capacity(dirs.len());
+                    for dir in dirs {
+                        let fd = libc::open(c_path(dir).as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC);
+                        check("open a view", fd.into())?;
+                        sources.push(std::os::fd::OwnedFd::from_raw_fd(fd));
+                    }
+                    let options =
+                        CString::new(format!("size=4k,nr_inodes={},mode=0555", dirs.len() + 4)).unwrap_or_default();
+                    let rc = libc::mount(
+                        c"tmpfs".as_ptr(),
+                        here.as_ptr(),
+                        c"tmpfs".as_ptr(),
+                        flags,
+                        options.as_ptr().cast(),
+                    );
+                    check("mount the root", rc.into())?;
+                    for (index, source) in sources.iter().enumerate() {
+                        let from = CString::new(format!("/proc/self/fd/{}", source.as_raw_fd())).unwrap_or_default();
+                        let at = c_path(&here_path.join(index.to_string()));
+                        check("make a view's directory", libc::mkdir(at.as_ptr(), 0o555).into())?;
+                        let rc = libc::mount(
+                            from.as_ptr(),
+                            at.as_ptr(),
+                            none,
+                            libc::MS_BIND | libc::MS_REC,
+                            std::ptr::null(),
+                        );
+                        check("bind a view", rc.into())?;
+                        let read_only = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | flags;
+                        check(
+                            "remount a view read-only",
+                            libc::mount(none, at.as_ptr(), none, read_only, std::ptr::null()).into(),
+                        )?;
+                    }
                 }
             }
             let read_only = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | flags;

@@ -4,8 +4,8 @@
 //! data (its relocated read-only data is private to every process that loads it).
 //!
 //! - `wasmcell-vmm PLAN`: a container's or a pod's VMM ([`wasmcell_shim::vmm_child`]).
-//! - `wasmcell-vmm pack ROOTFS BUDGET`: packs a container's root filesystem into the archive
-//!   the guest reads, on stdout ([`wasmcell_shim::packer`]).
+//! - `wasmcell-vmm pack ROOTFS BUDGET [GUEST SOURCE]…`: packs a container's root filesystem
+//!   and read-only volumes into the archive the guest reads, on stdout ([`wasmcell_shim::packer`]).
 
 fn main() {
     // One malloc arena: the VMM's threads are few and mostly asleep.
@@ -14,12 +14,12 @@ fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let status = match args.as_slice() {
         [_, plan] => wasmcell_shim::vmm_child::run(std::path::Path::new(plan)),
-        [_, pack, rootfs, budget] if pack == "pack" => {
-            wasmcell_shim::packer::child(std::path::Path::new(rootfs), budget)
+        [_, pack, rootfs, budget, volumes @ ..] if pack == "pack" => {
+            wasmcell_shim::packer::child(std::path::Path::new(rootfs), budget, volumes)
         }
         _ => {
             eprintln!(
-                "usage: {} PLAN | pack ROOTFS BUDGET (run by containerd-shim-wasmcell-v1)",
+                "usage: {} PLAN | pack ROOTFS BUDGET [GUEST SOURCE]... (run by containerd-shim-wasmcell-v1)",
                 wasmcell_shim::VMM_BINARY
             );
             2
