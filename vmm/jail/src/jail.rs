@@ -102,62 +102,38 @@ impl Jail {
                 libc::mount(none, c"/".as_ptr(), none, libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()).into(),
             )?;
             let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-            match &self.root {
-                JailRoot::Empty => {
-                    let options = c"size=4k,nr_inodes=4,mode=0555";
-                    let rc = libc::mount(
-                        c"tmpfs".as_ptr(),
-                        here.as_ptr(),
-                        c"tmpfs".as_ptr(),
-                        flags,
-                        options.as_ptr().cast(),
-                    );
-                    check("mount the root", rc.into())?;
-                }
-                JailRoot::Views(dirs) => {
-                    if dirs.len() > MAX_VIEWS {
-                        return Err(JailError::Step {
-                            step: "count the views",
-                            source: std::io::Error::from_raw_os_error(libc::E2BIG),
-                        });
-                    }
-                    // Opened before the root covers the working directory, which may hold them
-                    // (a bundle's rootfs), and bound from their descriptors.
-                    let mut sources = Vec::with_capacity(dirs.len());
-                    for dir in dirs {
-                        let fd = libc::open(c_path(dir).as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC);
-                        check("open a view", fd.into())?;
-                        sources.push(std::os::fd::OwnedFd::from_raw_fd(fd));
-                    }
-                    let options =
-                        CString::new(format!("size=4k,nr_inodes={},mode=0555", dirs.len() + 4)).unwrap_or_default();
-                    let rc = libc::mount(
-                        c"tmpfs".as_ptr(),
-                        here.as_ptr(),
-                        c"tmpfs".as_ptr(),
-                        flags,
-                        options.as_ptr().cast(),
-                    );
-                    check("mount the root", rc.into())?;
-                    for (index, source) in sources.iter().enumerate() {
-                        let from = CString::new(format!("/proc/self/fd/{}", source.as_raw_fd())).unwrap_or_default();
-                        let at = c_path(&here_path.join(index.to_string()));
-                        check("make a view's directory", libc::mkdir(at.as_ptr(), 0o555).into())?;
-                        let rc = libc::mount(
-                            from.as_ptr(),
-                            at.as_ptr(),
-                            none,
-                            libc::MS_BIND | libc::MS_REC,
-                            std::ptr::null(),
-                        );
-                        check("bind a view", rc.into())?;
-                        let read_only = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | flags;
-                        check(
-                            "remount a view read-only",
-                            libc::mount(none, at.as_ptr(), none, read_only, std::ptr::null()).into(),
-                        )?;
-                    }
-                }
+            let views: &[PathBuf] = match &self.root {
+                JailRoot::Empty => &[],
+                JailRoot::Views(dirs) => dirs,
+            };
+            if views.len() > MAX_VIEWS {
+                return Err(JailError::Step {
+                    step: "count the views",
+                    source: std::io::Error::from_raw_os_error(libc::E2BIG),
+                });
+            }
+            // Opened before the root covers the working directory, which may hold them (a
+            // bundle's rootfs), and bound from their descriptors.
+            let mut sources = Vec::with_capacity(views.len());
+            for dir in views {
+                let fd = libc::open(c_path(dir).as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC);
+                check("open a view", fd.into())?;
+                sources.push(std::os::fd::OwnedFd::from_raw_fd(fd));
+            }
+            let options = CString::new(format!("size=4k,nr_inodes={},mode=0555", views.len() + 4)).unwrap_or_default();
+            let rc = libc::mount(c"tmpfs".as_ptr(), here.as_ptr(), c"tmpfs".as_ptr(), flags, options.as_ptr().cast());
+            check("mount the root", rc.into())?;
+            for (index, source) in sources.iter().enumerate() {
+                let from = CString::new(format!("/proc/self/fd/{}", source.as_raw_fd())).unwrap_or_default();
+                let at = c_path(&here_path.join(index.to_string()));
+                check("make a view's directory", libc::mkdir(at.as_ptr(), 0o555).into())?;
+                let rc = libc::mount(from.as_ptr(), at.as_ptr(), none, libc::MS_BIND | libc::MS_REC, std::ptr::null());
+                check("bind a view", rc.into())?;
+                let read_only = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | flags;
+                check(
+                    "remount a view read-only",
+                    libc::mount(none, at.as_ptr(), none, read_only, std::ptr::null()).into(),
+                )?;
             }
             let read_only = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | flags;
             check(
