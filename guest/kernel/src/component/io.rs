@@ -12,7 +12,8 @@ use super::sockets::{StreamFailure, TcpInput, TcpOutput, TcpSocket};
 use super::ComponentCtx;
 use crate::net;
 use crate::virtio::console::Output;
-use crate::wasi::{poll as wasi_poll, stdio};
+use crate::wasi::poll::{self as wasi_poll, SocketWait};
+use crate::wasi::stdio;
 use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
@@ -292,15 +293,10 @@ impl ComponentCtx {
             }
             // Something ready already: the sockets are only looked at. Otherwise the device
             // sleeps until one is ready or the earliest deadline (output queued goes first).
-            let timeout = if ready.is_empty() {
-                self.wasi.flush_output().map_err(|e| wasmtime::format_err!("poll: {e:?}"))?;
-                let now = self.wasi.clocks.monotonic_ns().unwrap_or(0);
-                next.map(|at| at.saturating_sub(now).div_ceil(1000).max(1))
-            } else {
-                Some(0)
-            };
+            let wait = if ready.is_empty() { SocketWait::Sleep(next) } else { SocketWait::Look };
             let mut entries: Vec<PollEntry> = sockets.iter().map(|(_, e)| *e).collect();
-            net::poll(&mut entries, timeout).map_err(|e| wasmtime::format_err!("poll: socket device error {e}"))?;
+            wasi_poll::poll_sockets(&mut self.wasi, &mut entries, wait)
+                .map_err(|e| wasmtime::format_err!("poll: socket device error {e:?}"))?;
             ready.extend(sockets.iter().zip(&entries).filter(|(_, e)| e.ready != 0).map(|((i, _), _)| *i));
             if !ready.is_empty() {
                 ready.sort_unstable();

@@ -92,7 +92,6 @@ fn read_subscriptions(caller: &mut Caller<'_, WasiCtx>, ptr: u32, count: u32) ->
 }
 
 /// What one sweep over the subscriptions found.
-#[derive(Default)]
 struct Sweep {
     /// The events ready now, sockets aside.
     events: Vec<Event>,
@@ -160,23 +159,6 @@ fn socket_events<'a>(subs: &'a [Subscription], sockets: &'a [(usize, PollEntry)]
     })
 }
 
-/// Polls the device once for `sockets`, each socket once (a module may subscribe to one many
-/// times, the device takes at most `MAX_POLL` entries), and sets every subscription's `ready`.
-fn poll_sockets(sockets: &mut [(usize, PollEntry)], timeout: Option<u64>) -> Result<(), Errno> {
-    let mut entries: Vec<PollEntry> = Vec::new();
-    for (_, sub) in sockets.iter() {
-        match entries.iter_mut().find(|e| e.handle == sub.handle) {
-            Some(entry) => entry.events |= sub.events,
-            None => entries.push(*sub),
-        }
-    }
-    net::poll(&mut entries, timeout).map_err(socket::from_linux)?;
-    for (_, sub) in sockets.iter_mut() {
-        sub.ready = entries.iter().find(|e| e.handle == sub.handle).map_or(0, |e| e.ready);
-    }
-    Ok(())
-}
-
 fn poll_oneoff(
     caller: &mut Caller<'_, WasiCtx>,
     input: u32,
@@ -192,11 +174,12 @@ fn poll_oneoff(
         let Sweep { mut events, next_deadline, mut sockets } = sweep(caller.data_mut(), &subs)?;
         if !sockets.is_empty() {
             // One device poll: a look if something else is ready, else the sleep itself.
-            let timeout = if events.is_empty() { timeout_us(caller.data_mut(), next_deadline)? } else { Some(0) };
-            if events.is_empty() {
-                caller.data_mut().flush_output()?;
+            let wait = if events.is_empty() { SocketWait::Sleep(next_deadline) } else { SocketWait::Look };
+            let mut entries: Vec<PollEntry> = sockets.iter().map(|(_, entry)| *entry).collect();
+            poll_sockets(caller.data_mut(), &mut entries, wait)?;
+            for ((_, entry), polled) in sockets.iter_mut().zip(entries) {
+                *entry = polled;
             }
-            poll_sockets(&mut sockets, timeout)?;
             events.extend(socket_events(&subs, &sockets));
             if events.is_empty() {
                 continue;
@@ -218,13 +201,48 @@ fn poll_oneoff(
 pub(crate) fn sleep_until(ctx: &mut WasiCtx, deadline: Option<u64>) -> Result<(), Errno> {
     // Output queued before the sleep is out before it, and the sleep is not cut short by it.
     ctx.flush_output()?;
-    let now = ctx.clocks.monotonic_ns().ok_or(Errno::NoSys)?;
-    let micros = deadline.map_or(u64::from(u32::MAX), |d| d.saturating_sub(now).div_ceil(1000).max(1));
+    let micros = timeout_us(ctx, deadline)?.unwrap_or(u64::from(u32::MAX));
     control::wait(micros.min(u64::from(u32::MAX - 1)) as u32);
     Ok(())
 }
 
-/// The device poll's timeout (µs) until the monotonic `deadline`: `None` for none.
+/// What [`poll_sockets`] does when no socket is ready.
+pub(crate) enum SocketWait {
+    /// Returns at once.
+    Look,
+    /// Sleeps until one is, the monotonic deadline (ns; `None`: none) passes or stdin has
+    /// input.
+    Sleep(Option<u64>),
+}
+
+/// Asks the socket device about `entries` in one poll — one exit — and sets every entry's
+/// `ready`; before a sleep, the workload's queued output goes out. Each socket is asked once:
+/// a workload may wait on one many times, and the device takes at most `MAX_POLL` entries (a
+/// longer list would end the workload with a device error). What preview 1's `poll_oneoff`
+/// and WASI 0.2's `poll` block with when sockets are among what they wait for.
+pub(crate) fn poll_sockets(ctx: &mut WasiCtx, entries: &mut [PollEntry], wait: SocketWait) -> Result<(), Errno> {
+    let timeout = match wait {
+        SocketWait::Look => Some(0),
+        SocketWait::Sleep(deadline) => {
+            ctx.flush_output()?;
+            timeout_us(ctx, deadline)?
+        }
+    };
+    let mut unique: Vec<PollEntry> = Vec::new();
+    for entry in entries.iter() {
+        match unique.iter_mut().find(|u| u.handle == entry.handle) {
+            Some(u) => u.events |= entry.events,
+            None => unique.push(*entry),
+        }
+    }
+    net::poll(&mut unique, timeout).map_err(socket::from_linux)?;
+    for entry in entries.iter_mut() {
+        entry.ready = unique.iter().find(|u| u.handle == entry.handle).map_or(0, |u| u.ready & entry.events);
+    }
+    Ok(())
+}
+
+/// The time (µs, at least 1) until the monotonic `deadline`: `None` for none.
 fn timeout_us(ctx: &WasiCtx, deadline: Option<u64>) -> Result<Option<u64>, Errno> {
     let now = ctx.clocks.monotonic_ns().ok_or(Errno::NoSys)?;
     Ok(deadline.map(|d| d.saturating_sub(now).div_ceil(1000).max(1)))
