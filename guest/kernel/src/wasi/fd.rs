@@ -16,7 +16,7 @@ const MAX_FDS: usize = 4096;
 /// `fdflags::append`.
 pub const FDFLAGS_APPEND: u16 = 1;
 const FDFLAGS_DSYNC: u16 = 2;
-const FDFLAGS_NONBLOCK: u16 = 4;
+pub const FDFLAGS_NONBLOCK: u16 = 4;
 const FDFLAGS_RSYNC: u16 = 8;
 const FDFLAGS_SYNC: u16 = 16;
 /// The flags a descriptor keeps from its `path_open` and reports (nothing to sync in memory).

@@ -12,7 +12,7 @@
 //! nothing else), at most `MAX_TRANSFER` per device call.
 
 use super::errno::{to_errno, Errno};
-use super::fd::Fd;
+use super::fd::{Fd, FDFLAGS_NONBLOCK as NONBLOCK};
 use super::io::iovecs;
 use super::{memory, write_bytes, write_u32, WasiCtx, WasiLinker, MODULE};
 use crate::net::{self, Handle};
@@ -24,8 +24,6 @@ use wasmtime::Caller;
 /// The backlog of a preopened listener (what Rust's `TcpListener::bind` asks for).
 const BACKLOG: u64 = 128;
 
-/// `fdflags::nonblock`.
-const NONBLOCK: u16 = 4;
 /// `riflags`.
 const RECV_PEEK: u16 = 1;
 const RECV_WAITALL: u16 = 2;
@@ -161,16 +159,16 @@ pub(super) fn receive(
     waitall: bool,
 ) -> Result<usize, Errno> {
     let (handle, nonblocking) = connection(caller.data(), fd)?;
-    let vecs = iovecs(caller, iovs, count)?;
+    let (vecs, memory) = checked_iovecs(caller, iovs, count)?;
     let wanted = vecs.iter().map(|v| v.1).fold(0usize, usize::saturating_add).min(u32::MAX as usize);
-    let memory = memory(caller)?;
     let mut buf = alloc::vec![0u8; wanted.min(MAX_TRANSFER as usize)];
     let mut total = 0;
     while total < wanted {
         let room = (wanted - total).min(buf.len());
         let n = match net::receive(handle, &mut buf[..room], peek) {
             Ok((n, _)) => n,
-            Err(errno::EAGAIN) if total > 0 && (nonblocking || !waitall) => break,
+            // Only with `waitall` does a second receive happen.
+            Err(errno::EAGAIN) if total > 0 && nonblocking => break,
             Err(errno::EAGAIN) if !nonblocking => {
                 wait(caller.data_mut(), handle, READABLE)?;
                 continue;
@@ -186,6 +184,22 @@ pub(super) fn receive(
         }
     }
     Ok(total)
+}
+
+/// The iovecs at `iovs`, each checked to lie in the caller's memory before any byte moves (a
+/// bad one would otherwise be found with bytes already taken from, or given to, the socket).
+fn checked_iovecs(
+    caller: &mut Caller<'_, WasiCtx>,
+    iovs: u32,
+    count: u32,
+) -> Result<(Vec<(usize, usize)>, wasmtime::Memory), Errno> {
+    let vecs = iovecs(caller, iovs, count)?;
+    let memory = memory(caller)?;
+    let size = memory.data_size(&*caller);
+    match vecs.iter().all(|&(ptr, len)| ptr.checked_add(len).is_some_and(|end| end <= size)) {
+        true => Ok((vecs, memory)),
+        false => Err(Errno::Fault),
+    }
 }
 
 /// Copies `bytes` into the iovecs, starting `skip` bytes into them.
@@ -220,8 +234,7 @@ fn scatter(
 /// the host socket is full; a non-blocking one what fits now (`AGAIN` if nothing does).
 pub(super) fn send(caller: &mut Caller<'_, WasiCtx>, fd: u32, iovs: u32, count: u32) -> Result<usize, Errno> {
     let (handle, nonblocking) = connection(caller.data(), fd)?;
-    let vecs = iovecs(caller, iovs, count)?;
-    let memory = memory(caller)?;
+    let (vecs, memory) = checked_iovecs(caller, iovs, count)?;
     let mut buf = Vec::with_capacity(MAX_TRANSFER as usize);
     let mut total = 0usize;
     for (ptr, len) in vecs {

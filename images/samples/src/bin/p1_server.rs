@@ -260,6 +260,10 @@ fn probe() {
     let events =
         wait(&[subscription(1, EVENTTYPE_FD_READ, LISTENER.into()), subscription(2, EVENTTYPE_CLOCK, 10_000_000)]);
     println!("poll idle: {:?}", events.iter().map(|e| e.0).collect::<Vec<_>>());
+    // One socket subscribed more often than the socket device takes entries in one poll.
+    let mut many = vec![subscription(1, EVENTTYPE_FD_READ, LISTENER.into()); 300];
+    many.push(subscription(2, EVENTTYPE_CLOCK, 10_000_000));
+    println!("poll many: {:?}", wait(&many).iter().map(|e| e.0).collect::<Vec<_>>());
     // SAFETY: a plain call.
     println!("set flags blocking: {}", unsafe { fd_fdstat_set_flags(LISTENER, 0) });
     println!("fdstat blocking listener: {}", fdstat(LISTENER));
@@ -269,11 +273,22 @@ fn probe() {
     // The client sends "hello world" and waits for the reply.
     let mut buf = [0u8; 11];
     println!("recv bad flags: {}", errno(recv(fd, &mut buf, 4)));
+    // An iovec past the end of memory: refused before any byte leaves the socket.
+    let mut first = [0u8; 5];
+    let iovs = [Iovec { buf: first.as_mut_ptr(), len: 5 }, Iovec { buf: usize::MAX as *const u8, len: 5 }];
+    let (mut n, mut out_flags) = (0, 0);
+    // SAFETY: the first iovec points into `first`; the runtime refuses the second.
+    println!("recv fault: {}", unsafe { sock_recv(fd, iovs.as_ptr(), 2, 0, &mut n, &mut out_flags) });
     let peeked = recv(fd, &mut buf[..5], 1).expect("peek");
     println!("peek: {}", String::from_utf8_lossy(&buf[..peeked]));
     let n = recv(fd, &mut buf, 2).expect("waitall");
     println!("waitall: {}", String::from_utf8_lossy(&buf[..n]));
     println!("send flags: {}", errno(send(fd, b"x", 1)));
+    // The same on the way out: nothing of the first iovec is sent.
+    let iovs = [Iovec { buf: b"JUNK".as_ptr(), len: 4 }, Iovec { buf: usize::MAX as *const u8, len: 4 }];
+    let mut sent = 0;
+    // SAFETY: the first iovec points into a static; the runtime refuses the second.
+    println!("send fault: {}", unsafe { sock_send(fd, iovs.as_ptr(), 2, 0, &mut sent) });
     println!("send: {}", errno(send(fd, b"HELLO WORLD", 0)));
     // SAFETY: plain calls on a descriptor this program owns.
     unsafe {
