@@ -68,10 +68,9 @@ pub struct Volume {
 /// Most volumes a container may have.
 pub const MAX_VOLUMES: usize = 64;
 
-/// Destinations the runtime serves otherwise: the pod's resolver files reach name lookups
-/// through the socket device; the rest are single files not packed yet.
-const SERVED_OTHERWISE: [&str; 5] =
-    ["/etc/hosts", "/etc/resolv.conf", "/etc/hostname", "/dev/termination-log", "/dev/shm"];
+/// The single files every CRI container is given, served otherwise: the pod's resolver files
+/// reach name lookups through the socket device; the others are not served yet.
+const SERVED_OTHERWISE: [&str; 4] = ["/etc/hosts", "/etc/resolv.conf", "/etc/hostname", "/dev/termination-log"];
 
 /// The environment variable that makes a container serve its `wasi:http/proxy` component:
 /// `PORT` (on every address) or `IP:PORT`.
@@ -114,6 +113,8 @@ pub enum SpecError {
     ListenWhileServing,
     #[error("The mount at {0:?} is not at an absolute, normalised path")]
     MountDestination(String),
+    #[error("The mount at {0} has no absolute source path")]
+    MountSource(String),
     #[error("The container has more than {MAX_VOLUMES} read-only volumes")]
     TooManyVolumes,
 }
@@ -244,25 +245,31 @@ pub fn volumes(spec: &Spec) -> Result<Vec<Volume>, SpecError> {
     for mount in spec.mounts().iter().flatten() {
         let options = mount.options().as_deref().unwrap_or_default();
         let bind = mount.typ().as_deref() == Some("bind") || options.iter().any(|o| o == "bind" || o == "rbind");
+        let ro = options.iter().any(|o| o == "ro");
         let destination = mount.destination().to_string_lossy();
-        if !bind || !options.iter().any(|o| o == "ro") || SERVED_OTHERWISE.contains(&destination.as_ref()) {
+        if !bind || !ro || SERVED_OTHERWISE.contains(&destination.as_ref()) {
             continue;
         }
-        let normal = destination.starts_with('/')
-            && destination.len() > 1
-            && !destination.ends_with('/')
-            && destination[1..].split('/').all(|part| !part.is_empty() && part != "." && part != "..")
-            && mount.destination().to_str().is_some();
+        let destination = mount
+            .destination()
+            .to_str()
+            .filter(|d| is_normal_path(d))
+            .ok_or_else(|| SpecError::MountDestination(destination.into_owned()))?;
         let source = mount.source().clone().filter(|source| source.is_absolute());
-        match source {
-            Some(source) if normal => volumes.push(Volume { destination: destination.into_owned(), source }),
-            _ => return Err(SpecError::MountDestination(destination.into_owned())),
-        }
+        let source = source.ok_or_else(|| SpecError::MountSource(destination.to_string()))?;
+        volumes.push(Volume { destination: destination.to_string(), source });
     }
     if volumes.len() > MAX_VOLUMES {
         return Err(SpecError::TooManyVolumes);
     }
     Ok(volumes)
+}
+
+/// Absolute, and no empty, `.` or `..` component (`/` itself is the root filesystem's).
+fn is_normal_path(path: &str) -> bool {
+    path.len() > 1
+        && path.starts_with('/')
+        && path[1..].split('/').all(|part| !part.is_empty() && part != "." && part != "..")
 }
 
 /// The source of the spec's last bind mount at `destination` (a later mount hides an earlier).
@@ -349,6 +356,9 @@ mod tests {
             many.join(",")
         );
         assert!(matches!(spec(&json), Err(SpecError::TooManyVolumes)));
+        let json = r#"{"ociVersion":"1.0.2","process":{"args":["/a.wasm"],"cwd":"/","user":{"uid":0,"gid":0}},
+            "mounts":[{"destination":"/etc/config","type":"bind","source":"relative/cm","options":["ro"]}]}"#;
+        assert_eq!(spec(json).unwrap_err().to_string(), "The mount at /etc/config has no absolute source path");
     }
 
     #[test]
