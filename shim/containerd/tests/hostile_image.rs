@@ -12,6 +12,11 @@ struct Bundle(PathBuf);
 
 impl Bundle {
     fn new(name: &str, entrypoint: &str) -> Self {
+        Self::with_mounts(name, entrypoint, serde_json::json!([]))
+    }
+
+    /// With the spec's `mounts`.
+    fn with_mounts(name: &str, entrypoint: &str, mounts: serde_json::Value) -> Self {
         let dir = std::env::temp_dir().join(format!("wasmcell-hostile-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("rootfs")).unwrap();
@@ -19,6 +24,7 @@ impl Bundle {
             "ociVersion": "1.0.2",
             "process": { "args": [format!("/{entrypoint}")], "cwd": "/", "user": { "uid": 0, "gid": 0 } },
             "root": { "path": "rootfs" },
+            "mounts": mounts,
         });
         std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
         Self(dir)
@@ -90,4 +96,30 @@ fn a_fifo_entrypoint_is_refused_without_blocking() {
     // SAFETY: `path` is a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o644) }, 0);
     bundle.assert_refused("No Wasm module at /app.wasm in the image");
+}
+
+/// A read-only volume whose source is missing, or is a socket, fails the start naming it,
+/// before anything is compiled or packed.
+#[test]
+fn a_volume_whose_source_is_missing_or_a_socket_is_refused_at_create() {
+    let outside = std::env::temp_dir().join(format!("wasmcell-hostile-volume-src-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&outside);
+    std::fs::create_dir_all(&outside).unwrap();
+    let socket = outside.join("control.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    for (name, source, reason) in [
+        ("missing", outside.join("nothing"), "does not exist"),
+        ("socket", socket, "is neither a directory nor a regular file"),
+    ] {
+        let mounts = serde_json::json!([{
+            "destination": "/etc/config", "type": "bind", "source": source, "options": ["rbind", "ro"],
+        }]);
+        let bundle = Bundle::with_mounts(&format!("volume-{name}"), "app.wasm", mounts);
+        std::fs::write(bundle.rootfs("app.wasm"), b"\0asm\x01\0\0\0").unwrap();
+        bundle.assert_refused(&format!(
+            "The volume at /etc/config cannot be mounted: its source {} {reason}",
+            source.display()
+        ));
+    }
+    let _ = std::fs::remove_dir_all(&outside);
 }
