@@ -310,4 +310,31 @@ mod tests {
         let config = VmConfig { timeout: Some(Duration::ZERO), ..Default::default() };
         assert!(matches!(config.validate(), Err(ConfigError::ZeroTimeout)));
     }
+
+    #[test]
+    fn listeners_and_serving_need_a_network_and_exclude_each_other() {
+        let address: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let validate = |workload: Workload| VmConfig { workload: Some(workload), ..Default::default() }.validate();
+        let network = || Some(Network::default());
+        let serve = Workload { serve: Some(address), ..Default::default() };
+        assert!(matches!(validate(serve), Err(ConfigError::ServeWithoutNetwork)));
+        let listen = Workload { listen: vec![address], ..Default::default() };
+        assert!(matches!(validate(listen), Err(ConfigError::ListenWithoutNetwork)));
+        let both = Workload { listen: vec![address], serve: Some(address), network: network(), ..Default::default() };
+        assert!(matches!(validate(both), Err(ConfigError::ListenWhileServing)));
+        assert!(validate(Workload { listen: vec![address], network: network(), ..Default::default() }).is_ok());
+    }
+
+    #[test]
+    fn listen_addresses_reach_the_workload_blob_in_order() {
+        let workload = Workload {
+            args: vec!["a.wasm".into()],
+            listen: vec!["127.0.0.1:7000".parse().unwrap(), "[::1]:7001".parse().unwrap()],
+            ..Default::default()
+        };
+        let blob = workload.encode().unwrap();
+        let parsed = wasmcell_abi::workload::Workload::parse(&blob).unwrap();
+        assert!(parsed.listen().eq([&b"127.0.0.1:7000"[..], b"[::1]:7001"]));
+        assert_eq!(parsed.serve(), None);
+    }
 }
