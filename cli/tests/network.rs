@@ -125,6 +125,16 @@ fn a_workload_holds_at_most_its_socket_limit() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 
+/// A component waiting on one socket more often than the device takes sockets in one poll
+/// (its 256) is answered as on the host: the guest asks the device about each socket once.
+#[test]
+fn a_poll_naming_one_socket_300_times_answers_as_on_the_host() {
+    let out = run(&["--inherit-network", &component("poll_many")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "ready: [300]\n");
+    assert_eq!(host_run(&component("poll_many"), &[]), (0, stdout(&out)));
+}
+
 #[test]
 fn a_stop_with_connections_open_closes_them_and_frees_the_port() {
     let mut server = spawn_in_microvm(&component("tcp_echo"), &["127.0.0.1:0", "5"], &["--timeout", "2s"]);
