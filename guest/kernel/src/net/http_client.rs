@@ -52,6 +52,10 @@ pub struct ClientExchange {
     /// The response head once it has arrived and until it is taken.
     response: Option<ResponseHead>,
     decoder: Option<Decoder>,
+    /// The server stopped taking the request (it may have answered early, before the body
+    /// was all sent, as HTTP allows): the rest of the request is dropped, and the response,
+    /// if it came, is still read — as hyper's client does for wasmtime.
+    request_refused: bool,
 }
 
 impl ClientExchange {
@@ -64,8 +68,16 @@ impl ClientExchange {
         body: Option<Framing>,
     ) -> Result<Self, ClientError> {
         let socket = open(address.family, true).map_err(connect_error)?;
-        let exchange =
-            Self { socket, head_request, body, staged: head, received: Vec::new(), response: None, decoder: None };
+        let exchange = Self {
+            socket,
+            head_request,
+            body,
+            staged: head,
+            received: Vec::new(),
+            response: None,
+            decoder: None,
+            request_refused: false,
+        };
         match connect(socket, address) {
             Ok(()) => {}
             Err(errno::EINPROGRESS) => {
@@ -94,10 +106,14 @@ impl ClientExchange {
         Ok(())
     }
 
-    /// Sends what is staged.
+    /// Sends what is staged. A server that no longer takes it is not an error here: whether
+    /// it answered is the response's to say (`Terminated` there if it did not).
     pub fn flush(&mut self) -> Result<(), ClientError> {
         let staged = core::mem::take(&mut self.staged);
-        send_all(self.socket, &staged).map_err(|_| ClientError::Terminated)
+        if !self.request_refused && send_all(self.socket, &staged).is_err() {
+            self.request_refused = true;
+        }
+        Ok(())
     }
 
     /// The request body ended: the last chunk, then everything is sent.
