@@ -91,6 +91,11 @@ pub struct RunArgs {
     /// packed read-only into the VM; the module's writes stay in VM memory and vanish with it.
     #[arg(long = "dir", value_name = "HOST[::GUEST]", value_parser = parse_dir)]
     pub dirs: Vec<Preopen>,
+    /// Let the module read and write a host directory, at GUEST (default: HOST as written), as a
+    /// container volume: its writes reach the host at once ("ro": no writes). Preview-1
+    /// modules only, so far.
+    #[arg(long = "volume", value_name = "HOST[::GUEST][:ro]", value_parser = parse_volume)]
+    pub volumes: Vec<VolumeArg>,
     /// Give the module the host's network (as `wasmtime run -S inherit-network`): its sockets
     /// are real sockets of this process's network namespace. Without it every address is denied.
     #[arg(long)]
@@ -219,6 +224,26 @@ impl SelfTestArg {
         let version = if matches!(self, SelfTestArg::AbiMismatch) { ABI_VERSION + 1 } else { ABI_VERSION };
         (SelfTest { kind, arg }, version)
     }
+}
+
+/// A `--volume`: a host directory, where the module sees it, and whether it may write.
+#[derive(Clone, Debug)]
+pub struct VolumeArg {
+    pub host: PathBuf,
+    pub guest: String,
+    pub read_only: bool,
+}
+
+fn parse_volume(value: &str) -> Result<VolumeArg, String> {
+    let (rest, read_only) = match value.strip_suffix(":ro") {
+        Some(rest) => (rest, true),
+        None => (value.strip_suffix(":rw").unwrap_or(value), false),
+    };
+    let Preopen { host, guest } = parse_dir(rest).map_err(|_| format!("'{value}' is not HOST[::GUEST][:ro]"))?;
+    if !guest.starts_with('/') {
+        return Err(format!("'{value}': the guest path {guest} is not absolute"));
+    }
+    Ok(VolumeArg { host, guest, read_only })
 }
 
 fn parse_dir(value: &str) -> Result<Preopen, String> {

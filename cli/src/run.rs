@@ -10,9 +10,10 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use wasmcell_abi::boot_info::LOG_OFF;
+use wasmcell_abi::file::Volume;
 use wasmcell_aot::{Cache, Compiler, Entry, Limits};
 use wasmcell_vmm::signals;
-use wasmcell_vmm::{Artifact, Input, Network, Outcome, Outgoing, Output, Resolver, Vm, VmConfig, Workload};
+use wasmcell_vmm::{Artifact, HostVolume, Input, Network, Outcome, Outgoing, Output, Resolver, Vm, VmConfig, Workload};
 
 /// The status `wasmtime run` gives a trap on Unix (128 + SIGABRT).
 const TRAP_STATUS: u8 = 134;
@@ -60,7 +61,20 @@ pub fn prepare(
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Before compiling, whose worker threads would otherwise take a SIGTERM and die of it.
     signals::block_stop_signals().context("Cannot watch for SIGINT/SIGTERM")?;
-    let entry = if args.tcplisten.is_empty() { Entry::Run } else { Entry::RunWithListeners };
+    let entry = match (args.tcplisten.is_empty(), args.volumes.is_empty()) {
+        (false, _) => Entry::RunWithListeners,
+        (true, false) => Entry::RunWithVolumes,
+        (true, true) => Entry::Run,
+    };
+    // Opened first: a missing or odd volume fails before anything is compiled.
+    let volumes = args
+        .volumes
+        .iter()
+        .map(|v| {
+            let kind = if v.read_only { Volume::ReadOnlyDir } else { Volume::Dir };
+            HostVolume::open(&v.host, &v.guest, kind)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let prepared = prepare(&args.module, entry, args.allow_precompiled, args.cache_dir)?;
     // Preopened listeners alone give a network that answers and never connects out: a
     // preview-1 module can only accept on what it was handed.
@@ -82,6 +96,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         network,
         serve: None,
         listen: args.tcplisten,
+        volumes,
     };
     let config = VmConfig { timeout: args.timeout, workload: Some(workload), log_level: LOG_OFF, ..Default::default() };
     let vm = Vm::try_from(config)?;

@@ -31,6 +31,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         network: Some(Network { name_lookup: args.allow_ip_name_lookup.then(Resolver::system), ..Network::default() }),
         serve: Some(args.addr),
         listen: Vec::new(),
+        volumes: Vec::new(),
     };
     let config = VmConfig { workload: Some(workload), log_level: LOG_OFF, ..Default::default() };
     let vm = Vm::try_from(config)?;

@@ -3,6 +3,7 @@
 //! nothing behind.
 
 use crate::artifact::Artifact;
+use crate::devices::file::HostVolume;
 use crate::devices::socket::Network;
 use crate::devices::virtio::console::{Input, Output};
 use crate::files::Preopen;
@@ -150,6 +151,9 @@ pub struct Workload {
     /// TCP listeners the guest binds and hands a preview-1 module as descriptors 3, 4, …
     /// (`wasmcell run --tcplisten`, as wasmtime ≤ 46 offered); they need a [`Self::network`].
     pub listen: Vec<std::net::SocketAddr>,
+    /// Host directories and files the workload reads and writes through (its file device),
+    /// each a preopen (a file: a node of its tree) at its guest path.
+    pub volumes: Vec<HostVolume>,
 }
 
 impl Default for Workload {
@@ -168,6 +172,7 @@ impl Default for Workload {
             network: None,
             serve: None,
             listen: Vec::new(),
+            volumes: Vec::new(),
         }
     }
 }
@@ -184,6 +189,7 @@ impl fmt::Debug for Workload {
             .field("network", &self.network)
             .field("serve", &self.serve)
             .field("listen", &self.listen)
+            .field("volumes", &self.volumes)
             .finish_non_exhaustive()
     }
 }
@@ -196,8 +202,12 @@ impl Workload {
         }
         let listen: Vec<String> = self.listen.iter().map(ToString::to_string).collect();
         let serve = self.serve.map(|address| address.to_string());
+        let volumes: Vec<Vec<u8>> =
+            self.volumes.iter().map(|v| std::iter::once(v.kind.to_byte()).chain(v.guest.bytes()).collect()).collect();
+        let volumes: Vec<&[u8]> = volumes.iter().map(Vec::as_slice).collect();
         let (args, env, listen) = (bytes(&self.args), bytes(&self.env), bytes(&listen));
-        let parts = Parts { args: &args, env: &env, listen: &listen, serve: serve.as_deref().map(str::as_bytes) };
+        let serve = serve.as_deref().map(str::as_bytes);
+        let parts = Parts { args: &args, env: &env, listen: &listen, volumes: &volumes, serve };
         let mut blob = vec![0; wasmcell_abi::workload::encoded_len(&parts)];
         wasmcell_abi::workload::encode(&parts, &mut blob).ok_or(ConfigError::WorkloadTooLarge)?;
         Ok(blob)

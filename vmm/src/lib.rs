@@ -40,6 +40,7 @@ mod window;
 
 pub use artifact::Artifact;
 pub use config::{ConfigError, GuestImage, MemorySize, VmConfig, Workload};
+pub use devices::file::{HostVolume, VolumeError};
 pub use devices::socket::{Network, Outgoing, Resolver};
 pub use devices::virtio::console::{Input, Output};
 pub use files::{pack as pack_files, FilesError, Preopen};

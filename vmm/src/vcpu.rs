@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 use vmm_sys_util::eventfd::EventFd;
+use wasmcell_abi::file::{self, FileCall, FileReply};
 use wasmcell_abi::socket::{self, SocketCall, SocketReply};
 
 /// Errors of the vCPU thread that are the VMM's (or KVM's) problem, not the guest's.
@@ -263,6 +264,10 @@ impl Vcpu {
                         Err(message) => Outcome::DeviceError(message),
                     }
                 }
+                ControlAction::File(op, call) => match self.file_call(op, &call) {
+                    Ok(()) => continue,
+                    Err(message) => Outcome::DeviceError(message),
+                },
                 ControlAction::MapMemory(request) => {
                     let mapped = self.pager.as_ref().map(|pager| pager.map(&request));
                     match mapped {
@@ -317,6 +322,19 @@ impl Vcpu {
         };
         let reply = reply.map_err(|e| format!("socket: {e}"))?;
         self.devices.control.reply(&reply);
+        Ok(())
+    }
+
+    /// A file call, carried out by the workload's file device, its reply written into the
+    /// vCPU's block. `Err`: the device error that ends the workload.
+    fn file_call(&mut self, op: u32, call: &FileCall) -> Result<(), String> {
+        let reply = match (file::Op::from_u32(op), self.devices.files.as_mut()) {
+            (None, _) => FileReply::error(libc::EINVAL),
+            // No volumes: nothing to name (the guest never asks then).
+            (Some(_), None) => FileReply::error(libc::EBADF),
+            (Some(op), Some(device)) => device.call(op, call).map_err(|e| format!("file: {e}"))?,
+        };
+        self.devices.control.file_reply(&reply);
         Ok(())
     }
 

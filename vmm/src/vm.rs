@@ -7,6 +7,7 @@ use crate::arch::{self, AddressSpace, AddressSpaceError, VcpuEntry, VcpuPristine
 use crate::boot_info::{self, BootInfoError};
 use crate::config::{ConfigError, GuestImage, VmConfig};
 use crate::devices::control::ControlDevice;
+use crate::devices::file::FileDevice;
 use crate::devices::serial::SerialConsole;
 use crate::devices::socket::SocketDevice;
 use crate::devices::virtio::mmio::MmioTransport;
@@ -312,7 +313,7 @@ impl VmInner {
         let area = map::vcpu_area(index);
         let control = ControlDevice::new(self.base_memory.clone(), area + map::VCPU_BLOCK);
         let serial = Some(self.serial.clone());
-        let (mut info, console, sockets, window, stack_top, serial) = match work {
+        let (mut info, console, sockets, files, window, stack_top, serial) = match work {
             None => {
                 let info = VcpuInfo {
                     magic: VCPU_INFO_MAGIC,
@@ -321,18 +322,19 @@ impl VmInner {
                     stack_top: area + map::VCPU_AREA_SIZE,
                     ..Default::default()
                 };
-                (info, None, None, None, area + map::VCPU_AREA_SIZE, serial)
+                (info, None, None, None, None, area + map::VCPU_AREA_SIZE, serial)
             }
             Some(work) => {
                 let (window, view) = self.place(&work, index)?;
                 let info = window.vcpu_info(index, &work, mmio_base(index));
                 let high = queue_address_high(window.layout.heap.start);
                 let sockets = work.network.map(|network| SocketDevice::new(view.clone(), network));
+                let files = (!work.volumes.is_empty()).then(|| FileDevice::new(view.clone(), work.volumes));
                 let transport = MmioTransport::new(work.console, view, high);
                 let console = ConsoleSlot { base: mmio_base(index), transport, _window: window.region() };
                 let stack_top = window.layout.stack.end;
                 let serial = serial.filter(|_| self.serial_for_workloads);
-                (info, Some(console), sockets, Some(window), stack_top, serial)
+                (info, Some(console), sockets, files, Some(window), stack_top, serial)
             }
         };
         let setup = (|| {
@@ -346,13 +348,13 @@ impl VmInner {
             Ok::<(), Error>(())
         })();
         if let Err(e) = setup {
-            drop((sockets, console));
+            drop((sockets, files, console));
             if let Some(window) = window {
                 self.release(window);
             }
             return Err(e);
         }
-        Ok((Devices { serial, control, sockets, console }, window))
+        Ok((Devices { serial, control, sockets, files, console }, window))
     }
 
     /// A window for `work` on vCPU `vcpu`: memory slot, contents, its address space; and the

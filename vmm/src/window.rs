@@ -8,6 +8,7 @@
 
 use crate::artifact::Artifact;
 use crate::config::{ConfigError, Workload};
+use crate::devices::file::HostVolume;
 use crate::devices::socket::Network;
 use crate::devices::virtio::console::Console;
 use crate::files::{self, FilesError};
@@ -31,6 +32,8 @@ pub struct PreparedWorkload {
     pub console: Console,
     /// The workload's network, if it has one (its socket device).
     pub network: Option<Network>,
+    /// The volumes its file device serves (none: no device).
+    pub volumes: Vec<HostVolume>,
 }
 
 impl PreparedWorkload {
@@ -59,6 +62,7 @@ impl PreparedWorkload {
             kernel_data,
             console: Console::new(workload.stdin, workload.stdout, workload.stderr),
             network: workload.network,
+            volumes: workload.volumes,
         };
         // The layout does not depend on where the window is: check it fits now.
         WindowLayout::new(window_base(0), prepared.memory, prepared.sizes())?;

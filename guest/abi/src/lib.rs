@@ -5,7 +5,7 @@
 //! at the guest's ELF entry point in CPL 3 with `RDI` = the boot-info address and `RSI` = the
 //! vCPU's own [`vcpu::VcpuInfo`]: a workload to run, or none. From then on the guest talks to
 //! the VMM only through devices: the [`control`] device (exit, boot-done, panic, wait, park,
-//! fault report, [`socket`] calls), each workload's virtio-console, and, on x86-64, a 16550 serial port for its
+//! fault report, [`socket`] and [`file`] calls), each workload's virtio-console, and, on x86-64, a 16550 serial port for its
 //! log.
 //!
 //! Any change to a layout in this crate that an older peer would misread bumps [`ABI_VERSION`];
@@ -23,6 +23,7 @@ pub mod control;
 pub mod cpu_features;
 pub mod devices;
 pub mod exit;
+pub mod file;
 pub mod memory_map;
 pub mod socket;
 pub mod vcpu;
@@ -32,4 +33,4 @@ pub mod workload;
 pub use boot_info::{BootInfo, SelfTest};
 
 /// Version of every layout in this crate. Bumped on any incompatible change.
-pub const ABI_VERSION: u32 = 11;
+pub const ABI_VERSION: u32 = 12;

@@ -1,14 +1,15 @@
 //! The workload description the VMM places in guest memory for the guest runtime: the module's
 //! arguments and environment, the TCP listeners a preview-1 module is handed (`wasmcell run
-//! --tcplisten`), and for `wasmcell serve` the address to serve HTTP on, as a flat,
-//! length-prefixed blob (mapped read-only).
+//! --tcplisten`), the volumes the file device serves it, and for `wasmcell serve` the address
+//! to serve HTTP on, as a flat, length-prefixed blob (mapped read-only).
 //!
 //! Layout, all integers little-endian `u32`:
-//! `argc, envc, listenc, then argc + envc + listenc entries of (len, len bytes)`, then
-//! optionally one more entry: the address (`IP:PORT`, text) a `wasi:http/proxy` component is
-//! served on. Environment entries are `KEY=VALUE`; listen entries are `IP:PORT` text, each
-//! bound by the guest and preopened from descriptor 3, in order. The guest parses it with
-//! bounds checks; nothing here trusts a length.
+//! `argc, envc, listenc, volumec, then argc + envc + listenc + volumec entries of (len, len
+//! bytes)`, then optionally one more entry: the address (`IP:PORT`, text) a `wasi:http/proxy`
+//! component is served on. Environment entries are `KEY=VALUE`; listen entries are `IP:PORT`
+//! text, each bound by the guest and preopened from descriptor 3, in order; volume entries are
+//! a [`crate::file::Volume`] byte then the guest path, volume `i` being the file device's
+//! handle `i`. The guest parses it with bounds checks; nothing here trusts a length.
 
 /// What a blob holds, borrowed: each part is a list of byte strings.
 #[derive(Clone, Copy, Debug, Default)]
@@ -16,19 +17,23 @@ pub struct Parts<'a> {
     pub args: &'a [&'a [u8]],
     pub env: &'a [&'a [u8]],
     pub listen: &'a [&'a [u8]],
+    pub volumes: &'a [&'a [u8]],
     pub serve: Option<&'a [u8]>,
 }
 
 impl<'a> Parts<'a> {
     fn entries(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
-        let (args, env, listen) = (self.args, self.env, self.listen);
-        args.iter().chain(env).chain(listen).copied().chain(self.serve)
+        let (args, env, listen, volumes) = (self.args, self.env, self.listen, self.volumes);
+        args.iter().chain(env).chain(listen).chain(volumes).copied().chain(self.serve)
     }
 }
 
+/// The counts before the entries.
+const HEADER: usize = 16;
+
 /// Bytes needed to encode `parts`.
 pub fn encoded_len(parts: &Parts<'_>) -> usize {
-    12 + parts.entries().map(|s| 4 + s.len()).sum::<usize>()
+    HEADER + parts.entries().map(|s| 4 + s.len()).sum::<usize>()
 }
 
 /// Encodes `parts` into `out`, which must be exactly [`encoded_len`] bytes. Returns `None` if
@@ -37,11 +42,11 @@ pub fn encode(parts: &Parts<'_>, out: &mut [u8]) -> Option<()> {
     if out.len() != encoded_len(parts) {
         return None;
     }
-    let counts = [parts.args.len(), parts.env.len(), parts.listen.len()];
+    let counts = [parts.args.len(), parts.env.len(), parts.listen.len(), parts.volumes.len()];
     for (at, count) in counts.into_iter().enumerate() {
         out[at * 4..at * 4 + 4].copy_from_slice(&u32::try_from(count).ok()?.to_le_bytes());
     }
-    let mut at = 12;
+    let mut at = HEADER;
     for s in parts.entries() {
         out[at..at + 4].copy_from_slice(&u32::try_from(s.len()).ok()?.to_le_bytes());
         out[at + 4..at + 4 + s.len()].copy_from_slice(s);
@@ -56,6 +61,7 @@ pub struct Workload<'a> {
     argc: usize,
     envc: usize,
     listenc: usize,
+    volumec: usize,
     entries: &'a [u8],
     serve: Option<&'a [u8]>,
 }
@@ -66,11 +72,12 @@ impl<'a> Workload<'a> {
         let argc = read_u32(blob, 0)? as usize;
         let envc = read_u32(blob, 4)? as usize;
         let listenc = read_u32(blob, 8)? as usize;
-        let entries = blob.get(12..)?;
+        let volumec = read_u32(blob, 12)? as usize;
+        let entries = blob.get(HEADER..)?;
         // Walk every entry once so that later iteration cannot fail.
         let mut count = 0usize;
         let mut rest = entries;
-        while count < argc.checked_add(envc)?.checked_add(listenc)? {
+        while count < argc.checked_add(envc)?.checked_add(listenc)?.checked_add(volumec)? {
             let len = read_u32(rest, 0)? as usize;
             rest = rest.get(4usize.checked_add(len)?..)?;
             count += 1;
@@ -83,7 +90,7 @@ impl<'a> Workload<'a> {
                 (rest.len() == 4usize.checked_add(len)?).then(|| &rest[4..])?.into()
             }
         };
-        Some(Self { argc, envc, listenc, entries, serve })
+        Some(Self { argc, envc, listenc, volumec, entries, serve })
     }
 
     /// The address to serve a `wasi:http/proxy` component on (`wasmcell serve`), if any.
@@ -114,6 +121,11 @@ impl<'a> Workload<'a> {
     /// The addresses (`IP:PORT`) of the TCP listeners to preopen for a preview-1 module.
     pub fn listen(&self) -> impl Iterator<Item = &'a [u8]> {
         self.entries().skip(self.argc + self.envc).take(self.listenc)
+    }
+
+    /// The volumes: a [`crate::file::Volume`] byte, then the guest path, each.
+    pub fn volumes(&self) -> impl Iterator<Item = &'a [u8]> {
+        self.entries().skip(self.argc + self.envc + self.listenc).take(self.volumec)
     }
 
     /// Number of arguments.
@@ -156,16 +168,18 @@ mod tests {
         assert_eq!((w.listen().count(), w.serve()), (0, None));
         assert!(encode(&parts, &mut buf[..len - 1]).is_none());
 
-        let parts = Parts { listen: &listen, ..parts };
+        let volumes: [&[u8]; 2] = [b"d/data", b"f/dev/termination-log"];
+        let parts = Parts { listen: &listen, volumes: &volumes, ..parts };
         let len = encoded_len(&parts);
         encode(&parts, &mut buf[..len]).unwrap();
         let w = Workload::parse(&buf[..len]).unwrap();
         assert!(w.args().eq(args.iter().copied()) && w.env().eq(env.iter().copied()));
         assert!(w.listen().eq(listen.iter().copied()));
+        assert!(w.volumes().eq(volumes.iter().copied()));
         assert_eq!(w.serve(), None);
 
         let serve = Some(&b"127.0.0.1:8080"[..]);
-        let parts = Parts { serve, listen: &[], ..parts };
+        let parts = Parts { serve, listen: &[], volumes: &[], ..parts };
         let len = encoded_len(&parts);
         encode(&parts, &mut buf[..len]).unwrap();
         let w = Workload::parse(&buf[..len]).unwrap();
@@ -181,14 +195,18 @@ mod tests {
     fn hostile_blobs_are_refused() {
         assert!(Workload::parse(b"").is_none());
         // Claims one argument of 0xffff_ffff bytes.
-        assert!(Workload::parse(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]).is_none());
-        // Claims 2^32-1 arguments, or listeners.
-        assert!(Workload::parse(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0]).is_none());
-        assert!(Workload::parse(&[0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]).is_none());
+        assert!(Workload::parse(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]).is_none());
+        // Claims 2^32-1 arguments, listeners or volumes.
+        let max = [0xff; 4];
+        for at in 0..4 {
+            let mut blob = [0u8; 16];
+            blob[at * 4..at * 4 + 4].copy_from_slice(&max);
+            assert!(Workload::parse(&blob).is_none());
+        }
         // Counts that overflow when added.
-        assert!(Workload::parse(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).is_none());
-        assert!(Workload::parse(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_some());
-        // The old (v10) header, without a listen count, is too short.
-        assert!(Workload::parse(&[0, 0, 0, 0, 0, 0, 0, 0]).is_none());
+        assert!(Workload::parse(&[0xff; 16]).is_none());
+        assert!(Workload::parse(&[0; 16]).is_some());
+        // The old (v11) header, without a volume count, is too short.
+        assert!(Workload::parse(&[0; 12]).is_none());
     }
 }

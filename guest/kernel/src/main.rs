@@ -33,6 +33,7 @@ mod sync;
 mod trap;
 mod vcpu;
 mod virtio;
+mod volume;
 mod wasi;
 
 use wasmcell_abi::boot_info::{BootInfoError, LOG_INFO, POD};

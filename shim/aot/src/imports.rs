@@ -27,6 +27,9 @@ pub enum Entry {
     /// `_start`, with preopened TCP listeners (`wasmcell run --tcplisten`): modules only, as
     /// in wasmtime, since preview 1 alone has `sock_accept` on a descriptor it was given.
     RunWithListeners,
+    /// `_start`, with write-through volumes (`wasmcell run --volume`): modules only for now,
+    /// since only preview 1 reaches the file device.
+    RunWithVolumes,
 }
 
 /// [`check_imports`], for a workload entered by `entry`.
@@ -42,6 +45,9 @@ pub fn check_entry(module: &[u8], entry: Entry) -> Result<(), AotError> {
     if Parser::is_component(&binary) {
         if entry == Entry::RunWithListeners {
             return Err(AotError::ComponentWithListeners);
+        }
+        if entry == Entry::RunWithVolumes {
+            return Err(AotError::ComponentWithVolumes);
         }
         return check_component(&binary, entry);
     }
@@ -156,6 +162,9 @@ mod tests {
         assert!(check_entry(b"(module)", Entry::RunWithListeners).is_ok());
         let err = check_entry(&component(&[], true), Entry::RunWithListeners).unwrap_err();
         assert!(matches!(err, AotError::ComponentWithListeners), "{err:?}");
+        assert!(check_entry(b"(module)", Entry::RunWithVolumes).is_ok());
+        let err = check_entry(&component(&[], true), Entry::RunWithVolumes).unwrap_err();
+        assert!(matches!(err, AotError::ComponentWithVolumes), "{err:?}");
         let err = check_imports(&component(&["wasi:cli/environment@0.2.3"], false)).unwrap_err();
         assert_eq!(err.to_string(), "The component is not a command: it exports no `wasi:cli/run`");
         // The imports of a nested core module are the component's business, not the guest's.

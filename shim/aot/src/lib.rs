@@ -65,6 +65,11 @@ pub enum AotError {
     /// Preopened listeners are preview 1's; a component opens its own sockets.
     #[error("A component cannot be given preopened TCP listeners: it opens its own with `wasi:sockets`")]
     ComponentWithListeners,
+    /// Write-through volumes are served to preview-1 modules only, so far.
+    #[error(
+        "A component cannot be given --volume yet: only preview-1 modules reach write-through volumes (use --dir)"
+    )]
+    ComponentWithVolumes,
     /// Native code where a module was expected.
     #[error("The module is a precompiled artifact (native code), not WebAssembly")]
     Precompiled,

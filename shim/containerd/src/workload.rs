@@ -94,6 +94,7 @@ pub fn load(plan: &WorkloadPlan, opened: Opened) -> Result<(Workload, Reporter),
         }),
         serve: plan.serve,
         listen: plan.listen.clone(),
+        volumes: Vec::new(),
     };
     Ok((workload, reporter))
 }

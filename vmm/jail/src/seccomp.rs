@@ -193,7 +193,37 @@ fn vcpu_rules() -> Result<Rules, seccompiler::BackendError> {
     let ioctls = [KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS, libc::FIONREAD];
     rules.insert(libc::SYS_ioctl, any_of(1, &ioctls)?);
     add_socket_rules(&mut rules)?;
+    add_file_rules(&mut rules);
     Ok(rules)
+}
+
+/// What a workload's file device does (`wasmcell_vmm::devices::file`), on the volume
+/// descriptors it holds: `openat2` (its `RESOLVE_BENEATH` is in a struct no filter can read;
+/// what keeps it beneath a volume is the device, and what keeps an absolute path from reaching
+/// the host is the jail's empty mount namespace), and the calls on a pinned parent or an open
+/// file.
+fn add_file_rules(rules: &mut Rules) {
+    for call in [
+        libc::SYS_openat2,
+        libc::SYS_fstat,
+        libc::SYS_newfstatat,
+        libc::SYS_statx,
+        libc::SYS_pread64,
+        libc::SYS_pwrite64,
+        libc::SYS_lseek,
+        libc::SYS_getdents64,
+        libc::SYS_ftruncate,
+        libc::SYS_fsync,
+        libc::SYS_utimensat,
+        libc::SYS_mkdirat,
+        libc::SYS_unlinkat,
+        libc::SYS_renameat2,
+        libc::SYS_linkat,
+        libc::SYS_symlinkat,
+        libc::SYS_readlinkat,
+    ] {
+        rules.insert(call, vec![]);
+    }
 }
 
 /// What a workload's socket device does (`wasmcell_vmm::devices::socket`): IPv4/IPv6 TCP and

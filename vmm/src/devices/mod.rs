@@ -1,13 +1,14 @@
 //! The devices one vCPU reaches, and the port-I/O and MMIO bus its thread dispatches exits to.
 //!
-//! Each vCPU has its own control device and, if it runs a workload, that workload's console and
-//! (with a network) its sockets: they are touched only by that vCPU's exits, so they need no
+//! Each vCPU has its own control device and, if it runs a workload, that workload's console,
+//! (with a network) its sockets and (with volumes) its files: they are touched only by that vCPU's exits, so they need no
 //! locking, and no vCPU can reach another's console or sockets (its address decodes to nothing, and its page is not mapped in
 //! the vCPU's address space). The serial log is the VM's one shared device, and a workload's
 //! vCPU reaches it only when the guest was asked to log (diagnostics); otherwise its writes go
 //! nowhere. One folder per device.
 
 pub mod control;
+pub mod file;
 pub mod serial;
 pub mod socket;
 pub mod virtio;
@@ -40,6 +41,8 @@ pub struct Devices {
     /// The workload's sockets, if it has a network. Its memory is a view of the window whose
     /// host mapping the console's slot keeps alive: declared first, so dropped first.
     pub sockets: Option<socket::SocketDevice>,
+    /// The workload's volumes, if it has any (its memory a view of the window, as the sockets').
+    pub files: Option<file::FileDevice>,
     pub console: Option<ConsoleSlot>,
 }
 

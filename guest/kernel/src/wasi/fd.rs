@@ -4,6 +4,7 @@
 //! the preopened directories, in `--dir` order.
 
 use super::errno::{to_errno, Errno};
+use super::host::{self, HostDir, HostFile};
 use super::socket::Socket;
 use super::{write_bytes, WasiCtx, WasiLinker, MODULE};
 use alloc::vec::Vec;
@@ -94,6 +95,10 @@ pub enum Fd {
     },
     File(OpenFile),
     Socket(Socket),
+    /// A directory of a volume the host serves (`host`).
+    HostDir(HostDir),
+    /// A file of a volume the host serves.
+    HostFile(HostFile),
 }
 
 /// An open regular file.
@@ -117,12 +122,14 @@ pub struct FdTable {
 }
 
 impl FdTable {
-    /// The standard streams, then the preopened listeners, then the preopened directories.
-    pub fn new(listeners: Vec<Socket>, preopens: Vec<(&'static [u8], NodeRef)>) -> Self {
+    /// The standard streams, then the preopened listeners, then the preopened directories:
+    /// the in-memory tree's, then the volumes'.
+    pub fn new(listeners: Vec<Socket>, preopens: Vec<(&'static [u8], NodeRef)>, volumes: Vec<Fd>) -> Self {
         let mut slots = alloc::vec![Some(Fd::Stdin), Some(Fd::Stdout), Some(Fd::Stderr)];
         slots.extend(listeners.into_iter().map(|listener| Some(Fd::Socket(listener))));
         let preopen = |(name, node)| Some(Fd::Dir { node, preopen: Some(name), read_right: true, flags: 0 });
         slots.extend(preopens.into_iter().map(preopen));
+        slots.extend(volumes.into_iter().map(Some));
         Self { slots }
     }
 
@@ -147,6 +154,14 @@ impl FdTable {
         match self.get(fd)? {
             Fd::Dir { node, .. } => Ok(node.clone()),
             _ => Err(Errno::NotDir),
+        }
+    }
+
+    /// The volume directory `fd` refers to, if it is one (`None` for any other descriptor).
+    pub fn host_dir(&self, fd: u32) -> Option<&HostDir> {
+        match self.get(fd) {
+            Ok(Fd::HostDir(dir)) => Some(dir),
+            _ => None,
         }
     }
 
@@ -212,23 +227,26 @@ fn fd_fdstat_get(caller: &mut Caller<'_, WasiCtx>, fd: u32, ptr: u32) -> Result<
     let (filetype, flags, base, inheriting) = match caller.data().fds.get(fd)? {
         Fd::Stdin => (UNKNOWN, 0, FD_READ, FD_READ),
         Fd::Stdout | Fd::Stderr => (UNKNOWN, 0, FD_WRITE, FD_WRITE),
-        Fd::Dir { preopen: Some(_), .. } => (DIRECTORY, 0, PREOPEN_RIGHTS, PREOPEN_RIGHTS | FILE_RIGHTS),
-        Fd::Dir { read_right, flags, .. } => {
+        Fd::Dir { preopen: Some(_), .. } | Fd::HostDir(HostDir { preopen: Some(_), .. }) => {
+            (DIRECTORY, 0, PREOPEN_RIGHTS, PREOPEN_RIGHTS | FILE_RIGHTS)
+        }
+        Fd::Dir { read_right, flags, .. } | Fd::HostDir(HostDir { read_right, flags, .. }) => {
             let mut rights = ALL_RIGHTS & !(FD_SEEK | FD_FILESTAT_SET_SIZE | PATH_FILESTAT_SET_SIZE | FD_WRITE);
             if !read_right {
                 rights &= !(FD_READ | FD_READDIR);
             }
             (DIRECTORY, *flags, rights, rights)
         }
-        Fd::File(file) => {
+        Fd::File(OpenFile { read_right, write_right, append, flags, .. })
+        | Fd::HostFile(HostFile { read_right, write_right, append, flags, .. }) => {
             let mut rights = ALL_RIGHTS;
-            if !file.read_right {
+            if !read_right {
                 rights &= !(FD_READ | FD_READDIR);
             }
-            if !file.write_right {
+            if !write_right {
                 rights &= !FD_WRITE;
             }
-            let flags = file.flags | if file.append { FDFLAGS_APPEND } else { 0 };
+            let flags = flags | if *append { FDFLAGS_APPEND } else { 0 };
             (REGULAR_FILE, flags, rights, rights)
         }
         // As wasi-common: read and write, nothing to inherit.
@@ -246,16 +264,17 @@ fn fd_fdstat_get(caller: &mut Caller<'_, WasiCtx>, fd: u32, ptr: u32) -> Result<
 /// As wasmtime: only an open file's flags change, and only APPEND (and NONBLOCK, which
 /// changes nothing here); the SYNC family is refused. A socket's NONBLOCK is all it has.
 fn fd_fdstat_set_flags(ctx: &mut WasiCtx, fd: u32, flags: u32) -> Result<(), Errno> {
-    let file = match ctx.fds.get_mut(fd)? {
-        Fd::File(file) => file,
+    let (append, kept) = match ctx.fds.get_mut(fd)? {
+        Fd::File(file) => (&mut file.append, &mut file.flags),
+        Fd::HostFile(file) => (&mut file.append, &mut file.flags),
         Fd::Socket(socket) => return socket.set_flags(u16::try_from(flags).map_err(|_| Errno::Inval)?),
         _ => return Err(Errno::BadF),
     };
     if flags as u16 & (FDFLAGS_DSYNC | FDFLAGS_RSYNC | FDFLAGS_SYNC) != 0 {
         return Err(Errno::Inval);
     }
-    file.append = flags as u16 & FDFLAGS_APPEND != 0;
-    file.flags = (file.flags & !FDFLAGS_NONBLOCK) | (flags as u16 & FDFLAGS_NONBLOCK);
+    *append = flags as u16 & FDFLAGS_APPEND != 0;
+    *kept = (*kept & !FDFLAGS_NONBLOCK) | (flags as u16 & FDFLAGS_NONBLOCK);
     Ok(())
 }
 
@@ -267,6 +286,9 @@ fn fd_filestat_get(caller: &mut Caller<'_, WasiCtx>, fd: u32, ptr: u32) -> Resul
             let stat = node.borrow().stat();
             filestat_bytes(filetype(stat.file_type), Some(&stat))
         }
+        Fd::HostDir(HostDir { handle, .. }) | Fd::HostFile(HostFile { handle, .. }) => {
+            host::filestat_bytes(&crate::volume::stat(handle, b"", false).map_err(host::from_linux)?)
+        }
     };
     write_bytes(caller, ptr, &bytes)
 }
@@ -275,9 +297,10 @@ fn fd_filestat_set_size(ctx: &mut WasiCtx, fd: u32, size: u64) -> Result<(), Err
     let now = ctx.clocks.realtime_ns();
     match ctx.fds.get(fd)? {
         Fd::File(file) if file.writable => Ok(file.node.borrow_mut().set_size(size, now)?),
+        Fd::HostFile(file) if file.writable => crate::volume::set_size(&file.handle, size).map_err(host::from_linux),
         // As wasmtime: a file not opened for writing cannot be resized.
-        Fd::File(_) => Err(Errno::Inval),
-        Fd::Dir { .. } | Fd::Socket(_) => Err(Errno::BadF),
+        Fd::File(_) | Fd::HostFile(_) => Err(Errno::Inval),
+        Fd::Dir { .. } | Fd::HostDir(_) | Fd::Socket(_) => Err(Errno::BadF),
         Fd::Stdin | Fd::Stdout | Fd::Stderr => Err(Errno::Inval),
     }
 }
@@ -286,12 +309,23 @@ fn fd_filestat_set_times(ctx: &mut WasiCtx, fd: u32, atim: u64, mtim: u64, flags
     let now = ctx.clocks.realtime_ns();
     match ctx.fds.get(fd)? {
         Fd::Dir { node, .. } | Fd::File(OpenFile { node, .. }) => set_times(node, atim, mtim, flags as u16, now),
+        Fd::HostDir(HostDir { handle, .. }) | Fd::HostFile(HostFile { handle, .. }) => {
+            crate::volume::set_times(handle, b"", false, atim, mtim, flags.into()).map_err(host::from_linux)
+        }
         Fd::Stdin | Fd::Stdout | Fd::Stderr | Fd::Socket(_) => Err(Errno::BadF),
     }
 }
 
+/// The guest path of a preopened directory.
+fn preopen_name(ctx: &WasiCtx, fd: u32) -> Result<&'static [u8], Errno> {
+    match ctx.fds.get(fd)? {
+        Fd::Dir { preopen: Some(name), .. } | Fd::HostDir(HostDir { preopen: Some(name), .. }) => Ok(name),
+        _ => Err(Errno::BadF),
+    }
+}
+
 fn fd_prestat_get(caller: &mut Caller<'_, WasiCtx>, fd: u32, ptr: u32) -> Result<(), Errno> {
-    let Fd::Dir { preopen: Some(name), .. } = caller.data().fds.get(fd)? else { return Err(Errno::BadF) };
+    let name = preopen_name(caller.data(), fd)?;
     // struct prestat { u8 tag (0: dir); u32 name_len @4 }
     let mut prestat = [0u8; 8];
     prestat[4..8].copy_from_slice(&(name.len() as u32).to_le_bytes());
@@ -299,15 +333,22 @@ fn fd_prestat_get(caller: &mut Caller<'_, WasiCtx>, fd: u32, ptr: u32) -> Result
 }
 
 fn fd_prestat_dir_name(caller: &mut Caller<'_, WasiCtx>, fd: u32, ptr: u32, len: u32) -> Result<(), Errno> {
-    let Fd::Dir { preopen: Some(name), .. } = caller.data().fds.get(fd)? else { return Err(Errno::BadF) };
-    let name: &'static [u8] = name;
+    let name = preopen_name(caller.data(), fd)?;
     if (len as usize) < name.len() {
         return Err(Errno::NameTooLong);
     }
     write_bytes(caller, ptr, name)
 }
 
-/// `fd_sync`, `fd_datasync`: nothing to do in memory, but the fd must exist.
+/// `fd_sync`, `fd_datasync`: nothing to do in memory, but the fd must exist; a volume's file
+/// goes to the host's disk.
+fn sync(ctx: &WasiCtx, fd: u32) -> Result<(), Errno> {
+    match ctx.fds.get(fd)? {
+        Fd::HostFile(HostFile { handle, .. }) => crate::volume::sync(handle).map_err(host::from_linux),
+        _ => Ok(()),
+    }
+}
+
 fn exists(ctx: &WasiCtx, fd: u32) -> Result<(), Errno> {
     ctx.fds.get(fd).map(drop)
 }
@@ -315,7 +356,7 @@ fn exists(ctx: &WasiCtx, fd: u32) -> Result<(), Errno> {
 /// `fd_advise`, `fd_allocate`: as wasmtime, for an open file only (`BADF` otherwise).
 fn is_file(ctx: &WasiCtx, fd: u32) -> Result<(), Errno> {
     match ctx.fds.get(fd)? {
-        Fd::File(_) => Ok(()),
+        Fd::File(_) | Fd::HostFile(_) => Ok(()),
         _ => Err(Errno::BadF),
     }
 }
@@ -354,8 +395,8 @@ pub fn add_to_linker(linker: &mut WasiLinker<'_>) -> wasmtime::Result<()> {
     linker.func_wrap(MODULE, "fd_prestat_dir_name", |mut c: Caller<'_, WasiCtx>, fd: u32, ptr: u32, len: u32| {
         to_errno(fd_prestat_dir_name(&mut c, fd, ptr, len))
     })?;
-    linker.func_wrap(MODULE, "fd_sync", |c: Caller<'_, WasiCtx>, fd: u32| to_errno(exists(c.data(), fd)))?;
-    linker.func_wrap(MODULE, "fd_datasync", |c: Caller<'_, WasiCtx>, fd: u32| to_errno(exists(c.data(), fd)))?;
+    linker.func_wrap(MODULE, "fd_sync", |c: Caller<'_, WasiCtx>, fd: u32| to_errno(sync(c.data(), fd)))?;
+    linker.func_wrap(MODULE, "fd_datasync", |c: Caller<'_, WasiCtx>, fd: u32| to_errno(sync(c.data(), fd)))?;
     linker.func_wrap(MODULE, "fd_advise", |c: Caller<'_, WasiCtx>, fd: u32, _: u64, _: u64, advice: u32| {
         to_errno(is_file(c.data(), fd).and(if advice > 5 { Err(Errno::Inval) } else { Ok(()) }))
     })?;

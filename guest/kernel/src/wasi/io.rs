@@ -1,10 +1,11 @@
 //! Reading, writing and seeking, by descriptor: the standard streams go to the console
 //! (`stdio`), files to the in-guest file tree, copied straight between the tree and the
-//! module's memory, connections to the socket device (`socket`).
+//! module's memory, volumes' files to the file device (`host`), connections to the socket
+//! device (`socket`).
 
 use super::errno::{to_errno, Errno};
 use super::fd::{Fd, OpenFile};
-use super::{memory, socket, stdio, write_bytes, write_u32, WasiCtx, WasiLinker, MODULE};
+use super::{host, memory, socket, stdio, write_bytes, write_u32, WasiCtx, WasiLinker, MODULE};
 use crate::virtio::console::Output;
 use alloc::vec::Vec;
 use wasmtime::Caller;
@@ -29,6 +30,7 @@ pub(super) fn iovecs(caller: &mut Caller<'_, WasiCtx>, ptr: u32, count: u32) -> 
 enum Target {
     Stream(Option<Output>),
     File,
+    HostFile,
     Socket,
 }
 
@@ -39,6 +41,7 @@ fn target(ctx: &WasiCtx, fd: u32, write: bool, positioned: bool) -> Result<Targe
         Fd::Stdout if write => Ok(Target::Stream(Some(Output::Stdout))),
         Fd::Stderr if write => Ok(Target::Stream(Some(Output::Stderr))),
         Fd::File(file) if (write && file.writable) || (!write && file.readable) => Ok(Target::File),
+        Fd::HostFile(file) if (write && file.writable) || (!write && file.readable) => Ok(Target::HostFile),
         Fd::Socket(socket) if !positioned && !socket.listener => Ok(Target::Socket),
         // Reading a directory descriptor is EBADF, as in wasmtime; a listener, or a socket at
         // an offset, as in wasi-common.
@@ -74,6 +77,14 @@ fn transfer(
             };
             return write_u32(caller, out, n as u32);
         }
+        Target::HostFile => {
+            let vecs = iovecs(caller, iovs, count)?;
+            let memory = memory(caller)?;
+            let (data, ctx) = memory.data_and_store_mut(&mut *caller);
+            let Fd::HostFile(file) = ctx.fds.get_mut(fd)? else { return Err(Errno::BadF) };
+            let n = host::transfer(file, data, &vecs, offset, write)?;
+            return write_u32(caller, out, n as u32);
+        }
         Target::File => {}
     }
     let vecs = iovecs(caller, iovs, count)?;
@@ -107,20 +118,26 @@ fn transfer(
 }
 
 fn fd_seek(caller: &mut Caller<'_, WasiCtx>, fd: u32, offset: i64, whence: u32, out: u32) -> Result<(), Errno> {
-    let file = match caller.data_mut().fds.get_mut(fd)? {
-        Fd::File(file) => file,
+    let (position, end) = match caller.data_mut().fds.get_mut(fd)? {
+        Fd::File(file) => (&mut file.position, file.node.borrow().stat().size),
+        // The end is the host file's now (another container may have written to it).
+        Fd::HostFile(file) if whence == 2 => {
+            let size = crate::volume::stat(&file.handle, b"", false).map_err(host::from_linux)?.size;
+            (&mut file.position, size)
+        }
+        Fd::HostFile(file) => (&mut file.position, 0),
         Fd::Stdin | Fd::Stdout | Fd::Stderr => return Err(Errno::SPipe),
-        Fd::Dir { .. } | Fd::Socket(_) => return Err(Errno::BadF),
+        Fd::Dir { .. } | Fd::HostDir(_) | Fd::Socket(_) => return Err(Errno::BadF),
     };
     let base = match whence {
         0 => 0,
-        1 => file.position,
-        2 => file.node.borrow().stat().size,
+        1 => *position,
+        2 => end,
         _ => return Err(Errno::Inval),
     };
-    let position = i64::try_from(base).ok().and_then(|b| b.checked_add(offset)).ok_or(Errno::Inval)?;
-    file.position = u64::try_from(position).map_err(|_| Errno::Inval)?;
-    let position = file.position;
+    let moved = i64::try_from(base).ok().and_then(|b| b.checked_add(offset)).ok_or(Errno::Inval)?;
+    *position = u64::try_from(moved).map_err(|_| Errno::Inval)?;
+    let position = *position;
     write_bytes(caller, out, &position.to_le_bytes())
 }
 

@@ -10,6 +10,7 @@ mod clock;
 mod env;
 mod errno;
 mod fd;
+mod host;
 mod io;
 mod path;
 pub(crate) mod poll;
@@ -21,6 +22,7 @@ use alloc::collections::BTreeSet;
 use alloc::string::String;
 use alloc::vec::Vec;
 use wasmcell_abi::archive::Archive;
+use wasmcell_abi::file::Volume;
 use wasmcell_abi::vcpu::VcpuInfo;
 use wasmcell_abi::workload::Workload;
 use wasmtime::{Caller, Extern, IntoFunc, Linker, Memory, Module};
@@ -45,11 +47,12 @@ pub struct WasiCtx {
 impl WasiCtx {
     /// The context for `workload`, with its preopened TCP listeners (bound here: the error
     /// says why one could not be) and the preopened directories of `files` (the VMM's archive).
-    pub fn new(workload: &Workload<'_>, files: Option<Archive<'static>>, info: &VcpuInfo) -> Result<Self, String> {
+    pub fn new(workload: &Workload<'static>, files: Option<Archive<'static>>, info: &VcpuInfo) -> Result<Self, String> {
         let listeners = socket::preopen(workload.listen())?;
         let preopens = files.map(wasmcell_guest_fs::preopens).unwrap_or_default();
+        let volumes = host::preopens(volume_dirs(workload));
         Ok(Self {
-            fds: fd::FdTable::new(listeners, preopens),
+            fds: fd::FdTable::new(listeners, preopens, volumes),
             args: workload.args().map(<[u8]>::to_vec).collect(),
             env: workload.env().map(<[u8]>::to_vec).collect(),
             console: None,
@@ -72,6 +75,16 @@ impl WasiCtx {
             None => Ok(()),
         }
     }
+}
+
+/// The workload's directory volumes: `(handle, guest path)` each (its blob lives as long as
+/// the workload, mapped read-only). Single-file volumes are not preopens.
+fn volume_dirs<'a>(workload: &Workload<'a>) -> impl Iterator<Item = (u32, &'a [u8])> + 'a {
+    workload.volumes().enumerate().filter_map(|(index, entry)| {
+        let (&kind, path) = entry.split_first()?;
+        let dir = matches!(Volume::from_byte(kind), Some(Volume::Dir | Volume::ReadOnlyDir));
+        dir.then_some((index as u32, path))
+    })
 }
 
 /// The calling instance's exported memory.

@@ -4,8 +4,11 @@
 
 use super::errno::{to_errno, Errno};
 use super::fd::{self, filestat_bytes, filetype, Fd, OpenFile};
+use super::host::{self, from_linux, OpenRequest};
 use super::{memory, write_bytes, write_u32, WasiCtx, WasiLinker, MODULE};
+use crate::volume;
 use alloc::vec::Vec;
+use wasmcell_abi::file::Op;
 use wasmcell_guest_fs::{self as fs, NodeRef, OpenFlags};
 use wasmtime::Caller;
 
@@ -47,6 +50,25 @@ fn path_open(
     fdflags: u32,
     out: u32,
 ) -> Result<(), Errno> {
+    if caller.data().fds.host_dir(fd).is_some() {
+        let path = read_path(caller, path.0, path.1)?;
+        let request = OpenRequest {
+            oflags,
+            follow: dirflags & SYMLINK_FOLLOW != 0,
+            readable: rights & (fd::FD_READ | fd::FD_READDIR) != 0,
+            writable: rights & fd::FD_WRITE != 0,
+            read_right: rights & fd::FD_READ != 0,
+            write_right: rights & fd::FD_WRITE != 0,
+            fdflags: fdflags as u16,
+        };
+        let dir = caller.data().fds.host_dir(fd).ok_or(Errno::BadF)?;
+        let opened = host::path_open(dir, &path, &request)?;
+        if matches!(opened, Fd::HostDir(_)) && request.writable {
+            return Err(Errno::IsDir);
+        }
+        let number = caller.data_mut().fds.insert(opened)?;
+        return write_u32(caller, out, number);
+    }
     let (dir, path, now) = dir_and_path(caller, fd, path.0, path.1)?;
     let flags = OpenFlags {
         create: oflags & O_CREAT != 0,
@@ -84,6 +106,12 @@ fn path_filestat_get(
     path: (u32, u32),
     out: u32,
 ) -> Result<(), Errno> {
+    if caller.data().fds.host_dir(fd).is_some() {
+        let path = read_path(caller, path.0, path.1)?;
+        let dir = caller.data().fds.host_dir(fd).ok_or(Errno::BadF)?;
+        let stat = volume::stat(&dir.handle, &path, flags & SYMLINK_FOLLOW != 0).map_err(from_linux)?;
+        return write_bytes(caller, out, &host::filestat_bytes(&stat));
+    }
     let (dir, path, _) = dir_and_path(caller, fd, path.0, path.1)?;
     let node = lookup(&dir, &path, flags)?;
     let stat = node.borrow().stat();
@@ -114,6 +142,12 @@ fn path_filestat_set_times(
     mtim: u64,
     fst_flags: u32,
 ) -> Result<(), Errno> {
+    if caller.data().fds.host_dir(fd).is_some() {
+        let path = read_path(caller, path.0, path.1)?;
+        let dir = caller.data().fds.host_dir(fd).ok_or(Errno::BadF)?;
+        let follow = flags & SYMLINK_FOLLOW != 0;
+        return volume::set_times(&dir.handle, &path, follow, atim, mtim, fst_flags.into()).map_err(from_linux);
+    }
     let (dir, path, now) = dir_and_path(caller, fd, path.0, path.1)?;
     fd::set_times(&lookup(&dir, &path, flags)?, atim, mtim, fst_flags as u16, now)
 }
@@ -126,8 +160,14 @@ fn path_readlink(
     len: u32,
     out: u32,
 ) -> Result<(), Errno> {
-    let (dir, path, _) = dir_and_path(caller, fd, path.0, path.1)?;
-    let target = fs::read_link(&dir, &path)?;
+    let target = if caller.data().fds.host_dir(fd).is_some() {
+        let path = read_path(caller, path.0, path.1)?;
+        let dir = caller.data().fds.host_dir(fd).ok_or(Errno::BadF)?;
+        volume::read_link(&dir.handle, &path, len as usize).map_err(from_linux)?
+    } else {
+        let (dir, path, _) = dir_and_path(caller, fd, path.0, path.1)?;
+        fs::read_link(&dir, &path)?
+    };
     let n = target.len().min(len as usize);
     write_bytes(caller, buf, &target[..n])?;
     write_u32(caller, out, n as u32)
@@ -141,6 +181,11 @@ fn fd_readdir(
     cookie: u64,
     out: u32,
 ) -> Result<(), Errno> {
+    if let Fd::HostDir(dir) = caller.data().fds.get(fd)? {
+        let bytes = host::read_dir(dir, len as usize, cookie)?;
+        write_bytes(caller, buf, &bytes)?;
+        return write_u32(caller, out, bytes.len() as u32);
+    }
     let Fd::Dir { node, .. } = caller.data().fds.get(fd)? else { return Err(Errno::NotDir) };
     let node = node.clone();
     let mut node = node.borrow_mut();
@@ -173,13 +218,18 @@ fn fd_readdir(
     write_u32(caller, out, bytes.len() as u32)
 }
 
-/// A path call that changes the tree: `fs_op(dir, path, now)`.
+/// A path call that changes the tree: `fs_op(dir, path, now)`, or `op` in a volume.
 fn change(
     caller: &mut Caller<'_, WasiCtx>,
     fd: u32,
     path: (u32, u32),
     fs_op: fn(&NodeRef, &[u8], u64) -> Result<(), fs::Error>,
+    op: Op,
 ) -> Result<(), Errno> {
+    if caller.data().fds.host_dir(fd).is_some() {
+        let path = read_path(caller, path.0, path.1)?;
+        return host::change(op, caller.data().fds.host_dir(fd).ok_or(Errno::BadF)?, &path);
+    }
     let (dir, path, now) = dir_and_path(caller, fd, path.0, path.1)?;
     Ok(fs_op(&dir, &path, now)?)
 }
@@ -191,9 +241,34 @@ fn path_rename(
     new_fd: u32,
     new: (u32, u32),
 ) -> Result<(), Errno> {
+    if let Some(result) = host_two(caller, Op::Rename, (old_fd, old), (new_fd, new)) {
+        return result;
+    }
     let (old_dir, old_path, now) = dir_and_path(caller, old_fd, old.0, old.1)?;
     let (new_dir, new_path, _) = dir_and_path(caller, new_fd, new.0, new.1)?;
     Ok(fs::rename(&old_dir, &old_path, &new_dir, &new_path, now)?)
+}
+
+/// A rename or link naming a volume directory: carried out by the device if both are in
+/// volumes, `XDEV` if only one is (as between two of wasmtime's preopens); `None` if neither.
+fn host_two(
+    caller: &mut Caller<'_, WasiCtx>,
+    op: Op,
+    (old_fd, old): (u32, (u32, u32)),
+    (new_fd, new): (u32, (u32, u32)),
+) -> Option<Result<(), Errno>> {
+    let fds = &caller.data().fds;
+    match (fds.host_dir(old_fd).is_some(), fds.host_dir(new_fd).is_some()) {
+        (false, false) => None,
+        (true, true) => Some((|| {
+            let (old_path, new_path) = (read_path(caller, old.0, old.1)?, read_path(caller, new.0, new.1)?);
+            let fds = &caller.data().fds;
+            let (from, to) = (fds.host_dir(old_fd).ok_or(Errno::BadF)?, fds.host_dir(new_fd).ok_or(Errno::BadF)?);
+            volume::change_two(op, &from.handle, &old_path, &to.handle, &new_path).map_err(from_linux)
+        })()),
+        // The other is a tree directory, or no directory at all.
+        _ => Some(fds.dir(if fds.host_dir(old_fd).is_some() { new_fd } else { old_fd }).and(Err(Errno::XDev))),
+    }
 }
 
 fn path_link(
@@ -204,6 +279,10 @@ fn path_link(
     new_fd: u32,
     new: (u32, u32),
 ) -> Result<(), Errno> {
+    if let Some(result) = host_two(caller, Op::Link, (old_fd, old), (new_fd, new)) {
+        // The device links a symlink itself, never what it points to.
+        return result;
+    }
     let (old_dir, old_path, now) = dir_and_path(caller, old_fd, old.0, old.1)?;
     let (new_dir, new_path, _) = dir_and_path(caller, new_fd, new.0, new.1)?;
     Ok(fs::link(&old_dir, &old_path, flags & SYMLINK_FOLLOW != 0, &new_dir, &new_path, now)?)
@@ -211,6 +290,11 @@ fn path_link(
 
 fn path_symlink(caller: &mut Caller<'_, WasiCtx>, target: (u32, u32), fd: u32, path: (u32, u32)) -> Result<(), Errno> {
     let target = read_path(caller, target.0, target.1)?;
+    if caller.data().fds.host_dir(fd).is_some() {
+        let path = read_path(caller, path.0, path.1)?;
+        let dir = caller.data().fds.host_dir(fd).ok_or(Errno::BadF)?;
+        return volume::symlink(&target, &dir.handle, &path).map_err(from_linux);
+    }
     let (dir, path, now) = dir_and_path(caller, fd, path.0, path.1)?;
     Ok(fs::symlink(&target, &dir, &path, now)?)
 }
@@ -253,13 +337,13 @@ pub fn add_to_linker(linker: &mut WasiLinker<'_>) -> wasmtime::Result<()> {
         to_errno(fd_readdir(&mut c, fd, buf, len, cookie, out))
     })?;
     linker.func_wrap(MODULE, "path_create_directory", |mut c: C<'_>, fd: u32, p: u32, pl: u32| {
-        to_errno(change(&mut c, fd, (p, pl), fs::create_dir))
+        to_errno(change(&mut c, fd, (p, pl), fs::create_dir, Op::CreateDir))
     })?;
     linker.func_wrap(MODULE, "path_remove_directory", |mut c: C<'_>, fd: u32, p: u32, pl: u32| {
-        to_errno(change(&mut c, fd, (p, pl), fs::remove_dir))
+        to_errno(change(&mut c, fd, (p, pl), fs::remove_dir, Op::RemoveDir))
     })?;
     linker.func_wrap(MODULE, "path_unlink_file", |mut c: C<'_>, fd: u32, p: u32, pl: u32| {
-        to_errno(change(&mut c, fd, (p, pl), fs::unlink))
+        to_errno(change(&mut c, fd, (p, pl), fs::unlink, Op::Unlink))
     })?;
     linker.func_wrap(
         MODULE,

@@ -126,11 +126,18 @@ fn sweep(ctx: &mut WasiCtx, subs: &[Subscription]) -> Result<Sweep, Errno> {
                     let left = file.node.borrow().stat().size.saturating_sub(file.position);
                     events.push(event(EVENTTYPE_FD_READ, Errno::Success, left, false));
                 }
+                // A volume's file too; what is left is not asked (an exit each).
+                Ok(Fd::HostFile(file)) if file.readable => {
+                    events.push(event(EVENTTYPE_FD_READ, Errno::Success, 0, false))
+                }
                 _ => events.push(event(EVENTTYPE_FD_READ, Errno::BadF, 0, false)),
             },
             Kind::FdWrite(fd) => match ctx.fds.get(fd) {
                 Ok(Fd::Stdout | Fd::Stderr) => events.push(event(EVENTTYPE_FD_WRITE, Errno::Success, 1 << 16, false)),
                 Ok(Fd::File(file)) if file.writable => events.push(event(EVENTTYPE_FD_WRITE, Errno::Success, 0, false)),
+                Ok(Fd::HostFile(file)) if file.writable => {
+                    events.push(event(EVENTTYPE_FD_WRITE, Errno::Success, 0, false))
+                }
                 Ok(Fd::Socket(socket)) => sockets.push((index, entry(socket, WRITABLE))),
                 _ => events.push(event(EVENTTYPE_FD_WRITE, Errno::BadF, 0, false)),
             },

@@ -1,16 +1,17 @@
 //! The control device: how a vCPU ends, marks boot done, reports panics and faults, waits for
-//! events, parks and makes socket calls. The register map is `wasmcell_abi::control` (and
-//! `wasmcell_abi::socket::SOCKET`).
+//! events, parks and makes socket and file calls. The register map is `wasmcell_abi::control`
+//! (and `wasmcell_abi::socket::SOCKET`, `wasmcell_abi::file::FILE`).
 //!
 //! Each vCPU has its own: a register write is decoded into a [`ControlAction`] for that vCPU's
 //! loop to carry out. The only guest memory it reads, a message or request in the vCPU's block,
-//! is read through vm-memory and capped in length; the only one it writes is a socket reply
-//! there.
+//! is read through vm-memory and capped in length; the only one it writes is a socket or file
+//! reply there.
 
 use crate::memory::GuestMemory;
 use std::time::Duration;
 use vm_memory::{Bytes, GuestAddress};
 use wasmcell_abi::control::{self as reg, FaultReport, MapRequest, BOOT_DONE_MAGIC, MESSAGE_MAX, WAIT_FOREVER};
+use wasmcell_abi::file::{self, FileCall, FileReply};
 use wasmcell_abi::socket::{self, SocketCall, SocketReply};
 use wasmcell_abi::vcpu::VcpuBlock;
 
@@ -42,6 +43,9 @@ pub enum ControlAction {
     /// Make a socket call (`wasmcell_abi::socket`), write its reply, then resume. The raw
     /// operation number: an unknown one is answered `EINVAL`.
     Socket(u32, SocketCall),
+    /// Make a file call (`wasmcell_abi::file`), write its reply, then resume; an unknown
+    /// operation is answered `EINVAL`.
+    File(u32, FileCall),
     /// Stop: the workload drove one of its devices in a way no correct driver does.
     DeviceError(String),
 }
@@ -78,6 +82,7 @@ impl ControlDevice {
             reg::MAP_MEMORY => ControlAction::MapMemory(MapRequest::from_bytes(&self.words())),
             reg::FAULT_REPORT => ControlAction::FaultReport(FaultReport::from_bytes(&self.words())),
             socket::SOCKET => ControlAction::Socket(value, SocketCall::from_bytes(&self.words())),
+            file::FILE => ControlAction::File(value, FileCall::from_bytes(&self.words())),
             _ => ControlAction::Continue,
         }
     }
@@ -93,6 +98,11 @@ impl ControlDevice {
     /// Writes a socket call's reply over its arguments (a block the guest made unwritable
     /// only loses its own reply).
     pub fn reply(&self, reply: &SocketReply) {
+        let _ = self.memory.write_slice(&reply.to_bytes(), GuestAddress(self.messages));
+    }
+
+    /// Writes a file call's reply over its arguments, as [`Self::reply`].
+    pub fn file_reply(&self, reply: &FileReply) {
         let _ = self.memory.write_slice(&reply.to_bytes(), GuestAddress(self.messages));
     }
 
@@ -135,6 +145,7 @@ mod tests {
         assert_eq!(write32(&mut dev, reg::WORKLOAD_ERROR, 5), ControlAction::WorkloadError("unrea".into()));
         assert_eq!(write32(&mut dev, reg::PARK, 0), ControlAction::Park);
         assert_eq!(write32(&mut dev, 0x30, 0), ControlAction::Continue, "no register there");
+        assert!(matches!(write32(&mut dev, file::FILE, 5), ControlAction::File(5, _)));
         // A byte-sized write is not a register write.
         assert_eq!(dev.write(reg::EXIT, &[3]), ControlAction::Continue);
     }

@@ -1,0 +1,154 @@
+//! The guest's side of the file device (`wasmcell_abi::file`): the host directories and files
+//! a workload was given as volumes, read and written through. Each function is one call, one
+//! VM exit — arguments into this vCPU's block, the operation number to the control device, the
+//! reply read back. Paths and data are passed from the guest heap (the device reaches nothing
+//! else): callers copy them out of a module's memory first. WASI preview 1 (`crate::wasi`) is
+//! built on these.
+
+use crate::{arch, vcpu};
+use alloc::vec::Vec;
+use wasmcell_abi::file::{FileCall, FileReply, Op, Stat, FILE, MAX_TRANSFER};
+
+/// A file call's error: a Linux `errno`.
+pub type Errno = i32;
+
+fn call(op: Op, args: [u64; 8]) -> FileReply {
+    let bytes = FileCall { args }.to_bytes();
+    // SAFETY: the vCPU's block is mapped user read-write while the vCPU runs and only this
+    // vCPU uses its message buffer, one request at a time; a call is far shorter than it.
+    unsafe {
+        let message = (&raw mut (*vcpu::block()).message).cast::<u8>();
+        core::ptr::copy_nonoverlapping(bytes.as_ptr(), message, bytes.len());
+    }
+    arch::control_write(FILE, op as u32);
+    let mut raw = [0u8; FileReply::SIZE];
+    // SAFETY: as above; the VMM wrote the reply over the arguments before resuming the vCPU.
+    unsafe {
+        let message = (&raw const (*vcpu::block()).message).cast::<u8>();
+        core::ptr::copy_nonoverlapping(message, raw.as_mut_ptr(), raw.len());
+    }
+    FileReply::from_bytes(&raw)
+}
+
+fn args(first: &[u64]) -> [u64; 8] {
+    let mut args = [0; 8];
+    args[..first.len()].copy_from_slice(first);
+    args
+}
+
+fn result(reply: FileReply) -> Result<u64, Errno> {
+    if reply.result < 0 {
+        Err(i32::try_from(-reply.result).unwrap_or(libc_errno::EINVAL))
+    } else {
+        Ok(reply.result as u64)
+    }
+}
+
+fn path_words(path: &[u8]) -> [u64; 2] {
+    [path.as_ptr() as u64, path.len() as u64]
+}
+
+/// Linux numbers the guest names itself.
+pub mod libc_errno {
+    pub const EINVAL: i32 = 22;
+}
+
+/// An open handle of the device; closed when dropped, unless it is a volume's (those live as
+/// long as the workload).
+#[derive(Debug)]
+pub struct Handle {
+    raw: u32,
+    volume: bool,
+}
+
+impl Handle {
+    /// The handle of volume `index` (the workload blob's order).
+    pub fn volume(index: u32) -> Self {
+        Self { raw: index, volume: true }
+    }
+
+    pub fn raw(&self) -> u64 {
+        self.raw.into()
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if !self.volume {
+            let _ = call(Op::Close, args(&[self.raw()]));
+        }
+    }
+}
+
+/// Opens `path` beneath `dir` with `flags` (`wasmcell_abi::file::open`).
+pub fn open(dir: &Handle, path: &[u8], flags: u64) -> Result<(Handle, Stat), Errno> {
+    let [p, l] = path_words(path);
+    let reply = call(Op::Open, args(&[dir.raw(), p, l, flags]));
+    let stat = reply.stat;
+    result(reply).map(|raw| (Handle { raw: raw as u32, volume: false }, stat))
+}
+
+/// The stat of `path` beneath `dir` (empty: `dir` itself).
+pub fn stat(dir: &Handle, path: &[u8], follow: bool) -> Result<Stat, Errno> {
+    let [p, l] = path_words(path);
+    let reply = call(Op::Stat, args(&[dir.raw(), p, l, follow.into()]));
+    result(reply).map(|_| reply.stat)
+}
+
+/// Reads at `offset` into `buf` (at most [`MAX_TRANSFER`] per call) → bytes read.
+pub fn read(handle: &Handle, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
+    let len = (buf.len() as u64).min(MAX_TRANSFER);
+    result(call(Op::Read, args(&[handle.raw(), buf.as_mut_ptr() as u64, len, offset]))).map(|n| n as usize)
+}
+
+/// Writes `bytes` at `offset` (`wasmcell_abi::file::APPEND`: at the end) → bytes written.
+pub fn write(handle: &Handle, bytes: &[u8], offset: u64) -> Result<usize, Errno> {
+    let len = (bytes.len() as u64).min(MAX_TRANSFER);
+    result(call(Op::Write, args(&[handle.raw(), bytes.as_ptr() as u64, len, offset]))).map(|n| n as usize)
+}
+
+pub fn set_size(handle: &Handle, size: u64) -> Result<(), Errno> {
+    result(call(Op::SetSize, args(&[handle.raw(), size]))).map(drop)
+}
+
+/// `flags` are WASI's `fstflags`; an empty path is `dir` itself.
+pub fn set_times(dir: &Handle, path: &[u8], follow: bool, atime: u64, mtime: u64, flags: u64) -> Result<(), Errno> {
+    let [p, l] = path_words(path);
+    result(call(Op::SetTimes, args(&[dir.raw(), p, l, follow.into(), atime, mtime, flags]))).map(drop)
+}
+
+pub fn sync(handle: &Handle) -> Result<(), Errno> {
+    result(call(Op::Sync, args(&[handle.raw()]))).map(drop)
+}
+
+/// Directory entries from `cookie` into `buf` (`wasmcell_abi::file::Dirent`s) → bytes written.
+pub fn read_dir(handle: &Handle, buf: &mut [u8], cookie: u64) -> Result<usize, Errno> {
+    let len = (buf.len() as u64).min(MAX_TRANSFER);
+    result(call(Op::ReadDir, args(&[handle.raw(), buf.as_mut_ptr() as u64, len, cookie]))).map(|n| n as usize)
+}
+
+/// A change to one path: [`Op::CreateDir`], [`Op::Unlink`] or [`Op::RemoveDir`].
+pub fn change(op: Op, dir: &Handle, path: &[u8]) -> Result<(), Errno> {
+    let [p, l] = path_words(path);
+    result(call(op, args(&[dir.raw(), p, l]))).map(drop)
+}
+
+/// A change naming two paths: [`Op::Rename`] or [`Op::Link`].
+pub fn change_two(op: Op, from_dir: &Handle, from: &[u8], to_dir: &Handle, to: &[u8]) -> Result<(), Errno> {
+    let ([p, l], [q, m]) = (path_words(from), path_words(to));
+    result(call(op, args(&[from_dir.raw(), p, l, to_dir.raw(), q, m]))).map(drop)
+}
+
+pub fn symlink(target: &[u8], dir: &Handle, path: &[u8]) -> Result<(), Errno> {
+    let ([t, tl], [p, l]) = (path_words(target), path_words(path));
+    result(call(Op::Symlink, args(&[t, tl, dir.raw(), p, l]))).map(drop)
+}
+
+/// The target of the symlink at `path`, cut to `max` bytes.
+pub fn read_link(dir: &Handle, path: &[u8], max: usize) -> Result<Vec<u8>, Errno> {
+    let [p, l] = path_words(path);
+    let mut buf = alloc::vec![0u8; max.min(4096)];
+    let n = result(call(Op::ReadLink, args(&[dir.raw(), p, l, buf.as_mut_ptr() as u64, buf.len() as u64])))?;
+    buf.truncate(n as usize);
+    Ok(buf)
+}
