@@ -92,8 +92,7 @@ pub struct RunArgs {
     #[arg(long = "dir", value_name = "HOST[::GUEST]", value_parser = parse_dir)]
     pub dirs: Vec<Preopen>,
     /// Let the module read and write a host directory, at GUEST (default: HOST as written), as a
-    /// container volume: its writes reach the host at once ("ro": no writes). Preview-1
-    /// modules only, so far.
+    /// container volume: its writes reach the host at once ("ro": no writes).
     #[arg(long = "volume", value_name = "HOST[::GUEST][:ro]", value_parser = parse_volume)]
     pub volumes: Vec<VolumeArg>,
     /// Give the module the host's network (as `wasmtime run -S inherit-network`): its sockets

@@ -61,11 +61,7 @@ pub fn prepare(
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Before compiling, whose worker threads would otherwise take a SIGTERM and die of it.
     signals::block_stop_signals().context("Cannot watch for SIGINT/SIGTERM")?;
-    let entry = match (args.tcplisten.is_empty(), args.volumes.is_empty()) {
-        (false, _) => Entry::RunWithListeners,
-        (true, false) => Entry::RunWithVolumes,
-        (true, true) => Entry::Run,
-    };
+    let entry = if args.tcplisten.is_empty() { Entry::Run } else { Entry::RunWithListeners };
     // Opened first: a missing or odd volume fails before anything is compiled.
     let volumes = args
         .volumes

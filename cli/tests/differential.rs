@@ -201,27 +201,32 @@ fn assert_same_through_volumes(module: &str) {
     assert_eq!(relative(&guest_files), relative(&host_files), "{module} left a different tree");
 }
 
-/// `wat` written to `path`, run on both sides, each with a fresh copy of the file fixture.
-fn both_with_files(path: &std::path::Path, wat: &str) -> (Run, Run) {
+/// `wat` written to `path`, run on both sides, each with a fresh copy of the file fixture (in
+/// the microVM a `--dir` snapshot, or with `volume` a write-through volume).
+fn both_with_files(path: &std::path::Path, wat: &str, volume: bool) -> (Run, Run) {
     std::fs::write(path, wat).unwrap();
     let (host_files, guest_files) = (Fixture::create(), Fixture::create());
     let module = path.to_string_lossy().into_owned();
     let host = on_host(&Case { data: Some(host_files.data()), ..Case::new(module.clone()) });
-    let guest = in_microvm(&Case { data: Some(guest_files.data()), ..Case::new(module) });
+    let guest = in_microvm(&Case { data: Some(guest_files.data()), volume, ..Case::new(module) });
     (host, guest)
 }
 
-/// How `what` differs between host wasmtime and the microVM, if it does ([`both_with_files`]).
+/// How `what` differs between host wasmtime and the microVM, with `/data` a snapshot or a
+/// volume, if it does ([`both_with_files`]).
 fn difference(what: &str, path: &std::path::Path, wat: &str) -> Option<String> {
-    let (host, guest) = both_with_files(path, wat);
-    (host != guest).then(|| {
-        format!(
-            "{what}: host {} ({}), guest {} ({})",
-            host.status,
-            host.stderr.trim(),
-            guest.status,
-            guest.stderr.trim()
-        )
+    [false, true].into_iter().find_map(|volume| {
+        let (host, guest) = both_with_files(path, wat, volume);
+        (host != guest).then(|| {
+            format!(
+                "{what}{}: host {} ({}), guest {} ({})",
+                if volume { " (volume)" } else { "" },
+                host.status,
+                host.stderr.trim(),
+                guest.status,
+                guest.stderr.trim()
+            )
+        })
     })
 }
 
@@ -349,7 +354,9 @@ fn preopened_directories() {
 fn volumes_as_wasmtime_dirs() {
     for module in ["fs_read", "fs_write", "fs_escape"] {
         assert_same_through_volumes(&sample(module));
+        assert_same_through_volumes(&component(module));
     }
+    assert_same_through_volumes(&component("descriptor_flags"));
 }
 
 /// Descriptor flags and open flags std never asks for, straight through the WASI 0.2 bindings
@@ -592,11 +599,13 @@ fn fdstat_matches_host_wasmtime() {
     (call $show (local.get $fd))))"#;
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fdstat-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (host, guest) = both_with_files(&dir.join("fdstat.wat"), wat);
+    for volume in [false, true] {
+        let (host, guest) = both_with_files(&dir.join("fdstat.wat"), wat, volume);
+        assert_eq!(host.stdout.lines().count(), 9, "{}", host.stdout);
+        assert!(host.stdout.lines().all(|l| l.ends_with('0')), "every call succeeded on the host: {}", host.stdout);
+        assert_eq!(guest, host, "volume: {volume}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
-    assert_eq!(host.stdout.lines().count(), 9, "{}", host.stdout);
-    assert!(host.stdout.lines().all(|l| l.ends_with('0')), "every call succeeded on the host: {}", host.stdout);
-    assert_eq!(guest, host);
 }
 
 /// A file opened with SYNC, DSYNC or RSYNC keeps the flags and `fd_fdstat_get` reports them

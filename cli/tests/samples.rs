@@ -159,16 +159,18 @@ fn writes_stay_in_the_vm_and_never_reach_the_host() {
 }
 
 #[test]
-fn no_path_escapes_a_preopen() {
-    let files = Fixture::create();
-    let before = snapshot(&files.root);
-    let out = run(&["--dir", &files.dir_arg(), &sample("fs_escape")]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let text = stdout(&out);
-    assert!(!text.contains("ESCAPED") && !text.contains("secret"), "{text}");
-    assert_eq!(text.lines().filter(|l| l.contains(": refused (")).count(), 10, "{text}");
-    assert!(text.ends_with("inside still works: hello world\n"), "{text}");
-    assert_eq!(snapshot(&files.root), before, "nothing was created or moved outside");
+fn no_path_escapes_a_preopen_or_a_volume() {
+    for how in ["--dir", "--volume"] {
+        let files = Fixture::create();
+        let before = snapshot(&files.root);
+        let out = run(&[how, &files.dir_arg(), &sample("fs_escape")]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let text = stdout(&out);
+        assert!(!text.contains("ESCAPED") && !text.contains("secret"), "{how}: {text}");
+        assert_eq!(text.lines().filter(|l| l.contains(": refused (")).count(), 11, "{how}: {text}");
+        assert!(text.ends_with("inside still works: hello world\n"), "{how}: {text}");
+        assert_eq!(snapshot(&files.root), before, "{how}: nothing was created or moved");
+    }
 }
 
 #[test]

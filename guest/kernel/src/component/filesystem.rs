@@ -1,17 +1,22 @@
-//! `wasi:filesystem` (types, preopens) over the same file tree as preview 1: the preopens are
-//! preview 1's (`--dir`, snapshot semantics), every path goes through the tree's resolver
-//! (confined to the descriptor it starts from), and each error is the code wasmtime gives for
-//! the same case (preview 1 and 0.2 share their meaning there).
+//! `wasi:filesystem` (types, preopens) over the same files as preview 1: the preopens are
+//! preview 1's — the in-memory tree's (`--dir`, snapshot semantics), whose paths go through the
+//! tree's resolver (confined to the descriptor it starts from), and the volumes' (write-through,
+//! served by the file device, which confines paths on the host) — and each error is the code
+//! wasmtime gives for the same case (preview 1 and 0.2 share their meaning there).
 
 use super::bindings::wasi::filesystem::preopens;
 use super::bindings::wasi::filesystem::types::{
     self, Advice, DescriptorFlags, DescriptorStat, DescriptorType, DirectoryEntry, ErrorCode, MetadataHashValue,
     NewTimestamp, OpenFlags, PathFlags,
 };
-use super::clocks::datetime;
+use super::node::{self, HostNode, Node};
 use super::{ComponentCtx, InputStream, IoError, OutputStream};
+use crate::volume::{self, Handle};
+use crate::wasi::Preopen;
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
+use wasmcell_abi::file::{self, times, Dirent, Op};
 use wasmcell_guest_fs::{self as fs, FileType, NodeRef};
 use wasmtime::component::Resource;
 
@@ -22,7 +27,7 @@ const MAX_READ: u64 = 1 << 20;
 
 /// An open file or directory (`wasi:filesystem/types.descriptor`).
 pub struct Descriptor {
-    node: NodeRef,
+    node: Node,
     /// What it was opened for, as wasmtime records it (`get-flags` reports it): `READ` and
     /// `WRITE` for a file, `READ` and `MUTATE_DIRECTORY` for a directory.
     flags: DescriptorFlags,
@@ -61,23 +66,6 @@ fn descriptor_type(file_type: FileType) -> DescriptorType {
     }
 }
 
-fn stat(node: &NodeRef) -> DescriptorStat {
-    let stat = node.borrow().stat();
-    DescriptorStat {
-        type_: descriptor_type(stat.file_type),
-        link_count: 1,
-        size: stat.size,
-        data_access_timestamp: Some(datetime(stat.atime_ns)),
-        data_modification_timestamp: Some(datetime(stat.mtime_ns)),
-        status_change_timestamp: Some(datetime(stat.mtime_ns)),
-    }
-}
-
-fn metadata_hash(node: &NodeRef) -> MetadataHashValue {
-    // Equal for the same file, different for different files: what the interface promises.
-    MetadataHashValue { lower: node.borrow().ino, upper: 0x7761_736d_6365_6c6c }
-}
-
 /// The new value of a timestamp, `None` for no change.
 fn new_time(timestamp: &NewTimestamp, now_ns: u64) -> Result<Option<u64>, ErrorCode> {
     match timestamp {
@@ -92,9 +80,50 @@ fn new_time(timestamp: &NewTimestamp, now_ns: u64) -> Result<Option<u64>, ErrorC
     }
 }
 
-fn set_times(node: &NodeRef, atime: &NewTimestamp, mtime: &NewTimestamp, now_ns: u64) -> Result<(), ErrorCode> {
-    node.borrow_mut().set_times(new_time(atime, now_ns)?, new_time(mtime, now_ns)?);
-    Ok(())
+/// `(value, fstflags)` of the two timestamps, as the file device takes them.
+fn host_times(atime: &NewTimestamp, mtime: &NewTimestamp) -> Result<([u64; 2], u64), ErrorCode> {
+    let mut flags = 0;
+    let mut value = |timestamp: &NewTimestamp, set: u64, now: u64| -> Result<u64, ErrorCode> {
+        match timestamp {
+            NewTimestamp::NoChange => Ok(0),
+            NewTimestamp::Now => {
+                flags |= now;
+                Ok(0)
+            }
+            NewTimestamp::Timestamp(_) => {
+                flags |= set;
+                Ok(new_time(timestamp, 0)?.unwrap_or(0))
+            }
+        }
+    };
+    let a = value(atime, times::ATIME, times::ATIME_NOW)?;
+    let m = value(mtime, times::MTIME, times::MTIME_NOW)?;
+    Ok(([a, m], flags))
+}
+
+/// Sets the times of `node` itself, or of `path` beneath it.
+fn set_times(
+    node: &Node,
+    path: Option<(&str, bool)>,
+    atime: &NewTimestamp,
+    mtime: &NewTimestamp,
+    now_ns: u64,
+) -> Result<(), ErrorCode> {
+    match node {
+        Node::Tree(tree) => {
+            let target = match path {
+                Some((path, follow)) => crate::wasi::lookup(tree, path.as_bytes(), follow)?,
+                None => tree.clone(),
+            };
+            target.borrow_mut().set_times(new_time(atime, now_ns)?, new_time(mtime, now_ns)?);
+            Ok(())
+        }
+        Node::Host(host) => {
+            let ([a, m], flags) = host_times(atime, mtime)?;
+            let (path, follow) = path.unwrap_or(("", false));
+            volume::set_times(&host.handle, path.as_bytes(), follow, a, m, flags).map_err(node::code)
+        }
+    }
 }
 
 impl ComponentCtx {
@@ -103,18 +132,15 @@ impl ComponentCtx {
     }
 
     /// The open regular file `descriptor` is (`bad-descriptor` for a directory).
-    fn file(
-        &self,
-        descriptor: &Resource<Descriptor>,
-    ) -> wasmtime::Result<Result<(NodeRef, DescriptorFlags), ErrorCode>> {
+    fn file(&self, descriptor: &Resource<Descriptor>) -> wasmtime::Result<Result<(Node, DescriptorFlags), ErrorCode>> {
         let d = self.descriptor(descriptor)?;
-        Ok(if d.node.borrow().is_dir() { Err(ErrorCode::BadDescriptor) } else { Ok((d.node.clone(), d.flags)) })
+        Ok(if d.node.is_dir() { Err(ErrorCode::BadDescriptor) } else { Ok((d.node.clone(), d.flags)) })
     }
 
     /// The directory `descriptor` is (`not-directory` for a file).
-    fn dir(&self, descriptor: &Resource<Descriptor>) -> wasmtime::Result<Result<NodeRef, ErrorCode>> {
+    fn dir(&self, descriptor: &Resource<Descriptor>) -> wasmtime::Result<Result<Node, ErrorCode>> {
         let d = self.descriptor(descriptor)?;
-        Ok(if d.node.borrow().is_dir() { Ok(d.node.clone()) } else { Err(ErrorCode::NotDirectory) })
+        Ok(if d.node.is_dir() { Ok(d.node.clone()) } else { Err(ErrorCode::NotDirectory) })
     }
 
     /// The directories two descriptors are (the first error if either is not one).
@@ -122,7 +148,7 @@ impl ComponentCtx {
         &self,
         first: &Resource<Descriptor>,
         second: &Resource<Descriptor>,
-    ) -> wasmtime::Result<Result<(NodeRef, NodeRef), ErrorCode>> {
+    ) -> wasmtime::Result<Result<(Node, Node), ErrorCode>> {
         let (first, second) = (self.dir(first)?, self.dir(second)?);
         Ok(first.and_then(|a| Ok((a, second?))))
     }
@@ -131,27 +157,40 @@ impl ComponentCtx {
         self.wasi.clocks.realtime_ns()
     }
 
-    /// A path call that changes the tree under `descriptor`.
+    /// A path call that changes the tree under `descriptor`: `op` in memory, `host_op` in a
+    /// volume.
     fn change(
         &mut self,
         descriptor: &Resource<Descriptor>,
         path: &str,
         op: fn(&NodeRef, &[u8], u64) -> Result<(), fs::Error>,
+        host_op: Op,
     ) -> FsResult<()> {
         let now = self.now();
-        Ok(self.dir(descriptor)?.and_then(|dir| Ok(op(&dir, path.as_bytes(), now)?)))
+        Ok(self.dir(descriptor)?.and_then(|dir| match dir {
+            Node::Tree(dir) => Ok(op(&dir, path.as_bytes(), now)?),
+            Node::Host(dir) => volume::change(host_op, &dir.handle, path.as_bytes()).map_err(node::code),
+        }))
     }
 
-    fn lookup(
+    /// The stat of `path` beneath `descriptor`, and its hash.
+    fn stat_path(
         &self,
         descriptor: &Resource<Descriptor>,
         flags: PathFlags,
         path: &str,
-    ) -> wasmtime::Result<Result<NodeRef, ErrorCode>> {
+    ) -> wasmtime::Result<Result<(DescriptorStat, MetadataHashValue), ErrorCode>> {
         let follow = flags.contains(PathFlags::SYMLINK_FOLLOW);
-        Ok(self
-            .dir(descriptor)?
-            .and_then(|dir| crate::wasi::lookup(&dir, path.as_bytes(), follow).map_err(|e| e.into())))
+        Ok(self.dir(descriptor)?.and_then(|dir| match dir {
+            Node::Tree(dir) => {
+                let node = crate::wasi::lookup(&dir, path.as_bytes(), follow)?;
+                Ok((node::tree_stat(&node), node::tree_hash(&node)))
+            }
+            Node::Host(dir) => {
+                let stat = volume::stat(&dir.handle, path.as_bytes(), follow).map_err(node::code)?;
+                Ok((node::host_stat(&stat), node::host_hash(&stat)))
+            }
+        }))
     }
 
     /// What a stream on `descriptor` works on: any open file (whether it may read or write is
@@ -161,9 +200,9 @@ impl ComponentCtx {
         &self,
         descriptor: &Resource<Descriptor>,
         write: bool,
-    ) -> wasmtime::Result<Result<(NodeRef, DescriptorFlags), ErrorCode>> {
+    ) -> wasmtime::Result<Result<(Node, DescriptorFlags), ErrorCode>> {
         let d = self.descriptor(descriptor)?;
-        Ok(match (d.node.borrow().is_dir(), write) {
+        Ok(match (d.node.is_dir(), write) {
             (true, false) => Err(ErrorCode::IsDirectory),
             (true, true) => Err(ErrorCode::BadDescriptor),
             (false, _) => Ok((d.node.clone(), d.flags)),
@@ -213,13 +252,11 @@ impl types::HostDescriptor for ComponentCtx {
     }
 
     fn sync_data(&mut self, fd: Resource<Descriptor>) -> FsResult<()> {
-        self.descriptor(&fd)?;
-        Ok(Ok(()))
+        Ok(self.descriptor(&fd)?.node.sync())
     }
 
     fn sync(&mut self, fd: Resource<Descriptor>) -> FsResult<()> {
-        self.descriptor(&fd)?;
-        Ok(Ok(()))
+        Ok(self.descriptor(&fd)?.node.sync())
     }
 
     fn get_flags(&mut self, fd: Resource<Descriptor>) -> FsResult<DescriptorFlags> {
@@ -227,7 +264,7 @@ impl types::HostDescriptor for ComponentCtx {
     }
 
     fn get_type(&mut self, fd: Resource<Descriptor>) -> FsResult<DescriptorType> {
-        Ok(Ok(descriptor_type(self.descriptor(&fd)?.node.borrow().file_type())))
+        Ok(self.descriptor(&fd)?.node.descriptor_type())
     }
 
     fn set_size(&mut self, fd: Resource<Descriptor>, size: u64) -> FsResult<()> {
@@ -237,14 +274,14 @@ impl types::HostDescriptor for ComponentCtx {
             if !flags.contains(DescriptorFlags::WRITE) {
                 return Err(ErrorCode::Invalid);
             }
-            Ok(node.borrow_mut().set_size(size, now)?)
+            node.set_size(size, now)
         }))
     }
 
     fn set_times(&mut self, fd: Resource<Descriptor>, atime: NewTimestamp, mtime: NewTimestamp) -> FsResult<()> {
         let now = self.now();
         let node = self.descriptor(&fd)?.node.clone();
-        Ok(set_times(&node, &atime, &mtime, now))
+        Ok(set_times(&node, None, &atime, &mtime, now))
     }
 
     fn read(&mut self, fd: Resource<Descriptor>, len: u64, offset: u64) -> FsResult<(Vec<u8>, bool)> {
@@ -253,7 +290,7 @@ impl types::HostDescriptor for ComponentCtx {
                 return Err(ErrorCode::BadDescriptor);
             }
             let mut buf = alloc::vec![0; len.min(MAX_READ) as usize];
-            let n = node.borrow_mut().read_at(offset, &mut buf)?;
+            let n = node.read_at(offset, &mut buf)?;
             buf.truncate(n);
             // As wasmtime: reading nothing is the end, whatever was asked for.
             Ok((buf, n == 0))
@@ -267,7 +304,7 @@ impl types::HostDescriptor for ComponentCtx {
             if !flags.contains(DescriptorFlags::WRITE) {
                 return Err(ErrorCode::BadDescriptor);
             }
-            Ok(node.borrow_mut().write_at(offset, &buffer, now)? as u64)
+            Ok(node.write_at(Some(offset), &buffer, now)? - offset)
         }))
     }
 
@@ -276,29 +313,35 @@ impl types::HostDescriptor for ComponentCtx {
             Ok(dir) => dir,
             Err(code) => return Ok(Err(code)),
         };
-        let entries = match dir.borrow_mut().dir() {
-            Ok(entries) => entries
-                .iter()
-                .map(|(name, child)| DirectoryEntry {
-                    type_: descriptor_type(child.borrow().file_type()),
-                    name: String::from_utf8_lossy(name).into_owned(),
-                })
-                .collect::<Vec<_>>(),
-            Err(e) => return Ok(Err(e.into())),
+        let entries = match dir {
+            Node::Tree(dir) => match dir.borrow_mut().dir() {
+                Ok(entries) => entries
+                    .iter()
+                    .map(|(name, child)| DirectoryEntry {
+                        type_: descriptor_type(child.borrow().file_type()),
+                        name: String::from_utf8_lossy(name).into_owned(),
+                    })
+                    .collect::<Vec<_>>(),
+                Err(e) => return Ok(Err(e.into())),
+            },
+            Node::Host(dir) => match host_entries(&dir.handle) {
+                Ok(entries) => entries,
+                Err(code) => return Ok(Err(code)),
+            },
         };
         Ok(Ok(self.table.push(DirectoryEntries(entries.into_iter()))?))
     }
 
     fn create_directory_at(&mut self, fd: Resource<Descriptor>, path: String) -> FsResult<()> {
-        self.change(&fd, &path, fs::create_dir)
+        self.change(&fd, &path, fs::create_dir, Op::CreateDir)
     }
 
     fn stat(&mut self, fd: Resource<Descriptor>) -> FsResult<DescriptorStat> {
-        Ok(Ok(stat(&self.descriptor(&fd)?.node)))
+        Ok(self.descriptor(&fd)?.node.stat())
     }
 
     fn stat_at(&mut self, fd: Resource<Descriptor>, flags: PathFlags, path: String) -> FsResult<DescriptorStat> {
-        Ok(self.lookup(&fd, flags, &path)?.map(|node| stat(&node)))
+        Ok(self.stat_path(&fd, flags, &path)?.map(|(stat, _)| stat))
     }
 
     fn set_times_at(
@@ -310,7 +353,8 @@ impl types::HostDescriptor for ComponentCtx {
         mtime: NewTimestamp,
     ) -> FsResult<()> {
         let now = self.now();
-        Ok(self.lookup(&fd, flags, &path)?.and_then(|node| set_times(&node, &atime, &mtime, now)))
+        let follow = flags.contains(PathFlags::SYMLINK_FOLLOW);
+        Ok(self.dir(&fd)?.and_then(|dir| set_times(&dir, Some((&path, follow)), &atime, &mtime, now)))
     }
 
     fn link_at(
@@ -330,7 +374,9 @@ impl types::HostDescriptor for ComponentCtx {
             Ok(dirs) => dirs,
             Err(code) => return Ok(Err(code)),
         };
-        Ok(fs::link(&old_dir, old_path.as_bytes(), false, &new_dir, new_path.as_bytes(), now).map_err(Into::into))
+        Ok(two(Op::Link, &old_dir, &old_path, &new_dir, &new_path, |a, b| {
+            fs::link(a, old_path.as_bytes(), false, b, new_path.as_bytes(), now)
+        }))
     }
 
     fn open_at(
@@ -368,11 +414,15 @@ impl types::HostDescriptor for ComponentCtx {
             truncate: open_flags.contains(OpenFlags::TRUNCATE),
             follow: path_flags.contains(PathFlags::SYMLINK_FOLLOW),
         };
-        let node = match fs::open(&dir, path.as_bytes(), open, now) {
-            Ok(node) => node,
-            Err(e) => return Ok(Err(e.into())),
+        let opened = match dir {
+            Node::Tree(dir) => fs::open(&dir, path.as_bytes(), open, now).map(Node::Tree).map_err(ErrorCode::from),
+            Node::Host(dir) => open_host(&dir.handle, path.as_bytes(), &open, read, write),
         };
-        let is_dir = node.borrow().is_dir();
+        let node = match opened {
+            Ok(node) => node,
+            Err(code) => return Ok(Err(code)),
+        };
+        let is_dir = node.is_dir();
         // Linux refuses to open a directory for writing.
         if is_dir && write {
             return Ok(Err(ErrorCode::IsDirectory));
@@ -389,13 +439,16 @@ impl types::HostDescriptor for ComponentCtx {
 
     fn readlink_at(&mut self, fd: Resource<Descriptor>, path: String) -> FsResult<String> {
         Ok(self.dir(&fd)?.and_then(|dir| {
-            let target = fs::read_link(&dir, path.as_bytes())?;
+            let target = match dir {
+                Node::Tree(dir) => fs::read_link(&dir, path.as_bytes())?,
+                Node::Host(dir) => volume::read_link(&dir.handle, path.as_bytes(), 4096).map_err(node::code)?,
+            };
             String::from_utf8(target).map_err(|_| ErrorCode::IllegalByteSequence)
         }))
     }
 
     fn remove_directory_at(&mut self, fd: Resource<Descriptor>, path: String) -> FsResult<()> {
-        self.change(&fd, &path, fs::remove_dir)
+        self.change(&fd, &path, fs::remove_dir, Op::RemoveDir)
     }
 
     fn rename_at(
@@ -410,25 +463,32 @@ impl types::HostDescriptor for ComponentCtx {
             Ok(dirs) => dirs,
             Err(code) => return Ok(Err(code)),
         };
-        Ok(fs::rename(&old_dir, old_path.as_bytes(), &new_dir, new_path.as_bytes(), now).map_err(Into::into))
+        Ok(two(Op::Rename, &old_dir, &old_path, &new_dir, &new_path, |a, b| {
+            fs::rename(a, old_path.as_bytes(), b, new_path.as_bytes(), now)
+        }))
     }
 
     fn symlink_at(&mut self, fd: Resource<Descriptor>, old_path: String, new_path: String) -> FsResult<()> {
         let now = self.now();
-        Ok(self.dir(&fd)?.and_then(|dir| Ok(fs::symlink(old_path.as_bytes(), &dir, new_path.as_bytes(), now)?)))
+        Ok(self.dir(&fd)?.and_then(|dir| match dir {
+            Node::Tree(dir) => Ok(fs::symlink(old_path.as_bytes(), &dir, new_path.as_bytes(), now)?),
+            Node::Host(dir) => {
+                volume::symlink(old_path.as_bytes(), &dir.handle, new_path.as_bytes()).map_err(node::code)
+            }
+        }))
     }
 
     fn unlink_file_at(&mut self, fd: Resource<Descriptor>, path: String) -> FsResult<()> {
-        self.change(&fd, &path, fs::unlink)
+        self.change(&fd, &path, fs::unlink, Op::Unlink)
     }
 
     fn is_same_object(&mut self, fd: Resource<Descriptor>, other: Resource<Descriptor>) -> wasmtime::Result<bool> {
         let a = self.descriptor(&fd)?.node.clone();
-        Ok(alloc::rc::Rc::ptr_eq(&a, &self.descriptor(&other)?.node))
+        Ok(a.same(&self.descriptor(&other)?.node))
     }
 
     fn metadata_hash(&mut self, fd: Resource<Descriptor>) -> FsResult<MetadataHashValue> {
-        Ok(Ok(metadata_hash(&self.descriptor(&fd)?.node)))
+        Ok(self.descriptor(&fd)?.node.hash())
     }
 
     fn metadata_hash_at(
@@ -437,7 +497,7 @@ impl types::HostDescriptor for ComponentCtx {
         flags: PathFlags,
         path: String,
     ) -> FsResult<MetadataHashValue> {
-        Ok(self.lookup(&fd, flags, &path)?.map(|node| metadata_hash(&node)))
+        Ok(self.stat_path(&fd, flags, &path)?.map(|(_, hash)| hash))
     }
 
     fn drop(&mut self, fd: Resource<Descriptor>) -> wasmtime::Result<()> {
@@ -463,10 +523,83 @@ impl preopens::Host for ComponentCtx {
         let preopens: Vec<_> = self.wasi.fds.preopens().collect();
         preopens
             .into_iter()
-            .map(|(name, node)| {
+            .map(|(name, preopen)| {
+                let node = match preopen {
+                    Preopen::Tree(node) => Node::Tree(node),
+                    Preopen::Volume(index) => {
+                        Node::Host(Rc::new(HostNode { handle: Handle::volume(index), dir: true }))
+                    }
+                };
                 let descriptor = self.table.push(Descriptor { node, flags })?;
                 Ok((descriptor, String::from_utf8_lossy(name).into_owned()))
             })
             .collect()
+    }
+}
+
+/// Opens `path` beneath a volume directory, in the mode `open_at` decided.
+fn open_host(dir: &Handle, path: &[u8], open: &fs::OpenFlags, read: bool, write: bool) -> Result<Node, ErrorCode> {
+    let mut flags = 0;
+    for (set, bit) in [
+        (read, file::open::READ),
+        (write, file::open::WRITE),
+        (open.create, file::open::CREATE),
+        (open.directory, file::open::DIRECTORY),
+        (open.exclusive, file::open::EXCLUSIVE),
+        (open.truncate, file::open::TRUNCATE),
+        (!open.follow, file::open::NOFOLLOW),
+    ] {
+        if set {
+            flags |= bit;
+        }
+    }
+    let (handle, stat) = volume::open(dir, path, flags).map_err(node::code)?;
+    Ok(Node::Host(Rc::new(HostNode { handle, dir: stat.kind == file::kind::DIRECTORY })))
+}
+
+/// A rename or link: both in memory (`tree`), both in one volume (the device), or `cross-device`
+/// between the two (as between two of wasmtime's preopens).
+fn two(
+    op: Op,
+    old_dir: &Node,
+    old_path: &str,
+    new_dir: &Node,
+    new_path: &str,
+    tree: impl FnOnce(&NodeRef, &NodeRef) -> Result<(), fs::Error>,
+) -> Result<(), ErrorCode> {
+    match (old_dir, new_dir) {
+        (Node::Tree(a), Node::Tree(b)) => Ok(tree(a, b)?),
+        (Node::Host(a), Node::Host(b)) => {
+            volume::change_two(op, &a.handle, old_path.as_bytes(), &b.handle, new_path.as_bytes()).map_err(node::code)
+        }
+        _ => Err(ErrorCode::CrossDevice),
+    }
+}
+
+/// Every entry of a volume directory (`read-directory` takes a snapshot, as for the tree).
+fn host_entries(dir: &Handle) -> Result<Vec<DirectoryEntry>, ErrorCode> {
+    let mut entries = Vec::new();
+    let mut buf = alloc::vec![0u8; 64 * 1024];
+    let mut cookie = 0;
+    loop {
+        let n = volume::read_dir(dir, &mut buf, cookie).map_err(node::code)?;
+        if n == 0 {
+            return Ok(entries);
+        }
+        let mut rest = &buf[..n];
+        while let Some((entry, after)) = Dirent::parse(rest) {
+            let type_ = match entry.kind {
+                file::kind::DIRECTORY => DescriptorType::Directory,
+                file::kind::REGULAR_FILE => DescriptorType::RegularFile,
+                file::kind::SYMBOLIC_LINK => DescriptorType::SymbolicLink,
+                file::kind::BLOCK_DEVICE => DescriptorType::BlockDevice,
+                file::kind::CHARACTER_DEVICE => DescriptorType::CharacterDevice,
+                file::kind::SOCKET => DescriptorType::Socket,
+                _ => DescriptorType::Unknown,
+            };
+            entries.push(DirectoryEntry { type_, name: String::from_utf8_lossy(entry.name).into_owned() });
+            cookie = entry.next;
+            rest = after;
+        }
     }
 }

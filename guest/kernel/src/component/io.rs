@@ -8,6 +8,7 @@
 
 use super::bindings::wasi::filesystem::types::ErrorCode;
 use super::bindings::wasi::io::{error, poll, streams};
+use super::node::Node;
 use super::sockets::{StreamFailure, TcpInput, TcpOutput, TcpSocket};
 use super::ComponentCtx;
 use crate::net;
@@ -19,7 +20,6 @@ use alloc::vec;
 use alloc::vec::Vec;
 use streams::StreamError;
 use wasmcell_abi::socket::PollEntry;
-use wasmcell_guest_fs::NodeRef;
 use wasmtime::component::Resource;
 
 type SocketError = super::bindings::wasi::sockets::network::ErrorCode;
@@ -75,7 +75,7 @@ pub enum InputStream {
     /// `readable`: the descriptor was opened for reading (else reads fail, as an OS read of a
     /// write-only descriptor does).
     File {
-        node: NodeRef,
+        node: Node,
         position: u64,
         readable: bool,
     },
@@ -92,7 +92,7 @@ pub enum OutputStream {
     /// `writable`: the descriptor was opened for writing (else writes fail, as an OS write to a
     /// read-only descriptor does).
     File {
-        node: NodeRef,
+        node: Node,
         position: u64,
         append: bool,
         writable: bool,
@@ -166,16 +166,19 @@ impl ComponentCtx {
             InputStream::File { readable: false, .. } => Err(IoError::Fs(ErrorCode::BadDescriptor).into()),
             InputStream::File { node, position, .. } => {
                 // No bigger than what is left: a large read near the end allocates little.
-                let left = node.borrow().stat().size.saturating_sub(*position);
+                let left = match node.size() {
+                    Ok(size) => size.saturating_sub(*position),
+                    Err(code) => return Ok(Err(IoError::Fs(code).into())),
+                };
                 let mut buf = vec![0; len.min(usize::try_from(left).unwrap_or(usize::MAX))];
-                match node.borrow_mut().read_at(*position, &mut buf) {
+                match node.read_at(*position, &mut buf) {
                     Ok(0) if len > 0 => Err(Failure::Closed),
                     Ok(n) => {
                         *position += n as u64;
                         buf.truncate(n);
                         Ok(buf)
                     }
-                    Err(e) => Err(IoError::Fs(e.into()).into()),
+                    Err(code) => Err(IoError::Fs(code).into()),
                 }
             }
         };
@@ -206,14 +209,12 @@ impl ComponentCtx {
             OutputStream::File { writable: false, .. } => Err(IoError::Fs(ErrorCode::BadDescriptor).into()),
             OutputStream::File { node, position, append, .. } => {
                 let now = self.wasi.clocks.realtime_ns();
-                let mut node = node.borrow_mut();
-                let at = if *append { node.stat().size } else { *position };
-                match node.write_at(at, bytes, now) {
-                    Ok(n) => {
-                        *position = at + n as u64;
+                match node.write_at((!*append).then_some(*position), bytes, now) {
+                    Ok(end) => {
+                        *position = end;
                         Ok(())
                     }
-                    Err(e) => Err(IoError::Fs(e.into()).into()),
+                    Err(code) => Err(IoError::Fs(code).into()),
                 }
             }
         };

@@ -14,6 +14,7 @@ mod clocks;
 mod filesystem;
 pub mod http;
 mod io;
+mod node;
 mod sockets;
 
 use crate::wasi::WasiCtx;

@@ -79,6 +79,12 @@ pub fn filetype(file_type: FileType) -> u8 {
     }
 }
 
+/// A preopened directory's root: the in-memory tree's, or volume `index`'s.
+pub enum Preopen {
+    Tree(NodeRef),
+    Volume(u32),
+}
+
 /// One open descriptor.
 pub enum Fd {
     Stdin,
@@ -142,10 +148,13 @@ impl FdTable {
     }
 
     /// The directory `fd` refers to, for a `path_*` call.
-    /// The preopened directories, in `--dir` order: `(guest path, root)` each.
-    pub fn preopens(&self) -> impl Iterator<Item = (&'static [u8], NodeRef)> + '_ {
+    /// The preopened directories, in descriptor order: `(guest path, root)` each.
+    pub fn preopens(&self) -> impl Iterator<Item = (&'static [u8], Preopen)> + '_ {
         self.slots.iter().filter_map(|slot| match slot {
-            Some(Fd::Dir { node, preopen: Some(name), .. }) => Some((*name, node.clone())),
+            Some(Fd::Dir { node, preopen: Some(name), .. }) => Some((*name, Preopen::Tree(node.clone()))),
+            Some(Fd::HostDir(HostDir { handle, preopen: Some(name), .. })) => {
+                Some((*name, Preopen::Volume(handle.raw() as u32)))
+            }
             _ => None,
         })
     }

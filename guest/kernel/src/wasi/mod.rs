@@ -28,6 +28,7 @@ use wasmcell_abi::workload::Workload;
 use wasmtime::{Caller, Extern, IntoFunc, Linker, Memory, Module};
 
 pub use errno::Errno;
+pub use fd::Preopen;
 pub(crate) use path::lookup_node as lookup;
 pub use proc::WasiExit;
 

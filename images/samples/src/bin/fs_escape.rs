@@ -22,5 +22,6 @@ fn main() {
     report("mkdir outside", fs::create_dir("/data/../made"));
     report("rename out", fs::rename("/data/hello.txt", "/data/../moved.txt"));
     report("write through a symlink out", fs::write("/data/out_link", "x"));
+    report("hard link to a file outside", fs::hard_link("/data/../outside.txt", "/data/stolen"));
     println!("inside still works: {}", fs::read_to_string("/data/hello.txt").unwrap().trim_end());
 }

@@ -208,15 +208,15 @@ impl FileDevice {
                 host::unlink(at, false)
             })?,
             Op::RemoveDir => self.change(a, b, c, |at| host::unlink(at, true))?,
-            Op::Rename => self.change_two(a, (b, c), d, (e, f), host::rename)?,
-            Op::Link => self.change_two(a, (b, c), d, (e, f), host::link)?,
+            Op::Rename => self.change_two(op, a, (b, c), d, (e, f), host::rename)?,
+            Op::Link => self.change_two(op, a, (b, c), d, (e, f), host::link)?,
             Op::Symlink => {
                 let target = self.path(a, b)?;
-                let result = target.and_then(|target| {
-                    if target.is_empty() {
-                        return Err(libc::ENOENT);
-                    }
-                    Ok(target)
+                let result = target.and_then(|target| match target.first() {
+                    None => Err(libc::ENOENT),
+                    // As wasmtime: a symlink made inside a volume never names an absolute path.
+                    Some(b'/') => Err(libc::EPERM),
+                    Some(_) => Ok(target),
                 });
                 match result {
                     Ok(target) => self.change(c, d, e, |at| host::symlink(&target, at))?,
@@ -448,6 +448,7 @@ impl FileDevice {
     /// A change naming two paths (rename, link), which must be in one volume (`EXDEV`).
     fn change_two(
         &self,
+        op: Op,
         from_dir: u64,
         from: (u64, u64),
         to_dir: u64,
@@ -464,8 +465,14 @@ impl FileDevice {
             }
             let (from, to) = (Last::resolve(from_fd, &from_path)?, Last::resolve(to_fd, &to_path)?);
             from.check_trailing_slash()?;
-            if to.trailing_slash && from.stat().is_ok_and(|s| !is_dir(s)) {
-                return Err(libc::ENOTDIR);
+            if to.trailing_slash {
+                if op == Op::Link {
+                    // A new name ending in `/` names no file the link could be.
+                    return Err(if to.stat().is_ok() { libc::EEXIST } else { libc::ENOENT });
+                }
+                if from.stat().is_ok_and(|s| !is_dir(s)) {
+                    return Err(libc::ENOTDIR);
+                }
             }
             act(&from, &to)
         });
