@@ -91,8 +91,8 @@ pub struct RunArgs {
     /// packed read-only into the VM; the module's writes stay in VM memory and vanish with it.
     #[arg(long = "dir", value_name = "HOST[::GUEST]", value_parser = parse_dir)]
     pub dirs: Vec<Preopen>,
-    /// Let the module read and write a host directory, at GUEST (default: HOST as written), as a
-    /// container volume: its writes reach the host at once ("ro": no writes).
+    /// Let the module read and write a host directory or file, at GUEST (default: HOST as
+    /// written), as a container volume: its writes reach the host at once ("ro": no writes).
     #[arg(long = "volume", value_name = "HOST[::GUEST][:ro]", value_parser = parse_volume)]
     pub volumes: Vec<VolumeArg>,
     /// Give the module the host's network (as `wasmtime run -S inherit-network`): its sockets

@@ -10,7 +10,6 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use wasmcell_abi::boot_info::LOG_OFF;
-use wasmcell_abi::file::Volume;
 use wasmcell_aot::{Cache, Compiler, Entry, Limits};
 use wasmcell_vmm::signals;
 use wasmcell_vmm::{Artifact, HostVolume, Input, Network, Outcome, Outgoing, Output, Resolver, Vm, VmConfig, Workload};
@@ -66,10 +65,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let volumes = args
         .volumes
         .iter()
-        .map(|v| {
-            let kind = if v.read_only { Volume::ReadOnlyDir } else { Volume::Dir };
-            HostVolume::open(&v.host, &v.guest, kind)
-        })
+        .map(|v| HostVolume::open_either(&v.host, &v.guest, v.read_only))
         .collect::<Result<Vec<_>, _>>()?;
     let prepared = prepare(&args.module, entry, args.allow_precompiled, args.cache_dir)?;
     // Preopened listeners alone give a network that answers and never connects out: a

@@ -73,6 +73,13 @@ pub fn run(args: &[&str]) -> Output {
     wasmcell(&all)
 }
 
+/// The run ended with `status`, printing exactly these.
+pub fn assert_output(out: &Output, status: i32, expected_stdout: &str, expected_stderr: &str) {
+    assert_eq!(out.status.code(), Some(status), "stderr: {}", stderr(out));
+    assert_eq!(stdout(out), expected_stdout);
+    assert_eq!(stderr(out), expected_stderr);
+}
+
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }

@@ -4,13 +4,6 @@
 mod common;
 
 use common::*;
-use std::process::Output;
-
-fn assert_output(out: &Output, status: i32, expected_stdout: &str, expected_stderr: &str) {
-    assert_eq!(out.status.code(), Some(status), "stderr: {}", stderr(out));
-    assert_eq!(stdout(out), expected_stdout);
-    assert_eq!(stderr(out), expected_stderr);
-}
 
 #[test]
 fn hello() {

@@ -132,6 +132,8 @@ pub enum Volume {
     ReadOnlyDir,
     /// A single file, writable, seen at the guest path.
     File,
+    /// A single file the device keeps read-only.
+    ReadOnlyFile,
 }
 
 impl Volume {
@@ -140,6 +142,7 @@ impl Volume {
             Volume::Dir => b'd',
             Volume::ReadOnlyDir => b'r',
             Volume::File => b'f',
+            Volume::ReadOnlyFile => b'F',
         }
     }
 
@@ -148,6 +151,7 @@ impl Volume {
             b'd' => Volume::Dir,
             b'r' => Volume::ReadOnlyDir,
             b'f' => Volume::File,
+            b'F' => Volume::ReadOnlyFile,
             _ => return None,
         })
     }
@@ -296,7 +300,7 @@ mod tests {
         let entry = Dirent { next: 9, ino: 8, kind: kind::REGULAR_FILE, name: b"abc" };
         assert_eq!(Dirent::parse(&bytes), Some((entry, &b"XYZ"[..])));
         assert_eq!(Dirent::parse(&bytes[..26]), None, "a name cut short");
-        for volume in [Volume::Dir, Volume::ReadOnlyDir, Volume::File] {
+        for volume in [Volume::Dir, Volume::ReadOnlyDir, Volume::File, Volume::ReadOnlyFile] {
             assert_eq!(Volume::from_byte(volume.to_byte()), Some(volume));
         }
         assert_eq!(Volume::from_byte(b'x'), None);

@@ -16,7 +16,7 @@ mod path;
 
 pub use error::Error;
 pub use node::{Contents, Dir, FileType, Kind, Node, NodeRef, Stat};
-pub use ops::{create_dir, link, open, read_link, remove_dir, rename, symlink, unlink, OpenFlags};
+pub use ops::{attach_host_file, create_dir, link, open, read_link, remove_dir, rename, symlink, unlink, OpenFlags};
 pub use path::{resolve, Resolved, MAX_SYMLINKS};
 
 use alloc::vec::Vec;

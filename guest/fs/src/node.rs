@@ -34,6 +34,10 @@ pub enum Kind {
     Dir(Dir),
     /// The target path, resolved relative to the symlink's directory.
     Symlink(Contents),
+    /// A single file the host serves (a file volume: `/etc/hosts`, a termination log): the
+    /// file device's handle. The WASI layers open it through the device; its bytes are never
+    /// in the tree.
+    Host(u32),
 }
 
 /// Bytes of a file or symlink target: still the archive's, or the guest's own after a write.
@@ -133,7 +137,7 @@ impl Node {
 
     pub fn file_type(&self) -> FileType {
         match self.kind {
-            Kind::File(_) => FileType::RegularFile,
+            Kind::File(_) | Kind::Host(_) => FileType::RegularFile,
             Kind::Dir(_) => FileType::Directory,
             Kind::Symlink(_) => FileType::SymbolicLink,
         }
@@ -143,10 +147,18 @@ impl Node {
         matches!(self.kind, Kind::Dir(_))
     }
 
+    /// The file device's handle of a host file.
+    pub fn host(&self) -> Option<u32> {
+        match self.kind {
+            Kind::Host(handle) => Some(handle),
+            _ => None,
+        }
+    }
+
     pub fn stat(&self) -> Stat {
         let size = match &self.kind {
             Kind::File(c) | Kind::Symlink(c) => c.bytes().len() as u64,
-            Kind::Dir(_) => 0,
+            Kind::Dir(_) | Kind::Host(_) => 0,
         };
         Stat { ino: self.ino, file_type: self.file_type(), size, atime_ns: self.atime_ns, mtime_ns: self.mtime_ns }
     }
@@ -163,7 +175,7 @@ impl Node {
         match &mut self.kind {
             Kind::File(contents) => Ok(contents),
             Kind::Dir(_) => Err(Error::IsDir),
-            Kind::Symlink(_) => Err(Error::Inval),
+            Kind::Symlink(_) | Kind::Host(_) => Err(Error::Inval),
         }
     }
 

@@ -53,6 +53,9 @@ pub fn open(start: &NodeRef, path: &[u8], flags: OpenFlags, now_ns: u64) -> Resu
             Kind::File(_) if flags.directory || resolved.trailing_slash => return Err(Error::NotDir),
             Kind::File(_) if flags.truncate => target.set_size(0, now_ns)?,
             Kind::File(_) => {}
+            // Truncated by the WASI layer, through the device, if it was opened for writing.
+            Kind::Host(_) if flags.directory || resolved.trailing_slash => return Err(Error::NotDir),
+            Kind::Host(_) => {}
         }
     }
     Ok(node)
@@ -192,6 +195,36 @@ fn existing(resolved: Resolved) -> Result<(NodeRef, Vec<u8>, NodeRef), Error> {
         (None, Some(_)) => Err(Error::Inval),
         (_, None) => Err(Error::NoEnt),
     }
+}
+
+/// Places the host file `handle` at `path` beneath `root` (a file volume), making the
+/// directories on the way that the tree lacks and replacing what was there. A component that
+/// is a file or symlink in the tree stops it: `NotDir`.
+pub fn attach_host_file(root: &NodeRef, path: &[u8], handle: u32, now_ns: u64) -> Result<(), Error> {
+    let mut parts = path.split(|&b| b == b'/').filter(|p| !p.is_empty() && *p != b".");
+    let Some(mut name) = parts.next() else { return Err(Error::Inval) };
+    let mut dir = root.clone();
+    for next in parts {
+        if name == b".." {
+            return Err(Error::Escape);
+        }
+        let child = dir.borrow_mut().dir()?.get(name).cloned();
+        let child = match child {
+            Some(child) if child.borrow().is_dir() => child,
+            Some(_) => return Err(Error::NotDir),
+            None => {
+                let made = Node::new_dir(now_ns);
+                insert(&dir, name.to_vec(), made.clone(), now_ns)?;
+                made
+            }
+        };
+        dir = child;
+        name = next;
+    }
+    if name == b".." {
+        return Err(Error::Escape);
+    }
+    insert(&dir, name.to_vec(), Node::new(Kind::Host(handle), now_ns), now_ns)
 }
 
 fn insert(parent: &NodeRef, name: Vec<u8>, node: NodeRef, now_ns: u64) -> Result<(), Error> {

@@ -155,3 +155,21 @@ fn renaming_into_a_very_deep_subtree_is_refused_without_recursion() {
     assert_eq!(rename(&data, b"top", &data, b"renamed", 0), Ok(()));
     std::mem::forget(data); // dropping a 200 000-deep chain would recurse in `Rc`'s drop
 }
+
+#[test]
+fn host_files_are_attached_over_the_tree_with_their_directories() {
+    let (data, _) = tree();
+    attach_host_file(&data, b"sub/b.txt", 7, 2).unwrap();
+    attach_host_file(&data, b"new/deeper/log", 8, 2).unwrap();
+    let replaced = open(&data, b"sub/b.txt", OpenFlags::default(), 2).unwrap();
+    assert_eq!(replaced.borrow().host(), Some(7), "the host file replaces the tree's");
+    assert_eq!(open(&data, b"new/deeper/log", OpenFlags::default(), 2).unwrap().borrow().host(), Some(8));
+    assert_eq!(names(&data).iter().filter(|n| *n == "new").count(), 1);
+    // Read as a file by no one: the WASI layers go to the device.
+    assert_eq!(read(&data, "sub/b.txt"), Err(Error::Inval));
+    let directory = OpenFlags { directory: true, ..OpenFlags::default() };
+    assert_eq!(open(&data, b"sub/b.txt", directory, 2).err(), Some(Error::NotDir));
+    assert_eq!(attach_host_file(&data, b"a.txt/x", 9, 2), Err(Error::NotDir), "a file on the way");
+    assert_eq!(attach_host_file(&data, b"../x", 9, 2), Err(Error::Escape));
+    assert_eq!(attach_host_file(&data, b"", 9, 2), Err(Error::Inval));
+}

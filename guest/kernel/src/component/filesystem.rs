@@ -184,6 +184,11 @@ impl ComponentCtx {
         Ok(self.dir(descriptor)?.and_then(|dir| match dir {
             Node::Tree(dir) => {
                 let node = crate::wasi::lookup(&dir, path.as_bytes(), follow)?;
+                let host = node.borrow().host();
+                if let Some(handle) = host {
+                    let stat = volume::stat(&Handle::volume(handle), b"", false).map_err(node::code)?;
+                    return Ok((node::host_stat(&stat), node::host_hash(&stat)));
+                }
                 Ok((node::tree_stat(&node), node::tree_hash(&node)))
             }
             Node::Host(dir) => {
@@ -191,6 +196,18 @@ impl ComponentCtx {
                 Ok((node::host_stat(&stat), node::host_hash(&stat)))
             }
         }))
+    }
+
+    /// A file volume the tree holds (`handle`), opened: truncated through the device if asked.
+    fn open_file_volume(&self, handle: u32, truncate: bool, write: bool) -> Result<Node, ErrorCode> {
+        if write && self.wasi.read_only_files.contains(&handle) {
+            return Err(ErrorCode::ReadOnly);
+        }
+        let handle = Handle::volume(handle);
+        if truncate {
+            volume::set_size(&handle, 0).map_err(node::code)?;
+        }
+        Ok(Node::Host(Rc::new(HostNode { handle, dir: false })))
     }
 
     /// What a stream on `descriptor` works on: any open file (whether it may read or write is
@@ -415,7 +432,13 @@ impl types::HostDescriptor for ComponentCtx {
             follow: path_flags.contains(PathFlags::SYMLINK_FOLLOW),
         };
         let opened = match dir {
-            Node::Tree(dir) => fs::open(&dir, path.as_bytes(), open, now).map(Node::Tree).map_err(ErrorCode::from),
+            Node::Tree(dir) => fs::open(&dir, path.as_bytes(), open, now).map_err(ErrorCode::from).and_then(|node| {
+                let host = node.borrow().host();
+                match host {
+                    Some(handle) => self.open_file_volume(handle, open.truncate, write),
+                    None => Ok(Node::Tree(node)),
+                }
+            }),
             Node::Host(dir) => open_host(&dir.handle, path.as_bytes(), &open, read, write),
         };
         let node = match opened {

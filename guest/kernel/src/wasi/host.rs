@@ -145,6 +145,30 @@ pub fn path_open(dir: &HostDir, path: &[u8], request: &OpenRequest) -> Result<Fd
     })
 }
 
+/// `path_open` of a file volume the tree holds (`handle`): the volume's own handle, its
+/// position the descriptor's; truncated through the device if asked.
+pub fn open_file_volume(ctx: &super::WasiCtx, handle: u32, request: &OpenRequest) -> Result<Fd, Errno> {
+    let append = request.fdflags & fd::FDFLAGS_APPEND != 0;
+    let writable = request.writable || append;
+    if writable && ctx.read_only_files.contains(&handle) {
+        return Err(Errno::RoFs);
+    }
+    let handle = Handle::volume(handle);
+    if request.oflags & 8 != 0 && writable {
+        volume::set_size(&handle, 0).map_err(from_linux)?;
+    }
+    Ok(Fd::HostFile(HostFile {
+        handle,
+        position: 0,
+        readable: request.readable,
+        writable,
+        append,
+        read_right: request.read_right,
+        write_right: request.write_right,
+        flags: request.fdflags & fd::FDFLAGS_KEPT,
+    }))
+}
+
 /// Reads into (or writes from) `iovecs` of `memory`, at `offset` or the file's position;
 /// bytes moved. A short transfer ends it.
 pub fn transfer(

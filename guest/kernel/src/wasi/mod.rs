@@ -41,6 +41,9 @@ pub struct WasiCtx {
     pub(crate) env: Vec<Vec<u8>>,
     console: Option<crate::virtio::console::Console>,
     pub(crate) fds: fd::FdTable,
+    /// The file device's handles of the read-only file volumes (opening one to write is
+    /// `ROFS`, as for a file on a read-only bind mount).
+    pub(crate) read_only_files: Vec<u32>,
     pub(crate) clocks: clock::Clocks,
     pub(crate) rng: rand_chacha::ChaCha20Rng,
 }
@@ -50,14 +53,23 @@ impl WasiCtx {
     /// says why one could not be) and the preopened directories of `files` (the VMM's archive).
     pub fn new(workload: &Workload<'static>, files: Option<Archive<'static>>, info: &VcpuInfo) -> Result<Self, String> {
         let listeners = socket::preopen(workload.listen())?;
-        let preopens = files.map(wasmcell_guest_fs::preopens).unwrap_or_default();
+        let mut preopens = files.map(wasmcell_guest_fs::preopens).unwrap_or_default();
+        let clocks = clock::Clocks::new(info);
+        attach_file_volumes(workload, &mut preopens, clocks.realtime_ns())?;
         let volumes = host::preopens(volume_dirs(workload));
+        let read_only_files = workload
+            .volumes()
+            .enumerate()
+            .filter(|(_, entry)| entry.first().and_then(|&b| Volume::from_byte(b)) == Some(Volume::ReadOnlyFile))
+            .map(|(index, _)| index as u32)
+            .collect();
         Ok(Self {
             fds: fd::FdTable::new(listeners, preopens, volumes),
+            read_only_files,
             args: workload.args().map(<[u8]>::to_vec).collect(),
             env: workload.env().map(<[u8]>::to_vec).collect(),
             console: None,
-            clocks: clock::Clocks::new(info),
+            clocks,
             rng: clock::new_rng(info),
         })
     }
@@ -86,6 +98,35 @@ fn volume_dirs<'a>(workload: &Workload<'a>) -> impl Iterator<Item = (u32, &'a [u
         let dir = matches!(Volume::from_byte(kind), Some(Volume::Dir | Volume::ReadOnlyDir));
         dir.then_some((index as u32, path))
     })
+}
+
+/// Places each file volume in the in-memory tree at its path: beneath the preopen whose path
+/// is its longest prefix, or a new, empty `/` if none is (the workload has no root
+/// filesystem). A path the tree cannot hold (a file or symlink on the way) fails the start.
+fn attach_file_volumes(
+    workload: &Workload<'static>,
+    preopens: &mut Vec<(&'static [u8], wasmcell_guest_fs::NodeRef)>,
+    now_ns: u64,
+) -> Result<(), String> {
+    for (index, entry) in workload.volumes().enumerate() {
+        let Some((&kind, path)) = entry.split_first() else { continue };
+        if !matches!(Volume::from_byte(kind), Some(Volume::File | Volume::ReadOnlyFile)) {
+            continue;
+        }
+        let beneath = |name: &[u8]| name == b"/" || (path.starts_with(name) && path.get(name.len()) == Some(&b'/'));
+        let best = preopens.iter().filter(|(name, _)| beneath(name)).max_by_key(|(name, _)| name.len());
+        let (root, rest) = match best {
+            Some((name, root)) => (root.clone(), &path[name.len()..]),
+            None => {
+                let root = wasmcell_guest_fs::Node::new_dir(now_ns);
+                preopens.push((b"/", root.clone()));
+                (root, path)
+            }
+        };
+        wasmcell_guest_fs::attach_host_file(&root, rest, index as u32, now_ns)
+            .map_err(|e| alloc::format!("cannot place the file volume at {}: {e:?}", String::from_utf8_lossy(path)))?;
+    }
+    Ok(())
 }
 
 /// The calling instance's exported memory.

@@ -82,6 +82,21 @@ fn path_open(
     let readable = rights & (fd::FD_READ | fd::FD_READDIR) != 0;
     let writable = rights & fd::FD_WRITE != 0;
     let node = fs::open(&dir, &path, flags, now)?;
+    let host = node.borrow().host();
+    if let Some(handle) = host {
+        let request = OpenRequest {
+            oflags,
+            follow: flags.follow,
+            readable,
+            writable,
+            read_right: rights & fd::FD_READ != 0,
+            write_right: rights & fd::FD_WRITE != 0,
+            fdflags: fdflags as u16,
+        };
+        let opened = host::open_file_volume(caller.data(), handle, &request)?;
+        let number = caller.data_mut().fds.insert(opened)?;
+        return write_u32(caller, out, number);
+    }
     let is_dir = node.borrow().is_dir();
     let (read_right, write_right) = (rights & fd::FD_READ != 0, rights & fd::FD_WRITE != 0);
     let kept = fdflags as u16 & fd::FDFLAGS_KEPT;
@@ -114,6 +129,11 @@ fn path_filestat_get(
     }
     let (dir, path, _) = dir_and_path(caller, fd, path.0, path.1)?;
     let node = lookup(&dir, &path, flags)?;
+    let host = node.borrow().host();
+    if let Some(handle) = host {
+        let stat = volume::stat(&volume::Handle::volume(handle), b"", false).map_err(from_linux)?;
+        return write_bytes(caller, out, &host::filestat_bytes(&stat));
+    }
     let stat = node.borrow().stat();
     write_bytes(caller, out, &filestat_bytes(filetype(stat.file_type), Some(&stat)))
 }

@@ -48,7 +48,7 @@ pub enum VolumeError {
     },
     #[error("Volume {path} is not a directory")]
     NotDirectory { path: PathBuf },
-    #[error("Volume {path} is not a regular file")]
+    #[error("Volume {path} is not a regular file or a directory")]
     NotFile { path: PathBuf },
     #[error("Volume destination {guest:?} is not an absolute path")]
     Destination { guest: String },
@@ -56,11 +56,12 @@ pub enum VolumeError {
 
 impl HostVolume {
     /// Opens `host` to be seen at `guest`: a directory for [`Volume::Dir`] and
-    /// [`Volume::ReadOnlyDir`], a regular file for [`Volume::File`].
+    /// [`Volume::ReadOnlyDir`], a regular file for [`Volume::File`] and [`Volume::ReadOnlyFile`].
     pub fn open(host: &Path, guest: &str, kind: Volume) -> Result<Self, VolumeError> {
         let flags = match kind {
             Volume::Dir | Volume::ReadOnlyDir => libc::O_RDONLY | libc::O_DIRECTORY,
             Volume::File => libc::O_RDWR | libc::O_NONBLOCK,
+            Volume::ReadOnlyFile => libc::O_RDONLY | libc::O_NONBLOCK,
         };
         let path = std::ffi::CString::new(host.as_os_str().as_encoded_bytes()).map_err(|_| VolumeError::Open {
             path: host.to_path_buf(),
@@ -81,6 +82,22 @@ impl HostVolume {
         Self::from_fd(unsafe { OwnedFd::from_raw_fd(fd) }, host, guest, kind)
     }
 
+    /// Opens `host`, a directory or a regular file, whichever it is.
+    pub fn open_either(host: &Path, guest: &str, read_only: bool) -> Result<Self, VolumeError> {
+        let meta = std::fs::metadata(host).map_err(|source| VolumeError::Open { path: host.to_path_buf(), source })?;
+        if !meta.is_dir() && !meta.is_file() {
+            // Not even opened: a FIFO would wait for a peer, a device could act on its open.
+            return Err(VolumeError::NotFile { path: host.to_path_buf() });
+        }
+        let kind = match (meta.is_dir(), read_only) {
+            (true, false) => Volume::Dir,
+            (true, true) => Volume::ReadOnlyDir,
+            (false, false) => Volume::File,
+            (false, true) => Volume::ReadOnlyFile,
+        };
+        Self::open(host, guest, kind)
+    }
+
     /// A volume from a descriptor opened elsewhere (a pod's shim), checked as [`Self::open`]
     /// checks; `host` names it in errors.
     pub fn from_fd(root: OwnedFd, host: &Path, guest: &str, kind: Volume) -> Result<Self, VolumeError> {
@@ -92,8 +109,9 @@ impl HostVolume {
             source: std::io::Error::from_raw_os_error(e),
         })?;
         match (kind, stat.kind) {
-            (Volume::File, kind::REGULAR_FILE) | (Volume::Dir | Volume::ReadOnlyDir, kind::DIRECTORY) => {}
-            (Volume::File, _) => return Err(VolumeError::NotFile { path: host.to_path_buf() }),
+            (Volume::File | Volume::ReadOnlyFile, kind::REGULAR_FILE)
+            | (Volume::Dir | Volume::ReadOnlyDir, kind::DIRECTORY) => {}
+            (Volume::File | Volume::ReadOnlyFile, _) => return Err(VolumeError::NotFile { path: host.to_path_buf() }),
             _ => return Err(VolumeError::NotDirectory { path: host.to_path_buf() }),
         }
         Ok(Self { guest: guest.to_string(), kind, root })
@@ -148,7 +166,7 @@ impl FileDevice {
             .into_iter()
             .enumerate()
             .map(|(index, v)| {
-                let read_only = v.kind == Volume::ReadOnlyDir;
+                let read_only = matches!(v.kind, Volume::ReadOnlyDir | Volume::ReadOnlyFile);
                 Some(Handle { fd: v.root, volume: index, read_only, writable: v.kind == Volume::File })
             })
             .collect();

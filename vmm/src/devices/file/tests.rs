@@ -280,3 +280,23 @@ fn special_files_are_not_opened_and_bounds_hold() {
     assert!(matches!(HostVolume::open(&tree.volume(), "/f", Volume::File), Err(VolumeError::NotFile { .. })));
     assert!(matches!(HostVolume::open(&file, "f", Volume::File), Err(VolumeError::Destination { .. })));
 }
+
+#[test]
+fn a_file_volume_is_its_handle_and_a_read_only_one_is_not_written() {
+    let tree = Tree::new("file");
+    let log = tree.volume().join("hello.txt");
+    let memory = GuestMemory::from_ranges(&[(GuestAddress(BASE), 2 << 20)]).unwrap();
+    let volumes = vec![
+        HostVolume::open(&log, "/dev/termination-log", Volume::File).unwrap(),
+        HostVolume::open(&log, "/etc/hosts", Volume::ReadOnlyFile).unwrap(),
+    ];
+    let mut dev = FileDevice::new(memory, volumes);
+    dev.memory.write_slice(b"exit 1: bad config", GuestAddress(DATA)).unwrap();
+    assert_eq!(call(&mut dev, Op::SetSize, &[0, 0]).result, 0);
+    assert_eq!(call(&mut dev, Op::Write, &[0, DATA, 18, 0]).result, 18);
+    assert_eq!(std::fs::read(&log).unwrap(), b"exit 1: bad config");
+    assert_eq!(read_all(&mut dev, 1), b"exit 1: bad config", "the same file, read-only");
+    assert_eq!(call(&mut dev, Op::Write, &[1, DATA, 4, 0]).result, -(libc::EBADF as i64));
+    assert_eq!(call(&mut dev, Op::SetSize, &[1, 0]).result, -(libc::EBADF as i64));
+    assert_eq!(open(&mut dev, "x", open::READ), -(libc::ENOTDIR as i64), "nothing opens beneath a file");
+}
