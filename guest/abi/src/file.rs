@@ -21,7 +21,7 @@ pub use crate::socket::SocketCall as FileCall;
 pub const FILE: u16 = 0x2c;
 
 /// Handles (volumes included) one workload may hold at once.
-pub const MAX_HANDLES: u32 = 1024;
+pub const MAX_HANDLES: u32 = 512;
 /// Bytes one read, write or directory read moves at most (the guest loops for more).
 pub const MAX_TRANSFER: u64 = 1 << 20;
 /// Longest path (or symlink target) a call may name, in bytes.

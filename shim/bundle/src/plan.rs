@@ -94,11 +94,37 @@ pub struct WorkloadPlan {
     /// TCP listeners to hand a preview-1 module from descriptor 3 on.
     #[serde(default)]
     pub listen: Vec<std::net::SocketAddr>,
+    /// The volumes the VMM serves write-through (its file device), in order: opened by the
+    /// VMM before its jail closes, or sent as descriptors with a pod's start request.
+    #[serde(default)]
+    pub volumes: Vec<ServedVolume>,
+}
+
+/// Most [`ServedVolume`]s a workload may have (each is a descriptor its VMM holds).
+pub const MAX_SERVED_VOLUMES: usize = 16;
+
+/// A volume the VMM serves from the host: a writable bind mount, or a single file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServedVolume {
+    /// The host path.
+    pub source: PathBuf,
+    /// Where the workload sees it.
+    pub destination: String,
+    pub kind: ServedKind,
+}
+
+/// What a [`ServedVolume`] is, as its source was found at create.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServedKind {
+    Dir,
+    File,
+    ReadOnlyFile,
 }
 
 impl WorkloadPlan {
     /// What a pod's start request carries as descriptors, in order: the module, the files'
-    /// archive if it has files, then each stream that has a path.
+    /// archive if it has files, each stream that has a path, then each served volume.
     pub fn descriptor_order(&self) -> Vec<Descriptor> {
         let mut order = vec![Descriptor::Artifact];
         if self.files {
@@ -111,6 +137,7 @@ impl WorkloadPlan {
                 order.push(which);
             }
         }
+        order.extend((0..self.volumes.len()).map(Descriptor::Volume));
         order
     }
 
@@ -128,6 +155,8 @@ pub enum Descriptor {
     Stdin,
     Stdout,
     Stderr,
+    /// The `i`th of [`WorkloadPlan::volumes`].
+    Volume(usize),
 }
 
 impl Plan {

@@ -24,8 +24,9 @@ pub const CHANNEL_FD: i32 = 3;
 /// makes the other side hold.
 pub const MAX_MESSAGE: usize = 1 << 20;
 
-/// The most descriptors one message carries (a start: module, files, three streams).
-pub const MAX_FDS: usize = 8;
+/// The most descriptors one message carries (a start: module, files, three streams and the
+/// served volumes).
+pub const MAX_FDS: usize = 8 + crate::plan::MAX_SERVED_VOLUMES;
 /// The most descriptors received and not yet taken by a message.
 const MAX_QUEUED_FDS: usize = 64;
 
@@ -237,6 +238,7 @@ mod tests {
             hosts: String::new(),
             serve: None,
             listen: vec!["0.0.0.0:7000".parse().unwrap()],
+            volumes: Vec::new(),
         };
         let requests = [Request::Start { id: "c1".into(), workload }, Request::Kill { id: "c1".into(), signal: 15 }];
         let mut wire = Vec::new();

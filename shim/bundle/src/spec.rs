@@ -50,27 +50,27 @@ pub struct ContainerSpec {
     /// TCP listeners to hand a preview-1 module from descriptor 3 on (`WASMCELL_TCP_LISTEN` in
     /// the environment, taken out of what the workload sees; `wasmcell run --tcplisten`).
     pub listen: Vec<std::net::SocketAddr>,
-    /// The read-only bind mounts the workload sees at their destinations ([`Volume`]).
+    /// The bind mounts the workload sees at their destinations ([`Volume`]).
     pub volumes: Vec<Volume>,
 }
 
-/// A read-only bind mount of the spec — what the kubelet makes of a configMap, secret,
-/// downwardAPI or projected volume, or a `readOnly` hostPath — packed with the root filesystem
-/// and seen by the workload at its destination. Which mounts become volumes: [`volumes`].
+/// A bind mount of the spec, seen by the workload at its destination: what the kubelet makes
+/// of a configMap, secret, downwardAPI or projected volume (read-only), an emptyDir, hostPath
+/// or PersistentVolume (writable unless `readOnly`), and the single files every CRI container
+/// gets (`/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname`, the termination log). Which mounts
+/// become volumes: [`volumes`]; how each is served is decided at create, by what its source is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Volume {
     /// Absolute, normalised, text: the workload's path.
     pub destination: String,
-    /// The host path (the shim checks what it is before packing).
+    /// The host path (the shim checks what it is before serving it).
     pub source: PathBuf,
+    /// Mounted `ro`.
+    pub read_only: bool,
 }
 
 /// Most volumes a container may have.
 pub const MAX_VOLUMES: usize = 64;
-
-/// The single files every CRI container is given, served otherwise: the pod's resolver files
-/// reach name lookups through the socket device; the others are not served yet.
-const SERVED_OTHERWISE: [&str; 4] = ["/etc/hosts", "/etc/resolv.conf", "/etc/hostname", "/dev/termination-log"];
 
 /// The environment variable that makes a container serve its `wasi:http/proxy` component:
 /// `PORT` (on every address) or `IP:PORT`.
@@ -115,7 +115,7 @@ pub enum SpecError {
     MountDestination(String),
     #[error("The mount at {0} has no absolute source path")]
     MountSource(String),
-    #[error("The container has more than {MAX_VOLUMES} read-only volumes")]
+    #[error("The container has more than {MAX_VOLUMES} volumes")]
     TooManyVolumes,
 }
 
@@ -236,18 +236,19 @@ fn take_tcp_listen(env: Vec<String>) -> Result<(Vec<String>, Vec<std::net::Socke
 }
 
 /// The spec's mounts that become [`Volume`]s: bind mounts (`type: bind`, or a `bind`/`rbind`
-/// option) marked `ro`, in order, but those at a destination [`SERVED_OTHERWISE`]. Skipped,
-/// never an error, as every pod has them: kernel filesystems (`proc`, `sysfs`, `tmpfs`,
-/// `devpts`, `mqueue`, `cgroup`: the guest has none), and writable binds (emptyDir, writable
-/// hostPath; not served yet: their writes must reach the host).
+/// option), read-only if marked `ro`, in order; a later mount at the same destination hides an
+/// earlier one. Skipped, never an error, as every pod has them: kernel filesystems (`proc`,
+/// `sysfs`, `tmpfs`, `devpts`, `mqueue`, `cgroup`: the guest has none) and the pod's `/dev/shm`
+/// (POSIX shared memory, which no Wasm workload has). Propagation options mean nothing to a
+/// guest that mounts nothing and are ignored.
 pub fn volumes(spec: &Spec) -> Result<Vec<Volume>, SpecError> {
     let mut volumes = Vec::new();
     for mount in spec.mounts().iter().flatten() {
         let options = mount.options().as_deref().unwrap_or_default();
         let bind = mount.typ().as_deref() == Some("bind") || options.iter().any(|o| o == "bind" || o == "rbind");
-        let ro = options.iter().any(|o| o == "ro");
+        let read_only = options.iter().any(|o| o == "ro");
         let destination = mount.destination().to_string_lossy();
-        if !bind || !ro || SERVED_OTHERWISE.contains(&destination.as_ref()) {
+        if !bind || destination == "/dev/shm" {
             continue;
         }
         let destination = mount
@@ -257,7 +258,8 @@ pub fn volumes(spec: &Spec) -> Result<Vec<Volume>, SpecError> {
             .ok_or_else(|| SpecError::MountDestination(destination.into_owned()))?;
         let source = mount.source().clone().filter(|source| source.is_absolute());
         let source = source.ok_or_else(|| SpecError::MountSource(destination.to_string()))?;
-        volumes.push(Volume { destination: destination.to_string(), source });
+        volumes.retain(|v: &Volume| v.destination != destination);
+        volumes.push(Volume { destination: destination.to_string(), source, read_only });
     }
     if volumes.len() > MAX_VOLUMES {
         return Err(SpecError::TooManyVolumes);
@@ -320,7 +322,7 @@ mod tests {
     }
 
     #[test]
-    fn read_only_binds_become_volumes_and_the_rest_is_skipped() {
+    fn binds_become_volumes_and_the_rest_is_skipped() {
         let json = r#"{"ociVersion":"1.0.2","process":{"args":["/a.wasm"],"cwd":"/","user":{"uid":0,"gid":0}},
             "mounts":[
               {"destination":"/proc","type":"proc","source":"proc"},
@@ -328,17 +330,26 @@ mod tests {
               {"destination":"/etc/hosts","type":"bind","source":"/pod/hosts","options":["rbind","ro"]},
               {"destination":"/etc/config","type":"bind","source":"/kubelet/cm","options":["rbind","ro","nosuid"]},
               {"destination":"/data","type":"bind","source":"/kubelet/empty","options":["rbind","rw"]},
-              {"destination":"/var/run/secrets/kubernetes.io/serviceaccount","source":"/kubelet/token","options":["bind","ro"]}
+              {"destination":"/var/run/secrets/kubernetes.io/serviceaccount","source":"/kubelet/token","options":["bind","ro"]},
+              {"destination":"/dev/termination-log","type":"bind","source":"/kubelet/log"},
+              {"destination":"/data","type":"bind","source":"/kubelet/pvc","options":["rbind","rprivate"]}
             ]}"#;
         let s = spec(json).unwrap();
-        let volume =
-            |destination: &str, source: &str| Volume { destination: destination.into(), source: source.into() };
+        let volume = |destination: &str, source: &str, read_only| Volume {
+            destination: destination.into(),
+            source: source.into(),
+            read_only,
+        };
         assert_eq!(
             s.volumes,
             [
-                volume("/etc/config", "/kubelet/cm"),
-                volume("/var/run/secrets/kubernetes.io/serviceaccount", "/kubelet/token")
-            ]
+                volume("/etc/hosts", "/pod/hosts", true),
+                volume("/etc/config", "/kubelet/cm", true),
+                volume("/var/run/secrets/kubernetes.io/serviceaccount", "/kubelet/token", true),
+                volume("/dev/termination-log", "/kubelet/log", false),
+                volume("/data", "/kubelet/pvc", false),
+            ],
+            "/proc and /dev/shm skipped; the second /data hides the first"
         );
         for destination in ["etc/x", "/", "/a/../b", "/a//b", "/a/", "/a/./b"] {
             let json = format!(

@@ -5,7 +5,7 @@
 //! - a Kubernetes pod's sandbox: its VMM child is the pod's VM, which runs no workload itself;
 //! - a container of a pod: a workload in its pod's VM, started over the VMM's control channel.
 
-use crate::plan::{JailPlan, Plan, PlanKind, WorkloadPlan, FILES_FD};
+use crate::plan::{JailPlan, Plan, PlanKind, ServedKind, ServedVolume, WorkloadPlan, FILES_FD, MAX_SERVED_VOLUMES};
 use crate::pod::{self, client::PodVm};
 use crate::process::Process;
 use crate::rootfs::{self, RootfsMount};
@@ -145,7 +145,7 @@ impl VmInstance {
             (None, true) => Entry::Run,
         };
         wasmcell_aot::check_entry(&module, entry)?;
-        let volumes = directory_volumes(&spec.volumes)?;
+        let (packed, served) = sort_volumes(&spec.volumes)?;
         let compiler = Compiler::for_host()?;
         // The compiler and the packer are charged to the tenant: moved into its pod's (or
         // container's) cgroup as they start, before they read what the tenant wrote.
@@ -158,7 +158,7 @@ impl VmInstance {
         let compiled = cache.get_or_compile(&compiler, &module)?;
         let vmm = crate::vmm_binary().map_err(InstanceError::Pack)?;
         let files =
-            crate::packer::pack(&vmm, &request.bundle, &rootfs, &volumes, spec.memory_mib << 20, charged.as_deref())?;
+            crate::packer::pack(&vmm, &request.bundle, &rootfs, &packed, spec.memory_mib << 20, charged.as_deref())?;
         let plan = WorkloadPlan {
             artifact: compiled.path,
             cpu_features: compiler.cpu_features(),
@@ -173,6 +173,7 @@ impl VmInstance {
             hosts: read_text(spec.hosts.as_deref()),
             serve: spec.serve,
             listen: spec.listen.clone(),
+            volumes: served,
         };
         Ok((plan, compiled.pin, files))
     }
@@ -369,26 +370,39 @@ impl Instance for VmInstance {
     }
 }
 
-/// The volumes whose source is a directory, packed with the root filesystem. A single file
-/// (a `subPath` of a configMap, say) is not packed yet and is skipped; a missing source, or
-/// one that is neither (a socket, a device), fails the start.
-fn directory_volumes(volumes: &[crate::spec::Volume]) -> Result<Vec<crate::spec::Volume>, InstanceError> {
-    let mut directories = Vec::new();
+/// The spec's volumes, by what their sources are: read-only directories are packed with the
+/// root filesystem (snapshots, read at memory speed); writable directories and single files
+/// are served by the VMM's file device, write-through. A missing source, or one that is
+/// neither a directory nor a regular file (a socket, a device, a FIFO), fails the start, as do
+/// more than [`MAX_SERVED_VOLUMES`] served ones.
+fn sort_volumes(
+    volumes: &[crate::spec::Volume],
+) -> Result<(Vec<crate::spec::Volume>, Vec<ServedVolume>), InstanceError> {
+    let (mut packed, mut served) = (Vec::new(), Vec::new());
     for volume in volumes {
         let refused = |reason| InstanceError::Volume {
             destination: volume.destination.clone(),
             source_path: volume.source.clone(),
             reason,
         };
-        match std::fs::metadata(&volume.source) {
-            Ok(meta) if meta.is_dir() => directories.push(volume.clone()),
-            Ok(meta) if meta.is_file() => {}
+        let kind = match std::fs::metadata(&volume.source) {
+            Ok(meta) if meta.is_dir() && volume.read_only => {
+                packed.push(volume.clone());
+                continue;
+            }
+            Ok(meta) if meta.is_dir() => ServedKind::Dir,
+            Ok(meta) if meta.is_file() && volume.read_only => ServedKind::ReadOnlyFile,
+            Ok(meta) if meta.is_file() => ServedKind::File,
             Ok(_) => return Err(refused("is neither a directory nor a regular file")),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(refused("does not exist")),
             Err(_) => return Err(refused("cannot be read")),
+        };
+        if served.len() == MAX_SERVED_VOLUMES {
+            return Err(refused("is one volume too many: at most 16 writable or single-file volumes are served"));
         }
+        served.push(ServedVolume { source: volume.source.clone(), destination: volume.destination.clone(), kind });
     }
-    Ok(directories)
+    Ok((packed, served))
 }
 
 /// A resolver file the spec mounts, as text (empty for none).

@@ -21,10 +21,13 @@ use wasmcell_vmm::jail::{Jail, JailRoot};
 use wasmcell_vmm::seccomp::{self, ThreadKind};
 use wasmcell_vmm::{Vm, VmConfig};
 
-/// Descriptors a VMM may hold: a pod's 32 workloads, each with a handful and at most its
-/// sockets (`wasmcell_abi::socket::MAX_SOCKETS`), and the VM's own. So no workload's sockets can
-/// leave another without descriptors.
-const MAX_FDS: u64 = wasmcell_abi::memory_map::MAX_VCPUS as u64 * (wasmcell_abi::socket::MAX_SOCKETS as u64 + 16) + 64;
+/// Descriptors a VMM may hold: a pod's 32 workloads, each with a handful, its volumes and at
+/// most its sockets and open files (`wasmcell_abi::socket::MAX_SOCKETS`,
+/// `wasmcell_abi::file::MAX_HANDLES`, volumes included), and the VM's own. So no workload's
+/// sockets or files can leave another without descriptors.
+const MAX_FDS: u64 = wasmcell_abi::memory_map::MAX_VCPUS as u64
+    * (wasmcell_abi::socket::MAX_SOCKETS as u64 + wasmcell_abi::file::MAX_HANDLES as u64 + 16)
+    + 64;
 
 /// Runs the plan at `path`; returns the exit status.
 pub fn run(path: &Path) -> i32 {

@@ -1,16 +1,18 @@
 //! A workload as a VMM child runs it, in a container's VM or a pod's: its plan and the files it
-//! was handed ([`Opened`]: the module, the root filesystem's archive, containerd's FIFOs)
+//! was handed ([`Opened`]: the module, the root filesystem's archive, containerd's FIFOs, the
+//! volumes it serves)
 //! turned into the VMM library's [`Workload`], and its outcome turned into the exit status
 //! containerd reports, with the cause on the container's stderr ([`Reporter`]).
 //!
 //! Everything is opened before the VMM's jail closes — by the container's VMM itself, or by
 //! the shim for a pod's workload, whose VMM is jailed long before and receives descriptors.
 
-use crate::plan::{Descriptor, WorkloadPlan};
+use crate::plan::{Descriptor, ServedKind, WorkloadPlan};
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use wasmcell_vmm::{Artifact, Input, MemorySize, Network, Outcome, Output, Resolver, Workload};
+use wasmcell_abi::file::Volume;
+use wasmcell_vmm::{Artifact, HostVolume, Input, MemorySize, Network, Outcome, Output, Resolver, Workload};
 
 /// The status of a workload that trapped, as `wasmtime run` gives it (128 + SIGABRT).
 const TRAP_STATUS: i32 = 134;
@@ -22,6 +24,17 @@ pub struct Opened {
     stdin: Option<File>,
     stdout: Option<File>,
     stderr: Option<File>,
+    /// The served volumes, in the plan's order.
+    volumes: Vec<HostVolume>,
+}
+
+/// The file device's kind of a served volume.
+fn volume_kind(kind: ServedKind) -> Volume {
+    match kind {
+        ServedKind::Dir => Volume::Dir,
+        ServedKind::File => Volume::File,
+        ServedKind::ReadOnlyFile => Volume::ReadOnlyFile,
+    }
 }
 
 impl Opened {
@@ -35,6 +48,12 @@ impl Opened {
             stdin: open_input(&plan.stdin)?,
             stdout: open_output(&plan.stdout)?,
             stderr: open_output(&plan.stderr)?,
+            volumes: plan
+                .volumes
+                .iter()
+                .map(|v| HostVolume::open(&v.source, &v.destination, volume_kind(v.kind)))
+                .collect::<Result<_, _>>()
+                .map_err(|e| crate::service::error_chain(&e))?,
         })
     }
 
@@ -45,6 +64,7 @@ impl Opened {
             return Err(format!("the start request brought {} descriptors, not {}", fds.len(), order.len()));
         }
         let (mut artifact, mut files, mut stdin, mut stdout, mut stderr) = (None, None, None, None, None);
+        let mut volumes = Vec::new();
         for (which, fd) in order.into_iter().zip(fds) {
             let slot = match which {
                 Descriptor::Artifact => &mut artifact,
@@ -52,17 +72,24 @@ impl Opened {
                 Descriptor::Stdin => &mut stdin,
                 Descriptor::Stdout => &mut stdout,
                 Descriptor::Stderr => &mut stderr,
+                Descriptor::Volume(index) => {
+                    let v = &plan.volumes[index];
+                    let volume = HostVolume::from_fd(fd, &v.source, &v.destination, volume_kind(v.kind));
+                    volumes.push(volume.map_err(|e| crate::service::error_chain(&e))?);
+                    continue;
+                }
             };
             *slot = Some(File::from(fd));
         }
         let artifact = artifact.ok_or("the start request brought no module")?;
-        Ok(Self { artifact, files, stdin, stdout, stderr })
+        Ok(Self { artifact, files, stdin, stdout, stderr, volumes })
     }
 
     /// Its descriptors in `plan.descriptor_order()`, for a pod's start request.
     pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
         let streams = [&self.files, &self.stdin, &self.stdout, &self.stderr];
-        std::iter::once(self.artifact.as_fd()).chain(streams.into_iter().flatten().map(File::as_fd)).collect()
+        let files = std::iter::once(self.artifact.as_fd()).chain(streams.into_iter().flatten().map(File::as_fd));
+        files.chain(self.volumes.iter().map(HostVolume::as_fd)).collect()
     }
 }
 
@@ -94,7 +121,7 @@ pub fn load(plan: &WorkloadPlan, opened: Opened) -> Result<(Workload, Reporter),
         }),
         serve: plan.serve,
         listen: plan.listen.clone(),
-        volumes: Vec::new(),
+        volumes: opened.volumes,
     };
     Ok((workload, reporter))
 }
@@ -198,6 +225,7 @@ mod tests {
             hosts: String::new(),
             serve: None,
             listen: Vec::new(),
+            volumes: Vec::new(),
         }
     }
 
@@ -211,22 +239,45 @@ mod tests {
 
     #[test]
     fn descriptors_come_back_in_the_order_they_went() {
-        let plan = plan(true, "/some/fifo");
+        let dir = std::env::temp_dir().join(format!("wasmcell-workload-volumes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("log"), b"").unwrap();
+        let served = |source: std::path::PathBuf, destination: &str, kind| crate::plan::ServedVolume {
+            source,
+            destination: destination.into(),
+            kind,
+        };
+        let mut plan = plan(true, "/some/fifo");
+        plan.volumes =
+            vec![served(dir.clone(), "/data", ServedKind::Dir), served(dir.join("log"), "/dev/log", ServedKind::File)];
         let opened = Opened {
             artifact: file_with(b"module"),
             files: Some(file_with(b"archive")),
             stdin: None,
             stdout: Some(file_with(b"out")),
             stderr: None,
+            volumes: plan
+                .volumes
+                .iter()
+                .map(|v| HostVolume::open(&v.source, &v.destination, volume_kind(v.kind)).unwrap())
+                .collect(),
         };
         let fds: Vec<OwnedFd> = opened.fds().iter().map(|fd| fd.try_clone_to_owned().unwrap()).collect();
         assert_eq!(fds.len(), plan.descriptors());
+        let mut swapped = opened.fds().iter().map(|fd| fd.try_clone_to_owned().unwrap()).collect::<Vec<_>>();
         let back = Opened::from_fds(&plan, fds).unwrap();
         assert_eq!(back.artifact.read_at_vec(), b"module");
         assert_eq!(back.files.as_ref().unwrap().read_at_vec(), b"archive");
         assert_eq!(back.stdout.as_ref().unwrap().read_at_vec(), b"out");
         assert!(back.stdin.is_none() && back.stderr.is_none());
+        assert_eq!(back.volumes.iter().map(|v| v.guest.as_str()).collect::<Vec<_>>(), ["/data", "/dev/log"]);
         assert!(Opened::from_fds(&plan, Vec::new()).is_err(), "too few");
+        // A descriptor that is not what the plan says (a file for the directory) is refused.
+        let len = swapped.len();
+        swapped.swap(len - 1, len - 2);
+        let err = Opened::from_fds(&plan, swapped).err().unwrap();
+        assert!(err.contains("is not a directory"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

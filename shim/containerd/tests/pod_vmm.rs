@@ -62,6 +62,7 @@ impl Scratch {
             hosts: String::new(),
             serve: None,
             listen: Vec::new(),
+            volumes: Vec::new(),
         }
     }
 
@@ -283,4 +284,58 @@ fn a_jailed_vmm_thread_that_breaks_its_filter_ends_the_vmm_and_its_pod() {
     assert_eq!(reap(pid), 128 + libc::SIGSYS, "the status of a seccomp violation");
     let err = start(&pod, "late", scratch.workload(&compiler, "late", HELLO), Arc::default()).unwrap_err();
     assert!(err.contains("the pod's VMM exited"), "{err}");
+}
+
+/// Writes "written in a jail" to `out.txt` in the volume at descriptor 4 and to
+/// `dev/termination-log` beneath descriptor 3 (the `/` the guest makes for a file volume when
+/// there is no root filesystem), then exits 1; a failed open exits 100 + its errno.
+const WRITE_VOLUMES: &str = r#"(module
+  (import "wasi_snapshot_preview1" "path_open" (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "out.txt")
+  (data (i32.const 200) "dev/termination-log")
+  (data (i32.const 300) "written in a jail")
+  (func $put (param $dir i32) (param $path i32) (param $len i32)
+    (local $err i32)
+    (local.set $err (call $open (local.get $dir) (i32.const 0) (local.get $path) (local.get $len)
+      (i32.const 9) (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 400)))
+    (if (local.get $err) (then (call $exit (i32.add (i32.const 100) (local.get $err)))))
+    (i32.store (i32.const 404) (i32.const 300))
+    (i32.store (i32.const 408) (i32.const 17))
+    (drop (call $write (i32.load (i32.const 400)) (i32.const 404) (i32.const 1) (i32.const 412))))
+  (func (export "_start")
+    (call $put (i32.const 4) (i32.const 100) (i32.const 7))
+    (call $put (i32.const 3) (i32.const 200) (i32.const 19))
+    (call $exit (i32.const 1))))"#;
+
+/// The jailed VMM (no host path left to open, its seccomp filter on) serves a workload's
+/// volumes through the descriptors the shim sent: a directory and a single file.
+#[test]
+fn a_jailed_pod_vmm_serves_volumes_from_the_descriptors_it_was_sent() {
+    use std::os::unix::fs::PermissionsExt;
+    use wasmcell_shim::plan::{ServedKind, ServedVolume};
+    let scratch = Scratch::new("volumes");
+    let compiler = Compiler::for_host().unwrap();
+    let data = scratch.0.join("empty-dir");
+    std::fs::create_dir(&data).unwrap();
+    // As the kubelet makes an emptyDir: anyone may write it (the VMM writes as nobody).
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let log = scratch.0.join("termination-log");
+    std::fs::write(&log, "").unwrap();
+    let (pod, pid) = spawn(&scratch.0);
+    let mut plan = scratch.workload(&compiler, "writer", WRITE_VOLUMES);
+    plan.volumes = vec![
+        ServedVolume { source: data.clone(), destination: "/data".into(), kind: ServedKind::Dir },
+        ServedVolume { source: log.clone(), destination: "/dev/termination-log".into(), kind: ServedKind::File },
+    ];
+    let writer = Arc::new(Process::default());
+    start(&pod, "writer", plan, writer.clone()).unwrap();
+    assert_eq!(writer.wait(), 1, "{}", scratch.errors("writer"));
+    assert_eq!(std::fs::read_to_string(data.join("out.txt")).unwrap(), "written in a jail");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "written in a jail");
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+    assert_eq!(reap(pid), 143, "the VMM lived through it (no seccomp violation)");
 }

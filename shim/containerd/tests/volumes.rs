@@ -40,8 +40,12 @@ fn volumes_are_packed_at_their_destinations_from_their_sources_only() {
     std::fs::create_dir_all(&secret).unwrap();
     std::fs::write(secret.join("token"), "s3cr3t").unwrap();
     let volumes = [
-        Volume { destination: "/etc/config".into(), source: config.clone() },
-        Volume { destination: "/var/run/secrets/kubernetes.io/serviceaccount".into(), source: secret.clone() },
+        Volume { destination: "/etc/config".into(), source: config.clone(), read_only: true },
+        Volume {
+            destination: "/var/run/secrets/kubernetes.io/serviceaccount".into(),
+            source: secret.clone(),
+            read_only: true,
+        },
     ];
     let vmm = Path::new(env!("CARGO_BIN_EXE_wasmcell-vmm"));
     let mut file = wasmcell_shim::packer::pack(vmm, &bundle, &rootfs, &volumes, 64 << 20, None).unwrap();
@@ -68,7 +72,7 @@ fn a_volume_source_that_is_no_directory_fails_the_packing() {
     let dir = Dir(std::env::temp_dir().join(format!("wasmcell-test-volume-file-{}", std::process::id())));
     let (bundle, rootfs) = (dir.0.join("bundle"), dir.0.join("bundle/rootfs"));
     std::fs::create_dir_all(&rootfs).unwrap();
-    let missing = Volume { destination: "/etc/config".into(), source: dir.0.join("missing") };
+    let missing = Volume { destination: "/etc/config".into(), source: dir.0.join("missing"), read_only: true };
     let vmm = Path::new(env!("CARGO_BIN_EXE_wasmcell-vmm"));
     let err = wasmcell_shim::packer::pack(vmm, &bundle, &rootfs, &[missing], 64 << 20, None).unwrap_err();
     assert!(wasmcell_shim::service::error_chain(&err).starts_with("Cannot pack the root filesystem"), "{err}");

@@ -20,7 +20,7 @@ mod tests;
 
 use crate::memory::GuestMemory;
 use host::{Errno, Last};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 use wasmcell_abi::file::{
@@ -35,6 +35,13 @@ pub struct HostVolume {
     pub kind: Volume,
     /// The directory (read) or the file (read and write).
     root: OwnedFd,
+}
+
+impl AsFd for HostVolume {
+    /// The volume's root (to send it to a pod's VMM).
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.root.as_fd()
+    }
 }
 
 /// A volume that cannot be served.
