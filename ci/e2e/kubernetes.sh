@@ -24,12 +24,12 @@ cri() { "$REPO/target/release/wasmcell-cri" --socket "$CTR_SOCK" "$@"; }
 {
     native_image wasmcell.test/pause:latest images/native/pause.rs "$DIR/images/pause.tar"
     native_image wasmcell.test/native:latest images/native/hello_native.rs "$DIR/images/native.tar"
-    for sample in hello exit_code sleep spin grow log_then_sleep read_paths; do
+    for sample in hello exit_code sleep spin grow log_then_sleep read_paths volume_ops; do
         "$REPO/target/release/wasmcell" image build -t "wasmcell.test/$sample:latest" -o "$DIR/images/$sample.tar" \
             "$SAMPLES/$sample.wasm" >/dev/null
     done
     # WASI 0.2 components: one of the same source, and the networking samples.
-    for sample in exit_code tcp_echo tcp_client; do
+    for sample in exit_code tcp_echo tcp_client volume_ops; do
         "$REPO/target/release/wasmcell" image build -t "wasmcell.test/component-$sample:latest" \
             -o "$DIR/images/component-$sample.tar" "$REPO/target/images/wasm32-wasip2/release/$sample.wasm" >/dev/null
     done
@@ -343,6 +343,55 @@ t_read_only_volumes_reach_the_workload() {
     remove_pod "$pod" || fail "removing the pod failed"
     assert_clean "$BASELINE"
 }
+# Writable volumes, as the kubelet passes them: an emptyDir (mode 0777, as the kubelet makes
+# it) shared by a module and a component of one pod while both run, a hostPath a job writes
+# and the node keeps, and the termination log the kubelet reads after a failed exit; and the
+# sandbox's /etc/hosts and /etc/resolv.conf, which containerd mounts, are what the workload reads.
+t_writable_volumes_reach_the_host() {
+    local v pod reader writer job failing files code logs term hosts resolv
+    v=$DIR/writable
+    mkdir -p "$v/empty" "$v/host"
+    chmod 0777 "$v/empty"
+    # A hostPath the node made writable for wasmcell's VMMs (they write as nobody, 65534).
+    chown 65534:65534 "$v/host"
+    : >"$v/termination-log"
+    pod=$(run_pod rw wasmcell) || fail "RunPodSandbox failed"
+    reader=$(cri create "$pod" --pod-config "$DIR/pods/rw.json" --name reader --image wasmcell.test/volume_ops:latest \
+        --mount "$v/empty:/cache" -- /volume_ops.wasm wait /cache/message 60) || fail "CreateContainer (reader) failed"
+    cri start "$reader" || fail "StartContainer (reader) failed"
+    writer=$(cri create "$pod" --pod-config "$DIR/pods/rw.json" --name writer \
+        --image wasmcell.test/component-volume_ops:latest --mount "$v/empty:/cache" -- \
+        /volume_ops.wasm write /cache/message "from the writer") || fail "CreateContainer (writer) failed"
+    cri start "$writer" || fail "StartContainer (writer) failed"
+    code=$(cri wait "$writer") && [ "$code" = 0 ] || fail "writer exit code: $code ($(cri logs "$writer" 2>&1))"
+    code=$(cri wait "$reader") && [ "$code" = 0 ] || fail "reader exit code: $code ($(cri logs "$reader" 2>&1))"
+    logs=$(cri logs "$reader" 2>&1)
+    [ "$logs" = "wait /cache/message: from the writer" ] || fail "the reader did not see the write: $logs"
+    job=$(cri create "$pod" --pod-config "$DIR/pods/rw.json" --name job2 --image wasmcell.test/volume_ops:latest \
+        --mount "$v/host:/out" -- /volume_ops.wasm mkdir /out/results write /out/results/summary.txt "42 rows") ||
+        fail "CreateContainer (job) failed"
+    cri start "$job" || fail "StartContainer (job) failed"
+    code=$(cri wait "$job") && [ "$code" = 0 ] || fail "job exit code: $code ($(cri logs "$job" 2>&1))"
+    failing=$(cri create "$pod" --pod-config "$DIR/pods/rw.json" --name failing --image wasmcell.test/volume_ops:latest \
+        --mount "$v/termination-log:/dev/termination-log" -- /volume_ops.wasm read /etc/hosts read /etc/resolv.conf \
+        write /dev/termination-log "config.yaml is missing" exit 1) || fail "CreateContainer (failing) failed"
+    cri start "$failing" || fail "StartContainer (failing) failed"
+    code=$(cri wait "$failing") && [ "$code" = 1 ] || fail "failing exit code: $code ($(cri logs "$failing" 2>&1))"
+    # What the kubelet does: read the host file of the mount at terminationMessagePath.
+    term=$(cri mount "$failing" /dev/termination-log) || fail "no termination-log mount in ContainerStatus"
+    [ "$(cat "$term")" = "config.yaml is missing" ] || fail "termination message: '$(cat "$term")'"
+    # containerd mounts the sandbox's own files (the kubelet passes none here).
+    hosts=$DIR/containerd/root/io.containerd.grpc.v1.cri/sandboxes/$pod/hosts
+    resolv=$DIR/containerd/root/io.containerd.grpc.v1.cri/sandboxes/$pod/resolv.conf
+    [ -f "$hosts" ] && [ -f "$resolv" ] || fail "no sandbox hosts or resolv.conf: $(ls "${hosts%/*}" 2>&1)"
+    files=$(printf 'read /etc/hosts: %s\nread /etc/resolv.conf: %s\nwrite /dev/termination-log: ok\n' \
+        "$(cat "$hosts")" "$(cat "$resolv")")
+    logs=$(cri logs "$failing" 2>&1)
+    [ "$logs" = "$files" ] || fail "the workload's /etc/hosts and /etc/resolv.conf are not the sandbox's: $logs"
+    remove_pod "$pod" || fail "removing the pod failed"
+    [ "$(cat "$v/host/results/summary.txt")" = "42 rows" ] || fail "the job's output is not on the host"
+    assert_clean "$BASELINE"
+}
 # containerd's CRI creates the task (the first call that reaches a runtime) in StartContainer,
 # not CreateContainer: the refusal comes there, and must name the reason.
 t_non_wasm_container_is_refused() {
@@ -435,6 +484,7 @@ check "pods talk over their pod IPs: a component serving TCP in a wasmcell pod a
 check "a pod serves a wasi:http component (WASMCELL_HTTP_ADDR) on its pod IP to the host and to another pod's outgoing request; a second server on the port fails saying so" t_a_pod_serves_wasi_http
 check "a preview-1 server in a pod (WASMCELL_TCP_LISTEN) answers the host and a runc pod on its preopened listener" t_a_preview1_server_in_a_pod_answers_on_its_preopened_listener
 check "read-only volumes (a configMap's layout, a token) reach the workload at their destinations; a symlink out of one does not" t_read_only_volumes_reach_the_workload
+check "writable volumes: an emptyDir shared while both run, a hostPath kept, the termination message; /etc/hosts and resolv.conf are the sandbox's" t_writable_volumes_reach_the_host
 check "a non-Wasm container in a wasmcell pod is refused naming the reason (StartContainer)" t_non_wasm_container_is_refused
 check "an idle pod costs no CPU: a workload that logged then sleeps, and its shim, stay asleep" t_idle_pod_costs_nothing
 check "20 wasmcell pods in sequence leave nothing behind" t_twenty_pods_in_sequence

@@ -116,7 +116,7 @@ fn file_volumes_are_seen_at_their_paths() {
         let out = ops(kind, &[&hosts, &log], &args);
         let text = stdout(&out);
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-        assert!(text.starts_with("read /etc/hosts: 10.0.0.1 db\n\nwrite /dev/termination-log: ok\n"), "{text}");
+        assert!(text.starts_with("read /etc/hosts: 10.0.0.1 db\nwrite /dev/termination-log: ok\n"), "{text}");
         assert!(text.contains("write /etc/hosts: error: Read-only file system"), "{text}");
         assert_eq!(std::fs::read_to_string(dir.join("termination-log")).unwrap(), "bad config");
         assert_eq!(std::fs::read_to_string(dir.join("hosts")).unwrap(), "10.0.0.1 db\n");

@@ -77,6 +77,9 @@ enum Command {
     Inspect { id: String },
     /// The container's log (CRI log file), messages only, each stream to its own.
     Logs { id: String },
+    /// The host path of the container's mount at CONTAINER_PATH, from ContainerStatus: where
+    /// the kubelet reads a termination message (`terminationMessagePath`) after the exit.
+    Mount { id: String, container_path: String },
     /// StopContainer.
     Stop {
         id: String,
@@ -236,6 +239,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "state={state} exit_code={} reason={} message={}",
                 status.exit_code, status.reason, status.message
             );
+        }
+        Command::Mount { id, container_path } => {
+            let status = container_status(&mut client, &id).await?;
+            let mount = status.mounts.iter().find(|m| m.container_path == container_path);
+            let mount = mount.with_context(|| format!("The container has no mount at {container_path}"))?;
+            println!("{}", mount.host_path);
         }
         Command::Logs { id } => {
             let status = container_status(&mut client, &id).await?;

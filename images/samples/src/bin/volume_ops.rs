@@ -1,7 +1,8 @@
 //! File operations named on the command line, one per pair of arguments, each printing one
 //! line: what the volume tests and the Kubernetes end-to-end checks ask a workload to do.
 //!
-//! - `write PATH TEXT`, `append PATH TEXT`, `read PATH`, `ls DIR`, `mkdir DIR`, `rm PATH`
+//! - `write PATH TEXT`, `append PATH TEXT`, `read PATH` (printed without trailing whitespace),
+//!   `ls DIR`, `mkdir DIR`, `rm PATH`
 //! - `wait PATH SECONDS`: polls until PATH exists and is not empty, then prints it (what a
 //!   second container of a pod does while the first writes);
 //! - `exit CODE`: ends with that status (after the lines before it);
@@ -80,7 +81,7 @@ fn main() {
                 used + 1
             }
             "read" => {
-                show(&what, fs::read_to_string(path));
+                show(&what, fs::read_to_string(path).map(|text| text.trim_end().to_string()));
                 used
             }
             "ls" => {
