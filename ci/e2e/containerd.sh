@@ -64,6 +64,7 @@ hostile_layer() {
     wasm_image unknown-import unknown_import
     wasm_image component-exit3 p2/exit_code -- 3
     wasm_image component-env p2/env --env FROM_IMAGE=yes
+    wasm_image volume-ops volume_ops
     native_image wasmcell.test/native:latest images/native/hello_native.rs "$DIR/images/native.tar"
     echo "not a module" >"$DIR/app.wasm" && pack not-wasm "$DIR/app.wasm"
     head -c 200 "$SAMPLES/hello.wasm" >"$DIR/hello.wasm" && pack corrupt "$DIR/hello.wasm"
@@ -207,6 +208,24 @@ t_idle_after_output() {
     [ $((s1 - s0)) -lt 20 ] || fail "the shim of a sleeping workload woke $((s1 - s0)) times in 1.5 s"
     [ "$status" = 0 ] || fail "ctr run returned $status"
     [ "$(cat "$DIR/idle.out")" = $'sleeping 3000 ms\nwoke up' ] || fail "output: $(cat "$DIR/idle.out")"
+}
+# `ctr run --mount`: a writable bind is written through by a container's own (jailed) VMM,
+# which opened it before its jail closed; a read-only one is read; a single file is written.
+t_volumes() {
+    local v=$DIR/ctr-volumes out expected
+    mkdir -p "$v/data" "$v/config"
+    chmod 0777 "$v/data"
+    printf 'k=v\n' >"$v/config/app.conf"
+    : >"$v/log"
+    out=$(ctr_ run --rm --runtime "$RT" --mount "type=bind,src=$v/data,dst=/data,options=rbind:rw" \
+        --mount "type=bind,src=$v/config,dst=/etc/app,options=rbind:ro" \
+        --mount "type=bind,src=$v/log,dst=/var/log/app.log,options=rbind:rw" wasmcell.test/volume-ops:latest \
+        e2e-volumes /volume_ops.wasm read /etc/app/app.conf write /data/out.txt from-ctr append /var/log/app.log \
+        line) || fail "status $?: $out"
+    expected=$(printf 'read /etc/app/app.conf: k=v\nwrite /data/out.txt: ok\nappend /var/log/app.log: ok')
+    [ "$out" = "$expected" ] || fail "output: $out"
+    [ "$(cat "$v/data/out.txt")" = from-ctr ] || fail "the write did not reach the host"
+    [ "$(cat "$v/log")" = line ] || fail "the file volume was not written: $(cat "$v/log")"
 }
 t_hybrid_node() {
     local out
@@ -468,6 +487,7 @@ check "ctr task kill (SIGTERM) stops a spinning module within 1 s: 143" t_kill_s
 check "ctr task kill -s SIGKILL: 137" t_kill_sigkill
 check "ctr run returns 143 when its task is killed" t_kill_foreground_run
 check "a task that printed and then sleeps uses no CPU, nor does its shim" t_idle_after_output
+check "ctr run --mount: a writable directory and a file are written through, a read-only one is read" t_volumes
 check "hybrid node: a runc container runs beside a wasmcell task" t_hybrid_node
 check "ctr task metrics reports the VMM's cgroup usage" t_metrics
 check "a task's VMM is jailed: nobody, no capabilities, no_new_privs, seccomp on every thread, empty root and environment, only its own descriptors" t_vmm_jailed
