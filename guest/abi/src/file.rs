@@ -97,6 +97,11 @@ impl Op {
     }
 }
 
+/// The argument of every call that names a handle to close before the call is carried out,
+/// plus one (0: none): a dropped handle's close rides on the next call instead of taking an
+/// exit of its own. No operation uses this argument otherwise.
+pub const CLOSE_FIRST: usize = 7;
+
 /// [`Op::Write`]'s offset that appends.
 pub const APPEND: u64 = u64::MAX;
 

@@ -7,12 +7,25 @@
 
 use crate::{arch, vcpu};
 use alloc::vec::Vec;
-use wasmcell_abi::file::{FileCall, FileReply, Op, Stat, FILE, MAX_TRANSFER};
+use core::sync::atomic::{AtomicU64, Ordering};
+use wasmcell_abi::file::{FileCall, FileReply, Op, Stat, CLOSE_FIRST, FILE, MAX_TRANSFER};
 
 /// A file call's error: a Linux `errno`.
 pub type Errno = i32;
 
-fn call(op: Op, args: [u64; 8]) -> FileReply {
+/// A handle dropped but not closed yet, plus one (0: none): closed by the device before the
+/// next call ([`CLOSE_FIRST`]), which saves the close its own exit. Per workload: each
+/// workload's window has its own copy of the kernel's data.
+static PENDING_CLOSE: AtomicU64 = AtomicU64::new(0);
+
+/// One call, closing the handle dropped last first.
+fn call(op: Op, mut args: [u64; 8]) -> FileReply {
+    args[CLOSE_FIRST] = PENDING_CLOSE.swap(0, Ordering::Relaxed);
+    exchange(op, args)
+}
+
+/// One exit: the arguments out, the reply back.
+fn exchange(op: Op, args: [u64; 8]) -> FileReply {
     let bytes = FileCall { args }.to_bytes();
     // SAFETY: the vCPU's block is mapped user read-write while the vCPU runs and only this
     // vCPU uses its message buffer, one request at a time; a call is far shorter than it.
@@ -73,9 +86,13 @@ impl Handle {
 }
 
 impl Drop for Handle {
+    /// Closed with the next call; a handle still waiting is closed now.
     fn drop(&mut self) {
         if !self.volume {
-            let _ = call(Op::Close, args(&[self.raw()]));
+            let waiting = PENDING_CLOSE.swap(self.raw() + 1, Ordering::Relaxed);
+            if waiting != 0 {
+                let _ = exchange(Op::Close, args(&[waiting - 1]));
+            }
         }
     }
 }

@@ -188,7 +188,11 @@ impl FileDevice {
     /// Carries out `op`; `Err` only for a driver that broke the contract (the workload then
     /// ends).
     pub fn call(&mut self, op: Op, call: &FileCall) -> Reply {
-        let [a, b, c, d, e, f, g, _] = call.args;
+        let [a, b, c, d, e, f, g, close_first] = call.args;
+        if close_first != 0 {
+            // A handle the guest dropped; an unknown one changes nothing.
+            let _ = self.close(close_first - 1);
+        }
         Ok(match op {
             Op::Open => {
                 let path = self.path(b, c)?;

@@ -300,3 +300,19 @@ fn a_file_volume_is_its_handle_and_a_read_only_one_is_not_written() {
     assert_eq!(call(&mut dev, Op::SetSize, &[1, 0]).result, -(libc::EBADF as i64));
     assert_eq!(open(&mut dev, "x", open::READ), -(libc::ENOTDIR as i64), "nothing opens beneath a file");
 }
+
+#[test]
+fn a_handle_named_to_close_first_is_closed_before_the_call() {
+    let tree = Tree::new("close-first");
+    let mut dev = tree.device(Volume::Dir);
+    let first = open(&mut dev, "hello.txt", open::READ) as u64;
+    assert_eq!(dev.open_handles(), 2);
+    let [a, l] = path(&dev, PATH, "hello.txt");
+    let reply = dev.call(Op::Open, &FileCall { args: [0, a, l, open::READ, 0, 0, 0, first + 1] }).unwrap();
+    assert_eq!(reply.result as u64, first, "the closed handle's number is given out again");
+    assert_eq!(dev.open_handles(), 2);
+    // A volume, or a handle that is not open, is not closed by it.
+    assert_eq!(dev.call(Op::Stat, &FileCall { args: [0, 0, 0, 0, 0, 0, 0, 1] }).unwrap().result, 0);
+    assert_eq!(dev.call(Op::Stat, &FileCall { args: [0, 0, 0, 0, 0, 0, 0, 999] }).unwrap().result, 0);
+    assert_eq!(dev.open_handles(), 2);
+}
