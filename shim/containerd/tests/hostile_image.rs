@@ -98,28 +98,47 @@ fn a_fifo_entrypoint_is_refused_without_blocking() {
     bundle.assert_refused("No Wasm module at /app.wasm in the image");
 }
 
-/// A read-only volume whose source is missing, or is a socket, fails the start naming it,
-/// before anything is compiled or packed.
+/// A volume, read-only or writable, whose source is missing, a socket, a FIFO or a device
+/// fails the start naming it, before anything is compiled, packed or opened; so do more
+/// volumes served from the host than a VMM holds.
 #[test]
-fn a_volume_whose_source_is_missing_or_a_socket_is_refused_at_create() {
+fn a_volume_whose_source_is_missing_or_no_file_is_refused_at_create() {
     let outside = std::env::temp_dir().join(format!("wasmcell-hostile-volume-src-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&outside);
     std::fs::create_dir_all(&outside).unwrap();
     let socket = outside.join("control.sock");
     let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let fifo = outside.join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let odd = "is neither a directory nor a regular file";
     for (name, source, reason) in [
         ("missing", outside.join("nothing"), "does not exist"),
-        ("socket", socket, "is neither a directory nor a regular file"),
+        ("socket", socket, odd),
+        ("fifo", fifo, odd),
+        ("device", std::path::PathBuf::from("/dev/null"), odd),
     ] {
-        let mounts = serde_json::json!([{
-            "destination": "/etc/config", "type": "bind", "source": source, "options": ["rbind", "ro"],
-        }]);
-        let bundle = Bundle::with_mounts(&format!("volume-{name}"), "app.wasm", mounts);
-        std::fs::write(bundle.rootfs("app.wasm"), b"\0asm\x01\0\0\0").unwrap();
-        bundle.assert_refused(&format!(
-            "The volume at /etc/config cannot be mounted: its source {} {reason}",
-            source.display()
-        ));
+        for mode in ["ro", "rw"] {
+            let mounts = serde_json::json!([{
+                "destination": "/etc/config", "type": "bind", "source": source, "options": ["rbind", mode],
+            }]);
+            let bundle = Bundle::with_mounts(&format!("volume-{name}-{mode}"), "app.wasm", mounts);
+            std::fs::write(bundle.rootfs("app.wasm"), b"\0asm\x01\0\0\0").unwrap();
+            bundle.assert_refused(&format!(
+                "The volume at /etc/config cannot be mounted: its source {} {reason}",
+                source.display()
+            ));
+        }
     }
+    let many: Vec<_> = (0..17)
+        .map(|i| serde_json::json!({"destination": format!("/v{i}"), "type": "bind", "source": &outside, "options": ["rbind", "rw"]}))
+        .collect();
+    let bundle = Bundle::with_mounts("volume-many", "app.wasm", serde_json::Value::Array(many));
+    std::fs::write(bundle.rootfs("app.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    bundle.assert_refused(&format!(
+        "The volume at /v16 cannot be mounted: its source {} is one volume too many: at most 16 writable or single-file volumes are served",
+        outside.display()
+    ));
     let _ = std::fs::remove_dir_all(&outside);
 }
