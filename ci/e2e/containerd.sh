@@ -221,10 +221,17 @@ t_volumes() {
         --mount "type=bind,src=$v/config,dst=/etc/app,options=rbind:ro" \
         --mount "type=bind,src=$v/log,dst=/var/log/app.log,options=rbind:rw" wasmcell.test/volume-ops:latest \
         e2e-volumes /volume_ops.wasm read /etc/app/app.conf write /data/out.txt from-ctr append /var/log/app.log \
-        line) || fail "status $?: $out"
-    expected=$(printf 'read /etc/app/app.conf: k=v\nwrite /data/out.txt: ok\nappend /var/log/app.log: ok')
+        line mkdir /data/d link /data/out.txt /data/d/hard symlink ../out.txt /data/d/soft readlink /data/d/soft \
+        rename /data/d/hard /data/d/moved truncate /data/d/moved 4 touch /data/d/moved ls /data/d rm /data/d/soft) ||
+        fail "status $?: $out"
+    # Every call the file device makes, under the jailed VMM's seccomp filter.
+    expected=$(printf '%s\n' 'read /etc/app/app.conf: k=v' 'write /data/out.txt: ok' 'append /var/log/app.log: ok' \
+        'mkdir /data/d: ok' 'link /data/out.txt: ok' 'symlink ../out.txt: ok' 'readlink /data/d/soft: ../out.txt' \
+        'rename /data/d/hard: ok' 'truncate /data/d/moved: ok' 'touch /data/d/moved: ok' 'ls /data/d: moved soft' \
+        'rm /data/d/soft: ok')
     [ "$out" = "$expected" ] || fail "output: $out"
-    [ "$(cat "$v/data/out.txt")" = from-ctr ] || fail "the write did not reach the host"
+    [ "$(cat "$v/data/out.txt")" = from ] || fail "the write (cut to 4 bytes through a hard link) is not on the host"
+    [ "$(stat -c %Y "$v/data/d/moved")" = 5 ] || fail "the times were not set"
     [ "$(cat "$v/log")" = line ] || fail "the file volume was not written: $(cat "$v/log")"
 }
 t_hybrid_node() {

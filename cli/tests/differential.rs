@@ -189,9 +189,15 @@ fn tree(root: &std::path::Path) -> Vec<(String, String)> {
 /// (which writes through too), each on a fresh copy of the fixture: the same output, and the
 /// same tree on the host afterwards.
 fn assert_same_through_volumes(module: &str) {
+    assert_same_through_volumes_with(module, &[]);
+}
+
+/// [`assert_same_through_volumes`] with arguments.
+fn assert_same_through_volumes_with(module: &str, args: &[&str]) {
     let (host_files, guest_files) = (Fixture::create(), Fixture::create());
-    let host = on_host(&Case { data: Some(host_files.data()), ..Case::new(module.to_string()) });
-    let guest = in_microvm(&Case { data: Some(guest_files.data()), volume: true, ..Case::new(module.to_string()) });
+    let host = on_host(&Case { data: Some(host_files.data()), args, ..Case::new(module.to_string()) });
+    let guest =
+        in_microvm(&Case { data: Some(guest_files.data()), volume: true, args, ..Case::new(module.to_string()) });
     assert_eq!(guest, host, "{module} through a volume differs from host wasmtime");
     // The fixture's absolute symlink names its own root: compare it relative to that.
     let relative = |files: &Fixture| {
@@ -357,6 +363,46 @@ fn volumes_as_wasmtime_dirs() {
         assert_same_through_volumes(&component(module));
     }
     assert_same_through_volumes(&component("descriptor_flags"));
+    // What std offers beyond the file samples: links, symlinks (one out, refused), times, sizes.
+    let ops = [
+        "link",
+        "/data/hello.txt",
+        "/data/hard",
+        "symlink",
+        "hello.txt",
+        "/data/soft",
+        "readlink",
+        "/data/soft",
+        "readlink",
+        "/data/out_link",
+        "symlink",
+        "/etc/passwd",
+        "/data/abs2",
+        "rename",
+        "/data/hard",
+        "/data/sub/moved",
+        "truncate",
+        "/data/sub/moved",
+        "5",
+        "touch",
+        "/data/sub/moved",
+        "read",
+        "/data/soft",
+        "read",
+        "/data/out_link",
+        "ls",
+        "/data/sub",
+        "rm",
+        "/data/soft",
+        "readlink",
+        "/data/hello.txt",
+        "link",
+        "/data/out_link",
+        "/data/l2",
+    ];
+    for kind in [sample, component] {
+        assert_same_through_volumes_with(&kind("volume_ops"), &ops);
+    }
 }
 
 /// Descriptor flags and open flags std never asks for, straight through the WASI 0.2 bindings

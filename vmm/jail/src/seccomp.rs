@@ -193,37 +193,48 @@ fn vcpu_rules() -> Result<Rules, seccompiler::BackendError> {
     let ioctls = [KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS, libc::FIONREAD];
     rules.insert(libc::SYS_ioctl, any_of(1, &ioctls)?);
     add_socket_rules(&mut rules)?;
-    add_file_rules(&mut rules);
+    add_file_rules(&mut rules)?;
     Ok(rules)
 }
 
 /// What a workload's file device does (`wasmcell_vmm::devices::file`), on the volume
-/// descriptors it holds: `openat2` (its `RESOLVE_BENEATH` is in a struct no filter can read;
-/// what keeps it beneath a volume is the device, and what keeps an absolute path from reaching
-/// the host is the jail's empty mount namespace), and the calls on a pinned parent or an open
-/// file.
-fn add_file_rules(rules: &mut Rules) {
+/// descriptors it holds: `openat2` (its `RESOLVE_BENEATH` is in a struct no filter can read:
+/// what keeps a path beneath a volume is the device, and what an absolute path would meet is
+/// the jail's empty root), and the calls on a pinned parent or an open file. Every call that
+/// takes a directory descriptor must name one (never `AT_FDCWD`, the jail's empty root);
+/// `renameat2` and `linkat` take no flags (no exchange or whiteout, never following a
+/// symlink), `utimensat` only `AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW`.
+fn add_file_rules(rules: &mut Rules) -> Result<(), seccompiler::BackendError> {
     for call in [
-        libc::SYS_openat2,
         libc::SYS_fstat,
-        libc::SYS_newfstatat,
-        libc::SYS_statx,
         libc::SYS_pread64,
         libc::SYS_pwrite64,
         libc::SYS_lseek,
         libc::SYS_getdents64,
         libc::SYS_ftruncate,
         libc::SYS_fsync,
-        libc::SYS_utimensat,
-        libc::SYS_mkdirat,
-        libc::SYS_unlinkat,
-        libc::SYS_renameat2,
-        libc::SYS_linkat,
-        libc::SYS_symlinkat,
-        libc::SYS_readlinkat,
     ] {
         rules.insert(call, vec![]);
     }
+    let not_cwd = |index: u8| Cond::new(index, Len::Dword, Op::Ne, libc::AT_FDCWD as u32 as u64);
+    let flags_in = |index: u8, allowed: u64| Cond::new(index, Len::Qword, Op::MaskedEq(!allowed), 0);
+    for (call, dirs) in [
+        (libc::SYS_openat2, &[0u8][..]),
+        (libc::SYS_newfstatat, &[0]),
+        (libc::SYS_statx, &[0]),
+        (libc::SYS_mkdirat, &[0]),
+        (libc::SYS_unlinkat, &[0]),
+        (libc::SYS_symlinkat, &[1]),
+        (libc::SYS_readlinkat, &[0]),
+    ] {
+        let conditions = dirs.iter().map(|&i| not_cwd(i)).collect::<Result<Vec<_>, _>>()?;
+        rules.insert(call, vec![SeccompRule::new(conditions)?]);
+    }
+    rules.insert(libc::SYS_renameat2, vec![SeccompRule::new(vec![not_cwd(0)?, not_cwd(2)?, flags_in(4, 0)?])?]);
+    rules.insert(libc::SYS_linkat, vec![SeccompRule::new(vec![not_cwd(0)?, not_cwd(2)?, flags_in(4, 0)?])?]);
+    let times = (libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW) as u64;
+    rules.insert(libc::SYS_utimensat, vec![SeccompRule::new(vec![not_cwd(0)?, flags_in(3, times)?])?]);
+    Ok(())
 }
 
 /// What a workload's socket device does (`wasmcell_vmm::devices::socket`): IPv4/IPv6 TCP and

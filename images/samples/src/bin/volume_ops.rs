@@ -2,7 +2,8 @@
 //! line: what the volume tests and the Kubernetes end-to-end checks ask a workload to do.
 //!
 //! - `write PATH TEXT`, `append PATH TEXT`, `read PATH` (printed without trailing whitespace),
-//!   `ls DIR`, `mkdir DIR`, `rm PATH`
+//!   `ls DIR`, `mkdir DIR`, `rm PATH`, `rename FROM TO`, `link FROM TO`, `symlink TARGET PATH`,
+//!   `readlink PATH`, `truncate PATH BYTES`, `touch PATH` (its modification time to 1970 + 5 s)
 //! - `wait PATH SECONDS`: polls until PATH exists and is not empty, then prints it (what a
 //!   second container of a pod does while the first writes);
 //! - `exit CODE`: ends with that status (after the lines before it);
@@ -64,6 +65,13 @@ fn bench(dir: &str) -> std::io::Result<String> {
     ))
 }
 
+/// `std::fs::soft_link`: the one portable way std offers (deprecated for the per-OS ones, and
+/// WASI's is unstable).
+#[allow(deprecated)]
+fn symlink(target: &str, path: &str) -> std::io::Result<()> {
+    fs::soft_link(target, path)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut rest = &args[..];
@@ -101,6 +109,33 @@ fn main() {
             }
             "rm" => {
                 show(&what, fs::remove_file(path).map(|()| "ok"));
+                used
+            }
+            "rename" => {
+                show(&what, fs::rename(path, &text).map(|()| "ok"));
+                used + 1
+            }
+            "link" => {
+                show(&what, fs::hard_link(path, &text).map(|()| "ok"));
+                used + 1
+            }
+            "symlink" => {
+                show(&what, symlink(path, &text).map(|()| "ok"));
+                used + 1
+            }
+            "readlink" => {
+                show(&what, fs::read_link(path).map(|target| target.display().to_string()));
+                used
+            }
+            "truncate" => {
+                let file = fs::OpenOptions::new().write(true).open(path);
+                show(&what, file.and_then(|f| f.set_len(text.parse().unwrap_or(0))).map(|()| "ok"));
+                used + 1
+            }
+            "touch" => {
+                let at = std::time::UNIX_EPOCH + Duration::from_secs(5);
+                let file = fs::OpenOptions::new().write(true).open(path);
+                show(&what, file.and_then(|f| f.set_modified(at)).map(|()| "ok"));
                 used
             }
             "wait" => {

@@ -242,17 +242,64 @@ pub fn fsync(fd: RawFd) -> Result<(), Errno> {
     check(unsafe { libc::fsync(fd) }.into()).map(drop)
 }
 
-/// `utimensat` on `name` in `dir` (`None`: `dir` itself), never following a symlink there.
-pub fn set_times(dir: RawFd, name: Option<&CString>, times: &[libc::timespec; 2]) -> Result<(), Errno> {
-    // SAFETY: utimensat reads the name (or none: the descriptor itself) and the two timespecs,
-    // alive for the call.
-    let ret = unsafe {
-        match name {
-            Some(name) => libc::utimensat(dir, name.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW),
-            None => libc::futimens(dir, times.as_ptr()),
-        }
+/// Sets the times of what `fd` is (an open descriptor or an `O_PATH` one, a symlink's too).
+pub fn set_times(fd: RawFd, times: &[libc::timespec; 2]) -> Result<(), Errno> {
+    let flags = libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW;
+    // SAFETY: utimensat reads the empty name and the two timespecs, alive for the call.
+    check(unsafe { libc::utimensat(fd, c"".as_ptr(), times.as_ptr(), flags) }.into()).map(drop)
+}
+
+/// A private, detached copy of the mount `fd` is on (and of those beneath it), reaching what
+/// `fd` names, with `nodev`, `nosuid` and `noexec` set (`open_tree`, `mount_setattr`). `None`
+/// without `CAP_SYS_ADMIN` or a kernel that has them (< 5.12).
+pub fn nodev_clone(fd: RawFd) -> Option<OwnedFd> {
+    const OPEN_TREE_CLONE: u32 = 1;
+    const MOUNT_ATTR_NOSUID: u64 = 0x2;
+    const MOUNT_ATTR_NODEV: u64 = 0x4;
+    const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+    /// `struct mount_attr`.
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as u32;
+    // SAFETY: open_tree reads the empty path; it returns a new descriptor or -1.
+    let tree = unsafe { libc::syscall(libc::SYS_open_tree, fd, c"".as_ptr(), flags) };
+    // SAFETY: a descriptor open_tree just returned, owned by nothing else.
+    let tree = unsafe { OwnedFd::from_raw_fd(check(tree).ok()? as RawFd) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
     };
-    check(ret.into()).map(drop)
+    let flags = (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint;
+    // SAFETY: mount_setattr reads the empty path and the struct of the size given, alive for
+    // the call; it changes only the detached copy.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &raw const attr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    check(ret).ok().map(|_| tree)
+}
+
+/// Opens what the `O_PATH` descriptor `fd` names, with `flags` (`O_CLOEXEC | O_NOCTTY` added),
+/// through `/proc/self/fd` (before a jail: it has no `/proc`).
+pub fn reopen(fd: RawFd, flags: i32) -> Result<OwnedFd, Errno> {
+    let path = CString::new(format!("/proc/self/fd/{fd}")).map_err(|_| libc::EINVAL)?;
+    // SAFETY: open on a NUL-terminated path; a new descriptor or -1.
+    let ret = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC | libc::O_NOCTTY) };
+    // SAFETY: a descriptor open just returned, owned by nothing else.
+    check(ret.into()).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 pub fn mkdir(at: &Last) -> Result<(), Errno> {

@@ -64,29 +64,40 @@ pub enum VolumeError {
 impl HostVolume {
     /// Opens `host` to be seen at `guest`: a directory for [`Volume::Dir`] and
     /// [`Volume::ReadOnlyDir`], a regular file for [`Volume::File`] and [`Volume::ReadOnlyFile`].
+    ///
+    /// What the path names is pinned first without being opened (`O_PATH`) and checked to be
+    /// what `kind` says, so a device or FIFO source is never opened. Then, where the caller may
+    /// (`CAP_SYS_ADMIN`: the shim, a VMM before its jail), the volume is reached through a
+    /// private, detached copy of its mount marked `nodev`, `nosuid`, `noexec`: a device node
+    /// someone puts in the volume later (a pod's other container) cannot be opened through it.
+    /// Without the capability (`wasmcell run` as a user) the user's own mount is used.
     pub fn open(host: &Path, guest: &str, kind: Volume) -> Result<Self, VolumeError> {
+        let open_error = |errno: i32| VolumeError::Open {
+            path: host.to_path_buf(),
+            source: std::io::Error::from_raw_os_error(errno),
+        };
+        let path = std::ffi::CString::new(host.as_os_str().as_encoded_bytes()).map_err(|_| open_error(libc::EINVAL))?;
+        // SAFETY: open on a NUL-terminated path; a new descriptor or -1.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(VolumeError::Open { path: host.to_path_buf(), source: std::io::Error::last_os_error() });
+        }
+        // SAFETY: the descriptor open just returned, owned by nothing else.
+        let pinned = unsafe { OwnedFd::from_raw_fd(fd) };
+        let stat = host::fstat(pinned.as_raw_fd()).map_err(open_error)?;
+        check_kind(kind, stat.kind, host)?;
+        let through = host::nodev_clone(pinned.as_raw_fd()).unwrap_or(pinned);
         let flags = match kind {
             Volume::Dir | Volume::ReadOnlyDir => libc::O_RDONLY | libc::O_DIRECTORY,
             Volume::File => libc::O_RDWR | libc::O_NONBLOCK,
             Volume::ReadOnlyFile => libc::O_RDONLY | libc::O_NONBLOCK,
         };
-        let path = std::ffi::CString::new(host.as_os_str().as_encoded_bytes()).map_err(|_| VolumeError::Open {
-            path: host.to_path_buf(),
-            source: std::io::Error::from_raw_os_error(libc::EINVAL),
-        })?;
-        // SAFETY: open on a NUL-terminated path; a new descriptor or -1.
-        let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC | libc::O_NOCTTY) };
-        if fd < 0 {
-            let source = std::io::Error::last_os_error();
-            match source.raw_os_error() {
-                Some(libc::ENOTDIR) => return Err(VolumeError::NotDirectory { path: host.to_path_buf() }),
-                Some(libc::EISDIR) => return Err(VolumeError::NotFile { path: host.to_path_buf() }),
-                _ => {}
-            }
-            return Err(VolumeError::Open { path: host.to_path_buf(), source });
+        let root = host::reopen(through.as_raw_fd(), flags).map_err(open_error)?;
+        let opened = host::fstat(root.as_raw_fd()).map_err(open_error)?;
+        if (opened.dev, opened.ino) != (stat.dev, stat.ino) {
+            return Err(open_error(libc::EAGAIN));
         }
-        // SAFETY: the descriptor open just returned, owned by nothing else.
-        Self::from_fd(unsafe { OwnedFd::from_raw_fd(fd) }, host, guest, kind)
+        Self::from_fd(root, host, guest, kind)
     }
 
     /// Opens `host`, a directory or a regular file, whichever it is.
@@ -115,13 +126,18 @@ impl HostVolume {
             path: host.to_path_buf(),
             source: std::io::Error::from_raw_os_error(e),
         })?;
-        match (kind, stat.kind) {
-            (Volume::File | Volume::ReadOnlyFile, kind::REGULAR_FILE)
-            | (Volume::Dir | Volume::ReadOnlyDir, kind::DIRECTORY) => {}
-            (Volume::File | Volume::ReadOnlyFile, _) => return Err(VolumeError::NotFile { path: host.to_path_buf() }),
-            _ => return Err(VolumeError::NotDirectory { path: host.to_path_buf() }),
-        }
+        check_kind(kind, stat.kind, host)?;
         Ok(Self { guest: guest.to_string(), kind, root })
+    }
+}
+
+/// Whether a file of `found` kind can be a volume of `kind`.
+fn check_kind(kind: Volume, found: u8, host: &Path) -> Result<(), VolumeError> {
+    match (kind, found) {
+        (Volume::File | Volume::ReadOnlyFile, kind::REGULAR_FILE)
+        | (Volume::Dir | Volume::ReadOnlyDir, kind::DIRECTORY) => Ok(()),
+        (Volume::File | Volume::ReadOnlyFile, _) => Err(VolumeError::NotFile { path: host.to_path_buf() }),
+        _ => Err(VolumeError::NotDirectory { path: host.to_path_buf() }),
     }
 }
 
@@ -253,10 +269,15 @@ impl FileDevice {
                 }
             }
             Op::ReadLink => {
-                let path = self.path(a, b)?;
+                let path = self.path(b, c)?;
                 let (ptr, len) = self.buffer(d, e)?;
                 let result = path.and_then(|path| {
                     let at = Last::resolve(self.fd(a)?, &path)?;
+                    if at.trailing_slash {
+                        // "link/" names what the link points to, which is no symlink here.
+                        at.check_trailing_slash()?;
+                        return Err(libc::EINVAL);
+                    }
                     let mut target = vec![0; len.min(MAX_PATH as usize)];
                     let n = host::read_link(&at, &mut target)?;
                     if n > 0 {
@@ -355,7 +376,18 @@ impl FileDevice {
                 os_flags |= os;
             }
         }
-        // Non-blocking: opening a FIFO must not wait for a writer (it is refused just below).
+        // What the path names now, looked at without opening it: a FIFO, socket or device is
+        // refused before any open (a nodev volume could not open a device anyway).
+        let pin = if flags & open::NOFOLLOW != 0 { libc::O_PATH | libc::O_NOFOLLOW } else { libc::O_PATH };
+        match host::open_beneath(handle.fd.as_raw_fd(), path, pin, 0).and_then(|fd| host::fstat(fd.as_raw_fd())) {
+            Ok(stat) if stat.kind != kind::DIRECTORY && stat.kind != kind::REGULAR_FILE => {
+                // A symlink is what O_NOFOLLOW refuses; anything else is no file to open.
+                return Err(if stat.kind == kind::SYMBOLIC_LINK { libc::ELOOP } else { libc::ENXIO });
+            }
+            Ok(_) | Err(libc::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+        // Non-blocking: a FIFO swapped in meanwhile must not hold the vCPU (it is refused below).
         let fd = host::open_beneath(handle.fd.as_raw_fd(), path, os_flags | libc::O_NONBLOCK, 0o666)?;
         let stat = host::fstat(fd.as_raw_fd())?;
         if stat.kind != kind::DIRECTORY && stat.kind != kind::REGULAR_FILE {
@@ -424,21 +456,12 @@ impl FileDevice {
         let spec = [timespec(times::ATIME, times::ATIME_NOW, atime)?, timespec(times::MTIME, times::MTIME_NOW, mtime)?];
         let (fd, _) = self.changeable_dir(dir)?;
         if path.is_empty() {
-            return host::set_times(fd, None, &spec);
+            return host::set_times(fd, &spec);
         }
-        if follow {
-            let target = host::open_beneath(fd, path, libc::O_PATH, 0)?;
-            return host::set_times(target.as_raw_fd(), Some(&c"".to_owned()), &spec).or_else(|e| {
-                // Kernels without AT_EMPTY_PATH here: only through an open descriptor.
-                if e != libc::ENOENT {
-                    return Err(e);
-                }
-                let open = host::open_beneath(fd, path, libc::O_RDONLY | libc::O_NONBLOCK, 0)?;
-                host::set_times(open.as_raw_fd(), None, &spec)
-            });
-        }
-        let at = Last::resolve(fd, path)?;
-        host::set_times(at.fd(), Some(&at.name), &spec)
+        // Pinned beneath the volume without being opened (a symlink itself without follow),
+        // then changed through that descriptor: nothing is resolved twice.
+        let pin = if follow { libc::O_PATH } else { libc::O_PATH | libc::O_NOFOLLOW };
+        host::set_times(host::open_beneath(fd, path, pin, 0)?.as_raw_fd(), &spec)
     }
 
     fn read_dir(&self, handle: u64, ptr: *mut u8, len: usize, cookie: u64) -> Result<u64, Errno> {

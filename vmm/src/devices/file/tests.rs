@@ -316,3 +316,50 @@ fn a_handle_named_to_close_first_is_closed_before_the_call() {
     assert_eq!(dev.call(Op::Stat, &FileCall { args: [0, 0, 0, 0, 0, 0, 0, 999] }).unwrap().result, 0);
     assert_eq!(dev.open_handles(), 2);
 }
+
+#[test]
+fn symlinks_are_read_and_their_times_set_without_leading_out() {
+    let tree = Tree::new("links");
+    let volume = tree.volume();
+    symlink("../secret", volume.join("up")).unwrap();
+    let mut dev = tree.device(Volume::Dir);
+    let [a, l] = path(&dev, PATH, "up");
+    assert_eq!(call(&mut dev, Op::ReadLink, &[0, a, l, DATA, 64]).result, 9);
+    let mut target = [0u8; 9];
+    dev.memory.read_slice(&mut target, GuestAddress(DATA)).unwrap();
+    assert_eq!(&target, b"../secret", "the link's own text");
+    let [a, l] = path(&dev, PATH, "up/");
+    assert!(call(&mut dev, Op::ReadLink, &[0, a, l, DATA, 64]).result < 0, "'up/' names what it points to");
+    let [a, l] = path(&dev, PATH, "hello.txt");
+    assert_eq!(call(&mut dev, Op::ReadLink, &[0, a, l, DATA, 64]).result, -(libc::EINVAL as i64), "no symlink");
+    // Times: through the link (out: refused), or of the link itself; the secret keeps its own.
+    let before = std::fs::metadata(tree.top.join("secret")).unwrap().modified().unwrap();
+    let [a, l] = path(&dev, PATH, "up");
+    let set = |follow: u64| [0, a, l, follow, 0, 5_000_000_000, times::MTIME];
+    assert_eq!(call(&mut dev, Op::SetTimes, &set(1)).result, EPERM);
+    assert_eq!(call(&mut dev, Op::SetTimes, &set(0)).result, 0);
+    assert_eq!(std::fs::metadata(tree.top.join("secret")).unwrap().modified().unwrap(), before);
+    let link = std::fs::symlink_metadata(volume.join("up")).unwrap();
+    assert_eq!(link.modified().unwrap(), std::time::UNIX_EPOCH + std::time::Duration::from_secs(5));
+    let [a, l] = path(&dev, PATH, "sub/..");
+    assert_eq!(call(&mut dev, Op::SetTimes, &[0, a, l, 0, 0, 0, times::MTIME_NOW]).result, 0, "the volume root");
+    let [a, l] = path(&dev, PATH, "sub/../..");
+    assert_eq!(call(&mut dev, Op::SetTimes, &[0, a, l, 0, 0, 0, times::MTIME_NOW]).result, EPERM);
+}
+
+/// A device node in a volume (another container of the pod may make one) is never opened:
+/// refused on sight, and the volume's own mount is a `nodev` copy besides.
+#[test]
+fn a_device_node_in_a_volume_is_never_opened() {
+    let tree = Tree::new("device");
+    let null = std::ffi::CString::new(tree.volume().join("null").into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: mknod on a NUL-terminated path (the tests run as root, as CI does).
+    let made = unsafe { libc::mknod(null.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) };
+    assert_eq!(made, 0, "mknod: {}", std::io::Error::last_os_error());
+    let mut dev = tree.device(Volume::Dir);
+    assert_eq!(open(&mut dev, "null", open::READ | open::WRITE), -(libc::ENXIO as i64));
+    let [a, l] = path(&dev, PATH, "null");
+    assert_eq!(call(&mut dev, Op::Stat, &[0, a, l, 0]).stat.kind, kind::CHARACTER_DEVICE, "seen, not opened");
+    let root = dev.handles[0].as_ref().unwrap().fd.as_raw_fd();
+    assert_eq!(host::open_beneath(root, b"null", libc::O_RDONLY, 0).err(), Some(libc::EACCES), "nodev");
+}
