@@ -1,5 +1,5 @@
 //! The guest's side of the control device: how a vCPU ends, marks boot done, reports a panic,
-//! waits and parks. Register meanings are in `wasmcell_abi::control`; every
+//! waits, parks and calls its devices (sockets, files). Register meanings are in `wasmcell_abi::control`; every
 //! write concerns the vCPU that makes it.
 
 use crate::{arch, vcpu};
@@ -39,6 +39,20 @@ fn put_arguments(bytes: &[u8]) {
     unsafe {
         let dst = (&raw mut (*vcpu::block()).message).cast::<u8>();
         core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len().min(MESSAGE_MAX));
+    }
+}
+
+/// A device call (the socket or file device): `arguments` into this vCPU's message buffer,
+/// `op` written to `register`, then the reply the VMM wrote over them read into `reply`. One
+/// exit.
+pub fn device_call(register: u16, op: u32, arguments: &[u8], reply: &mut [u8]) {
+    put_arguments(arguments);
+    arch::control_write(register, op);
+    // SAFETY: as for `put_arguments`: this vCPU's own block, mapped for the VM's life; the VMM
+    // wrote the reply before resuming the vCPU, and no reply is longer than the buffer.
+    unsafe {
+        let src = (&raw const (*vcpu::block()).message).cast::<u8>();
+        core::ptr::copy_nonoverlapping(src, reply.as_mut_ptr(), reply.len().min(MESSAGE_MAX));
     }
 }
 

@@ -5,7 +5,6 @@
 //! else): callers copy them out of a module's memory first. WASI preview 1 (`crate::wasi`) is
 //! built on these.
 
-use crate::{arch, vcpu};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use wasmcell_abi::file::{FileCall, FileReply, Op, Stat, CLOSE_FIRST, FILE, MAX_TRANSFER};
@@ -26,21 +25,9 @@ fn call(op: Op, mut args: [u64; 8]) -> FileReply {
 
 /// One exit: the arguments out, the reply back.
 fn exchange(op: Op, args: [u64; 8]) -> FileReply {
-    let bytes = FileCall { args }.to_bytes();
-    // SAFETY: the vCPU's block is mapped user read-write while the vCPU runs and only this
-    // vCPU uses its message buffer, one request at a time; a call is far shorter than it.
-    unsafe {
-        let message = (&raw mut (*vcpu::block()).message).cast::<u8>();
-        core::ptr::copy_nonoverlapping(bytes.as_ptr(), message, bytes.len());
-    }
-    arch::control_write(FILE, op as u32);
-    let mut raw = [0u8; FileReply::SIZE];
-    // SAFETY: as above; the VMM wrote the reply over the arguments before resuming the vCPU.
-    unsafe {
-        let message = (&raw const (*vcpu::block()).message).cast::<u8>();
-        core::ptr::copy_nonoverlapping(message, raw.as_mut_ptr(), raw.len());
-    }
-    FileReply::from_bytes(&raw)
+    let mut reply = [0u8; FileReply::SIZE];
+    crate::control::device_call(FILE, op as u32, &FileCall { args }.to_bytes(), &mut reply);
+    FileReply::from_bytes(&reply)
 }
 
 fn args(first: &[u64]) -> [u64; 8] {

@@ -8,7 +8,7 @@
 pub mod http_client;
 pub mod lookup;
 
-use crate::{arch, vcpu};
+use crate::vcpu;
 use alloc::format;
 use alloc::string::String;
 use core::net::{IpAddr, SocketAddr};
@@ -23,21 +23,9 @@ pub fn available() -> bool {
 }
 
 fn call(op: Op, args: [u64; 8]) -> SocketReply {
-    let bytes = SocketCall { args }.to_bytes();
-    // SAFETY: the vCPU's block is mapped user read-write while the vCPU runs and only this
-    // vCPU uses its message buffer, one request at a time; a call is far shorter than it.
-    unsafe {
-        let message = (&raw mut (*vcpu::block()).message).cast::<u8>();
-        core::ptr::copy_nonoverlapping(bytes.as_ptr(), message, bytes.len());
-    }
-    arch::control_write(SOCKET, op as u32);
-    let mut raw = [0u8; SocketReply::SIZE];
-    // SAFETY: as above; the VMM wrote the reply over the arguments before resuming the vCPU.
-    unsafe {
-        let message = (&raw const (*vcpu::block()).message).cast::<u8>();
-        core::ptr::copy_nonoverlapping(message, raw.as_mut_ptr(), raw.len());
-    }
-    SocketReply::from_bytes(&raw)
+    let mut reply = [0u8; SocketReply::SIZE];
+    crate::control::device_call(SOCKET, op as u32, &SocketCall { args }.to_bytes(), &mut reply);
+    SocketReply::from_bytes(&reply)
 }
 
 fn result(reply: SocketReply) -> Result<u64, Errno> {

@@ -128,45 +128,42 @@ pub fn path_open(dir: &HostDir, path: &[u8], request: &OpenRequest) -> Result<Fd
         }
     }
     let (handle, stat) = volume::open(&dir.handle, path, flags).map_err(from_linux)?;
-    let kept = request.fdflags & fd::FDFLAGS_KEPT;
     Ok(if stat.kind == kind::DIRECTORY {
-        Fd::HostDir(HostDir { handle, preopen: None, read_right: request.read_right, flags: kept })
+        let flags = request.fdflags & fd::FDFLAGS_KEPT;
+        Fd::HostDir(HostDir { handle, preopen: None, read_right: request.read_right, flags })
     } else {
-        Fd::HostFile(HostFile {
+        Fd::HostFile(HostFile::opened(handle, request))
+    })
+}
+
+impl HostFile {
+    /// The descriptor `request` opens on `handle`, at position 0.
+    fn opened(handle: Handle, request: &OpenRequest) -> Self {
+        let append = request.fdflags & fd::FDFLAGS_APPEND != 0;
+        Self {
             handle,
             position: 0,
             readable: request.readable,
-            writable,
+            writable: request.writable || append,
             append,
             read_right: request.read_right,
             write_right: request.write_right,
-            flags: kept,
-        })
-    })
+            flags: request.fdflags & fd::FDFLAGS_KEPT,
+        }
+    }
 }
 
 /// `path_open` of a file volume the tree holds (`handle`): the volume's own handle, its
 /// position the descriptor's; truncated through the device if asked.
 pub fn open_file_volume(ctx: &super::WasiCtx, handle: u32, request: &OpenRequest) -> Result<Fd, Errno> {
-    let append = request.fdflags & fd::FDFLAGS_APPEND != 0;
-    let writable = request.writable || append;
-    if writable && ctx.read_only_files.contains(&handle) {
+    let file = HostFile::opened(Handle::volume(handle), request);
+    if file.writable && ctx.read_only_files.contains(&handle) {
         return Err(Errno::RoFs);
     }
-    let handle = Handle::volume(handle);
-    if request.oflags & 8 != 0 && writable {
-        volume::set_size(&handle, 0).map_err(from_linux)?;
+    if request.oflags & 8 != 0 && file.writable {
+        volume::set_size(&file.handle, 0).map_err(from_linux)?;
     }
-    Ok(Fd::HostFile(HostFile {
-        handle,
-        position: 0,
-        readable: request.readable,
-        writable,
-        append,
-        read_right: request.read_right,
-        write_right: request.write_right,
-        flags: request.fdflags & fd::FDFLAGS_KEPT,
-    }))
+    Ok(Fd::HostFile(file))
 }
 
 /// Reads into (or writes from) `iovecs` of `memory`, at `offset` or the file's position;
