@@ -352,10 +352,13 @@ t_writable_volumes_reach_the_host() {
     v=$DIR/writable
     mkdir -p "$v/empty" "$v/host"
     chmod 0777 "$v/empty"
-    # A hostPath the node made writable for wasmcell's VMMs (they write as nobody, 65534).
-    chown 65534:65534 "$v/host"
+    # A hostPath (or a PVC) prepared for the pod's fsGroup, 4242: writable by that group only.
+    # The VMM writes as nobody with the pod's groups.
+    chown 0:4242 "$v/host"
+    chmod 0770 "$v/host"
     : >"$v/termination-log"
-    pod=$(run_pod rw wasmcell) || fail "RunPodSandbox failed"
+    pod=$(cri runp --name rw --runtime wasmcell --log-dir "$DIR/pods/rw" --save "$DIR/pods/rw.json" \
+        --supplemental-group 4242) || fail "RunPodSandbox failed"
     reader=$(cri create "$pod" --pod-config "$DIR/pods/rw.json" --name reader --image wasmcell.test/volume_ops:latest \
         --mount "$v/empty:/cache" -- /volume_ops.wasm wait /cache/message 60) || fail "CreateContainer (reader) failed"
     cri start "$reader" || fail "StartContainer (reader) failed"
@@ -484,7 +487,7 @@ check "pods talk over their pod IPs: a component serving TCP in a wasmcell pod a
 check "a pod serves a wasi:http component (WASMCELL_HTTP_ADDR) on its pod IP to the host and to another pod's outgoing request; a second server on the port fails saying so" t_a_pod_serves_wasi_http
 check "a preview-1 server in a pod (WASMCELL_TCP_LISTEN) answers the host and a runc pod on its preopened listener" t_a_preview1_server_in_a_pod_answers_on_its_preopened_listener
 check "read-only volumes (a configMap's layout, a token) reach the workload at their destinations; a symlink out of one does not" t_read_only_volumes_reach_the_workload
-check "writable volumes: an emptyDir shared while both run, a hostPath kept, the termination message; /etc/hosts and resolv.conf are the sandbox's" t_writable_volumes_reach_the_host
+check "writable volumes: an emptyDir shared while both run, a hostPath of the pod's fsGroup kept, the termination message; /etc/hosts and resolv.conf are the sandbox's" t_writable_volumes_reach_the_host
 check "a non-Wasm container in a wasmcell pod is refused naming the reason (StartContainer)" t_non_wasm_container_is_refused
 check "an idle pod costs no CPU: a workload that logged then sleeps, and its shim, stay asleep" t_idle_pod_costs_nothing
 check "20 wasmcell pods in sequence leave nothing behind" t_twenty_pods_in_sequence

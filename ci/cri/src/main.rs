@@ -43,6 +43,10 @@ enum Command {
         /// File to save the pod config to (JSON), for `create`.
         #[arg(long, value_name = "FILE")]
         save: PathBuf,
+        /// A supplementary group of the pod (what the kubelet passes for `fsGroup` and
+        /// `supplementalGroups`), repeatable.
+        #[arg(long = "supplemental-group", value_name = "GID")]
+        supplemental_groups: Vec<i64>,
     },
     /// CreateContainer in a pod; prints the container id.
     Create {
@@ -162,7 +166,7 @@ async fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut client = connect(cli.socket).await?;
     match cli.command {
-        Command::Runp { name, runtime, host_network, log_dir, save } => {
+        Command::Runp { name, runtime, host_network, log_dir, save, supplemental_groups } => {
             let network = if host_network { cri::NamespaceMode::Node } else { cri::NamespaceMode::Pod };
             let config = cri::PodSandboxConfig {
                 metadata: Some(cri::PodSandboxMetadata {
@@ -175,6 +179,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 linux: Some(cri::LinuxPodSandboxConfig {
                     security_context: Some(cri::LinuxSandboxSecurityContext {
                         namespace_options: Some(cri::NamespaceOption { network: network as i32, ..Default::default() }),
+                        supplemental_groups,
                         ..Default::default()
                     }),
                     ..Default::default()

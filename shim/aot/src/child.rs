@@ -108,7 +108,14 @@ fn compile_request() -> Result<(), Failure> {
 /// The jail (if asked) and the compiler's filter.
 fn confine(jail: bool) -> Result<(), Failure> {
     if jail {
-        let jail = Jail { root: JailRoot::Empty, uid: JAIL_ID, gid: JAIL_ID, keep_caps: Vec::new(), max_fds: 64 };
+        let jail = Jail {
+            root: JailRoot::Empty,
+            uid: JAIL_ID,
+            gid: JAIL_ID,
+            groups: Vec::new(),
+            keep_caps: Vec::new(),
+            max_fds: 64,
+        };
         jail.enter().map_err(|e| Failure::error("cannot jail the compiler", e))?;
     }
     seccomp::apply(ThreadKind::Compiler).map_err(|e| Failure::error("cannot confine the compiler", e))

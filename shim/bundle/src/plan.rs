@@ -54,10 +54,14 @@ pub struct CgroupLimits {
 }
 
 /// Who a jailed VMM runs as.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JailPlan {
     pub uid: u32,
     pub gid: u32,
+    /// The container's (the pod's) supplementary groups: its `fsGroup` and
+    /// `supplementalGroups`, with which the VMM reaches the volumes it serves.
+    #[serde(default)]
+    pub groups: Vec<u32>,
 }
 
 /// The descriptor a container's VMM finds its root filesystem's archive on ([`WorkloadPlan`]'s

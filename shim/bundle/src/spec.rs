@@ -52,7 +52,13 @@ pub struct ContainerSpec {
     pub listen: Vec<std::net::SocketAddr>,
     /// The bind mounts the workload sees at their destinations ([`Volume`]).
     pub volumes: Vec<Volume>,
+    /// `process.user.additionalGids` (Kubernetes: `supplementalGroups` and `fsGroup`), at most
+    /// [`MAX_GROUPS`]: the VMM's own supplementary groups, with which it serves the volumes.
+    pub groups: Vec<u32>,
 }
+
+/// Most supplementary groups a container may have.
+pub const MAX_GROUPS: usize = 32;
 
 /// A bind mount of the spec, seen by the workload at its destination: what the kubelet makes
 /// of a configMap, secret, downwardAPI or projected volume (read-only), an emptyDir, hostPath
@@ -117,6 +123,8 @@ pub enum SpecError {
     MountSource(String),
     #[error("The container has more than {MAX_VOLUMES} volumes")]
     TooManyVolumes,
+    #[error("The container has more than {MAX_GROUPS} supplementary groups")]
+    TooManyGroups,
 }
 
 impl ContainerSpec {
@@ -197,6 +205,7 @@ impl ContainerSpec {
             resolv_conf: mount_source(spec, "/etc/resolv.conf"),
             hosts: mount_source(spec, "/etc/hosts"),
             volumes: volumes(spec)?,
+            groups: groups(process)?,
         })
     }
 }
@@ -265,6 +274,20 @@ pub fn volumes(spec: &Spec) -> Result<Vec<Volume>, SpecError> {
         return Err(SpecError::TooManyVolumes);
     }
     Ok(volumes)
+}
+
+/// The process's supplementary groups, in order, without repeats.
+fn groups(process: &oci_spec::runtime::Process) -> Result<Vec<u32>, SpecError> {
+    let mut groups: Vec<u32> = Vec::new();
+    for &gid in process.user().additional_gids().iter().flatten() {
+        if !groups.contains(&gid) {
+            groups.push(gid);
+        }
+    }
+    if groups.len() > MAX_GROUPS {
+        return Err(SpecError::TooManyGroups);
+    }
+    Ok(groups)
 }
 
 /// Absolute, and no empty, `.` or `..` component (`/` itself is the root filesystem's).
@@ -370,6 +393,19 @@ mod tests {
         let json = r#"{"ociVersion":"1.0.2","process":{"args":["/a.wasm"],"cwd":"/","user":{"uid":0,"gid":0}},
             "mounts":[{"destination":"/etc/config","type":"bind","source":"relative/cm","options":["ro"]}]}"#;
         assert_eq!(spec(json).unwrap_err().to_string(), "The mount at /etc/config has no absolute source path");
+    }
+
+    #[test]
+    fn supplementary_groups_come_from_the_user_bounded() {
+        let with = |gids: &str| {
+            spec(&format!(
+                r#"{{"ociVersion":"1.0.2","process":{{"args":["/a.wasm"],"cwd":"/","user":{{"uid":0,"gid":0,"additionalGids":[{gids}]}}}}}}"#
+            ))
+        };
+        assert_eq!(with("2000, 3000, 2000").unwrap().groups, [2000, 3000], "in order, no repeats");
+        assert_eq!(with("").unwrap().groups, Vec::<u32>::new());
+        let many = (0..=MAX_GROUPS).map(|g| g.to_string()).collect::<Vec<_>>().join(",");
+        assert!(matches!(with(&many), Err(SpecError::TooManyGroups)));
     }
 
     #[test]

@@ -117,8 +117,11 @@ enum Kind {
 /// by default nobody (65534:65534). The VMM needs no file of the host's once jailed: any
 /// unprivileged ids do, and ids no other process uses are best.
 pub fn jail_plan() -> Result<JailPlan, InstanceError> {
-    let Ok(user) = std::env::var("WASMCELL_VMM_USER") else { return Ok(JailPlan { uid: 65534, gid: 65534 }) };
-    let parsed = user.split_once(':').and_then(|(u, g)| Some(JailPlan { uid: u.parse().ok()?, gid: g.parse().ok()? }));
+    let nobody = JailPlan { uid: 65534, gid: 65534, groups: Vec::new() };
+    let Ok(user) = std::env::var("WASMCELL_VMM_USER") else { return Ok(nobody) };
+    let parsed = user
+        .split_once(':')
+        .and_then(|(u, g)| Some(JailPlan { uid: u.parse().ok()?, gid: g.parse().ok()?, groups: Vec::new() }));
     parsed.ok_or(InstanceError::VmmUser(user))
 }
 
@@ -272,7 +275,9 @@ impl Instance for VmInstance {
         let process = Arc::default();
         let bundle = request.bundle.clone();
         // A pod's sandbox runs no image (CRI's pause container): its VMM is the pod's VM.
-        let jail = Some(jail_plan()?);
+        // The VMM serves the container's (for a pod, the sandbox's) volumes with its
+        // supplementary groups: a PVC or hostPath prepared for its `fsGroup` is writable.
+        let jail = Some(JailPlan { groups: spec.groups.clone(), ..jail_plan()? });
         if spec.sandbox {
             // The sandbox's resources describe the pause process CRI would have run (CPU shares
             // of 2, say), not the pod: its VM holds every container, and the kubelet's pod

@@ -140,6 +140,7 @@ fn pack_in_jail(rootfs: &Path, budget: &OsStr, volumes: &[OsString]) -> Result<(
         root: JailRoot::Views(views),
         uid: 0,
         gid: 0,
+        groups: Vec::new(),
         keep_caps: vec![CAP_DAC_READ_SEARCH],
         // Two descriptors per level of the walk (a directory and its listing; at most 128
         // levels), and a file.

@@ -114,8 +114,8 @@ impl Confinement {
     /// Closes the jail around this process (its VM exists, no guest instruction has run, no
     /// other thread exists yet), then confines every thread it will start to the VMM filter.
     pub fn close(self) -> Result<(), String> {
-        let Some(JailPlan { uid, gid }) = self.jail else { return Ok(()) };
-        let jail = Jail { root: JailRoot::Empty, uid, gid, keep_caps: Vec::new(), max_fds: MAX_FDS };
+        let Some(JailPlan { uid, gid, groups }) = self.jail else { return Ok(()) };
+        let jail = Jail { root: JailRoot::Empty, uid, gid, groups, keep_caps: Vec::new(), max_fds: MAX_FDS };
         jail.enter().map_err(|e| error_chain(&e))?;
         seccomp::apply(ThreadKind::Vmm).map_err(|e| error_chain(&e))?;
         if self.probe {

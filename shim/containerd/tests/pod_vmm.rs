@@ -94,7 +94,7 @@ fn pod_plan() -> Plan {
         limits: Default::default(),
         oom_score_adj: None,
         netns: None,
-        jail: Some(JailPlan { uid: 65534, gid: 65534 }),
+        jail: Some(JailPlan { uid: 65534, gid: 65534, groups: Vec::new() }),
         probe_seccomp: false,
         kind: PlanKind::Pod,
     }
@@ -311,20 +311,24 @@ const WRITE_VOLUMES: &str = r#"(module
     (call $exit (i32.const 1))))"#;
 
 /// The jailed VMM (no host path left to open, its seccomp filter on) serves a workload's
-/// volumes through the descriptors the shim sent: a directory and a single file.
+/// volumes through the descriptors the shim sent: a directory and a single file. The directory
+/// is writable only by its group, the pod's `fsGroup`, which the jail keeps as a supplementary
+/// group.
 #[test]
 fn a_jailed_pod_vmm_serves_volumes_from_the_descriptors_it_was_sent() {
     use std::os::unix::fs::PermissionsExt;
     use wasmcell_shim::plan::{ServedKind, ServedVolume};
+    const FS_GROUP: u32 = 4242;
     let scratch = Scratch::new("volumes");
     let compiler = Compiler::for_host().unwrap();
-    let data = scratch.0.join("empty-dir");
+    let data = scratch.0.join("pvc");
     std::fs::create_dir(&data).unwrap();
-    // As the kubelet makes an emptyDir: anyone may write it (the VMM writes as nobody).
-    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::os::unix::fs::chown(&data, Some(0), Some(FS_GROUP)).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o770)).unwrap();
     let log = scratch.0.join("termination-log");
     std::fs::write(&log, "").unwrap();
-    let (pod, pid) = spawn(&scratch.0);
+    let jail = JailPlan { uid: 65534, gid: 65534, groups: vec![FS_GROUP] };
+    let (pod, pid) = spawn_plan(&scratch.0, Plan { jail: Some(jail), ..pod_plan() });
     let mut plan = scratch.workload(&compiler, "writer", WRITE_VOLUMES);
     plan.volumes = vec![
         ServedVolume { source: data.clone(), destination: "/data".into(), kind: ServedKind::Dir },
@@ -335,6 +339,9 @@ fn a_jailed_pod_vmm_serves_volumes_from_the_descriptors_it_was_sent() {
     assert_eq!(writer.wait(), 1, "{}", scratch.errors("writer"));
     assert_eq!(std::fs::read_to_string(data.join("out.txt")).unwrap(), "written in a jail");
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "written in a jail");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let groups = jail_fields(&status).into_iter().find(|(k, _)| k == "Groups").map(|(_, v)| v);
+    assert_eq!(groups.as_deref(), Some("4242"), "the jail keeps the pod's groups and no other");
     // SAFETY: kill(2) on our own child.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
     assert_eq!(reap(pid), 143, "the VMM lived through it (no seccomp violation)");

@@ -36,6 +36,9 @@ pub enum JailRoot {
     Views(Vec<PathBuf>),
 }
 
+/// Most supplementary groups a jail keeps.
+pub const MAX_GROUPS: usize = 32;
+
 /// Most directories a [`JailRoot::Views`] shows.
 pub const MAX_VIEWS: usize = 128;
 
@@ -45,6 +48,9 @@ pub struct Jail {
     pub root: JailRoot,
     pub uid: u32,
     pub gid: u32,
+    /// Supplementary groups (none but for a VMM serving volumes to a pod or container that
+    /// has them: its `fsGroup` and `supplementalGroups`), at most [`MAX_GROUPS`].
+    pub groups: Vec<u32>,
     /// Capabilities kept (numbers); none for a VMM.
     pub keep_caps: Vec<u32>,
     /// The most descriptors the process may hold.
@@ -185,7 +191,8 @@ impl Jail {
             if keep != 0 {
                 check("keep capabilities", libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0).into())?;
             }
-            check("setgroups", libc::setgroups(0, std::ptr::null()).into())?;
+            let groups = &self.groups[..self.groups.len().min(MAX_GROUPS)];
+            check("setgroups", libc::setgroups(groups.len(), groups.as_ptr()).into())?;
             check("setresgid", libc::setresgid(self.gid, self.gid, self.gid).into())?;
             check("setresuid", libc::setresuid(self.uid, self.uid, self.uid).into())?;
             // Version 3 capability sets: two 32-bit words each.
