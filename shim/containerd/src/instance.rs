@@ -125,6 +125,12 @@ pub fn jail_plan() -> Result<JailPlan, InstanceError> {
     parsed.ok_or(InstanceError::VmmUser(user))
 }
 
+/// The supplementary groups a VMM's jail keeps of `groups`: all but root's (0), which opens
+/// too much of a node to hand a process that serves a tenant (runc would keep it).
+fn jail_groups(groups: &[u32]) -> Vec<u32> {
+    groups.iter().copied().filter(|&gid| gid != 0).collect()
+}
+
 impl VmInstance {
     /// Finds, checks and compiles the module. An image brings Wasm and nothing else: a
     /// precompiled artifact would be native code the guest runs as it is.
@@ -274,11 +280,12 @@ impl Instance for VmInstance {
         }
         let process = Arc::default();
         let bundle = request.bundle.clone();
+        let jail = jail_plan()?;
         // A pod's sandbox runs no image (CRI's pause container): its VMM is the pod's VM.
-        // The VMM serves the container's (for a pod, the sandbox's) volumes with its
-        // supplementary groups: a PVC or hostPath prepared for its `fsGroup` is writable.
-        let jail = Some(JailPlan { groups: spec.groups.clone(), ..jail_plan()? });
         if spec.sandbox {
+            // It serves the pod's volumes with the pod's groups (the kubelet's `fsGroup` and
+            // `supplementalGroups` for the sandbox): a PVC prepared for the fsGroup is writable.
+            let jail = Some(JailPlan { groups: jail_groups(&spec.groups), ..jail });
             // The sandbox's resources describe the pause process CRI would have run (CPU shares
             // of 2, say), not the pod: its VM holds every container, and the kubelet's pod
             // cgroup above the sandbox's holds the pod to its limits.
@@ -302,7 +309,9 @@ impl Instance for VmInstance {
                 crate::cgroup::remove(cgroup);
             }
         })?;
-        let plan = Self::plan(&spec, jail, PlanKind::Container(workload));
+        // A container's VMM takes its groups only to serve volumes with them.
+        let groups = if workload.volumes.is_empty() { Vec::new() } else { jail_groups(&spec.groups) };
+        let plan = Self::plan(&spec, Some(JailPlan { groups, ..jail }), PlanKind::Container(workload));
         let plan = Self::write_plan(request, &plan).inspect_err(|_| {
             let _ = rootfs::unmount(&request.bundle);
         })?;
