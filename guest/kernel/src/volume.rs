@@ -84,6 +84,25 @@ impl Drop for Handle {
     }
 }
 
+/// The device's open flags (`wasmcell_abi::file::open`) for a WASI open: how it treats the
+/// path (`open`), and whether it reads, writes or appends.
+pub fn open_flags(open: &wasmcell_guest_fs::OpenFlags, read: bool, write: bool, append: bool) -> u64 {
+    use wasmcell_abi::file::open as bit;
+    [
+        (read, bit::READ),
+        (write, bit::WRITE),
+        (append, bit::APPEND),
+        (open.create, bit::CREATE),
+        (open.directory, bit::DIRECTORY),
+        (open.exclusive, bit::EXCLUSIVE),
+        (open.truncate, bit::TRUNCATE),
+        (!open.follow, bit::NOFOLLOW),
+    ]
+    .into_iter()
+    .filter(|&(set, _)| set)
+    .fold(0, |flags, (_, bit)| flags | bit)
+}
+
 /// Opens `path` beneath `dir` with `flags` (`wasmcell_abi::file::open`).
 pub fn open(dir: &Handle, path: &[u8], flags: u64) -> Result<(Handle, Stat), Errno> {
     let [p, l] = path_words(path);

@@ -10,6 +10,7 @@
 pub mod control;
 pub mod file;
 pub mod serial;
+pub mod slots;
 pub mod socket;
 pub mod virtio;
 

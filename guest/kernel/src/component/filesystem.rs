@@ -562,21 +562,7 @@ impl preopens::Host for ComponentCtx {
 
 /// Opens `path` beneath a volume directory, in the mode `open_at` decided.
 fn open_host(dir: &Handle, path: &[u8], open: &fs::OpenFlags, read: bool, write: bool) -> Result<Node, ErrorCode> {
-    let mut flags = 0;
-    for (set, bit) in [
-        (read, file::open::READ),
-        (write, file::open::WRITE),
-        (open.create, file::open::CREATE),
-        (open.directory, file::open::DIRECTORY),
-        (open.exclusive, file::open::EXCLUSIVE),
-        (open.truncate, file::open::TRUNCATE),
-        (!open.follow, file::open::NOFOLLOW),
-    ] {
-        if set {
-            flags |= bit;
-        }
-    }
-    let (handle, stat) = volume::open(dir, path, flags).map_err(node::code)?;
+    let (handle, stat) = volume::open(dir, path, volume::open_flags(open, read, write, false)).map_err(node::code)?;
     Ok(Node::Host(Rc::new(HostNode { handle, dir: stat.kind == file::kind::DIRECTORY })))
 }
 

@@ -8,7 +8,7 @@ use super::errno::Errno;
 use super::fd::{self, Fd};
 use crate::volume::{self, Handle};
 use alloc::vec::Vec;
-use wasmcell_abi::file::{kind, open, Dirent, Op, Stat, APPEND, MAX_TRANSFER};
+use wasmcell_abi::file::{kind, Dirent, Op, Stat, APPEND, MAX_TRANSFER};
 
 /// A directory of a volume (its root, preopened, or one opened beneath it).
 pub struct HostDir {
@@ -99,9 +99,10 @@ pub fn preopens(volumes: impl Iterator<Item = (u32, &'static [u8])>) -> Vec<Fd> 
 }
 
 /// What `path_open` asks for, decoded from its WASI arguments.
+#[derive(Clone, Copy)]
 pub struct OpenRequest {
-    pub oflags: u32,
-    pub follow: bool,
+    /// How the path is treated (create, truncate, follow, …), as for the in-memory tree.
+    pub open: wasmcell_guest_fs::OpenFlags,
     pub readable: bool,
     pub writable: bool,
     pub read_right: bool,
@@ -112,22 +113,13 @@ pub struct OpenRequest {
 /// `path_open` beneath a volume directory.
 pub fn path_open(dir: &HostDir, path: &[u8], request: &OpenRequest) -> Result<Fd, Errno> {
     let append = request.fdflags & fd::FDFLAGS_APPEND != 0;
-    let writable = request.writable || append;
-    let mut flags = if request.readable || !writable { open::READ } else { 0 };
-    for (set, bit) in [
-        (request.writable, open::WRITE),
-        (append, open::APPEND),
-        (request.oflags & 1 != 0, open::CREATE),
-        (request.oflags & 2 != 0, open::DIRECTORY),
-        (request.oflags & 4 != 0, open::EXCLUSIVE),
-        (request.oflags & 8 != 0, open::TRUNCATE),
-        (!request.follow, open::NOFOLLOW),
-    ] {
-        if set {
-            flags |= bit;
-        }
-    }
+    let read = request.readable || !(request.writable || append);
+    let flags = volume::open_flags(&request.open, read, request.writable, append);
     let (handle, stat) = volume::open(&dir.handle, path, flags).map_err(from_linux)?;
+    if stat.kind == kind::DIRECTORY && request.writable {
+        // Dropped (closed): a directory is not opened for writing, as in the tree.
+        return Err(Errno::IsDir);
+    }
     Ok(if stat.kind == kind::DIRECTORY {
         let flags = request.fdflags & fd::FDFLAGS_KEPT;
         Fd::HostDir(HostDir { handle, preopen: None, read_right: request.read_right, flags })
@@ -160,7 +152,7 @@ pub fn open_file_volume(ctx: &super::WasiCtx, handle: u32, request: &OpenRequest
     if file.writable && ctx.read_only_files.contains(&handle) {
         return Err(Errno::RoFs);
     }
-    if request.oflags & 8 != 0 && file.writable {
+    if request.open.truncate && file.writable {
         volume::set_size(&file.handle, 0).map_err(from_linux)?;
     }
     Ok(Fd::HostFile(file))

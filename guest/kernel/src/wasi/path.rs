@@ -4,7 +4,7 @@
 
 use super::errno::{to_errno, Errno};
 use super::fd::{self, filestat_bytes, filetype, Fd, OpenFile};
-use super::host::{self, from_linux, OpenRequest};
+use super::host::{self, from_linux, HostDir, OpenRequest};
 use super::{memory, write_bytes, write_u32, WasiCtx, WasiLinker, MODULE};
 use crate::volume;
 use alloc::vec::Vec;
@@ -39,6 +39,22 @@ fn dir_and_path(
     Ok((dir, read_path(caller, ptr, len)?, caller.data().clocks.realtime_ns()))
 }
 
+/// `act` on the volume directory `fd` and the path at `path`, if `fd` is one (`None` for any
+/// other descriptor: the tree's calls handle it).
+fn in_volume<T>(
+    caller: &mut Caller<'_, WasiCtx>,
+    fd: u32,
+    path: (u32, u32),
+    act: impl FnOnce(&HostDir, &[u8]) -> Result<T, Errno>,
+) -> Option<Result<T, Errno>> {
+    caller.data().fds.host_dir(fd)?;
+    let path = match read_path(caller, path.0, path.1) {
+        Ok(path) => path,
+        Err(e) => return Some(Err(e)),
+    };
+    Some(caller.data().fds.host_dir(fd).ok_or(Errno::BadF).and_then(|dir| act(dir, &path)))
+}
+
 #[allow(clippy::too_many_arguments)] // The WASI signature.
 fn path_open(
     caller: &mut Caller<'_, WasiCtx>,
@@ -50,26 +66,6 @@ fn path_open(
     fdflags: u32,
     out: u32,
 ) -> Result<(), Errno> {
-    if caller.data().fds.host_dir(fd).is_some() {
-        let path = read_path(caller, path.0, path.1)?;
-        let request = OpenRequest {
-            oflags,
-            follow: dirflags & SYMLINK_FOLLOW != 0,
-            readable: rights & (fd::FD_READ | fd::FD_READDIR) != 0,
-            writable: rights & fd::FD_WRITE != 0,
-            read_right: rights & fd::FD_READ != 0,
-            write_right: rights & fd::FD_WRITE != 0,
-            fdflags: fdflags as u16,
-        };
-        let dir = caller.data().fds.host_dir(fd).ok_or(Errno::BadF)?;
-        let opened = host::path_open(dir, &path, &request)?;
-        if matches!(opened, Fd::HostDir(_)) && request.writable {
-            return Err(Errno::IsDir);
-        }
-        let number = caller.data_mut().fds.insert(opened)?;
-        return write_u32(caller, out, number);
-    }
-    let (dir, path, now) = dir_and_path(caller, fd, path.0, path.1)?;
     let flags = OpenFlags {
         create: oflags & O_CREAT != 0,
         directory: oflags & O_DIRECTORY != 0,
@@ -81,37 +77,43 @@ fn path_open(
     // let through with `FD_READDIR` too; writes and resizes need `FD_WRITE`).
     let readable = rights & (fd::FD_READ | fd::FD_READDIR) != 0;
     let writable = rights & fd::FD_WRITE != 0;
-    let node = fs::open(&dir, &path, flags, now)?;
-    let host = node.borrow().host();
-    if let Some(handle) = host {
-        let request = OpenRequest {
-            oflags,
-            follow: flags.follow,
-            readable,
-            writable,
-            read_right: rights & fd::FD_READ != 0,
-            write_right: rights & fd::FD_WRITE != 0,
-            fdflags: fdflags as u16,
-        };
-        let opened = host::open_file_volume(caller.data(), handle, &request)?;
-        let number = caller.data_mut().fds.insert(opened)?;
-        return write_u32(caller, out, number);
-    }
-    let is_dir = node.borrow().is_dir();
-    let (read_right, write_right) = (rights & fd::FD_READ != 0, rights & fd::FD_WRITE != 0);
-    let kept = fdflags as u16 & fd::FDFLAGS_KEPT;
-    let opened = if is_dir {
-        if writable {
-            return Err(Errno::IsDir);
+    let request = OpenRequest {
+        open: flags,
+        readable,
+        writable,
+        read_right: rights & fd::FD_READ != 0,
+        write_right: rights & fd::FD_WRITE != 0,
+        fdflags: fdflags as u16,
+    };
+    let opened = match in_volume(caller, fd, path, |dir, path| host::path_open(dir, path, &request)) {
+        Some(opened) => opened?,
+        None => {
+            let (dir, path, now) = dir_and_path(caller, fd, path.0, path.1)?;
+            let node = fs::open(&dir, &path, flags, now)?;
+            let host = node.borrow().host();
+            match host {
+                Some(handle) => host::open_file_volume(caller.data(), handle, &request)?,
+                None => tree_open(node, &request)?,
+            }
         }
-        Fd::Dir { node, preopen: None, read_right, flags: kept }
-    } else {
-        let append = fdflags as u16 & fd::FDFLAGS_APPEND != 0;
-        let writable = writable || append;
-        Fd::File(OpenFile { node, position: 0, readable, writable, append, read_right, write_right, flags: kept })
     };
     let number = caller.data_mut().fds.insert(opened)?;
     write_u32(caller, out, number)
+}
+
+/// The descriptor for a node of the tree `path_open` opened.
+fn tree_open(node: NodeRef, request: &OpenRequest) -> Result<Fd, Errno> {
+    let OpenRequest { readable, writable, read_right, write_right, fdflags, .. } = *request;
+    let kept = fdflags & fd::FDFLAGS_KEPT;
+    if node.borrow().is_dir() {
+        if writable {
+            return Err(Errno::IsDir);
+        }
+        return Ok(Fd::Dir { node, preopen: None, read_right, flags: kept });
+    }
+    let append = fdflags & fd::FDFLAGS_APPEND != 0;
+    let writable = writable || append;
+    Ok(Fd::File(OpenFile { node, position: 0, readable, writable, append, read_right, write_right, flags: kept }))
 }
 
 fn path_filestat_get(
@@ -121,11 +123,11 @@ fn path_filestat_get(
     path: (u32, u32),
     out: u32,
 ) -> Result<(), Errno> {
-    if caller.data().fds.host_dir(fd).is_some() {
-        let path = read_path(caller, path.0, path.1)?;
-        let dir = caller.data().fds.host_dir(fd).ok_or(Errno::BadF)?;
-        let stat = volume::stat(&dir.handle, &path, flags & SYMLINK_FOLLOW != 0).map_err(from_linux)?;
-        return write_bytes(caller, out, &host::filestat_bytes(&stat));
+    let follow = flags & SYMLINK_FOLLOW != 0;
+    if let Some(stat) =
+        in_volume(caller, fd, path, |dir, path| volume::stat(&dir.handle, path, follow).map_err(from_linux))
+    {
+        return write_bytes(caller, out, &host::filestat_bytes(&stat?));
     }
     let (dir, path, _) = dir_and_path(caller, fd, path.0, path.1)?;
     let node = lookup(&dir, &path, flags)?;
@@ -162,11 +164,12 @@ fn path_filestat_set_times(
     mtim: u64,
     fst_flags: u32,
 ) -> Result<(), Errno> {
-    if caller.data().fds.host_dir(fd).is_some() {
-        let path = read_path(caller, path.0, path.1)?;
-        let dir = caller.data().fds.host_dir(fd).ok_or(Errno::BadF)?;
-        let follow = flags & SYMLINK_FOLLOW != 0;
-        return volume::set_times(&dir.handle, &path, follow, atim, mtim, fst_flags.into()).map_err(from_linux);
+    let follow = flags & SYMLINK_FOLLOW != 0;
+    let set = |dir: &HostDir, path: &[u8]| {
+        volume::set_times(&dir.handle, path, follow, atim, mtim, fst_flags.into()).map_err(from_linux)
+    };
+    if let Some(result) = in_volume(caller, fd, path, set) {
+        return result;
     }
     let (dir, path, now) = dir_and_path(caller, fd, path.0, path.1)?;
     fd::set_times(&lookup(&dir, &path, flags)?, atim, mtim, fst_flags as u16, now)
@@ -180,13 +183,13 @@ fn path_readlink(
     len: u32,
     out: u32,
 ) -> Result<(), Errno> {
-    let target = if caller.data().fds.host_dir(fd).is_some() {
-        let path = read_path(caller, path.0, path.1)?;
-        let dir = caller.data().fds.host_dir(fd).ok_or(Errno::BadF)?;
-        volume::read_link(&dir.handle, &path, len as usize).map_err(from_linux)?
-    } else {
-        let (dir, path, _) = dir_and_path(caller, fd, path.0, path.1)?;
-        fs::read_link(&dir, &path)?
+    let read = |dir: &HostDir, path: &[u8]| volume::read_link(&dir.handle, path, len as usize).map_err(from_linux);
+    let target = match in_volume(caller, fd, path, read) {
+        Some(target) => target?,
+        None => {
+            let (dir, path, _) = dir_and_path(caller, fd, path.0, path.1)?;
+            fs::read_link(&dir, &path)?
+        }
     };
     let n = target.len().min(len as usize);
     write_bytes(caller, buf, &target[..n])?;
@@ -246,9 +249,8 @@ fn change(
     fs_op: fn(&NodeRef, &[u8], u64) -> Result<(), fs::Error>,
     op: Op,
 ) -> Result<(), Errno> {
-    if caller.data().fds.host_dir(fd).is_some() {
-        let path = read_path(caller, path.0, path.1)?;
-        return host::change(op, caller.data().fds.host_dir(fd).ok_or(Errno::BadF)?, &path);
+    if let Some(result) = in_volume(caller, fd, path, |dir, path| host::change(op, dir, path)) {
+        return result;
     }
     let (dir, path, now) = dir_and_path(caller, fd, path.0, path.1)?;
     Ok(fs_op(&dir, &path, now)?)
@@ -310,10 +312,9 @@ fn path_link(
 
 fn path_symlink(caller: &mut Caller<'_, WasiCtx>, target: (u32, u32), fd: u32, path: (u32, u32)) -> Result<(), Errno> {
     let target = read_path(caller, target.0, target.1)?;
-    if caller.data().fds.host_dir(fd).is_some() {
-        let path = read_path(caller, path.0, path.1)?;
-        let dir = caller.data().fds.host_dir(fd).ok_or(Errno::BadF)?;
-        return volume::symlink(&target, &dir.handle, &path).map_err(from_linux);
+    let make = |dir: &HostDir, path: &[u8]| volume::symlink(&target, &dir.handle, path).map_err(from_linux);
+    if let Some(result) = in_volume(caller, fd, path, make) {
+        return result;
     }
     let (dir, path, now) = dir_and_path(caller, fd, path.0, path.1)?;
     Ok(fs::symlink(&target, &dir, &path, now)?)

@@ -332,9 +332,12 @@ pub fn symlink(target: &[u8], at: &Last) -> Result<(), Errno> {
     check(unsafe { libc::symlinkat(target.as_ptr(), at.fd(), at.name.as_ptr()) }.into()).map(drop)
 }
 
-/// The target of the symlink `at`, into `buf` (cut to it) → its length written.
-pub fn read_link(at: &Last, buf: &mut [u8]) -> Result<usize, Errno> {
-    // SAFETY: readlinkat writes at most `buf.len()` bytes into it.
-    let n = unsafe { libc::readlinkat(at.fd(), at.name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+/// The target of the symlink `at`, into `ptr..ptr+len` (cut to it) → its length written.
+///
+/// # Safety
+/// `ptr..ptr+len` must be writable host memory for the duration of the call.
+pub unsafe fn read_link(at: &Last, ptr: *mut u8, len: usize) -> Result<usize, Errno> {
+    // SAFETY: the caller's contract; readlinkat writes at most `len` bytes.
+    let n = unsafe { libc::readlinkat(at.fd(), at.name.as_ptr(), ptr.cast(), len) };
     check(n as libc::c_long).map(|n| n as usize)
 }

@@ -18,6 +18,7 @@ mod host;
 #[cfg(test)]
 mod tests;
 
+use super::slots::Slots;
 use crate::memory::GuestMemory;
 use host::{Errno, Last};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -161,8 +162,8 @@ struct Handle {
 pub struct FileDevice {
     /// The workload's stack and heap: every path and buffer must lie there.
     memory: GuestMemory,
-    /// Index = handle; the volumes first, in order.
-    handles: Vec<Option<Handle>>,
+    /// The volumes first, in order.
+    handles: Slots<Handle>,
     volumes: usize,
 }
 
@@ -190,7 +191,7 @@ impl FileDevice {
             .enumerate()
             .map(|(index, v)| {
                 let read_only = matches!(v.kind, Volume::ReadOnlyDir | Volume::ReadOnlyFile);
-                Some(Handle { fd: v.root, volume: index, read_only, writable: v.kind == Volume::File })
+                Handle { fd: v.root, volume: index, read_only, writable: v.kind == Volume::File }
             })
             .collect();
         Self { memory, handles, volumes: count }
@@ -198,7 +199,7 @@ impl FileDevice {
 
     /// Handles open now, volumes included.
     pub fn open_handles(&self) -> usize {
-        self.handles.iter().flatten().count()
+        self.handles.count()
     }
 
     /// Carries out `op`; `Err` only for a driver that broke the contract (the workload then
@@ -278,13 +279,9 @@ impl FileDevice {
                         at.check_trailing_slash()?;
                         return Err(libc::EINVAL);
                     }
-                    let mut target = vec![0; len.min(MAX_PATH as usize)];
-                    let n = host::read_link(&at, &mut target)?;
-                    if n > 0 {
-                        // SAFETY: as for Read: window memory (not null: `len >= n > 0`), `n` bytes.
-                        unsafe { std::ptr::copy_nonoverlapping(target.as_ptr(), ptr, n) };
-                    }
-                    Ok(n as u64)
+                    // SAFETY: as for Read: window memory this device keeps mapped, written by the
+                    // kernel straight from the link (null only with `len` 0, then refused).
+                    unsafe { host::read_link(&at, ptr, len) }.map(|n| n as u64)
                 });
                 value(result)
             }
@@ -292,8 +289,7 @@ impl FileDevice {
     }
 
     fn handle(&self, handle: u64) -> Result<&Handle, Errno> {
-        let index = usize::try_from(handle).map_err(|_| libc::EBADF)?;
-        self.handles.get(index).and_then(Option::as_ref).ok_or(libc::EBADF)
+        self.handles.get(handle).ok_or(libc::EBADF)
     }
 
     fn fd(&self, handle: u64) -> Result<RawFd, Errno> {
@@ -393,28 +389,15 @@ impl FileDevice {
         if stat.kind != kind::DIRECTORY && stat.kind != kind::REGULAR_FILE {
             return Err(libc::ENXIO);
         }
-        let opened = Handle { fd, volume, read_only, writable: wants_write };
-        let index = match self.handles.iter().position(Option::is_none) {
-            Some(free) => {
-                self.handles[free] = Some(opened);
-                free
-            }
-            None => {
-                self.handles.push(Some(opened));
-                self.handles.len() - 1
-            }
-        };
-        Ok((index as u64, stat))
+        Ok((self.handles.insert(Handle { fd, volume, read_only, writable: wants_write }), stat))
     }
 
     fn close(&mut self, handle: u64) -> Result<(), Errno> {
-        self.handle(handle)?;
         if handle < self.volumes as u64 {
             // A volume stays open for the workload's life.
             return Err(libc::EBADF);
         }
-        self.handles[handle as usize] = None;
-        Ok(())
+        self.handles.remove(handle).map(drop).ok_or(libc::EBADF)
     }
 
     fn stat(&self, dir: u64, path: &[u8], follow: bool) -> Result<Stat, Errno> {

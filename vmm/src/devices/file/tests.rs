@@ -360,6 +360,6 @@ fn a_device_node_in_a_volume_is_never_opened() {
     assert_eq!(open(&mut dev, "null", open::READ | open::WRITE), -(libc::ENXIO as i64));
     let [a, l] = path(&dev, PATH, "null");
     assert_eq!(call(&mut dev, Op::Stat, &[0, a, l, 0]).stat.kind, kind::CHARACTER_DEVICE, "seen, not opened");
-    let root = dev.handles[0].as_ref().unwrap().fd.as_raw_fd();
+    let root = dev.handles.get(0).unwrap().fd.as_raw_fd();
     assert_eq!(host::open_beneath(root, b"null", libc::O_RDONLY, 0).err(), Some(libc::EACCES), "nodev");
 }

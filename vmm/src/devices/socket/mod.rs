@@ -17,6 +17,7 @@ mod resolver;
 
 pub use resolver::Resolver;
 
+use super::slots::Slots;
 use crate::memory::GuestMemory;
 use host::Errno;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -69,7 +70,7 @@ pub struct SocketDevice {
     memory: GuestMemory,
     network: Network,
     /// Index = handle.
-    sockets: Vec<Option<HostSocket>>,
+    sockets: Slots<HostSocket>,
 }
 
 /// The sockets an [`Op::Poll`] waits for: their entries and host descriptors.
@@ -84,12 +85,12 @@ pub struct PollSet {
 
 impl SocketDevice {
     pub fn new(memory: GuestMemory, network: Network) -> Self {
-        Self { memory, network, sockets: Vec::new() }
+        Self { memory, network, sockets: Slots::default() }
     }
 
     /// Sockets open now.
     pub fn open_sockets(&self) -> usize {
-        self.sockets.iter().flatten().count()
+        self.sockets.count()
     }
 
     /// Carries out `op` (anything but [`Op::Poll`]); `Err` only for a driver that broke the
@@ -131,26 +132,11 @@ impl SocketDevice {
     }
 
     fn socket(&self, handle: u64) -> Result<&HostSocket, Errno> {
-        let index = usize::try_from(handle).map_err(|_| errno::EBADF)?;
-        self.sockets.get(index).and_then(Option::as_ref).ok_or(errno::EBADF)
+        self.sockets.get(handle).ok_or(errno::EBADF)
     }
 
     fn fd(&self, handle: u64) -> Result<RawFd, Errno> {
         self.socket(handle).map(|s| s.fd.as_raw_fd())
-    }
-
-    /// A free handle for `socket`, or `EMFILE` at the limit.
-    fn insert(&mut self, socket: HostSocket) -> u64 {
-        match self.sockets.iter().position(Option::is_none) {
-            Some(free) => {
-                self.sockets[free] = Some(socket);
-                free as u64
-            }
-            None => {
-                self.sockets.push(Some(socket));
-                self.sockets.len() as u64 - 1
-            }
-        }
     }
 
     fn open(&mut self, family: u64, kind: u64) -> Result<u64, Errno> {
@@ -168,7 +154,7 @@ impl SocketDevice {
             return Err(errno::EMFILE);
         }
         let fd = host::open(domain, socket_type)?;
-        Ok(self.insert(HostSocket { fd, family: family as u8, kind }))
+        Ok(self.sockets.insert(HostSocket { fd, family: family as u8, kind }))
     }
 
     /// An address of the socket's own family (as the kernel would refuse anyway; checked here
@@ -202,7 +188,7 @@ impl SocketDevice {
             return Err(errno::EMFILE);
         }
         let (fd, peer) = host::accept(fd)?;
-        Ok((self.insert(HostSocket { fd, family, kind: TCP }), peer))
+        Ok((self.sockets.insert(HostSocket { fd, family, kind: TCP }), peer))
     }
 
     fn connect(&mut self, handle: u64, address: &Address) -> Result<(), Errno> {
@@ -284,12 +270,7 @@ impl SocketDevice {
     }
 
     fn close(&mut self, handle: u64) -> Result<(), Errno> {
-        self.socket(handle)?;
-        self.sockets[handle as usize] = None;
-        while matches!(self.sockets.last(), Some(None)) {
-            self.sockets.pop();
-        }
-        Ok(())
+        self.sockets.remove(handle).map(drop).ok_or(errno::EBADF)
     }
 
     /// The level and name of `option` on `socket`.
