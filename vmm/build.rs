@@ -1,5 +1,6 @@
-//! Builds the guest unikernel (guest/kernel, its own cargo workspace) for `x86_64-unknown-none`
-//! and hands its ELF to the VMM crate, which embeds it: installing wasmcell is installing one
+//! Builds the guest unikernel (guest/kernel, its own cargo workspace) for the VMM's own
+//! architecture (`x86_64-unknown-none` or `aarch64-unknown-none`) and hands its ELF to the VMM
+//! crate, which embeds it: installing wasmcell is installing one
 //! binary. The guest is always built with its release profile: a debug guest is large and slow,
 //! and the host profile says nothing about what the guest should be.
 //!
@@ -11,7 +12,13 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const GUEST_TARGET: &str = "x86_64-unknown-none";
+/// The guest's target for the architecture the VMM is built for.
+fn guest_target() -> &'static str {
+    match env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
+        Ok("aarch64") => "aarch64-unknown-none",
+        _ => "x86_64-unknown-none",
+    }
+}
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -34,7 +41,8 @@ fn main() {
         Some(path) => (PathBuf::from(path), PathBuf::new()),
         None => {
             let release = build_guest(&guest_dir, &manifest_dir);
-            (release.join("wasmcell-guest"), release.join("wasmcell-hostile"))
+            let hostile = release.join("wasmcell-hostile");
+            (release.join("wasmcell-guest"), if hostile.exists() { hostile } else { PathBuf::new() })
         }
     };
     println!("cargo:rustc-env=WASMCELL_HOSTILE_GUEST={}", hostile.display());
@@ -48,12 +56,14 @@ fn build_guest(guest_dir: &Path, manifest_dir: &Path) -> PathBuf {
         .unwrap_or_else(|| manifest_dir.join("../target"))
         .join("guest");
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let target = guest_target();
     let mut cmd = Command::new(cargo);
     // The guest's .cargo/config.toml (target, rustflags) is found from the working directory.
-    cmd.current_dir(guest_dir)
-        .args(["build", "--release", "--target", GUEST_TARGET])
-        .arg("--target-dir")
-        .arg(&target_dir);
+    cmd.current_dir(guest_dir).args(["build", "--release", "--target", target]).arg("--target-dir").arg(&target_dir);
+    // The attacker's image is x86-64 code so far: on aarch64 only the guest itself is built.
+    if target != "x86_64-unknown-none" {
+        cmd.args(["--bin", "wasmcell-guest"]);
+    }
     // Nothing of the host build's configuration may leak into the guest's.
     for (key, _) in env::vars_os() {
         let key = key.to_string_lossy();
@@ -71,12 +81,12 @@ fn build_guest(guest_dir: &Path, manifest_dir: &Path) -> PathBuf {
         let installed = Command::new("rustup")
             .args(["target", "list", "--installed"])
             .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).contains(GUEST_TARGET))
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains(target))
             .unwrap_or(true);
         if !installed {
-            panic!("the guest needs the {GUEST_TARGET} target: run `rustup target add {GUEST_TARGET}`");
+            panic!("the guest needs the {target} target: run `rustup target add {target}`");
         }
         panic!("building the guest (guest/kernel) failed");
     }
-    target_dir.join(GUEST_TARGET).join("release")
+    target_dir.join(target).join("release")
 }

@@ -1,14 +1,12 @@
 //! Loading the guest ELF: first validated here (every loadable segment inside the image window
 //! of the memory map, the entry point in an executable segment), then copied into guest memory
-//! by linux-loader. The segments' permissions are returned so the page tables can map the image
+//! (or, for the image embedded in the binary, its read-only pages mapped from the binary's own
+//! file). The segments' permissions are returned so the page tables can map the image
 //! W^X.
 
 use crate::arch::ELF_MACHINE;
 use crate::memory::GuestMemory;
-use linux_loader::elf::{Elf64_Ehdr, Elf64_Phdr, ET_EXEC, PF_W, PF_X, PT_LOAD};
-use linux_loader::loader::{Elf, KernelLoader};
-use std::io::Cursor;
-use vm_memory::{ByteValued, GuestAddress};
+use vm_memory::GuestAddress;
 use wasmcell_abi::memory_map::{IMAGE_LIMIT, IMAGE_START, PAGE_SIZE};
 
 /// Errors in the guest image.
@@ -32,9 +30,6 @@ pub enum LoadError {
     /// No loadable segment at all.
     #[error("Guest image has no loadable segment")]
     NoSegments,
-    /// linux-loader refused it.
-    #[error("Cannot load the guest image")]
-    Load(#[source] linux_loader::loader::Error),
 }
 
 /// Access rights of a range of the image.
@@ -80,42 +75,89 @@ pub struct ImageFile<'a> {
     pub offset: u64,
 }
 
-fn read<T: ByteValued + Default>(image: &[u8], offset: u64) -> Result<T, LoadError> {
-    let start = usize::try_from(offset).ok();
-    let bytes = start.and_then(|s| image.get(s..s.checked_add(size_of::<T>())?));
-    let mut value = T::default();
-    value.as_mut_slice().copy_from_slice(bytes.ok_or(LoadError::Truncated)?);
-    Ok(value)
+// The few ELF64 fields the loader reads (System V gABI), by offset: linux-loader's ELF types are
+// x86-only, and these are all the guest image needs on any architecture.
+const ELF_HEADER_SIZE: u64 = 64;
+const PROGRAM_HEADER_SIZE: u64 = 56;
+const ET_EXEC: u16 = 2;
+const PT_LOAD: u32 = 1;
+const PF_X: u32 = 1;
+const PF_W: u32 = 2;
+
+/// `N` bytes of `image` at `offset`, or `Truncated`.
+fn bytes<const N: usize>(image: &[u8], offset: u64) -> Result<[u8; N], LoadError> {
+    let start = usize::try_from(offset).map_err(|_| LoadError::Truncated)?;
+    let slice = image.get(start..start.checked_add(N).ok_or(LoadError::Truncated)?).ok_or(LoadError::Truncated)?;
+    Ok(slice.try_into().expect("N bytes"))
+}
+
+fn u16_at(image: &[u8], offset: u64) -> Result<u16, LoadError> {
+    bytes(image, offset).map(u16::from_le_bytes)
+}
+
+fn u32_at(image: &[u8], offset: u64) -> Result<u32, LoadError> {
+    bytes(image, offset).map(u32::from_le_bytes)
+}
+
+fn u64_at(image: &[u8], offset: u64) -> Result<u64, LoadError> {
+    bytes(image, offset).map(u64::from_le_bytes)
+}
+
+/// One `PT_LOAD`-able program header.
+struct ProgramHeader {
+    kind: u32,
+    flags: u32,
+    offset: u64,
+    vaddr: u64,
+    paddr: u64,
+    filesz: u64,
+    memsz: u64,
+}
+
+impl ProgramHeader {
+    fn read(image: &[u8], at: u64) -> Result<Self, LoadError> {
+        let field = |offset: u64| u64_at(image, at.saturating_add(offset));
+        Ok(Self {
+            kind: u32_at(image, at)?,
+            flags: u32_at(image, at.saturating_add(4))?,
+            offset: field(8)?,
+            vaddr: field(16)?,
+            paddr: field(24)?,
+            filesz: field(32)?,
+            memsz: field(40)?,
+        })
+    }
 }
 
 /// Validates `image` against the memory map without touching guest memory.
 pub fn parse(image: &[u8]) -> Result<GuestElf, LoadError> {
-    let ehdr: Elf64_Ehdr = read(image, 0)?;
-    let ident_ok = ehdr.e_ident[..4] == *b"\x7fELF" && ehdr.e_ident[4] == 2 && ehdr.e_ident[5] == 1;
-    if !ident_ok || ehdr.e_machine != ELF_MACHINE || ehdr.e_type != ET_EXEC {
+    let ident: [u8; 6] = bytes(image, 0)?;
+    let ident_ok = ident[..4] == *b"\x7fELF" && ident[4] == 2 && ident[5] == 1;
+    if !ident_ok || u16_at(image, 18)? != ELF_MACHINE || u16_at(image, 16)? != ET_EXEC {
         return Err(LoadError::NotElf);
     }
-    if usize::from(ehdr.e_phentsize) != size_of::<Elf64_Phdr>() {
+    if u64::from(u16_at(image, 54)?) != PROGRAM_HEADER_SIZE || image.len() < ELF_HEADER_SIZE as usize {
         return Err(LoadError::NotElf);
     }
+    let (entry, phoff, phnum) = (u64_at(image, 24)?, u64_at(image, 32)?, u16_at(image, 56)?);
     let mut segments = Vec::new();
     let mut contents = Vec::new();
-    for i in 0..u64::from(ehdr.e_phnum) {
-        let phdr: Elf64_Phdr = read(image, ehdr.e_phoff.saturating_add(i * size_of::<Elf64_Phdr>() as u64))?;
-        if phdr.p_type != PT_LOAD || phdr.p_memsz == 0 {
+    for i in 0..u64::from(phnum) {
+        let phdr = ProgramHeader::read(image, phoff.saturating_add(i * PROGRAM_HEADER_SIZE))?;
+        if phdr.kind != PT_LOAD || phdr.memsz == 0 {
             continue;
         }
-        let start = phdr.p_paddr;
-        let end = start.checked_add(phdr.p_memsz).ok_or(LoadError::BadSegment(start))?;
-        if start < IMAGE_START || end > IMAGE_LIMIT || phdr.p_vaddr != phdr.p_paddr {
+        let start = phdr.paddr;
+        let end = start.checked_add(phdr.memsz).ok_or(LoadError::BadSegment(start))?;
+        if start < IMAGE_START || end > IMAGE_LIMIT || phdr.vaddr != phdr.paddr {
             return Err(LoadError::SegmentOutOfRange { start, end });
         }
-        let file_end = phdr.p_offset.checked_add(phdr.p_filesz);
-        if phdr.p_filesz > phdr.p_memsz || file_end.is_none_or(|e| e > image.len() as u64) {
+        let file_end = phdr.offset.checked_add(phdr.filesz);
+        if phdr.filesz > phdr.memsz || file_end.is_none_or(|e| e > image.len() as u64) {
             return Err(LoadError::BadSegment(start));
         }
-        let access = SegmentAccess { writable: phdr.p_flags & PF_W != 0, executable: phdr.p_flags & PF_X != 0 };
-        contents.push(FileRange { addr: start, offset: phdr.p_offset, size: phdr.p_filesz, writable: access.writable });
+        let access = SegmentAccess { writable: phdr.flags & PF_W != 0, executable: phdr.flags & PF_X != 0 };
+        contents.push(FileRange { addr: start, offset: phdr.offset, size: phdr.filesz, writable: access.writable });
         segments.push(Segment { start: start & !(PAGE_SIZE - 1), end: end.next_multiple_of(PAGE_SIZE), access });
     }
     if segments.is_empty() {
@@ -125,7 +167,6 @@ pub fn parse(image: &[u8]) -> Result<GuestElf, LoadError> {
     if segments.windows(2).any(|w| w[0].end > w[1].start) {
         return Err(LoadError::BadSegment(segments[0].start));
     }
-    let entry = ehdr.e_entry;
     if !segments.iter().any(|s| s.access.executable && (s.start..s.end).contains(&entry)) {
         return Err(LoadError::BadEntry(entry));
     }
@@ -133,9 +174,15 @@ pub fn parse(image: &[u8]) -> Result<GuestElf, LoadError> {
     Ok(GuestElf { entry, segments, contents, end })
 }
 
-/// Copies the (already parsed) image's segments into guest memory.
-pub fn load(memory: &GuestMemory, image: &[u8]) -> Result<(), LoadError> {
-    Elf::load(memory, None, &mut Cursor::new(image), Some(GuestAddress(IMAGE_START))).map_err(LoadError::Load)?;
+/// Copies the (already parsed) image's segments into guest memory (fresh RAM: what a segment
+/// holds past its file bytes is zero already).
+pub fn load(memory: &GuestMemory, image: &[u8], elf: &GuestElf) -> Result<(), LoadError> {
+    use vm_memory::Bytes;
+    for range in &elf.contents {
+        let bytes = image.get(range.offset as usize..(range.offset + range.size) as usize);
+        let bytes = bytes.ok_or(LoadError::BadSegment(range.addr))?;
+        memory.write_slice(bytes, GuestAddress(range.addr)).map_err(|_| LoadError::BadSegment(range.addr))?;
+    }
     Ok(())
 }
 
@@ -190,7 +237,7 @@ mod tests {
             GuestMemory::from_regions(vec![region]).unwrap()
         };
         let (copied, mapped) = (fresh(), fresh());
-        load(&copied, image).unwrap();
+        load(&copied, image, &elf).unwrap();
         let shared = load_mapped(&mapped, image, &elf, &ImageFile { file, offset: *offset }).unwrap();
         // Every whole page of the read-only segments was mapped, not copied.
         let read_only: u64 = elf.contents.iter().filter(|r| !r.writable).map(|r| r.size / PAGE_SIZE * PAGE_SIZE).sum();
@@ -212,26 +259,25 @@ mod tests {
         assert!(matches!(parse(&guest[..256]), Err(LoadError::BadSegment(_))));
     }
 
-    fn patched_phdr(f: impl Fn(&mut Elf64_Phdr)) -> Vec<u8> {
+    /// The embedded guest with its first program header's 8-byte fields at `fields` (offsets
+    /// in the header) set to the values given.
+    fn patched_phdr(fields: &[(usize, u64)]) -> Vec<u8> {
         let mut image = crate::EMBEDDED_GUEST.to_vec();
-        let ehdr: Elf64_Ehdr = read(&image, 0).unwrap();
-        let at = ehdr.e_phoff as usize;
-        let mut phdr: Elf64_Phdr = read(&image, at as u64).unwrap();
-        f(&mut phdr);
-        image[at..at + size_of::<Elf64_Phdr>()].copy_from_slice(phdr.as_slice());
+        let at = u64_at(&image, 32).unwrap() as usize;
+        for &(offset, value) in fields {
+            image[at + offset..at + offset + 8].copy_from_slice(&value.to_le_bytes());
+        }
         image
     }
 
     #[test]
     fn segments_outside_the_image_window_are_refused() {
-        let low = patched_phdr(|p| {
-            p.p_paddr = 0x1000;
-            p.p_vaddr = 0x1000;
-        });
+        let (vaddr, paddr, filesz, memsz) = (16, 24, 32, 40);
+        let low = patched_phdr(&[(paddr, 0x1000), (vaddr, 0x1000)]);
         assert!(matches!(parse(&low), Err(LoadError::SegmentOutOfRange { start: 0x1000, .. })));
-        let huge = patched_phdr(|p| p.p_memsz = u64::MAX);
+        let huge = patched_phdr(&[(memsz, u64::MAX)]);
         assert!(parse(&huge).is_err());
-        let beyond_file = patched_phdr(|p| p.p_filesz = 1 << 40);
+        let beyond_file = patched_phdr(&[(filesz, 1 << 40)]);
         assert!(parse(&beyond_file).is_err());
     }
 }

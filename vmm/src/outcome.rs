@@ -50,7 +50,7 @@ impl fmt::Display for Outcome {
             Outcome::GuestFault { vector, error_code, rip, cr2 } => write!(
                 f,
                 "guest fault: vector {vector} ({}), error code {error_code:#x}, rip {rip:#x}, cr2 {cr2:#x}",
-                exit::x86_vector_name(*vector)
+                crate::arch::fault_name(*vector)
             ),
             Outcome::WasmTrap(msg) => write!(f, "wasm trap: {msg}"),
             Outcome::WorkloadError(msg) => write!(f, "workload could not start: {msg}"),

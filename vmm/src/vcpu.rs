@@ -194,6 +194,7 @@ impl Vcpu {
         }
         let result = self.run_loop(control);
         let stopped_at = Instant::now();
+        arch::settle_vcpu(&mut self.fd);
         // Output the guest queued without a notify (batched) goes out even if the run was
         // stopped before a tick took it: one budget's worth, never blocking.
         self.devices.send_queued_output();
@@ -221,7 +222,10 @@ impl Vcpu {
                 }
                 Ok(VcpuExit::MmioWrite(addr, data)) => self.devices.mmio_write(addr, data),
                 Ok(VcpuExit::Shutdown) => return Ok(VcpuStop::Guest(arch::shutdown_outcome(&self.fd))),
-                Ok(other) => return Err(VcpuError::UnexpectedExit(format!("{other:?}"))),
+                Ok(other) => match arch::guest_exit_outcome(&other) {
+                    Some(outcome) => return Ok(VcpuStop::Guest(outcome)),
+                    None => return Err(VcpuError::UnexpectedExit(format!("{other:?}"))),
+                },
                 // A tick of the drain timer (or a stop's kick: seen at the top).
                 Err(e) if interrupted(&e) && timer.armed() => match self.devices.tick_console_output() {
                     Ok(_) => ControlAction::Continue,
@@ -417,8 +421,11 @@ fn wait(
 #[cfg(test)]
 mod tests {
     vmm_sys_util::ioctl_io_nr!(KVM_RUN, 0xae, 0x80);
+    #[cfg(target_arch = "x86_64")]
     vmm_sys_util::ioctl_ior_nr!(KVM_GET_REGS, 0xae, 0x81, kvm_bindings::kvm_regs);
+    #[cfg(target_arch = "x86_64")]
     vmm_sys_util::ioctl_ior_nr!(KVM_GET_SREGS, 0xae, 0x83, kvm_bindings::kvm_sregs);
+    vmm_sys_util::ioctl_iow_nr!(KVM_GET_ONE_REG, 0xae, 0xab, kvm_bindings::kvm_one_reg);
 
     /// The vCPU filter spells the ioctls a vCPU thread makes as numbers (the jail crate links no
     /// KVM crate): they must be kvm-ioctls' own.
@@ -426,7 +433,11 @@ mod tests {
     fn the_vcpu_filter_allows_the_ioctls_kvm_ioctls_makes() {
         use crate::seccomp;
         assert_eq!(seccomp::KVM_RUN, KVM_RUN());
-        assert_eq!(seccomp::KVM_GET_REGS, KVM_GET_REGS());
-        assert_eq!(seccomp::KVM_GET_SREGS, KVM_GET_SREGS());
+        assert_eq!(seccomp::KVM_GET_ONE_REG, KVM_GET_ONE_REG());
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert_eq!(seccomp::KVM_GET_REGS, KVM_GET_REGS());
+            assert_eq!(seccomp::KVM_GET_SREGS, KVM_GET_SREGS());
+        }
     }
 }

@@ -157,6 +157,7 @@ impl TryFrom<VmConfig> for Vm {
         // 2. KVM VM and base RAM.
         let kvm = Kvm::new().map_err(Error::OpenKvm)?;
         let fd = kvm.create_vm().map_err(Error::CreateVm)?;
+        arch::configure_vm(&fd);
         let base = memory::create_region(&fd, 0, 0, layout.ram_size)?;
         let base_memory = memory::view(vec![base.clone()])?;
 
@@ -166,7 +167,7 @@ impl TryFrom<VmConfig> for Vm {
             (GuestImage::Embedded, Some((file, offset))) => {
                 loader::load_mapped(&base_memory, &image, &elf, &loader::ImageFile { file, offset: *offset })?;
             }
-            _ => loader::load(&base_memory, &image)?,
+            _ => loader::load(&base_memory, &image, &elf)?,
         }
         let space = AddressSpace::build(&base_memory, &elf, &layout)?;
         let kernel_data = space.read_kernel_data(&base_memory)?;
@@ -296,7 +297,7 @@ impl VmInner {
         let index = state.vcpus_created;
         let (fd, pristine) = arch::create_vcpu(&self.kvm, &self.fd, &self.base_memory, index, reusable)?;
         if index == BOOT_VCPU {
-            state.tsc_khz = fd.get_tsc_khz().map(u64::from).unwrap_or(0);
+            state.tsc_khz = arch::counter_khz(&fd);
         }
         state.vcpus_created += 1;
         Ok(IdleVcpu { index, fd, starts: 0, pristine })
@@ -338,8 +339,8 @@ impl VmInner {
             }
         };
         let setup = (|| {
-            let cr3 = window.as_ref().and_then(|w| w.root).unwrap_or_else(|| self.lock().space.boot_root());
-            let entry = VcpuEntry { index, entry: self.entry, stack_top, cr3, starts: vcpu.starts };
+            let root = window.as_ref().and_then(|w| w.root).unwrap_or_else(|| self.lock().space.boot_root());
+            let entry = VcpuEntry { index, entry: self.entry, stack_top, root, starts: vcpu.starts };
             arch::configure_vcpu(&self.kvm, &vcpu.fd, &entry, vcpu.pristine.as_ref())?;
             info.tsc_khz = self.lock().tsc_khz;
             info.random_seed = boot_info::random_seed()?;

@@ -2,6 +2,8 @@
 //! workload, as a tenant who broke out of Wasm would have. Every attack must end the attacker's
 //! workload with a clear outcome — a fault the page tables raised, a device error — and leave
 //! the pod's other workloads, its kernel and the host untouched.
+// The attacker's image is x86-64 code so far (built only there: vmm/build.rs).
+#![cfg(target_arch = "x86_64")]
 
 mod common;
 

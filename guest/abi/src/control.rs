@@ -1,7 +1,8 @@
 //! The control device's register map.
 //!
 //! On x86-64 the registers are I/O ports at [`X86_PORT_BASE`] + offset, written with a 32-bit
-//! `out` from CPL 3 (the guest runs with IOPL = 3). Each write is one VM exit, handled by the
+//! `out` from CPL 3 (the guest runs with IOPL = 3); on aarch64 they are MMIO at
+//! [`AARCH64_CONTROL_PAGE`] + offset, written with a 32-bit `str` from EL0. Each write is one VM exit, handled by the
 //! VMM on the vCPU's own thread, and concerns that vCPU: an EXIT ends the vCPU's workload (and
 //! the VM when it is the VM's only work). Arguments that do not fit in 32 bits live in the
 //! vCPU's block (`crate::vcpu::VcpuBlock`).
@@ -10,6 +11,14 @@
 pub const X86_PORT_BASE: u16 = 0x0510;
 /// Number of I/O ports the control device decodes on x86-64.
 pub const X86_PORT_COUNT: u16 = 0x40;
+
+/// Guest-physical (and virtual) page of the control device's registers on aarch64, which has
+/// no port I/O: a 32-bit `str` at this page + offset, from EL0, is one MMIO exit. The last page
+/// of the MMIO window, mapped device memory, user read-write, in every address space.
+pub const AARCH64_CONTROL_PAGE: u64 = crate::memory_map::MMIO_END - crate::memory_map::PAGE_SIZE;
+/// Guest-physical page of the boot console (a 16550's registers, one byte per `strb`) on
+/// aarch64, just below the control page; on x86-64 it is COM1's ports.
+pub const AARCH64_SERIAL_PAGE: u64 = AARCH64_CONTROL_PAGE - crate::memory_map::PAGE_SIZE;
 
 /// Write the exit code (`u32`). The vCPU stops; codes 0–255 are the workload's,
 /// [`crate::exit`] lists the kernel's.

@@ -4,22 +4,22 @@
 //! `detect_host_feature` from the same bits, so a module is only loaded where its instructions
 //! are known to run. One table, used by both sides.
 
-/// One x86-64 feature: the name `std::is_x86_feature_detected!` and wasmtime's
+/// One CPU feature: the name `std::is_x86_feature_detected!` (or its aarch64 twin) and wasmtime's
 /// `detect_host_feature` use, the Cranelift flag that enables it, and its bit.
 #[derive(Clone, Copy, Debug)]
-pub struct X86Feature {
+pub struct CpuFeature {
     pub name: &'static str,
     pub cranelift_flag: &'static str,
     pub bit: u64,
 }
 
-const fn feature(name: &'static str, cranelift_flag: &'static str, bit: u32) -> X86Feature {
-    X86Feature { name, cranelift_flag, bit: 1 << bit }
+const fn feature(name: &'static str, cranelift_flag: &'static str, bit: u32) -> CpuFeature {
+    CpuFeature { name, cranelift_flag, bit: 1 << bit }
 }
 
 /// Every feature the boot info can carry. Only those that need no extra guest state are here:
 /// AVX-family features need XSAVE state set up by the VMM and are not offered yet.
-pub const X86_FEATURES: [X86Feature; 9] = [
+pub const X86_FEATURES: [CpuFeature; 9] = [
     feature("cmpxchg16b", "has_cmpxchg16b", 0),
     feature("sse3", "has_sse3", 1),
     feature("ssse3", "has_ssse3", 2),
@@ -30,6 +30,17 @@ pub const X86_FEATURES: [X86Feature; 9] = [
     feature("bmi2", "has_bmi2", 7),
     feature("lzcnt", "has_lzcnt", 8),
 ];
+
+/// Every aarch64 feature the boot info can carry: the names wasmtime's `detect_host_feature`
+/// asks on aarch64 (`std::arch::is_aarch64_feature_detected!`'s), none of which needs guest
+/// state beyond what EL0 has. Pointer authentication and BTI are left out: they need EL1 keys
+/// and guarded pages the VMM does not set up.
+pub const AARCH64_FEATURES: [CpuFeature; 2] = [feature("lse", "has_lse", 0), feature("fp16", "has_fp16", 1)];
+
+/// Whether aarch64 feature `name` is in `bits`: `None` for a name not in the table.
+pub fn aarch64_has(bits: u64, name: &str) -> Option<bool> {
+    AARCH64_FEATURES.iter().find(|f| f.name == name).map(|f| bits & f.bit != 0)
+}
 
 /// Whether feature `name` is in `bits`: `None` for a name not in the table.
 pub fn x86_has(bits: u64, name: &str) -> Option<bool> {
@@ -49,5 +60,8 @@ mod tests {
         assert_eq!(x86_has(all, "sse4.1"), Some(true));
         assert_eq!(x86_has(0, "sse4.1"), Some(false));
         assert_eq!(x86_has(all, "avx512f"), None);
+        assert_eq!(aarch64_has(1, "lse"), Some(true));
+        assert_eq!(aarch64_has(1, "fp16"), Some(false));
+        assert_eq!(aarch64_has(3, "paca"), None);
     }
 }

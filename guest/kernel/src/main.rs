@@ -45,7 +45,7 @@ use wasmcell_abi::{exit, BootInfo};
 /// # Safety
 /// `boot_info` and `vcpu` must point to readable pages holding a `BootInfo` and a `VcpuInfo`,
 /// and the GS base must be the vCPU's block, which the VMM guarantees before entry.
-pub unsafe extern "sysv64" fn boot(boot_info: *const BootInfo, vcpu: *const VcpuInfo) -> ! {
+pub unsafe extern "C" fn boot(boot_info: *const BootInfo, vcpu: *const VcpuInfo) -> ! {
     // SAFETY: the caller (the VMM) maps the whole boot-info page; `BootInfo` is plain data, so
     // any bytes there form a value, which `check_boot_info` validates before anything else is used.
     let info = unsafe { boot_info.read() };

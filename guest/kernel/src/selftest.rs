@@ -5,7 +5,7 @@
 use crate::{arch, control, log};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use wasmcell_abi::memory_map::{GDT, IMAGE_START, NULL_GUARD};
+use wasmcell_abi::memory_map::{IMAGE_START, NULL_GUARD};
 use wasmcell_abi::{exit, SelfTest};
 
 /// Runs the requested self-test and returns the exit code to report (if it returns at all).
@@ -32,7 +32,7 @@ pub fn run(request: SelfTest) -> u32 {
             0
         }
         SelfTest::WRITE_SYSTEM => {
-            arch::write_u64(GDT, 0);
+            arch::write_u64(arch::SYSTEM_PAGE, 0);
             0
         }
         SelfTest::STACK_OVERFLOW => {

@@ -71,10 +71,37 @@ pub enum SeccompError {
 const KVMIO: u32 = 0xae;
 /// `_IO(KVMIO, 0x80)`.
 pub const KVM_RUN: u64 = 0xae80;
-/// `_IOR(KVMIO, 0x81, struct kvm_regs)` (144 bytes).
+/// `_IOR(KVMIO, 0x81, struct kvm_regs)` (144 bytes, x86-64).
+#[cfg(target_arch = "x86_64")]
 pub const KVM_GET_REGS: u64 = 0x8090_ae81;
-/// `_IOR(KVMIO, 0x83, struct kvm_sregs)` (312 bytes).
+/// `_IOR(KVMIO, 0x83, struct kvm_sregs)` (312 bytes, x86-64).
+#[cfg(target_arch = "x86_64")]
 pub const KVM_GET_SREGS: u64 = 0x8138_ae83;
+/// `_IOW(KVMIO, 0xab, struct kvm_one_reg)` (16 bytes).
+pub const KVM_GET_ONE_REG: u64 = 0x4010_aeab;
+
+/// The ioctls a vCPU thread makes besides `KVM_RUN`: the register reads of a fault report.
+#[cfg(target_arch = "x86_64")]
+const FAULT_REGISTER_READS: [u64; 2] = [KVM_GET_REGS, KVM_GET_SREGS];
+#[cfg(target_arch = "aarch64")]
+const FAULT_REGISTER_READS: [u64; 1] = [KVM_GET_ONE_REG];
+
+/// Calls x86-64 keeps beside their successors, which are all aarch64 has (`openat`, `ppoll`,
+/// `epoll_pwait`): allowed (or failed) with them where they exist.
+mod legacy {
+    #[cfg(target_arch = "x86_64")]
+    pub const OPEN: Option<i64> = Some(libc::SYS_open);
+    #[cfg(target_arch = "x86_64")]
+    pub const POLL: Option<i64> = Some(libc::SYS_poll);
+    #[cfg(target_arch = "x86_64")]
+    pub const EPOLL_WAIT: Option<i64> = Some(libc::SYS_epoll_wait);
+    #[cfg(not(target_arch = "x86_64"))]
+    pub const OPEN: Option<i64> = None;
+    #[cfg(not(target_arch = "x86_64"))]
+    pub const POLL: Option<i64> = None;
+    #[cfg(not(target_arch = "x86_64"))]
+    pub const EPOLL_WAIT: Option<i64> = None;
+}
 
 /// Installs `kind`'s filters on the calling thread (and the threads it starts from now on).
 pub fn apply(kind: ThreadKind) -> Result<(), SeccompError> {
@@ -107,16 +134,18 @@ fn programs(kind: ThreadKind) -> Result<&'static [BpfProgram], SeccompError> {
 /// Calls a jailed process with threads makes that fail instead of killing it: `clone3`, whose
 /// flags no filter can read (glibc falls back to `clone`), and opens (the jail has nothing to
 /// open; code that tries copes with an error).
-const JAILED_FAILURES: [(i64, i32); 3] =
-    [(libc::SYS_clone3, libc::ENOSYS), (libc::SYS_open, libc::EACCES), (libc::SYS_openat, libc::EACCES)];
+fn jailed_failures() -> Vec<(i64, i32)> {
+    let opens = [Some(libc::SYS_openat), legacy::OPEN].into_iter().flatten().map(|call| (call, libc::EACCES));
+    std::iter::once((libc::SYS_clone3, libc::ENOSYS)).chain(opens).collect()
+}
 
 fn build(kind: ThreadKind) -> Result<Vec<BpfProgram>, seccompiler::Error> {
     let arch: seccompiler::TargetArch = std::env::consts::ARCH.try_into()?;
     let (allowed, failing) = match kind {
         ThreadKind::Vcpu => (vcpu_rules()?, vec![]),
-        ThreadKind::Vmm => (vmm_rules()?, JAILED_FAILURES.to_vec()),
+        ThreadKind::Vmm => (vmm_rules()?, jailed_failures()),
         ThreadKind::Packer => (packer_rules()?, vec![]),
-        ThreadKind::Compiler => (compiler_rules()?, JAILED_FAILURES.to_vec()),
+        ThreadKind::Compiler => (compiler_rules()?, jailed_failures()),
     };
     let mut programs = Vec::new();
     for (call, errno) in failing {
@@ -180,17 +209,14 @@ fn common_rules() -> Result<Rules, seccompiler::BackendError> {
 
 fn vcpu_rules() -> Result<Rules, seccompiler::BackendError> {
     let mut rules = common_rules()?;
-    for call in [
-        libc::SYS_ppoll,
-        libc::SYS_poll,
-        libc::SYS_sendto,
-        libc::SYS_timer_create,
-        libc::SYS_timer_settime,
-        libc::SYS_timer_delete,
-    ] {
+    for call in
+        [libc::SYS_ppoll, libc::SYS_sendto, libc::SYS_timer_create, libc::SYS_timer_settime, libc::SYS_timer_delete]
+            .into_iter()
+            .chain(legacy::POLL)
+    {
         rules.insert(call, vec![]);
     }
-    let ioctls = [KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS, libc::FIONREAD];
+    let ioctls: Vec<u64> = [KVM_RUN, libc::FIONREAD].into_iter().chain(FAULT_REGISTER_READS).collect();
     rules.insert(libc::SYS_ioctl, any_of(1, &ioctls)?);
     add_socket_rules(&mut rules)?;
     add_file_rules(&mut rules)?;
@@ -319,8 +345,9 @@ fn add_thread_rules(rules: &mut Rules, signals: &[libc::c_int]) -> Result<(), se
 
 /// Looking at descriptors it was given, and opens that the other filter answers EACCES.
 fn add_descriptor_rules(rules: &mut Rules) {
-    for call in
-        [libc::SYS_fstat, libc::SYS_statx, libc::SYS_newfstatat, libc::SYS_lseek, libc::SYS_open, libc::SYS_openat]
+    for call in [libc::SYS_fstat, libc::SYS_statx, libc::SYS_newfstatat, libc::SYS_lseek, libc::SYS_openat]
+        .into_iter()
+        .chain(legacy::OPEN)
     {
         rules.insert(call, vec![]);
     }
@@ -337,7 +364,6 @@ fn vmm_rules() -> Result<Rules, seccompiler::BackendError> {
         libc::SYS_timerfd_settime,
         libc::SYS_epoll_create1,
         libc::SYS_epoll_ctl,
-        libc::SYS_epoll_wait,
         libc::SYS_epoll_pwait,
         libc::SYS_recvfrom,
         libc::SYS_recvmsg,
@@ -346,7 +372,10 @@ fn vmm_rules() -> Result<Rules, seccompiler::BackendError> {
         libc::SYS_pread64,
         // The stop-signal watcher.
         libc::SYS_rt_sigtimedwait,
-    ] {
+    ]
+    .into_iter()
+    .chain(legacy::EPOLL_WAIT)
+    {
         rules.insert(call, vec![]);
     }
     // New threads name themselves; vCPU threads add their own filter (which only ever
@@ -373,7 +402,9 @@ fn compiler_rules() -> Result<Rules, seccompiler::BackendError> {
     // signals-based traps (the guest's configuration does).
     add_thread_rules(&mut rules, &[libc::SIGILL, libc::SIGBUS, libc::SIGFPE, libc::SIGSEGV])?;
     add_descriptor_rules(&mut rules);
-    rules.insert(libc::SYS_poll, vec![]);
+    for call in [libc::SYS_ppoll].into_iter().chain(legacy::POLL) {
+        rules.insert(call, vec![]);
+    }
     rules.insert(libc::SYS_prctl, any_of(0, &[libc::PR_GET_NAME as u64, libc::PR_SET_NAME as u64])?);
     Ok(rules)
 }
@@ -393,7 +424,9 @@ fn packer_rules() -> Result<Rules, seccompiler::BackendError> {
     }
     // Opens for reading only (its root is read-only as well).
     let writing = (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC | libc::O_APPEND) as u64;
-    rules.insert(libc::SYS_open, without_bits(1, writing)?);
+    if let Some(open) = legacy::OPEN {
+        rules.insert(open, without_bits(1, writing)?);
+    }
     rules.insert(libc::SYS_openat, without_bits(2, writing)?);
     let fcntl = [libc::F_GETFD, libc::F_SETFD, libc::F_GETFL, libc::F_DUPFD_CLOEXEC].map(|c| c as u64);
     rules.insert(libc::SYS_fcntl, any_of(1, &fcntl)?);

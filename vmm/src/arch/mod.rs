@@ -1,11 +1,27 @@
 //! Architecture-specific parts of the VMM behind the same names on every architecture
-//! (Firecracker's split): the boot flow in `vm.rs` calls `arch::configure_address_space`,
-//! `arch::configure_vcpu`, `arch::fault_outcome` and never spells a `cfg`.
+//! (Firecracker's split): the boot flow in `vm.rs` calls `arch::configure_vcpu`,
+//! `arch::fault_outcome`, builds an [`AddressSpace`] and never spells a `cfg`. What both
+//! architectures share (the 4-level page-table tree, the address spaces built from it) lives
+//! here; each architecture brings its entry bits (`pte`), its system pages and its registers.
 
+mod paging;
+mod space;
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
+
+#[cfg(target_arch = "aarch64")]
+pub use self::aarch64::*;
+#[cfg(target_arch = "aarch64")]
+use self::aarch64::{pte, system_mappings, vcpu_system_mappings, write_system_tables};
 #[cfg(target_arch = "x86_64")]
 pub use self::x86_64::*;
+#[cfg(target_arch = "x86_64")]
+use self::x86_64::{pte, system_mappings, vcpu_system_mappings, write_system_tables};
 
-#[cfg(not(target_arch = "x86_64"))]
-compile_error!("wasmcell's VMM supports x86_64 hosts only so far; aarch64 slots in beside arch/x86_64");
+pub use space::{AddressSpace, AddressSpaceError, WorkloadSpace};
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!("wasmcell's VMM supports x86_64 and aarch64 hosts");

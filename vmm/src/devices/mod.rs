@@ -1,4 +1,7 @@
 //! The devices one vCPU reaches, and the port-I/O and MMIO bus its thread dispatches exits to.
+//! The control device and the serial log are ports on x86-64 and MMIO pages on aarch64 (which
+//! has no ports); the bus decodes both, and each architecture's page tables decide which the
+//! guest can reach.
 //!
 //! Each vCPU has its own control device and, if it runs a workload, that workload's console,
 //! (with a network) its sockets and (with volumes) its files: they are touched only by that vCPU's exits, so they need no
@@ -22,7 +25,7 @@ use virtio::console::{Console, OutputProgress};
 use virtio::mmio::MmioTransport;
 use virtio::{DeviceError, VirtioDevice};
 use virtio_queue::Queue;
-use wasmcell_abi::control::{X86_PORT_BASE, X86_PORT_COUNT};
+use wasmcell_abi::control::{AARCH64_CONTROL_PAGE, AARCH64_SERIAL_PAGE, X86_PORT_BASE, X86_PORT_COUNT};
 use wasmcell_abi::devices::console::MMIO_SIZE as CONSOLE_SIZE;
 
 /// A workload's console and the guest-physical base of its register block.
@@ -139,6 +142,13 @@ impl Devices {
 
     /// A guest MMIO read at guest-physical `addr`.
     pub fn mmio_read(&mut self, addr: u64, data: &mut [u8]) {
+        if let Some(offset) = offset_in_page(addr, AARCH64_SERIAL_PAGE, SerialConsole::PORT_COUNT) {
+            match &self.serial {
+                Some(serial) => serial.lock().unwrap_or_else(|e| e.into_inner()).read(offset as u8, data),
+                None => data.fill(0xff),
+            }
+            return;
+        }
         match self.console_at(addr) {
             Some((console, offset)) => console.read(offset, data),
             // Reads from nothing see a floating bus.
@@ -148,6 +158,15 @@ impl Devices {
 
     /// A guest MMIO write at guest-physical `addr`.
     pub fn mmio_write(&mut self, addr: u64, data: &[u8]) -> ControlAction {
+        if let Some(offset) = offset_in_page(addr, AARCH64_CONTROL_PAGE, X86_PORT_COUNT) {
+            return self.control.write(offset, data);
+        }
+        if let Some(offset) = offset_in_page(addr, AARCH64_SERIAL_PAGE, SerialConsole::PORT_COUNT) {
+            if let Some(serial) = &self.serial {
+                serial.lock().unwrap_or_else(|e| e.into_inner()).write(offset as u8, data);
+            }
+            return ControlAction::Continue;
+        }
         match self.console_at(addr).map(|(console, offset)| console.write(offset, data)) {
             Some(Err(e)) => ControlAction::DeviceError(format!("virtio-console: {e}")),
             _ => ControlAction::Continue,
@@ -172,4 +191,9 @@ impl Devices {
 
 fn offset_in(port: u16, base: u16, count: u16) -> Option<u16> {
     port.checked_sub(base).filter(|&offset| offset < count)
+}
+
+/// The register offset of `addr` in the device page at `page` decoding `count` registers.
+fn offset_in_page(addr: u64, page: u64, count: u16) -> Option<u16> {
+    addr.checked_sub(page).filter(|&offset| offset < u64::from(count)).map(|offset| offset as u16)
 }

@@ -46,7 +46,7 @@ impl Stat {
             .and_then(|s| s.checked_mul(1_000_000_000))
             .and_then(|ns| ns.checked_add(raw.st_mtime_nsec as u64))
             .unwrap_or(0);
-        Self { kind, dev: raw.st_dev, ino: raw.st_ino, nlink: raw.st_nlink, size: raw.st_size.max(0) as u64, mtime_ns }
+        Self { kind, dev: raw.st_dev, ino: raw.st_ino, nlink: nlink(raw), size: raw.st_size.max(0) as u64, mtime_ns }
     }
 
     /// Whether `other` is the same file.
@@ -184,4 +184,10 @@ impl Drop for Names {
         // SAFETY: `self.0` is an open stream, closed once here (with its descriptor).
         unsafe { libc::closedir(self.0) };
     }
+}
+
+/// A link count as `u64` (`nlink_t` is `u64` on x86-64 and `u32` on aarch64).
+#[allow(clippy::useless_conversion)]
+fn nlink(stat: &libc::stat) -> u64 {
+    u64::from(stat.st_nlink)
 }

@@ -2,9 +2,8 @@
 //! detection, plus the payload and workload regions the VMM mapped for us. Each workload has
 //! its own engine on its own vCPU, so all of these are the running vCPU's.
 
-use crate::vcpu;
+use crate::{arch, vcpu};
 use core::sync::atomic::Ordering;
-use wasmcell_abi::cpu_features::x86_has;
 use wasmcell_abi::vcpu::VcpuInfo;
 use wasmtime::{Config, CustomCodeMemory, Engine};
 
@@ -24,7 +23,7 @@ extern "C" fn wasmtime_tls_set(slot: usize, ptr: *mut u8) {
 
 /// The CPU features the host compiled this vCPU's payload for.
 fn detect_host_feature(name: &str) -> Option<bool> {
-    x86_has(vcpu::info().cpu_features, name)
+    arch::has_feature(vcpu::info().cpu_features, name)
 }
 
 /// Code memory is the payload itself: the VMM mapped it read + execute before boot and the

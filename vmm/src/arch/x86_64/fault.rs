@@ -6,7 +6,7 @@
 
 use crate::memory::GuestMemory;
 use crate::outcome::Outcome;
-use kvm_ioctls::VcpuFd;
+use kvm_ioctls::{VcpuExit, VcpuFd};
 use vm_memory::{Bytes, GuestAddress};
 use wasmcell_abi::control::FaultReport;
 use wasmcell_abi::exit::{x86_has_error_code, VECTOR_TRIPLE_FAULT};
@@ -32,4 +32,14 @@ pub fn shutdown_outcome(vcpu: &VcpuFd) -> Outcome {
     let rip = vcpu.get_regs().map(|r| r.rip).unwrap_or(0);
     let cr2 = vcpu.get_sregs().map(|s| s.cr2).unwrap_or(0);
     Outcome::GuestFault { vector: VECTOR_TRIPLE_FAULT, error_code: 0, rip, cr2 }
+}
+
+/// Every exit the run loop does not handle is the VMM's problem on x86-64.
+pub fn guest_exit_outcome(_exit: &VcpuExit<'_>) -> Option<Outcome> {
+    None
+}
+
+/// The mnemonic of exception `vector`, for messages.
+pub fn fault_name(vector: u8) -> &'static str {
+    wasmcell_abi::exit::x86_vector_name(vector)
 }

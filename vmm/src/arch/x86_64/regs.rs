@@ -245,8 +245,8 @@ pub struct VcpuEntry {
     pub index: u32,
     pub entry: u64,
     pub stack_top: u64,
-    /// The root of its address space.
-    pub cr3: u64,
+    /// The root of its address space (`CR3`).
+    pub root: u64,
     /// How many runs the vCPU started before this one.
     pub starts: u64,
 }
@@ -267,7 +267,7 @@ pub fn configure_vcpu(
     at: &VcpuEntry,
     pristine: Option<&VcpuPristine>,
 ) -> Result<(), VcpuSetupError> {
-    let VcpuEntry { index, entry, stack_top, cr3, starts } = *at;
+    let VcpuEntry { index, entry, stack_top, root, starts } = *at;
     if starts > 0 {
         reset(vcpu, pristine.ok_or(VcpuSetupError::NotResettable)?)?;
     }
@@ -294,7 +294,7 @@ pub fn configure_vcpu(
     sregs.idt.base = map::IDT;
     sregs.idt.limit = IDT_BYTES - 1;
     sregs.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
-    sregs.cr3 = cr3 | if starts % 2 == 1 { CR3_PWT } else { 0 };
+    sregs.cr3 = root | if starts % 2 == 1 { CR3_PWT } else { 0 };
     sregs.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT | cpu_setup(kvm)?.cr4_protections;
     sregs.efer = EFER_LME | EFER_LMA | EFER_NXE;
     vcpu.set_sregs(&sregs).map_err(VcpuSetupError::SetSregs)?;
@@ -314,6 +314,11 @@ pub fn configure_vcpu(
         ..Default::default()
     };
     vcpu.set_regs(&regs).map_err(VcpuSetupError::SetRegs)
+}
+
+/// The TSC's frequency in kHz, as KVM gives it to the guest; 0 if it will not say.
+pub fn counter_khz(vcpu: &VcpuFd) -> u64 {
+    vcpu.get_tsc_khz().map(u64::from).unwrap_or(0)
 }
 
 /// `IA32_TIME_STAMP_COUNTER`.
@@ -357,7 +362,7 @@ mod tests {
         let memory = GuestMemory::from_ranges(&[(GuestAddress(0), 4 << 20)]).unwrap();
         let (vcpu, pristine) = create_vcpu(&kvm, &vm, &memory, 1, true).unwrap();
         let pristine = pristine.expect("captured");
-        let at = VcpuEntry { index: 1, entry: map::IMAGE_START, stack_top: 0x20_0000, cr3: 0x21_0000, starts: 0 };
+        let at = VcpuEntry { index: 1, entry: map::IMAGE_START, stack_top: 0x20_0000, root: 0x21_0000, starts: 0 };
         configure_vcpu(&kvm, &vcpu, &at, Some(&pristine)).unwrap();
         let before: Vec<u64> = [MSR_LSTAR, MSR_KERNEL_GS_BASE, MSR_SYSENTER_EIP, MSR_PAT].map(|i| msr(&vcpu, i)).into();
 

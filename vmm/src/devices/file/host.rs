@@ -137,7 +137,7 @@ pub fn to_stat(stat: &libc::stat) -> Stat {
         dev: stat.st_dev,
         ino: stat.st_ino,
         kind: kind_of(stat.st_mode),
-        nlink: stat.st_nlink,
+        nlink: nlink(stat),
         size: stat.st_size.max(0) as u64,
         atime_ns: ns(stat.st_atime, stat.st_atime_nsec),
         mtime_ns: ns(stat.st_mtime, stat.st_mtime_nsec),
@@ -340,4 +340,10 @@ pub unsafe fn read_link(at: &Last, ptr: *mut u8, len: usize) -> Result<usize, Er
     // SAFETY: the caller's contract; readlinkat writes at most `len` bytes.
     let n = unsafe { libc::readlinkat(at.fd(), at.name.as_ptr(), ptr.cast(), len) };
     check(n as libc::c_long).map(|n| n as usize)
+}
+
+/// A link count as `u64` (`nlink_t` is `u64` on x86-64 and `u32` on aarch64).
+#[allow(clippy::useless_conversion)]
+fn nlink(stat: &libc::stat) -> u64 {
+    u64::from(stat.st_nlink)
 }

@@ -5,6 +5,9 @@
 use core::arch::{asm, global_asm};
 use wasmcell_abi::control::X86_PORT_BASE;
 
+/// A page only CPL 0 may touch (the GDT), for the self-test that writes one.
+pub const SYSTEM_PAGE: u64 = wasmcell_abi::memory_map::GDT;
+
 // `_start`, the image's entry point, first in its code segment. The VMM enters it to boot a vCPU
 // with `RDI` = the boot info (an address far above 32), and a CPL 0 stub enters it for a
 // redirected fault with `RDI` = the vector (below 32), `RSI` = the faulting RIP, `RDX` = CR2,
@@ -26,6 +29,16 @@ global_asm!(
 
 /// The 16550's transmit register (COM1).
 const COM1: u16 = 0x3f8;
+
+/// The page-fault vector: the only fault with an address (CR2).
+pub fn fault_has_address(vector: u64) -> bool {
+    vector == 14
+}
+
+/// Whether the workload was compiled for CPU feature `name` (`wasmcell_abi::cpu_features`).
+pub fn has_feature(bits: u64, name: &str) -> Option<bool> {
+    wasmcell_abi::cpu_features::x86_has(bits, name)
+}
 
 /// Writes a control-device register (see `wasmcell_abi::control`).
 pub fn control_write(register: u16, value: u32) {

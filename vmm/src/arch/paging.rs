@@ -1,6 +1,8 @@
-//! x86-64 4-level page tables for the guest's identity maps, kept by the VMM for the VM's whole
-//! life: the base address space built before boot, then one more per workload window while the
-//! guest runs, each sharing the base's tables.
+//! 4-level page tables with 4 KiB granules for the guest's identity maps, kept by the VMM for
+//! the VM's whole life: the base address space built before boot, then one more per workload
+//! window while the guest runs, each sharing the base's tables. x86-64 and aarch64 (48-bit
+//! virtual addresses, 4 KiB granule) walk the same tree: 9 bits per level, 512 entries per table;
+//! only the bits of an entry differ, and those are the architecture's (`pte`).
 //!
 //! Large (2 MiB) pages wherever a whole aligned 2 MiB range shares its rights, 4 KiB pages
 //! elsewhere, so that W^X and supervisor-only pages cost a page table only where they are needed.
@@ -18,19 +20,12 @@
 //! be given new contents while KVM may still shadow its old ones, and removing a memory slot is
 //! what makes KVM drop every shadow of the tables in it.
 
+use super::pte;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use wasmcell_abi::memory_map::{LARGE_PAGE_SIZE, PAGE_SIZE};
 
 const ENTRIES: usize = 512;
-const PRESENT: u64 = 1 << 0;
-const WRITABLE: u64 = 1 << 1;
-const USER: u64 = 1 << 2;
-const WRITE_THROUGH: u64 = 1 << 3;
-const CACHE_DISABLE: u64 = 1 << 4;
-const LARGE: u64 = 1 << 7;
-const NO_EXECUTE: u64 = 1 << 63;
-const ADDRESS_MASK: u64 = 0x000f_ffff_ffff_f000;
 
 /// Rights of a mapped page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,40 +40,16 @@ impl PageFlags {
     const fn new(user: bool, writable: bool, executable: bool, uncached: bool) -> Self {
         Self { user, writable, executable, uncached }
     }
+    // The descriptor tables' (x86-64 only).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub const SUPERVISOR_RO: Self = Self::new(false, false, false, false);
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub const SUPERVISOR_RW: Self = Self::new(false, true, false, false);
     pub const SUPERVISOR_RX: Self = Self::new(false, false, true, false);
     pub const USER_RO: Self = Self::new(true, false, false, false);
     pub const USER_RW: Self = Self::new(true, true, false, false);
     pub const USER_RX: Self = Self::new(true, false, true, false);
     pub const USER_MMIO: Self = Self::new(true, true, false, true);
-
-    fn leaf_bits(self) -> u64 {
-        let mut bits = PRESENT;
-        if self.writable {
-            bits |= WRITABLE;
-        }
-        if self.user {
-            bits |= USER;
-        }
-        if self.uncached {
-            bits |= WRITE_THROUGH | CACHE_DISABLE;
-        }
-        if !self.executable {
-            bits |= NO_EXECUTE;
-        }
-        bits
-    }
-
-    #[cfg(test)]
-    fn from_leaf(entry: u64) -> Self {
-        Self {
-            user: entry & USER != 0,
-            writable: entry & WRITABLE != 0,
-            executable: entry & NO_EXECUTE == 0,
-            uncached: entry & CACHE_DISABLE != 0,
-        }
-    }
 }
 
 /// A mapped range `[start, end)` of guest-virtual addresses, page aligned, to guest-physical
@@ -208,7 +179,11 @@ impl PageTables {
     /// Maps `m`; on error, how far it got (everything from `m.start` up to there is mapped).
     fn map_one(&mut self, root: u64, m: &Mapping) -> Result<(), (u64, PagingError)> {
         let aligned = [m.start, m.end, m.phys].iter().all(|a| a.is_multiple_of(PAGE_SIZE));
-        if !aligned || m.end < m.start || m.phys & !ADDRESS_MASK != 0 || m.phys.checked_add(m.end - m.start).is_none() {
+        if !aligned
+            || m.end < m.start
+            || pte::address(m.phys) != m.phys
+            || m.phys.checked_add(m.end - m.start).is_none()
+        {
             return Err((m.start, PagingError::BadMapping(m.start)));
         }
         let mut addr = m.start;
@@ -218,9 +193,9 @@ impl PageTables {
                 && phys.is_multiple_of(LARGE_PAGE_SIZE)
                 && m.end - addr >= LARGE_PAGE_SIZE;
             let mapped = if large {
-                self.set_leaf(root, addr, phys, 2, m.flags.leaf_bits() | LARGE).map(|()| LARGE_PAGE_SIZE)
+                self.set_leaf(root, addr, 2, pte::leaf(phys, m.flags, 2)).map(|()| LARGE_PAGE_SIZE)
             } else {
-                self.set_leaf(root, addr, phys, 1, m.flags.leaf_bits()).map(|()| PAGE_SIZE)
+                self.set_leaf(root, addr, 1, pte::leaf(phys, m.flags, 1)).map(|()| PAGE_SIZE)
             };
             addr += mapped.map_err(|e| (addr, e))?;
         }
@@ -261,13 +236,13 @@ impl PageTables {
         let mut table = root;
         for level in (1..=4).rev() {
             let entry = self.tables.get(&table)?[index(addr, level)];
-            if entry & PRESENT == 0 {
+            if !pte::is_valid(entry) {
                 return None;
             }
-            if level == 1 || entry & LARGE != 0 {
+            if pte::is_leaf(entry, level) {
                 return Some((entry, level));
             }
-            table = entry & ADDRESS_MASK;
+            table = pte::address(entry);
         }
         None
     }
@@ -275,7 +250,7 @@ impl PageTables {
     #[cfg(test)]
     /// The rights of the page holding `addr` in `root`'s tables, if mapped.
     pub fn translate(&self, root: u64, addr: u64) -> Option<PageFlags> {
-        self.leaf(root, addr).map(|(entry, _)| PageFlags::from_leaf(entry))
+        self.leaf(root, addr).map(|(entry, _)| pte::flags(entry))
     }
 
     #[cfg(test)]
@@ -283,7 +258,7 @@ impl PageTables {
     pub fn physical(&self, root: u64, addr: u64) -> Option<u64> {
         let (entry, level) = self.leaf(root, addr)?;
         let page = if level == 1 { PAGE_SIZE } else { LARGE_PAGE_SIZE };
-        Some((entry & ADDRESS_MASK & !(page - 1)) | (addr & (page - 1)))
+        Some((pte::address(entry) & !(page - 1)) | (addr & (page - 1)))
     }
 
     #[cfg(test)]
@@ -320,40 +295,33 @@ impl PageTables {
         self.owned.get(&root).is_some_and(|tables| tables.contains(&table))
     }
 
-    /// Installs a leaf mapping `addr` to `phys` at `leaf_level` (1 = 4 KiB page, 2 = 2 MiB page)
-    /// in `root`'s address space, giving it tables of its own on the way down.
-    fn set_leaf(
-        &mut self,
-        root: u64,
-        addr: u64,
-        phys: u64,
-        leaf_level: u32,
-        leaf_bits: u64,
-    ) -> Result<(), PagingError> {
+    /// Installs `leaf` (an entry mapping `addr`) at `leaf_level` (1 = 4 KiB page, 2 = 2 MiB
+    /// page) in `root`'s address space, giving it tables of its own on the way down.
+    fn set_leaf(&mut self, root: u64, addr: u64, leaf_level: u32, leaf: u64) -> Result<(), PagingError> {
         let mut table = root;
         for level in (leaf_level + 1..=4).rev() {
             let slot = index(addr, level);
             let entry = self.tables[&table][slot];
-            let child = if entry & PRESENT == 0 {
+            let child = if !pte::is_valid(entry) {
                 self.own_table(root, None)?
-            } else if entry & LARGE != 0 {
+            } else if pte::is_leaf(entry, level) {
                 return Err(PagingError::BadMapping(addr));
-            } else if !self.owns(root, entry & ADDRESS_MASK) {
-                self.own_table(root, Some(entry & ADDRESS_MASK))?
+            } else if !self.owns(root, pte::address(entry)) {
+                self.own_table(root, Some(pte::address(entry)))?
             } else {
-                entry & ADDRESS_MASK
+                pte::address(entry)
             };
-            if child != entry & ADDRESS_MASK || entry & PRESENT == 0 {
+            if child != pte::address(entry) || !pte::is_valid(entry) {
                 // Intermediate entries grant everything; the leaf decides.
-                *self.entry_mut(table, slot) = child | PRESENT | WRITABLE | USER;
+                *self.entry_mut(table, slot) = pte::table(child);
             }
             table = child;
         }
         let slot = index(addr, leaf_level);
-        if self.tables[&table][slot] & PRESENT != 0 {
+        if pte::is_valid(self.tables[&table][slot]) {
             return Err(PagingError::BadMapping(addr));
         }
-        *self.entry_mut(table, slot) = phys | leaf_bits;
+        *self.entry_mut(table, slot) = leaf;
         Ok(())
     }
 
@@ -365,16 +333,16 @@ impl PageTables {
         for level in (1..=4).rev() {
             let slot = index(addr, level);
             let entry = self.tables.get(&table)?[slot];
-            if entry & PRESENT == 0 || !self.owns(root, table) {
+            if !pte::is_valid(entry) || !self.owns(root, table) {
                 return None;
             }
             path.push((table, slot));
-            if level == 1 || entry & LARGE != 0 {
+            if pte::is_leaf(entry, level) {
                 let size = if level == 1 { PAGE_SIZE } else { LARGE_PAGE_SIZE };
                 self.release(root, &path);
                 return Some(size);
             }
-            table = entry & ADDRESS_MASK;
+            table = pte::address(entry);
         }
         None
     }
@@ -399,7 +367,7 @@ impl PageTables {
     }
 }
 
-/// The table index of `addr` at `level` (4 = PML4 … 1 = PT).
+/// The table index of `addr` at `level` (4 = the root … 1 = the last level).
 fn index(addr: u64, level: u32) -> usize {
     ((addr >> (12 + 9 * (level - 1))) & 0x1ff) as usize
 }
@@ -523,12 +491,5 @@ mod tests {
         assert_eq!(t.translate(base, 0x40_0000_0000), None);
         assert_eq!(t.translate(base, 0x1000), Some(PageFlags::SUPERVISOR_RW));
         assert_eq!(t.table_count(), before);
-    }
-
-    #[test]
-    fn leaf_bits_encode_rights() {
-        assert_eq!(PageFlags::USER_RX.leaf_bits(), PRESENT | USER);
-        assert_eq!(PageFlags::SUPERVISOR_RW.leaf_bits(), PRESENT | WRITABLE | NO_EXECUTE);
-        assert_eq!(PageFlags::USER_MMIO.leaf_bits() & (CACHE_DISABLE | WRITE_THROUGH), CACHE_DISABLE | WRITE_THROUGH);
     }
 }
