@@ -3,8 +3,9 @@
 # Idempotent; safe to run before every build.
 set -euo pipefail
 
-# The guest unikernel's target and the sample workloads' target (the host target is always there).
-rustup target add x86_64-unknown-none wasm32-wasip1 wasm32-wasip2 >/dev/null
+# The guest unikernel's targets, the sample workloads' targets and the arm64 host's (the
+# emulated-arm64 stage cross-builds; the x86-64 host target is always there).
+rustup target add x86_64-unknown-none aarch64-unknown-none aarch64-unknown-linux-gnu wasm32-wasip1 wasm32-wasip2 >/dev/null
 rustup component add rustfmt clippy >/dev/null
 
 # protoc: the CRI client's (ci/cri) gRPC bindings are generated at build time. ip (iproute2):

@@ -16,6 +16,9 @@ echo "== clippy"
 cargo clippy --release --locked --all-targets -- -D warnings
 # Same target dir as vmm/build.rs's guest build.
 (cd guest/kernel && cargo clippy --release --locked --target-dir ../../target/guest -- -D warnings)
+# The aarch64 side of the VMM and the guest (the arm64 stage below runs them).
+cargo clippy --release --locked --target aarch64-unknown-linux-gnu -p wasmcell-vmm -p wasmcell-jail -p wasmcell-abi --all-targets -- -D warnings
+(cd guest/kernel && cargo clippy --release --locked --target aarch64-unknown-none --bin wasmcell-guest --target-dir ../../target/guest -- -D warnings)
 (cd images && cargo clippy --release --locked --target wasm32-wasip1 --features preview1-only --target-dir ../target/images -- -D warnings)
 (cd images && cargo clippy --release --locked --target wasm32-wasip2 --features preview2-only --target-dir ../target/images -- -D warnings)
 
@@ -25,6 +28,8 @@ cargo test --release --locked --workspace
 echo "== fuzz (a short run of every target)"
 ci/fuzz.sh
 
+echo "== aarch64 under emulation (nested KVM in qemu-system-aarch64)"
+ci/arm64/test.sh
 echo "== end-to-end: containerd"
 ci/e2e/containerd.sh
 echo "== end-to-end: Kubernetes (CRI)"

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use wasmcell_abi::{SelfTest, ABI_VERSION};
+use wasmcell_aot::Target;
 use wasmcell_vmm::{MemorySize, Preopen};
 
 #[derive(Parser)]
@@ -157,6 +158,10 @@ pub struct CompileArgs {
     /// Where to write the compiled module.
     #[arg(short, long, value_name = "PATH")]
     pub output: PathBuf,
+    /// Compile for nodes of this architecture (`x86_64`/`amd64`, `aarch64`/`arm64`) instead of
+    /// this one, for the baseline CPU features only (those every such node has).
+    #[arg(long, value_name = "ARCH", value_parser = parse_target)]
+    pub target: Option<Target>,
     /// The module to compile (`.wasm` or `.wat`).
     pub module: PathBuf,
 }
@@ -280,6 +285,11 @@ fn parse_memory(s: &str) -> Result<MemorySize, String> {
 }
 
 /// `500ms`, `10s`, `2m`, or a bare number of seconds.
+/// An architecture to compile for.
+pub fn parse_target(s: &str) -> Result<Target, String> {
+    Target::from_name(s).ok_or_else(|| format!("unknown architecture {s:?} (x86_64, amd64, aarch64 or arm64)"))
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let (number, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((s, "s"), |i| s.split_at(i));
     let value: f64 = number.parse().map_err(|_| format!("'{s}' is not a duration (e.g. 500ms, 10s, 2m)"))?;

@@ -10,7 +10,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use wasmcell_abi::boot_info::LOG_OFF;
-use wasmcell_aot::{Cache, Compiler, Entry, Limits};
+use wasmcell_aot::{Cache, Compiler, Entry, Limits, Target};
 use wasmcell_vmm::signals;
 use wasmcell_vmm::{Artifact, HostVolume, Input, Network, Outcome, Outgoing, Output, Resolver, Vm, VmConfig, Workload};
 
@@ -45,6 +45,14 @@ pub fn prepare(
             bail!(
                 "{} is a precompiled artifact (native code): run it with --allow-precompiled if you trust it",
                 path.display()
+            );
+        }
+        if let Some(target) = wasmcell_aot::precompiled_target(&module).filter(|&t| t != Target::NATIVE) {
+            bail!(
+                "{} was compiled for {}, not for this {} machine",
+                path.display(),
+                target.name(),
+                Target::NATIVE.name()
             );
         }
         return Ok(Prepared { artifact: Artifact::from(module), cpu_features, _pin: None });
@@ -128,7 +136,11 @@ fn stdin() -> Input {
 
 pub fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
     let module = read_module(&args.module)?;
-    let artifact = Compiler::for_host()?.compile_isolated(&module, Limits::from_env()?.compile)?;
+    let compiler = match args.target {
+        Some(target) if target != Target::NATIVE => Compiler::for_target(target, 0)?,
+        _ => Compiler::for_host()?,
+    };
+    let artifact = compiler.compile_isolated(&module, Limits::from_env()?.compile)?;
     std::fs::write(&args.output, artifact).with_context(|| format!("Cannot write {}", args.output.display()))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -100,6 +100,26 @@ fn precompiled_modules_run_only_when_allowed() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `compile --target` makes an artifact for another architecture's nodes (CI precompiles for
+/// arm64 this way), which this machine refuses to run, naming both; an unknown architecture is a
+/// usage error.
+#[test]
+fn artifacts_compiled_for_another_architecture_run_only_there() {
+    let (other, machine) = if cfg!(target_arch = "x86_64") { ("aarch64", 183) } else { ("x86_64", 62) };
+    let cwasm = std::env::temp_dir().join(format!("wasmcell-test-cross-{}.cwasm", std::process::id()));
+    let cwasm = cwasm.to_string_lossy().into_owned();
+    let out = wasmcell(&["compile", "--target", other, &module("exit_with_arg.wat"), "-o", &cwasm]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let bytes = std::fs::read(&cwasm).unwrap();
+    assert_eq!(u16::from_le_bytes([bytes[18], bytes[19]]), machine, "an ELF for {other}");
+    let out = run(&["--allow-precompiled", &cwasm, "--", "5"]);
+    assert_one_line_error(&out, &format!("was compiled for {other}, not for this {} machine", std::env::consts::ARCH));
+    std::fs::remove_file(&cwasm).unwrap();
+    let out = wasmcell(&["compile", "--target", "sparc", &module("hello.wat"), "-o", "/dev/null"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("unknown architecture \"sparc\""), "{}", stderr(&out));
+}
+
 #[test]
 fn compiling_past_the_operators_limits_fails_clearly() {
     // A fresh cache: a hit would not compile at all.

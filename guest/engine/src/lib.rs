@@ -8,8 +8,59 @@
 
 pub use wasmtime;
 
-/// The target triple modules are compiled for: the guest is a freestanding x86-64 unikernel.
-pub const TARGET: &str = "x86_64-unknown-none";
+/// An architecture the guest runs on, and so one modules are compiled for: the guest is a
+/// freestanding unikernel (`*-unknown-none`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    X86_64,
+    Aarch64,
+}
+
+impl Target {
+    /// The architecture this crate is built for: the guest's own, or the host's (whose guests
+    /// run on the same CPU).
+    #[cfg(target_arch = "x86_64")]
+    pub const NATIVE: Self = Self::X86_64;
+    #[cfg(target_arch = "aarch64")]
+    pub const NATIVE: Self = Self::Aarch64;
+
+    /// The target triple Cranelift compiles for.
+    pub const fn triple(self) -> &'static str {
+        match self {
+            Self::X86_64 => "x86_64-unknown-none",
+            Self::Aarch64 => "aarch64-unknown-none",
+        }
+    }
+
+    /// The architecture's name (`x86_64`, `aarch64`), as `uname -m` and Rust spell it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::X86_64 => "x86_64",
+            Self::Aarch64 => "aarch64",
+        }
+    }
+
+    /// The target named `name`: an architecture (`x86_64`, `aarch64`, and the OCI names
+    /// `amd64`, `arm64`) or one of the triples above.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "x86_64" | "amd64" | "x86_64-unknown-none" => Some(Self::X86_64),
+            "aarch64" | "arm64" | "aarch64-unknown-none" => Some(Self::Aarch64),
+            _ => None,
+        }
+    }
+
+    /// The CPU features a module for this target may be compiled with.
+    pub fn features(self) -> &'static [wasmcell_abi::cpu_features::CpuFeature] {
+        match self {
+            Self::X86_64 => &wasmcell_abi::cpu_features::X86_FEATURES,
+            Self::Aarch64 => &wasmcell_abi::cpu_features::AARCH64_FEATURES,
+        }
+    }
+}
+
+/// The target triple this build's guest runs (and modules are compiled for by default).
+pub const TARGET: &str = Target::NATIVE.triple();
 
 /// Each linear memory's virtual reservation (host wasmtime's default on 64-bit).
 pub const MEMORY_RESERVATION: u64 = 4 << 30;
@@ -72,9 +123,10 @@ pub fn config() -> wasmtime::Config {
 pub mod host {
     extern crate std;
 
-    use wasmcell_abi::cpu_features::X86_FEATURES;
+    use super::Target;
 
     /// Whether this host's CPU has feature `name` (a name from `X86_FEATURES`).
+    #[cfg(target_arch = "x86_64")]
     fn detected(name: &str) -> bool {
         match name {
             "cmpxchg16b" => std::is_x86_feature_detected!("cmpxchg16b"),
@@ -90,18 +142,28 @@ pub mod host {
         }
     }
 
-    /// The guest-usable features of this host's CPU, as the boot info carries them. Read with
-    /// user-mode `cpuid` (std's detection), not from KVM: KVM's supported-CPUID list
-    /// under-reports on nested KVM although CPL 3 code can use every one of these.
-    pub fn cpu_features() -> u64 {
-        X86_FEATURES.iter().filter(|f| detected(f.name)).fold(0, |bits, f| bits | f.bit)
+    /// Whether this host's CPU has feature `name` (a name from `AARCH64_FEATURES`).
+    #[cfg(target_arch = "aarch64")]
+    fn detected(name: &str) -> bool {
+        match name {
+            "lse" => std::arch::is_aarch64_feature_detected!("lse"),
+            "fp16" => std::arch::is_aarch64_feature_detected!("fp16"),
+            _ => false,
+        }
     }
 
-    /// [`super::config`] for compiling on the host for the guest with `features`.
-    pub fn compiler_config(features: u64) -> wasmtime::Result<wasmtime::Config> {
+    /// The guest-usable features of this host's CPU, as the boot info carries them. Read with
+    /// std's user-mode detection, not from KVM: KVM's supported-CPUID list under-reports on
+    /// nested KVM although user-mode code can use every one of these.
+    pub fn cpu_features() -> u64 {
+        Target::NATIVE.features().iter().filter(|f| detected(f.name)).fold(0, |bits, f| bits | f.bit)
+    }
+
+    /// [`super::config`] for compiling on the host for a `target` guest with `features`.
+    pub fn compiler_config(target: Target, features: u64) -> wasmtime::Result<wasmtime::Config> {
         let mut config = super::config();
-        config.target(super::TARGET)?;
-        for feature in X86_FEATURES.iter().filter(|f| features & f.bit != 0) {
+        config.target(target.triple())?;
+        for feature in target.features().iter().filter(|f| features & f.bit != 0) {
             // SAFETY: the guest is told exactly these features (boot info) and wasmtime checks
             // them against its `detect_host_feature` before running any code compiled with them.
             unsafe { config.cranelift_flag_enable(feature.cranelift_flag) };

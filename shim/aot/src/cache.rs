@@ -143,7 +143,7 @@ impl Cache {
                 Some(process) => process.clone(),
                 None => CompilerProcess::this_executable().map_err(AotError::Process)?,
             };
-            crate::process::compile(&process, compiler.cpu_features(), module, &temp, self.compile)?;
+            crate::process::compile(&process, compiler.target_and_features(), module, &temp, self.compile)?;
             if !file_is_precompiled(&file) {
                 return Err(AotError::ProcessFailed("it wrote no artifact".into()).into());
             }

@@ -17,13 +17,14 @@
 
 use crate::Compiler;
 use std::io::{BufRead, BufReader, Read, Write};
+use wasmcell_engine::Target;
 use wasmcell_jail::jail::{Jail, JailRoot};
 use wasmcell_jail::seccomp::{self, ThreadKind};
 
 /// The first argument that makes the binary a compiler process.
 pub const COMPILE_ACTION: &str = "__compile";
 /// The header's first word.
-pub(crate) const HEADER_TAG: &str = "wasmcell-compile-v2";
+pub(crate) const HEADER_TAG: &str = "wasmcell-compile-v3";
 /// The descriptor the artifact is written to.
 pub(crate) const ARTIFACT_FD: i32 = 3;
 /// Who a compiler process started as root becomes.
@@ -96,7 +97,7 @@ fn compile_request() -> Result<(), Failure> {
     confine(request.jail)?;
     let mut module = Vec::new();
     input.read_to_end(&mut module).map_err(|e| Failure::error("cannot read the module", e))?;
-    let compiled = Compiler::with_cpu_features(request.cpu_features).and_then(|c| c.compile(&module));
+    let compiled = Compiler::for_target(request.target, request.cpu_features).and_then(|c| c.compile(&module));
     let artifact = compiled.map_err(|e| Failure::from_message(chain(&e)))?;
     drop(module);
     // SAFETY: the parent hands the artifact's file over as ARTIFACT_FD and nothing else in this
@@ -122,6 +123,7 @@ fn confine(jail: bool) -> Result<(), Failure> {
 }
 
 struct Request {
+    target: Target,
     cpu_features: u64,
     memory: u64,
     cpu_seconds: u64,
@@ -141,7 +143,8 @@ impl Request {
             1 => true,
             _ => return None,
         };
-        words.next().is_none().then_some(Self { cpu_features, memory, cpu_seconds, jail })
+        let target = Target::from_name(words.next()?)?;
+        words.next().is_none().then_some(Self { target, cpu_features, memory, cpu_seconds, jail })
     }
 
     /// Limits this process before it reads the module. CPU time past the soft limit raises
@@ -221,13 +224,15 @@ mod tests {
 
     #[test]
     fn requests_and_messages_survive_the_trip() {
-        let request = Request::parse(&format!("{HEADER_TAG} 5 1024 2 1\n")).unwrap();
+        let request = Request::parse(&format!("{HEADER_TAG} 5 1024 2 1 aarch64\n")).unwrap();
         assert_eq!((request.cpu_features, request.memory, request.cpu_seconds, request.jail), (5, 1024, 2, true));
-        assert!(!Request::parse(&format!("{HEADER_TAG} 5 1024 2 0")).unwrap().jail);
-        assert!(Request::parse("wasmcell-compile-v1 5 1024 2 00").is_none(), "an older protocol");
-        assert!(Request::parse(&format!("{HEADER_TAG} 5 1024 2 2")).is_none());
-        assert!(Request::parse(&format!("{HEADER_TAG} 5 1024 2 1 extra")).is_none());
-        assert!(Request::parse(&format!("{HEADER_TAG} 5 1024 2")).is_none());
+        assert_eq!(request.target, Target::Aarch64);
+        assert!(!Request::parse(&format!("{HEADER_TAG} 5 1024 2 0 x86_64")).unwrap().jail);
+        assert!(Request::parse("wasmcell-compile-v2 5 1024 2 0").is_none(), "an older protocol");
+        assert!(Request::parse(&format!("{HEADER_TAG} 5 1024 2 2 x86_64")).is_none());
+        assert!(Request::parse(&format!("{HEADER_TAG} 5 1024 2 1 sparc")).is_none(), "an unknown target");
+        assert!(Request::parse(&format!("{HEADER_TAG} 5 1024 2 1 x86_64 extra")).is_none());
+        assert!(Request::parse(&format!("{HEADER_TAG} 5 1024 2 1")).is_none());
         let message = "unknown operator\n  --> 1:34\n  | a\\b";
         assert_eq!(unescape(&escape(message)), message);
         assert!(!escape(message).contains('\n'));

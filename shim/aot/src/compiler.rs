@@ -5,24 +5,45 @@ use crate::{private_fs, process, AotError, CompileLimits, CompilerProcess};
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use wasmcell_engine::wasmtime::{Engine, Precompiled};
+use wasmcell_engine::Target;
 
-/// A Cranelift engine configured for the guest, and the CPU features it compiles for.
+/// A Cranelift engine configured for the guest, and the target and CPU features it compiles
+/// for.
 pub struct Compiler {
     engine: Engine,
+    target: Target,
     cpu_features: u64,
 }
 
 impl Compiler {
-    /// A compiler for this host's CPU.
+    /// A compiler for this host's CPU (its guests run on it).
     pub fn for_host() -> Result<Self, AotError> {
         Self::with_cpu_features(wasmcell_engine::host::cpu_features())
     }
 
-    /// A compiler for a guest told `cpu_features` (`wasmcell_abi::cpu_features` bits).
+    /// A compiler for a guest on this host's architecture told `cpu_features`
+    /// (`wasmcell_abi::cpu_features` bits).
     pub fn with_cpu_features(cpu_features: u64) -> Result<Self, AotError> {
-        let config = wasmcell_engine::host::compiler_config(cpu_features).map_err(|e| AotError::Engine(e.into()))?;
+        Self::for_target(Target::NATIVE, cpu_features)
+    }
+
+    /// A compiler for a `target` guest told `cpu_features`: another architecture's nodes
+    /// (`wasmcell compile --target`).
+    pub fn for_target(target: Target, cpu_features: u64) -> Result<Self, AotError> {
+        let config =
+            wasmcell_engine::host::compiler_config(target, cpu_features).map_err(|e| AotError::Engine(e.into()))?;
         let engine = Engine::new(&config).map_err(|e| AotError::Engine(e.into()))?;
-        Ok(Self { engine, cpu_features })
+        Ok(Self { engine, target, cpu_features })
+    }
+
+    /// The architecture artifacts are compiled for.
+    pub fn target(&self) -> Target {
+        self.target
+    }
+
+    /// The target and CPU features, as a compiler process is asked for them.
+    pub(crate) fn target_and_features(&self) -> (Target, u64) {
+        (self.target, self.cpu_features)
     }
 
     /// The CPU features artifacts are compiled for; the guest must be told the same.
@@ -49,7 +70,7 @@ impl Compiler {
         let (path, mut file) = private_fs::create_temp(&dir).map_err(AotError::Process)?;
         let result = (|| {
             let process = CompilerProcess::this_executable().map_err(AotError::Process)?;
-            process::compile(&process, self.cpu_features, module, &path, limits)?;
+            process::compile(&process, self.target_and_features(), module, &path, limits)?;
             let mut artifact = Vec::new();
             std::io::Read::read_to_end(&mut file, &mut artifact).map_err(AotError::Process)?;
             Ok(artifact)
@@ -63,9 +84,18 @@ impl Compiler {
     pub fn compatibility_key(&self) -> [u8; 32] {
         let mut hasher = Sha256Hasher(Sha256::new());
         self.engine.precompile_compatibility_hash().hash(&mut hasher);
-        hasher.0.update(wasmcell_engine::TARGET.as_bytes());
+        hasher.0.update(self.target.triple().as_bytes());
         hasher.0.update(self.cpu_features.to_le_bytes());
         hasher.0.finalize().into()
+    }
+}
+
+/// The architecture an artifact's native code is for (its ELF machine), if it is one of ours.
+pub fn precompiled_target(bytes: &[u8]) -> Option<Target> {
+    match bytes.get(18..20).map(|m| u16::from_le_bytes([m[0], m[1]])) {
+        Some(62) => Some(Target::X86_64),
+        Some(183) => Some(Target::Aarch64),
+        _ => None,
     }
 }
 
@@ -103,6 +133,16 @@ mod tests {
         assert_eq!(compiler.compile(wasm).unwrap(), from_wat);
         assert!(is_precompiled(&from_wat));
         assert!(!is_precompiled(wasm));
+    }
+
+    #[test]
+    fn artifacts_name_the_architecture_they_were_compiled_for() {
+        for target in [Target::X86_64, Target::Aarch64] {
+            let artifact = Compiler::for_target(target, 0).unwrap().compile(b"(module)").unwrap();
+            assert!(is_precompiled(&artifact));
+            assert_eq!(precompiled_target(&artifact), Some(target));
+        }
+        assert_eq!(precompiled_target(b"\0asm"), None);
     }
 
     #[test]

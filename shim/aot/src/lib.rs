@@ -29,7 +29,7 @@ pub use cache::{Cache, CacheError, Compiled, Pin};
 #[cfg(feature = "compiler")]
 pub use child::{run_if_compile_action, COMPILE_ACTION};
 #[cfg(feature = "compiler")]
-pub use compiler::{is_precompiled, Compiler};
+pub use compiler::{is_precompiled, precompiled_target, Compiler};
 pub use imports::{check_entry, check_imports, Entry};
 #[cfg(feature = "compiler")]
 pub use limits::{CompileLimits, Limits};
@@ -37,6 +37,8 @@ pub use limits::{CompileLimits, Limits};
 pub use private_fs::PrivateDirError;
 #[cfg(feature = "compiler")]
 pub use process::CompilerProcess;
+#[cfg(feature = "compiler")]
+pub use wasmcell_engine::Target;
 
 /// Errors while compiling.
 #[derive(Debug, thiserror::Error)]

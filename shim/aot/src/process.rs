@@ -17,6 +17,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use wasmcell_engine::Target;
 
 /// How much of the child's stderr is kept: its record and what a crash printed before it.
 const STDERR_KEPT: u64 = 64 << 10;
@@ -86,11 +87,11 @@ impl CompilerProcess {
     }
 }
 
-/// Compiles `module` for a guest told `cpu_features` in a compiler process, within `limits`;
-/// the artifact lands in `output`, an existing empty file in a private directory.
+/// Compiles `module` for a `target` guest told `cpu_features` in a compiler process, within
+/// `limits`; the artifact lands in `output`, an existing empty file in a private directory.
 pub(crate) fn compile(
     process: &CompilerProcess,
-    cpu_features: u64,
+    (target, cpu_features): (Target, u64),
     module: &[u8],
     output: &Path,
     limits: CompileLimits,
@@ -133,7 +134,8 @@ pub(crate) fn compile(
     };
     let (mut stdin, stderr) = (child.stdin.take().expect("piped"), child.stderr.take().expect("piped"));
     let cpu_seconds = limits.time.as_secs() + u64::from(limits.time.subsec_nanos() > 0);
-    let header = format!("{HEADER_TAG} {cpu_features} {} {cpu_seconds} {}\n", limits.memory, u8::from(process.jail));
+    let (memory, jail, target) = (limits.memory, u8::from(process.jail), target.name());
+    let header = format!("{HEADER_TAG} {cpu_features} {memory} {cpu_seconds} {jail} {target}\n");
     let (ended, text) = std::thread::scope(|scope| {
         scope.spawn(move || {
             // A child that dies early closes the pipe: EPIPE, nothing to do.
@@ -267,7 +269,8 @@ pub(crate) mod tests {
         let compiler = Compiler::for_host().unwrap();
         let (path, _file) = output("same");
         let limits = crate::Limits::default().compile;
-        compile(&CompilerProcess::test_harness(), compiler.cpu_features(), LOOP.as_bytes(), &path, limits).unwrap();
+        compile(&CompilerProcess::test_harness(), compiler.target_and_features(), LOOP.as_bytes(), &path, limits)
+            .unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), compiler.compile(LOOP.as_bytes()).unwrap());
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
@@ -277,7 +280,8 @@ pub(crate) mod tests {
         let (path, _file) = output("time");
         let limits = CompileLimits { time: Duration::from_millis(1), memory: 2 << 30 };
         let began = Instant::now();
-        let err = compile(&CompilerProcess::test_harness(), 0, LOOP.as_bytes(), &path, limits).unwrap_err();
+        let err =
+            compile(&CompilerProcess::test_harness(), (Target::NATIVE, 0), LOOP.as_bytes(), &path, limits).unwrap_err();
         assert_eq!(err.to_string(), "Compiling the module took longer than 1 ms");
         assert!(began.elapsed() < Duration::from_secs(5), "stopped at once: {:?}", began.elapsed());
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
@@ -288,7 +292,8 @@ pub(crate) mod tests {
         let (path, _file) = output("memory");
         // Less than the process needs to start: every allocation past what it has fails.
         let limits = CompileLimits { time: Duration::from_secs(60), memory: 1 << 20 };
-        let err = compile(&CompilerProcess::test_harness(), 0, LOOP.as_bytes(), &path, limits).unwrap_err();
+        let err =
+            compile(&CompilerProcess::test_harness(), (Target::NATIVE, 0), LOOP.as_bytes(), &path, limits).unwrap_err();
         assert_eq!(err.to_string(), "Compiling the module needed more than 1 MiB");
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "no artifact");
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
@@ -298,8 +303,14 @@ pub(crate) mod tests {
     fn compile_errors_come_back_whole() {
         let (path, _file) = output("error");
         let limits = crate::Limits::default().compile;
-        let err =
-            compile(&CompilerProcess::test_harness(), 0, b"(module (func (result i32)))", &path, limits).unwrap_err();
+        let err = compile(
+            &CompilerProcess::test_harness(),
+            (Target::NATIVE, 0),
+            b"(module (func (result i32)))",
+            &path,
+            limits,
+        )
+        .unwrap_err();
         assert!(matches!(err, AotError::Compile(_)), "{err:?}");
         let text = format!("{}: {}", err, std::error::Error::source(&err).unwrap());
         assert!(text.starts_with("Cannot compile the module: "), "{text}");

@@ -71,8 +71,8 @@ impl FreshTransport {
     /// Writes a register now (a VM exit).
     fn write_now(&self, offset: usize, value: u32) {
         // SAFETY: `offset` is one of the register offsets above, inside the block `new`'s
-        // caller vouched for; MMIO registers are written with volatile 32-bit stores.
-        unsafe { self.registers.byte_add(offset).write_volatile(value) }
+        // caller vouched for; MMIO registers take 32-bit stores.
+        unsafe { crate::arch::mmio_write32(self.registers.byte_add(offset), value) }
     }
 
     /// Writes a register with the next batch.

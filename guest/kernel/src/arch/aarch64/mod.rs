@@ -57,6 +57,18 @@ pub fn control_write(register: u16, value: u32) {
     }
 }
 
+/// Writes a 32-bit device register (a virtio-mmio register) with one explicit `str`.
+///
+/// # Safety
+/// `register` must be a mapped device register that takes 32-bit writes.
+pub unsafe fn mmio_write32(register: *mut u32, value: u32) {
+    // SAFETY: the caller vouches for `register`; a plain `str` without writeback is an access
+    // KVM can decode.
+    unsafe {
+        asm!("str {value:w}, [{register}]", value = in(reg) value, register = in(reg) register, options(nostack, preserves_flags))
+    }
+}
+
 /// Writes bytes to the boot console, one MMIO exit per byte (the log only: it is off unless the
 /// VMM asks for it).
 pub fn console_write(bytes: &[u8]) {

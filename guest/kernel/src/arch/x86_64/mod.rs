@@ -49,6 +49,15 @@ pub fn control_write(register: u16, value: u32) {
     }
 }
 
+/// Writes a 32-bit device register (a virtio-mmio register).
+///
+/// # Safety
+/// `register` must be a mapped device register that takes 32-bit writes.
+pub unsafe fn mmio_write32(register: *mut u32, value: u32) {
+    // SAFETY: the caller vouches for `register`.
+    unsafe { register.write_volatile(value) }
+}
+
 /// Writes bytes to the console with one `rep outsb`: KVM hands the whole buffer to the VMM in a
 /// single exit. The VMM's UART never applies back-pressure, so the line-status register is not
 /// polled (that would cost one exit per byte).

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Builds the payload of the emulated-arm64 stage's `wasmcell run` check (ci/arm64/test.sh): every
+# case of ci/arm64/cases.txt, precompiled for aarch64 on this x86-64 machine, with what x86-64's
+# `wasmcell run` answers for it (stdout, stderr, status) as the expected result, the arm64
+# `wasmcell` binary, and a run.sh that runs each case in the arm64 VM and compares.
+#
+# Both sides run the same way: a precompiled artifact named cases/ID.cwasm (so even argv[0] is
+# the same), from a directory holding the same file fixture (data/, outside.txt). Cases marked
+# `native` also run from cases/ID.wasm (or .wat): compiled by the arm64 node's own compiler
+# process, under its jail and seccomp filter.
+#
+# Usage: ci/arm64/samples.sh HOST_WASMCELL ARM64_WASMCELL PAYLOAD_DIR
+set -euo pipefail
+
+[ $# -eq 3 ] || { echo "usage: $0 HOST_WASMCELL ARM64_WASMCELL PAYLOAD_DIR" >&2; exit 2; }
+host=$(realpath "$1")
+arm=$(realpath "$2")
+out=$3
+root=$(cd "$(dirname "$0")/../.." && pwd)
+samples=$root/target/images/wasm32-wasip1/release
+modules=$root/cli/tests/modules
+
+# The file samples' fixture (as cli/tests/common.rs's, without the absolute symlink, whose
+# target would differ between the two machines).
+fixture() {
+    mkdir -p "$1/data/sub"
+    printf 'secret\n' >"$1/outside.txt"
+    printf 'hello world\n' >"$1/data/hello.txt"
+    printf 'nested\n' >"$1/data/sub/nested.txt"
+    head -c $((1 << 20)) /dev/urandom >"$1/data/big.bin"
+    ln -sf hello.txt "$1/data/link_to_hello"
+    ln -sf ../outside.txt "$1/data/out_link"
+}
+
+x86=$(mktemp -d "${TMPDIR:-/tmp}/wasmcell-arm64-samples.XXXXXX")
+trap 'rm -rf "$x86"' EXIT
+mkdir -p "$out/cases" "$out/expected" "$x86/cases"
+fixture "$out"
+fixture "$x86"
+cp "$out/data/big.bin" "$x86/data/big.bin"
+cp "$arm" "$out/wasmcell"
+
+cat >"$out/run.sh" <<'SCRIPT'
+#!/bin/sh
+# Runs every case and compares it with x86-64's answer; exits 1 if any differs.
+export HOME=/tmp
+failed=0
+check() { # ID FILE FLAGS ARGS STDIN
+    id=$1 file=$2 flags=$3 args=$4 stdin=$5 extra=
+    case $file in *.cwasm) extra=--allow-precompiled ;; esac
+    status=0
+    # shellcheck disable=SC2086 # flags and args are space-separated words
+    printf '%s' "$stdin" | ./wasmcell run --cache-dir /tmp/cache $extra $flags "cases/$file" -- $args \
+        >/tmp/got.out 2>/tmp/got.err || status=$?
+    expected=$(cat "expected/$id.status")
+    if [ "$status" = "$expected" ] && cmp -s "expected/$id.out" /tmp/got.out && cmp -s "expected/$id.err" /tmp/got.err; then
+        echo "ok     $id ($file, status $status)"
+    else
+        echo "FAILED $id ($file): status $status, x86-64 $expected"
+        diff "expected/$id.out" /tmp/got.out | head -20
+        diff "expected/$id.err" /tmp/got.err | head -20
+        failed=1
+    fi
+}
+SCRIPT
+
+count=0
+while IFS='|' read -r id module flags args stdin; do
+    case $id in '' | '#'*) continue ;; esac
+    case $module in
+        *.wat) src=$modules/$module ;;
+        *) src=$samples/$module.wasm ;;
+    esac
+    [ -f "$src" ] || { echo "$0: $src is missing (images/build.sh builds the samples)" >&2; exit 1; }
+    native=false
+    run_flags=()
+    for flag in $flags; do
+        if [ "$flag" = native ]; then native=true; else run_flags+=("$flag"); fi
+    done
+    "$host" compile -o "$x86/cases/$id.cwasm" "$src"
+    "$host" compile --target aarch64 -o "$out/cases/$id.cwasm" "$src"
+    status=0
+    # shellcheck disable=SC2086 # args are space-separated words
+    (cd "$x86" && printf '%s' "$stdin" | "$host" run --cache-dir "$x86/cache" --allow-precompiled \
+        "${run_flags[@]}" "cases/$id.cwasm" -- $args >"$out/expected/$id.out" 2>"$out/expected/$id.err") || status=$?
+    echo "$status" >"$out/expected/$id.status"
+    echo "check '$id' '$id.cwasm' '${run_flags[*]}' '$args' '$stdin'" >>"$out/run.sh"
+    if $native; then
+        cp "$src" "$out/cases/$id.${src##*.}"
+        echo "check '$id' '$id.${src##*.}' '${run_flags[*]}' '$args' '$stdin'" >>"$out/run.sh"
+    fi
+    count=$((count + 1))
+done <"$root/ci/arm64/cases.txt"
+# shellcheck disable=SC2016 # expanded by run.sh, not here
+echo 'exit $failed' >>"$out/run.sh"
+chmod 0755 "$out/run.sh"
+echo "ci/arm64/samples.sh: $count cases, expected results from x86-64 in $out/expected"

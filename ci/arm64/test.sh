@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The emulated-arm64 stage of ci/test.sh: the aarch64 VMM and guest, cross-built on this x86-64
+# machine, run on real (nested) KVM inside an emulated arm64 Linux VM (ci/arm64/run-in-vm.sh):
+#   1. the VMM's unit tests and its KVM tests (every way a guest ends: selftests.rs; a run's
+#      lifecycle: lifecycle.rs) — the guest boots, exits, panics, faults and times out;
+#   2. `wasmcell run` of the preview-1 samples and hand-written modules of ci/arm64/cases.txt,
+#      each compared with what x86-64's `wasmcell run` answers (ci/arm64/samples.sh).
+# One VM boot runs both. Static aarch64 binaries (glibc, `crt-static`), so the VM needs no
+# libraries. Bounded by ARM64_STAGE_TIMEOUT seconds of VM time (default 1200).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+target=aarch64-unknown-linux-gnu
+ci/arm64/setup.sh
+rustup target add "$target" aarch64-unknown-none >/dev/null
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static"
+
+payload=$(mktemp -d "${TMPDIR:-/tmp}/wasmcell-arm64-stage.XXXXXX")
+trap 'rm -rf "$payload"' EXIT
+
+echo "ci/arm64/test.sh: cross-building the VMM's tests and wasmcell for $target"
+tests=$(cargo test --release --locked -p wasmcell-vmm --target "$target" --no-run 2>&1 |
+    sed -n 's/^ *Executable \(unittests src\/lib.rs\|tests\/\(selftests\|lifecycle\).rs\) (\(.*\))$/\3/p')
+[ "$(echo "$tests" | wc -l)" -eq 3 ] || { echo "ci/arm64/test.sh: expected 3 VMM test binaries, got: $tests" >&2; exit 1; }
+cargo build --release --locked -p wasmcell --target "$target"
+# The x86-64 side of the comparison, and the samples.
+cargo build --release --locked -p wasmcell
+images/build.sh >/dev/null
+
+mkdir -p "$payload/vmm"
+for test in $tests; do
+    cp "$test" "$payload/vmm/$(basename "$test" | sed 's/-[0-9a-f]*$//')"
+done
+ci/arm64/samples.sh target/release/wasmcell "target/$target/release/wasmcell" "$payload/samples"
+cat >"$payload/run.sh" <<'SCRIPT'
+#!/bin/sh
+set -e
+echo "== arm64: the VMM's KVM tests"
+./vmm/selftests --test-threads 1
+./vmm/lifecycle
+./vmm/wasmcell_vmm --test-threads 1 -q
+echo "== arm64: figures under emulation (they track regressions, not real hardware)"
+./samples/wasmcell boot 2>&1 | tail -n 1
+for _ in 1 2 3; do
+    start=$(date +%s%N)
+    ./samples/wasmcell run --allow-precompiled samples/cases/hello.cwasm >/dev/null
+    echo "wasmcell run hello: $((($(date +%s%N) - start) / 1000000)) ms"
+done
+echo "== arm64: wasmcell run, compared with x86-64"
+cd samples && ./run.sh
+SCRIPT
+chmod 0755 "$payload/run.sh"
+ci/arm64/run-in-vm.sh "$payload" "${ARM64_STAGE_TIMEOUT:-1200}"
