@@ -5,8 +5,8 @@
 # `wasmcell` binary, and a run.sh that runs each case in the arm64 VM and compares.
 #
 # Both sides run the same way: a precompiled artifact named cases/ID.cwasm (so even argv[0] is
-# the same), from a directory holding the same file fixture (data/, outside.txt). Cases marked
-# `native` also run from cases/ID.wasm (or .wat): compiled by the arm64 node's own compiler
+# the same), from a directory holding the same file fixture (data/ for `--dir`, vol/ for
+# `--volume`, outside.txt). Cases marked `native` also run from cases/ID.wasm (or .wat): compiled by the arm64 node's own compiler
 # process, under its jail and seccomp filter.
 #
 # Usage: ci/arm64/samples.sh HOST_WASMCELL ARM64_WASMCELL PAYLOAD_DIR
@@ -30,6 +30,10 @@ fixture() {
     head -c $((1 << 20)) /dev/urandom >"$1/data/big.bin"
     ln -sf hello.txt "$1/data/link_to_hello"
     ln -sf ../outside.txt "$1/data/out_link"
+    # A write-through volume's directory (the `--volume` cases change it, in the same order on
+    # both machines).
+    mkdir -p "$1/vol"
+    printf 'hello world\n' >"$1/vol/hello.txt"
 }
 
 x86=$(mktemp -d "${TMPDIR:-/tmp}/wasmcell-arm64-samples.XXXXXX")

@@ -33,4 +33,4 @@ pub mod workload;
 pub use boot_info::{BootInfo, SelfTest};
 
 /// Version of every layout in this crate. Bumped on any incompatible change.
-pub const ABI_VERSION: u32 = 12;
+pub const ABI_VERSION: u32 = 13;
