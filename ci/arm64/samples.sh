@@ -18,6 +18,7 @@ arm=$(realpath "$2")
 out=$3
 root=$(cd "$(dirname "$0")/../.." && pwd)
 samples=$root/target/images/wasm32-wasip1/release
+components=$root/target/images/wasm32-wasip2/release
 modules=$root/cli/tests/modules
 
 # The file samples' fixture (as cli/tests/common.rs's, without the absolute symlink, whose
@@ -73,6 +74,7 @@ while IFS='|' read -r id module flags args stdin; do
     case $id in '' | '#'*) continue ;; esac
     case $module in
         *.wat) src=$modules/$module ;;
+        p2:*) src=$components/${module#p2:}.wasm ;;
         *) src=$samples/$module.wasm ;;
     esac
     [ -f "$src" ] || { echo "$0: $src is missing (images/build.sh builds the samples)" >&2; exit 1; }

@@ -23,5 +23,17 @@ use self::x86_64::{pte, system_mappings, vcpu_system_mappings, write_system_tabl
 
 pub use space::{AddressSpace, AddressSpaceError, WorkloadSpace};
 
+/// Where a vCPU starts: its index, the guest's entry point, its stack and its address space.
+#[derive(Clone, Copy, Debug)]
+pub struct VcpuEntry {
+    pub index: u32,
+    pub entry: u64,
+    pub stack_top: u64,
+    /// The root of its address space (`CR3`, `TTBR0_EL1`).
+    pub root: u64,
+    /// How many runs the vCPU started before this one.
+    pub starts: u64,
+}
+
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 compile_error!("wasmcell's VMM supports x86_64 and aarch64 hosts");

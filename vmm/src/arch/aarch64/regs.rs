@@ -8,6 +8,7 @@
 //! `KVM_ARM_VCPU_INIT` again resets every register KVM keeps for it (general, FP/SIMD, system
 //! and debug registers, timers) to its reset value, then the entry state is written whole.
 
+use super::super::VcpuEntry;
 use super::vectors::{ENTRY_OFFSET, SPSR_EL0_MASKED};
 use crate::memory::GuestMemory;
 use kvm_bindings::{kvm_regs, kvm_vcpu_init, user_pt_regs, KVM_REG_ARM64, KVM_REG_ARM_CORE, KVM_REG_SIZE_U64};
@@ -143,18 +144,6 @@ pub fn create_vcpu(
     vm.get_preferred_target(&mut init).map_err(VcpuSetupError::PreferredTarget)?;
     vcpu.vcpu_init(&init).map_err(VcpuSetupError::Init)?;
     Ok((vcpu, capture.then_some(VcpuPristine { init })))
-}
-
-/// Where a vCPU starts: its index, the guest's entry point, its stack and its address space.
-#[derive(Clone, Copy, Debug)]
-pub struct VcpuEntry {
-    pub index: u32,
-    pub entry: u64,
-    pub stack_top: u64,
-    /// The root of its address space (`TTBR0_EL1`).
-    pub root: u64,
-    /// How many runs the vCPU started before this one.
-    pub starts: u64,
 }
 
 /// Puts vCPU `index` in the start stub, which enters `entry` at EL0 with `x0` = the boot info,

@@ -10,9 +10,7 @@ pub(super) mod pte;
 mod regs;
 
 pub use fault::{fault_name, fault_outcome, guest_exit_outcome, reported_fault_outcome, shutdown_outcome};
-pub use regs::{
-    clock_sample, configure_vcpu, counter_khz, create_vcpu, guest_phys_bits, VcpuEntry, VcpuPristine, VcpuSetupError,
-};
+pub use regs::{clock_sample, configure_vcpu, counter_khz, create_vcpu, guest_phys_bits, VcpuPristine, VcpuSetupError};
 
 use super::paging::{Mapping, PageFlags};
 use crate::memory::GuestMemory;

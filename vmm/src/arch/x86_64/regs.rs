@@ -10,6 +10,7 @@
 //! CPL 0 through a bug could otherwise leave a `LSTAR`, a `PAT` or a hardware breakpoint for the
 //! next one.
 
+use super::super::VcpuEntry;
 use super::cpuid;
 use super::descriptors::{
     self, tss_address, GDT_ENTRIES, IDT_BYTES, TSS_LIMIT, TSS_SELECTOR, USER_CODE_SELECTOR, USER_DATA_SELECTOR,
@@ -237,18 +238,6 @@ fn reset(vcpu: &VcpuFd, pristine: &VcpuPristine) -> Result<(), VcpuSetupError> {
     let events =
         kvm_vcpu_events { flags: KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SHADOW, ..pristine.events };
     vcpu.set_vcpu_events(&events).map_err(VcpuSetupError::ResetState)
-}
-
-/// Where a vCPU starts: its index, the guest's entry point, its stack and its address space.
-#[derive(Clone, Copy, Debug)]
-pub struct VcpuEntry {
-    pub index: u32,
-    pub entry: u64,
-    pub stack_top: u64,
-    /// The root of its address space (`CR3`).
-    pub root: u64,
-    /// How many runs the vCPU started before this one.
-    pub starts: u64,
 }
 
 /// Puts vCPU `index` at `entry` in 64-bit CPL 3 with `RDI` = the boot info, `RSI` = its info,
