@@ -11,7 +11,9 @@
 use super::super::VcpuEntry;
 use super::vectors::{ENTRY_OFFSET, SPSR_EL0_MASKED};
 use crate::memory::GuestMemory;
-use kvm_bindings::{kvm_regs, kvm_vcpu_init, user_pt_regs, KVM_REG_ARM64, KVM_REG_ARM_CORE, KVM_REG_SIZE_U64};
+use kvm_bindings::{
+    kvm_regs, kvm_vcpu_init, user_pt_regs, KVM_REG_ARM64, KVM_REG_ARM64_SYSREG, KVM_REG_ARM_CORE, KVM_REG_SIZE_U64,
+};
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use std::mem::offset_of;
 use wasmcell_abi::memory_map as map;
@@ -74,12 +76,12 @@ const CNTKCTL_EL1: u64 = 1 << 1;
 const PSTATE_EL1H_MASKED: u64 = 0x3c5;
 
 /// A system register's `KVM_{GET,SET}_ONE_REG` id from its encoding.
-pub(super) const fn system_register(op0: u64, op1: u64, crn: u64, crm: u64, op2: u64) -> u64 {
-    KVM_REG_ARM64 | KVM_REG_SIZE_U64 | 0x0013 << 16 | op0 << 14 | op1 << 11 | crn << 7 | crm << 3 | op2
+const fn system_register(op0: u64, op1: u64, crn: u64, crm: u64, op2: u64) -> u64 {
+    KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM64_SYSREG as u64 | op0 << 14 | op1 << 11 | crn << 7 | crm << 3 | op2
 }
 
 /// A core register's id from its offset in `struct kvm_regs`.
-pub(super) const fn core_register(offset: usize) -> u64 {
+const fn core_register(offset: usize) -> u64 {
     KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE as u64 | (offset / 4) as u64
 }
 
@@ -87,24 +89,24 @@ const fn general_register(n: usize) -> u64 {
     core_register(offset_of!(kvm_regs, regs) + offset_of!(user_pt_regs, regs) + n * 8)
 }
 
-pub(super) const SCTLR: u64 = system_register(3, 0, 1, 0, 0);
-pub(super) const CPACR: u64 = system_register(3, 0, 1, 0, 2);
-pub(super) const TTBR0: u64 = system_register(3, 0, 2, 0, 0);
-pub(super) const TCR: u64 = system_register(3, 0, 2, 0, 2);
+const SCTLR: u64 = system_register(3, 0, 1, 0, 0);
+const CPACR: u64 = system_register(3, 0, 1, 0, 2);
+const TTBR0: u64 = system_register(3, 0, 2, 0, 0);
+const TCR: u64 = system_register(3, 0, 2, 0, 2);
 pub(super) const ESR: u64 = system_register(3, 0, 5, 2, 0);
 pub(super) const FAR: u64 = system_register(3, 0, 6, 0, 0);
-pub(super) const MAIR: u64 = system_register(3, 0, 10, 2, 0);
-pub(super) const VBAR: u64 = system_register(3, 0, 12, 0, 0);
-pub(super) const TPIDR_EL1: u64 = system_register(3, 0, 13, 0, 4);
-pub(super) const TPIDRRO_EL0: u64 = system_register(3, 3, 13, 0, 3);
-pub(super) const CNTKCTL: u64 = system_register(3, 0, 14, 1, 0);
+const MAIR: u64 = system_register(3, 0, 10, 2, 0);
+const VBAR: u64 = system_register(3, 0, 12, 0, 0);
+const TPIDR_EL1: u64 = system_register(3, 0, 13, 0, 4);
+const TPIDRRO_EL0: u64 = system_register(3, 3, 13, 0, 3);
+const CNTKCTL: u64 = system_register(3, 0, 14, 1, 0);
 /// KVM's id for the virtual counter (`CNTVCT_EL0`; KVM's encoding, not the architecture's).
-pub(super) const TIMER_CNT: u64 = system_register(3, 3, 14, 3, 2);
-pub(super) const SP_EL0: u64 = core_register(offset_of!(kvm_regs, regs) + offset_of!(user_pt_regs, sp));
+const TIMER_CNT: u64 = system_register(3, 3, 14, 3, 2);
+const SP_EL0: u64 = core_register(offset_of!(kvm_regs, regs) + offset_of!(user_pt_regs, sp));
 pub(super) const PC: u64 = core_register(offset_of!(kvm_regs, regs) + offset_of!(user_pt_regs, pc));
-pub(super) const PSTATE: u64 = core_register(offset_of!(kvm_regs, regs) + offset_of!(user_pt_regs, pstate));
+const PSTATE: u64 = core_register(offset_of!(kvm_regs, regs) + offset_of!(user_pt_regs, pstate));
 pub(super) const ELR_EL1: u64 = core_register(offset_of!(kvm_regs, elr_el1));
-pub(super) const SPSR_EL1: u64 = core_register(offset_of!(kvm_regs, spsr));
+const SPSR_EL1: u64 = core_register(offset_of!(kvm_regs, spsr));
 
 /// Reads a 64-bit register; 0 if KVM will not say.
 pub(super) fn read(vcpu: &VcpuFd, id: u64) -> u64 {
