@@ -18,7 +18,7 @@ cargo clippy --release --locked --all-targets -- -D warnings
 (cd guest/kernel && cargo clippy --release --locked --target-dir ../../target/guest -- -D warnings)
 # The aarch64 side of the VMM and the guest (the arm64 stage below runs them).
 cargo clippy --release --locked --target aarch64-unknown-linux-gnu -p wasmcell-vmm -p wasmcell-jail -p wasmcell-abi --all-targets -- -D warnings
-(cd guest/kernel && cargo clippy --release --locked --target aarch64-unknown-none --bin wasmcell-guest --target-dir ../../target/guest -- -D warnings)
+(cd guest/kernel && cargo clippy --release --locked --target aarch64-unknown-none --target-dir ../../target/guest -- -D warnings)
 (cd images && cargo clippy --release --locked --target wasm32-wasip1 --features preview1-only --target-dir ../target/images -- -D warnings)
 (cd images && cargo clippy --release --locked --target wasm32-wasip2 --features preview2-only --target-dir ../target/images -- -D warnings)
 

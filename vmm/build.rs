@@ -60,10 +60,6 @@ fn build_guest(guest_dir: &Path, manifest_dir: &Path) -> PathBuf {
     let mut cmd = Command::new(cargo);
     // The guest's .cargo/config.toml (target, rustflags) is found from the working directory.
     cmd.current_dir(guest_dir).args(["build", "--release", "--target", target]).arg("--target-dir").arg(&target_dir);
-    // The attacker's image is x86-64 code so far: on aarch64 only the guest itself is built.
-    if target != "x86_64-unknown-none" {
-        cmd.args(["--bin", "wasmcell-guest"]);
-    }
     // Nothing of the host build's configuration may leak into the guest's.
     for (key, _) in env::vars_os() {
         let key = key.to_string_lossy();

@@ -2,7 +2,9 @@
 # The emulated-arm64 stage of ci/test.sh: the aarch64 VMM and guest, cross-built on this x86-64
 # machine, run on real (nested) KVM inside an emulated arm64 Linux VM (ci/arm64/run-in-vm.sh):
 #   1. the VMM's unit tests and its KVM tests (every way a guest ends: selftests.rs; a run's
-#      lifecycle: lifecycle.rs) — the guest boots, exits, panics, faults and times out;
+#      lifecycle: lifecycle.rs) — the guest boots, exits, panics, faults and times out — and the
+#      attacker's guest (hostile.rs, hostile_flood.rs: page tables, other vCPUs, device rings and
+#      buffers, map-memory abuse, EL1 instructions and registers, undecodable MMIO, floods);
 #   2. a pod: two workloads side by side in one VM, a third on the first's vCPU once it ended
 #      (vmm/examples/pod.rs);
 #   3. `wasmcell run` of the preview-1 samples and hand-written modules of ci/arm64/cases.txt,
@@ -23,8 +25,8 @@ trap 'rm -rf "$payload"' EXIT
 
 echo "ci/arm64/test.sh: cross-building the VMM's tests and wasmcell for $target"
 tests=$(cargo test --release --locked -p wasmcell-vmm --target "$target" --no-run 2>&1 |
-    sed -n 's/^ *Executable \(unittests src\/lib.rs\|tests\/\(selftests\|lifecycle\).rs\) (\(.*\))$/\3/p')
-[ "$(echo "$tests" | wc -l)" -eq 3 ] || { echo "ci/arm64/test.sh: expected 3 VMM test binaries, got: $tests" >&2; exit 1; }
+    sed -n 's/^ *Executable \(unittests src\/lib.rs\|tests\/\(selftests\|lifecycle\|hostile\|hostile_flood\).rs\) (\(.*\))$/\3/p')
+[ "$(echo "$tests" | wc -l)" -eq 5 ] || { echo "ci/arm64/test.sh: expected 5 VMM test binaries, got: $tests" >&2; exit 1; }
 cargo build --release --locked -p wasmcell-vmm --target "$target" --example pod
 cargo build --release --locked -p wasmcell --target "$target"
 # The x86-64 side of the comparison, and the samples.
@@ -36,6 +38,9 @@ for test in $tests; do
     cp "$test" "$payload/vmm/$(basename "$test" | sed 's/-[0-9a-f]*$//')"
 done
 cp "target/$target/release/examples/pod" "$payload/vmm/pod"
+# The attacker's image, built beside the arm64 guest by vmm/build.rs (the tests find it through
+# WASMCELL_HOSTILE_GUEST in the VM).
+cp target/guest/aarch64-unknown-none/release/wasmcell-hostile "$payload/vmm/wasmcell-hostile"
 ci/arm64/samples.sh target/release/wasmcell "target/$target/release/wasmcell" "$payload/samples"
 cat >"$payload/run.sh" <<'SCRIPT'
 #!/bin/sh
@@ -44,6 +49,10 @@ echo "== arm64: the VMM's KVM tests"
 ./vmm/selftests --test-threads 1
 ./vmm/lifecycle
 ./vmm/wasmcell_vmm --test-threads 1 -q
+echo "== arm64: the attacker's guest"
+export WASMCELL_HOSTILE_GUEST=$PWD/vmm/wasmcell-hostile
+./vmm/hostile --test-threads 1
+./vmm/hostile_flood
 echo "== arm64: a pod: sleep and hello side by side, then hello on hello's vCPU, reset"
 ./vmm/pod samples/cases/sleep.cwasm 1500 -- samples/cases/hello.cwasm -- --then samples/cases/hello.cwasm     >/tmp/pod.out || { cat /tmp/pod.out; echo "FAILED: a workload of the pod did not exit 0"; exit 1; }
 cat /tmp/pod.out

@@ -1,9 +1,8 @@
-//! The VMM against a guest that plays the attacker (real KVM): native code at CPL 3 in a
-//! workload, as a tenant who broke out of Wasm would have. Every attack must end the attacker's
-//! workload with a clear outcome — a fault the page tables raised, a device error — and leave
-//! the pod's other workloads, its kernel and the host untouched.
-// The attacker's image is x86-64 code so far (built only there: vmm/build.rs).
-#![cfg(target_arch = "x86_64")]
+//! The VMM against a guest that plays the attacker (real KVM): native code at CPL 3 (EL0 on
+//! aarch64) in a workload, as a tenant who broke out of Wasm would have. Every attack must end
+//! the attacker's workload with a clear outcome — a fault the page tables raised, a device error
+//! — and leave the pod's other workloads, its kernel and the host untouched. The same attacks on
+//! both architectures; each also has its own instructions the workload's mode must not use.
 
 mod common;
 
@@ -23,11 +22,34 @@ fn hex(value: u64) -> String {
     format!("{value:#x}")
 }
 
-fn assert_page_fault(outcome: Outcome, addr: u64, what: &str) {
+/// What a forbidden access raises, and the pages only the kernel's mode may touch.
+#[cfg(target_arch = "x86_64")]
+mod fault {
+    use wasmcell_abi::memory_map as map;
+    /// A page fault, for loads, stores and instruction fetches alike.
+    pub const MEMORY: u8 = 14;
+    pub const FETCH: u8 = 14;
+    pub const SYSTEM_PAGES: [(u64, &str); 3] =
+        [(map::GDT, "the GDT"), (map::IDT, "the IDT"), (map::EXCEPTION_STUBS, "the exception stubs")];
+}
+#[cfg(target_arch = "aarch64")]
+mod fault {
+    use wasmcell_abi::memory_map as map;
+    /// A data abort and an instruction abort from EL0.
+    pub const MEMORY: u8 = 0x24;
+    pub const FETCH: u8 = 0x20;
+    pub const SYSTEM_PAGES: [(u64, &str); 1] = [(map::EXCEPTION_STUBS, "the EL1 vectors")];
+}
+
+fn assert_fault(outcome: Outcome, vector: u8, addr: u64, what: &str) {
     match outcome {
-        Outcome::GuestFault { vector: 14, cr2, .. } if cr2 == addr => {}
-        other => panic!("{what} at {addr:#x}: expected a page fault there, got {other:?}"),
+        Outcome::GuestFault { vector: v, cr2, .. } if v == vector && cr2 == addr => {}
+        other => panic!("{what} at {addr:#x}: expected fault {vector:#x} there, got {other:?}"),
     }
+}
+
+fn assert_page_fault(outcome: Outcome, addr: u64, what: &str) {
+    assert_fault(outcome, fault::MEMORY, addr, what);
 }
 
 #[test]
@@ -44,16 +66,21 @@ fn other_vcpus_the_kernel_and_the_system_pages_are_out_of_reach() {
         (map::vcpu_area(0) + map::VCPU_BLOCK, "the neighbour's (and boot vCPU's) block"),
         (map::vcpu_area(5) + map::VCPU_BLOCK, "another vCPU's block"),
         (map::PAGE_TABLES, "the page tables"),
-        (map::GDT, "the GDT"),
-        (map::IDT, "the IDT"),
-        (map::EXCEPTION_STUBS, "the exception stubs"),
         (map::BOOT_INFO, "the boot info"),
         (map::IMAGE_START, "the kernel's code"),
         (window_base(0) + 0x10_0000, "the neighbour's window"),
         (mmio_base(0), "the neighbour's console"),
     ];
-    for (addr, what) in writes {
+    for (addr, what) in writes.into_iter().chain(fault::SYSTEM_PAGES) {
         assert_page_fault(outcome(&vm, &["write", &hex(addr)]), addr, what);
+    }
+    // Code runs only from the image's code pages: not from the system pages, nor from pages it
+    // may read (its own vCPU info, the boot info).
+    for (addr, what) in fault::SYSTEM_PAGES
+        .into_iter()
+        .chain([(map::vcpu_area(1) + map::VCPU_INFO, "its own vCPU info"), (map::BOOT_INFO, "the boot info")])
+    {
+        assert_fault(outcome(&vm, &["jump", &hex(addr)]), fault::FETCH, addr, what);
     }
     for (addr, what) in [
         (map::vcpu_area(0) + map::VCPU_INFO, "the neighbour's vCPU info (its random seed)"),
@@ -62,7 +89,7 @@ fn other_vcpus_the_kernel_and_the_system_pages_are_out_of_reach() {
         assert_page_fault(outcome(&vm, &["read", &hex(addr)]), addr, what);
     }
     match outcome(&vm, &["write-kernel-heap"]) {
-        Outcome::GuestFault { vector: 14, .. } => {}
+        Outcome::GuestFault { vector: fault::MEMORY, .. } => {}
         other => panic!("the kernel heap: expected a page fault, got {other:?}"),
     }
 
@@ -72,6 +99,7 @@ fn other_vcpus_the_kernel_and_the_system_pages_are_out_of_reach() {
     assert_eq!(neighbour_out.len(), 0x10);
 }
 
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn privileged_instructions_fault_in_a_workload() {
     let vm = pod();
@@ -103,6 +131,65 @@ fn each_workload_has_its_own_copy_of_the_kernels_data() {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn el1_instructions_registers_and_undecodable_mmio_end_a_workload() {
+    const UNDEFINED: u8 = 0x00;
+    const WFI_WFE: u8 = 0x01;
+    const SVC: u8 = 0x15;
+    const SYSTEM_REGISTER: u8 = 0x18;
+    const BRK: u8 = 0x3c;
+    let vm = pod();
+    let tables = hex(map::PAGE_TABLES);
+    let attacks: [(&[&str], u8); 17] = [
+        // The address space, the vectors, and the registers the vectors trust: EL1's alone.
+        (&["msr-ttbr0", "0"], UNDEFINED),
+        (&["msr-vbar", "0"], UNDEFINED),
+        (&["msr-tpidrro", "0"], UNDEFINED),
+        (&["mrs-tpidr-el1"], UNDEFINED),
+        // Unmasking interrupts (no UMA) and the physical timer (no EL0PTEN) trap to EL1.
+        (&["daif"], SYSTEM_REGISTER),
+        (&["cntp"], SYSTEM_REGISTER),
+        // A system call reaches only the VMM's vectors, which send it back as a fault.
+        (&["svc"], SVC),
+        (&["hvc"], UNDEFINED),
+        (&["smc"], UNDEFINED),
+        (&["eret"], UNDEFINED),
+        (&["brk"], BRK),
+        // Idling: trapped to EL1 (nTWI, nTWE clear), never a core parked by a tenant.
+        (&["wfi"], WFI_WFE),
+        (&["ic-iallu"], UNDEFINED),
+        (&["tlbi"], UNDEFINED),
+        (&["at", &tables], UNDEFINED),
+        (&["dc-ivac", &tables], UNDEFINED),
+        // Zeroing a block (DZE), aimed at the page tables: an abort.
+        (&["dc-zva", &tables], fault::MEMORY),
+    ];
+    for (attack, class) in attacks {
+        match outcome(&vm, attack) {
+            Outcome::GuestFault { vector, .. } if vector == class => {}
+            other => panic!("{attack:?}: expected exception class {class:#x}, got {other:?}"),
+        }
+    }
+    // Clean and invalidate (UCI) loses and shows nothing: an abort on hardware (the page tables
+    // are not the workload's to read), a no-op under QEMU.
+    match outcome(&vm, &["dc-civac", &tables]) {
+        Outcome::GuestFault { vector: fault::MEMORY, .. } | Outcome::Exited(0) => {}
+        other => panic!("dc civac: {other:?}"),
+    }
+    // `wfe` traps on hardware; QEMU treats it as a yield, so the workload goes on there.
+    match outcome(&vm, &["wfe"]) {
+        Outcome::GuestFault { vector: WFI_WFE, .. } | Outcome::Exited(0) => {}
+        other => panic!("wfe: {other:?}"),
+    }
+    // MMIO stores without a syndrome KVM can decode end the workload, not the VMM.
+    for attack in [&["stp-control"][..], &["str-writeback", &hex(mmio_base(0) + 0x70 - 4)]] {
+        assert_device_error(outcome(&vm, attack), "cannot decode", &format!("{attack:?}"));
+    }
+    assert_eq!(outcome(&vm, &["exit", "4"]), Outcome::Exited(4), "the pod still runs workloads");
+}
+
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn the_guest_cpuid_is_the_template_or_the_hosts_own() {
     let vm = pod();

@@ -1,5 +1,6 @@
 //! Just enough of a virtio-mmio console driver to aim it anywhere: rings and buffers at
-//! addresses the attack picks, written with plain volatile loads and stores.
+//! addresses the attack picks: rings written with plain volatile stores, registers with the
+//! architecture's MMIO store (`arch::mmio_write32`).
 
 use wasmcell_abi::devices::console::{BATCH_REGISTER, CONTROL_TRANSMITQ, STDOUT_TRANSMITQ};
 
@@ -49,9 +50,7 @@ impl Device {
     }
 
     fn write(&mut self, offset: usize, value: u32) {
-        // SAFETY: the console's register page is mapped (uncached) in this vCPU's address space;
-        // each access is one MMIO exit.
-        unsafe { self.registers.byte_add(offset).write_volatile(value) }
+        crate::arch::mmio_write32(self.registers.wrapping_byte_add(offset), value);
     }
 
     fn write_address(&mut self, offset: usize, addr: u64) {

@@ -1,5 +1,5 @@
 //! A test-only guest image that plays the attacker: what a tenant who broke out of Wasm has is
-//! native code at CPL 3 in the guest, with the workload's own vCPU, window and console. The
+//! native code at CPL 3 (EL0 on aarch64) in the guest, with the workload's own vCPU, window and console. The
 //! VMM's hostile-guest tests (`vmm/tests/hostile*.rs`) boot it in place of the real guest and
 //! name the attack in the workload's arguments; each attack ends with what the VMM makes of it
 //! (a fault, a device error, an exit code) and the test checks that it is the safe one.
@@ -10,8 +10,15 @@
 //!
 //! Attacks (`argv[1]`, numbers in hex):
 //! - `write ADDR` / `read ADDR`: one 8-byte store or load.
+//! - `jump ADDR`: an instruction fetch at ADDR.
 //! - `write-kernel-heap`: a store to the kernel heap the boot info names (the boot vCPU's).
-//! - `wrmsr`, `mov-dr`, `cli`: privileged instructions.
+//! - instructions the workload's mode must not be able to use, each architecture's own
+//!   (`arch/`): x86-64 `wrmsr`, `mov-dr`, `cli`, `cpuid-max` (exit with the highest basic CPUID
+//!   leaf, low 8 bits), `cpuid-kvm` (exit 1 if CPUID shows KVM's paravirtual signature);
+//!   aarch64 system-register writes and reads (`msr-ttbr0 VALUE`, `msr-vbar VALUE`,
+//!   `msr-tpidrro VALUE`, `mrs-tpidr-el1`, `daif`, `cntp`), `svc`, `hvc`, `smc`, `eret`, `brk`,
+//!   `wfi`, `wfe`, maintenance (`ic-iallu`, `tlbi`, `at ADDR`, `dc-zva ADDR`, `dc-ivac ADDR`, `dc-civac ADDR`)
+//!   and MMIO stores KVM cannot decode (`stp-control`, `str-writeback ADDR`).
 //! - `ring QUEUE desc|avail|used ADDR`: set up console queue QUEUE with one ring at ADDR.
 //! - `buffer ADDR LEN`: send one stdout buffer at ADDR of LEN bytes.
 //! - `device-ready COUNT`: send COUNT DEVICE_READY control messages, never posting a buffer
@@ -20,8 +27,6 @@
 //!   the heap), then wait forever for them to come back.
 //! - `data`: exit with the value of a static in the image's writable data, after setting it
 //!   to 99 (every workload must see its own, fresh copy: 7).
-//! - `cpuid-kvm`: exit 1 if CPUID shows KVM's paravirtual signature, else 0.
-//! - `cpuid-max`: exit with the highest basic CPUID leaf (low 8 bits).
 //! - `map-heap VIRT LEN OFFSET`: ask the VMM to map LEN bytes at VIRT to the heap's pages from
 //!   OFFSET on; if it does, store through VIRT and exit 0 if the store shows in the heap.
 //! - `map-twice VIRT LEN`: map the heap's first LEN bytes at VIRT twice.
@@ -30,17 +35,21 @@
 //!   `boot-heap` (the kernel heap).
 //! - `exit CODE`: exit with CODE.
 //!
-//! A fault the CPL 0 stubs send back to `_start` (`RDI` below 32) is reported with
-//! FAULT_REPORT as the real guest reports one that is no Wasm trap.
+//! A fault the CPL 0 stubs or the EL1 vectors send back to `_start` (a first argument below
+//! `arch::FAULT_LIMIT`) is reported with FAULT_REPORT as the real guest reports one that is no
+//! Wasm trap.
 #![no_std]
 #![no_main]
 
+#[cfg_attr(target_arch = "x86_64", path = "arch/x86_64.rs")]
+#[cfg_attr(target_arch = "aarch64", path = "arch/aarch64.rs")]
+mod arch;
 mod console;
 
-use core::arch::asm;
+use arch::{control, load, store};
 use core::sync::atomic::{AtomicU32, Ordering};
 use wasmcell_abi::boot_info::POD;
-use wasmcell_abi::control::{self as reg, FaultReport, MapRequest, BOOT_DONE_MAGIC, X86_PORT_BASE};
+use wasmcell_abi::control::{self as reg, FaultReport, MapRequest, BOOT_DONE_MAGIC};
 use wasmcell_abi::memory_map::{PAGE_SIZE, PAGE_TABLES};
 use wasmcell_abi::vcpu::VcpuInfo;
 use wasmcell_abi::workload::Workload;
@@ -55,12 +64,13 @@ const BAD_ARGUMENTS: u32 = 64;
 static DATA: AtomicU32 = AtomicU32::new(7);
 
 /// # Safety
-/// Entered by the VMM only, as the real guest is (`wasmcell_abi`); or by a CPL 0 stub for a
-/// fault, with the vector, RIP, CR2 and error code in the argument registers.
+/// Entered by the VMM only, as the real guest is (`wasmcell_abi`); or by a CPL 0 stub or an EL1
+/// vector for a fault, with the vector (exception class), faulting instruction, fault address
+/// and error code (syndrome) in the argument registers.
 #[no_mangle]
-pub unsafe extern "sysv64" fn _start(boot_info: *const BootInfo, vcpu: *const VcpuInfo, cr2: u64, error: u64) -> ! {
-    if (boot_info as u64) < 32 {
-        let report = FaultReport { vector: boot_info as u64, error_code: error, rip: vcpu as u64, cr2 };
+pub unsafe extern "C" fn _start(boot_info: *const BootInfo, vcpu: *const VcpuInfo, addr: u64, error: u64) -> ! {
+    if (boot_info as u64) < arch::FAULT_LIMIT {
+        let report = FaultReport { vector: boot_info as u64, error_code: error, rip: vcpu as u64, cr2: addr };
         put(&report.to_bytes());
         control(reg::FAULT_REPORT, 0);
         exit(BREACH);
@@ -85,39 +95,16 @@ pub unsafe extern "sysv64" fn _start(boot_info: *const BootInfo, vcpu: *const Vc
     control(reg::BOOT_DONE, BOOT_DONE_MAGIC);
     match name {
         b"write" => {
-            let addr = number();
-            // SAFETY: the attack: a store the page tables must refuse (the VM stops on the fault).
-            unsafe { asm!("mov qword ptr [{}], {}", in(reg) addr, in(reg) 0x4141_4141u64, options(nostack)) };
+            store(number(), 0x4141_4141);
             exit(BREACH)
         }
         b"write-kernel-heap" => {
-            // SAFETY: the attack: the boot vCPU's heap must not be mapped in a workload's space.
-            unsafe { asm!("mov qword ptr [{}], {}", in(reg) boot.heap_start, in(reg) 0x4141u64, options(nostack)) };
+            // The boot vCPU's heap must not be mapped in a workload's space.
+            store(boot.heap_start, 0x4141);
             exit(BREACH)
         }
-        b"read" => {
-            let addr = number();
-            let value: u64;
-            // SAFETY: the attack: a load the page tables must refuse.
-            unsafe { asm!("mov {}, qword ptr [{}]", out(reg) value, in(reg) addr, options(nostack, readonly)) };
-            exit(BREACH ^ (value as u32 & 1))
-        }
-        b"wrmsr" => {
-            // SAFETY: the attack: IA32_LSTAR from CPL 3 must raise #GP.
-            unsafe { asm!("wrmsr", in("ecx") 0xc000_0082u32, in("eax") 0x4141u32, in("edx") 0u32, options(nostack)) };
-            exit(BREACH)
-        }
-        b"mov-dr" => {
-            // SAFETY: the attack: a hardware breakpoint from CPL 3 must raise #GP.
-            unsafe { asm!("mov dr0, {}", in(reg) 0x40_0000u64, options(nostack)) };
-            exit(BREACH)
-        }
-        b"cli" => {
-            // SAFETY: the attack: with IOPL 3, `cli` is allowed in CPL 3; interrupts are off
-            // anyway, so it changes nothing — the VM must simply go on.
-            unsafe { asm!("cli", options(nostack)) };
-            exit(0)
-        }
+        b"read" => exit(BREACH ^ (load(number()) as u32 & 1)),
+        b"jump" => arch::jump(number()),
         b"ring" => {
             let (queue, which, addr) = (hex(rest[0]).unwrap_or(0) as u32, rest[1], hex(rest[2]).unwrap_or(0));
             let mut device = console::Device::new(vcpu.console_mmio, vcpu.heap_start);
@@ -164,12 +151,6 @@ pub unsafe extern "sysv64" fn _start(boot_info: *const BootInfo, vcpu: *const Vc
             }
         }
         b"data" => exit(DATA.swap(99, Ordering::Relaxed)),
-        b"cpuid-max" => exit(core::arch::x86_64::__cpuid(0).eax & 0xff),
-        b"cpuid-kvm" => {
-            let leaf = core::arch::x86_64::__cpuid(0x4000_0000);
-            let kvm = [leaf.ebx, leaf.ecx, leaf.edx] == [0x4b4d_564b, 0x564b_4d56, 0x4d];
-            exit(u32::from(kvm))
-        }
         b"map-heap" => {
             let (virt, len, offset) = (number(), number(), number());
             map(virt, len, vcpu.heap_start.wrapping_add(offset));
@@ -198,7 +179,7 @@ pub unsafe extern "sysv64" fn _start(boot_info: *const BootInfo, vcpu: *const Vc
             exit(BREACH)
         }
         b"exit" => exit(number() as u32),
-        _ => exit(BAD_ARGUMENTS),
+        other => exit(arch::instruction(other, number()).unwrap_or(BAD_ARGUMENTS)),
     }
 }
 
@@ -213,10 +194,7 @@ fn hex(text: &[u8]) -> Option<u64> {
 
 /// Places `bytes` at the start of the vCPU block's message buffer.
 fn put(bytes: &[u8]) {
-    let block: u64;
-    // SAFETY: a GS-relative load of the block's own address, which the VMM writes there.
-    unsafe { asm!("mov {}, gs:[0]", out(reg) block, options(nostack, readonly)) };
-    let message = block + core::mem::offset_of!(wasmcell_abi::vcpu::VcpuBlock, message) as u64;
+    let message = arch::vcpu_block() + core::mem::offset_of!(wasmcell_abi::vcpu::VcpuBlock, message) as u64;
     // SAFETY: the block is mapped read-write for this vCPU; the bytes fit its message buffer.
     unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), message as *mut u8, bytes.len()) };
 }
@@ -225,12 +203,6 @@ fn put(bytes: &[u8]) {
 fn map(virt: u64, len: u64, phys: u64) {
     put(&MapRequest { virt, len, phys }.to_bytes());
     control(reg::MAP_MEMORY, 0);
-}
-
-/// Writes a control-device register.
-fn control(register: u16, value: u32) {
-    // SAFETY: an `out` to the control device (IOPL 3 and the TSS bitmap allow it).
-    unsafe { asm!("out dx, eax", in("dx") X86_PORT_BASE + register, in("eax") value, options(nostack)) }
 }
 
 fn exit(code: u32) -> ! {
