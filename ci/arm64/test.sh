@@ -7,8 +7,9 @@
 #      buffers, map-memory abuse, EL1 instructions and registers, undecodable MMIO, floods);
 #   2. a pod: two workloads side by side in one VM, a third on the first's vCPU once it ended
 #      (vmm/examples/pod.rs);
-#   3. `wasmcell run` of the preview-1 samples and hand-written modules of ci/arm64/cases.txt,
-#      each compared with what x86-64's `wasmcell run` answers (ci/arm64/samples.sh).
+#   3. `wasmcell run` of the samples and hand-written modules of ci/arm64/cases.txt and the
+#      client/server pairs of ci/arm64/pairs.txt, each compared with what x86-64's
+#      `wasmcell run` answers (ci/arm64/samples.sh).
 # One VM boot runs both. Static aarch64 binaries (glibc, `crt-static`), so the VM needs no
 # libraries. Bounded by ARM64_STAGE_TIMEOUT seconds of VM time (default 1200).
 set -euo pipefail
