@@ -29,7 +29,9 @@ tests=$(cargo test --release --locked -p wasmcell-vmm --target "$target" --no-ru
     sed -n 's/^ *Executable \(unittests src\/lib.rs\|tests\/\(selftests\|lifecycle\|hostile\|hostile_flood\).rs\) (\(.*\))$/\3/p')
 [ "$(echo "$tests" | wc -l)" -eq 5 ] || { echo "ci/arm64/test.sh: expected 5 VMM test binaries, got: $tests" >&2; exit 1; }
 cargo build --release --locked -p wasmcell-vmm --target "$target" --example pod
-cargo build --release --locked -p wasmcell --target "$target"
+# The CLI and the containerd shim (its binary and the pod VMM it spawns) in one build, so that
+# they share one aarch64 wasmtime and Cranelift.
+cargo build --release --locked -p wasmcell -p wasmcell-shim --target "$target"
 # The x86-64 side of the comparison, and the samples.
 cargo build --release --locked -p wasmcell
 images/build.sh >/dev/null
@@ -39,6 +41,7 @@ for test in $tests; do
     cp "$test" "$payload/vmm/$(basename "$test" | sed 's/-[0-9a-f]*$//')"
 done
 cp "target/$target/release/examples/pod" "$payload/vmm/pod"
+cp "target/$target/release/containerd-shim-wasmcell-v1" "target/$target/release/wasmcell-vmm" "$payload/vmm/"
 # The attacker's image, built beside the arm64 guest by vmm/build.rs (the tests find it through
 # WASMCELL_HOSTILE_GUEST in the VM).
 cp target/guest/aarch64-unknown-none/release/wasmcell-hostile "$payload/vmm/wasmcell-hostile"
@@ -64,6 +67,16 @@ if [ "$(head -n 3 /tmp/pod.out)" != "$expected" ]; then
     echo "FAILED: the pod's workloads did not run side by side (expected both hellos before the sleep ended)"
     exit 1
 fi
+echo "== arm64: the containerd shim's binaries start (containerd itself does not run here)"
+status=0
+./vmm/containerd-shim-wasmcell-v1 >/tmp/shim.out 2>&1 || status=$?
+grep -q "Shim namespace cannot be empty" /tmp/shim.out && [ "$status" = 1 ] ||
+    { cat /tmp/shim.out; echo "FAILED: the shim did not start and refuse a missing namespace"; exit 1; }
+status=0
+./vmm/wasmcell-vmm /nonexistent/plan >/tmp/vmm.out 2>&1 || status=$?
+grep -q "cannot read the plan /nonexistent/plan" /tmp/vmm.out && [ "$status" != 0 ] ||
+    { cat /tmp/vmm.out; echo "FAILED: wasmcell-vmm did not start and refuse a missing plan"; exit 1; }
+echo "containerd-shim-wasmcell-v1 and wasmcell-vmm start and refuse bad input"
 echo "== arm64: figures under emulation (they track regressions, not real hardware)"
 ./samples/wasmcell boot 2>&1 | tail -n 1
 for _ in 1 2 3; do
