@@ -118,14 +118,19 @@ check_pair() { # ID SERVER_FLAGS SERVER_ARGS CLIENT_FLAGS CLIENT_ARGS
 }
 SCRIPT
 
+# A module's file, as cases.txt and pairs.txt name it.
+source_of() {
+    case $1 in
+        *.wat) echo "$modules/$1" ;;
+        p2:*) echo "$components/${1#p2:}.wasm" ;;
+        *) echo "$samples/$1.wasm" ;;
+    esac
+}
+
 count=0
 while IFS='|' read -r id module flags args stdin; do
     case $id in '' | '#'*) continue ;; esac
-    case $module in
-        *.wat) src=$modules/$module ;;
-        p2:*) src=$components/${module#p2:}.wasm ;;
-        *) src=$samples/$module.wasm ;;
-    esac
+    src=$(source_of "$module")
     [ -f "$src" ] || { echo "$0: $src is missing (images/build.sh builds the samples)" >&2; exit 1; }
     native=false
     run_flags=()
@@ -147,12 +152,6 @@ while IFS='|' read -r id module flags args stdin; do
     count=$((count + 1))
 done <"$root/ci/arm64/cases.txt"
 
-source_of() {
-    case $1 in
-        p2:*) echo "$components/${1#p2:}.wasm" ;;
-        *) echo "$samples/$1.wasm" ;;
-    esac
-}
 # shellcheck source=/dev/null # written above
 . "$out/pair.sh"
 while IFS='|' read -r id server sflags sargs client cflags cargs; do

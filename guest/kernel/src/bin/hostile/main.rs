@@ -1,8 +1,9 @@
 //! A test-only guest image that plays the attacker: what a tenant who broke out of Wasm has is
-//! native code at CPL 3 (EL0 on aarch64) in the guest, with the workload's own vCPU, window and console. The
-//! VMM's hostile-guest tests (`vmm/tests/hostile*.rs`) boot it in place of the real guest and
-//! name the attack in the workload's arguments; each attack ends with what the VMM makes of it
-//! (a fault, a device error, an exit code) and the test checks that it is the safe one.
+//! native code at CPL 3 (EL0 on aarch64) in the guest, with the workload's own vCPU, window and
+//! console. The VMM's hostile-guest tests (`vmm/tests/hostile*.rs`) boot it in place of the real
+//! guest and name the attack in the workload's arguments; each attack ends with what the VMM
+//! makes of it (a fault, a device error, an exit code) and the test checks that it is the safe
+//! one.
 //!
 //! It shares the real guest's entry contract (`wasmcell_abi`) and linker script, but none of its
 //! code: it is built beside it (`cargo build` of `guest/kernel` makes both) and never embedded
@@ -17,8 +18,8 @@
 //!   leaf, low 8 bits), `cpuid-kvm` (exit 1 if CPUID shows KVM's paravirtual signature);
 //!   aarch64 system-register writes and reads (`msr-ttbr0 VALUE`, `msr-vbar VALUE`,
 //!   `msr-tpidrro VALUE`, `mrs-tpidr-el1`, `daif`, `cntp`), `svc`, `hvc`, `smc`, `eret`, `brk`,
-//!   `wfi`, `wfe`, maintenance (`ic-iallu`, `tlbi`, `at ADDR`, `dc-zva ADDR`, `dc-ivac ADDR`, `dc-civac ADDR`)
-//!   and MMIO stores KVM cannot decode (`stp-control`, `str-writeback ADDR`).
+//!   `wfi`, `wfe`, maintenance (`ic-iallu`, `tlbi`, `at ADDR`, `dc-zva ADDR`, `dc-ivac ADDR`,
+//!   `dc-civac ADDR`) and MMIO stores KVM cannot decode (`stp-control`, `str-writeback ADDR`).
 //! - `ring QUEUE desc|avail|used ADDR`: set up console queue QUEUE with one ring at ADDR.
 //! - `buffer ADDR LEN`: send one stdout buffer at ADDR of LEN bytes.
 //! - `device-ready COUNT`: send COUNT DEVICE_READY control messages, never posting a buffer

@@ -57,10 +57,9 @@ pub fn vcpu_block() -> u64 {
 /// `None` if this architecture has no such attack. An attack that gets through returns its exit
 /// code.
 pub fn instruction(name: &[u8], arg: u64) -> Option<u32> {
-    // SAFETY: the attack. Each instruction must trap at EL0 (UNDEFINED, or
-    // trapped to EL1 by the VMM's SCTLR_EL1, CNTKCTL_EL1 and the missing UMA), fault on the page
-    // tables, or end the workload as a device error; if it does none of these, the attack got
-    // through and the exit code says so.
+    // SAFETY: the attack. Each instruction must trap at EL0 (UNDEFINED, or trapped to EL1 by the
+    // VMM's SCTLR_EL1 and CNTKCTL_EL1), fault on the page tables, or end the workload as a device
+    // error; if it does none of these, the attack got through and the exit code says so.
     unsafe {
         match name {
             // The address space, the vectors, and the registers the vectors trust.
